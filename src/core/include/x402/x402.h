@@ -1,0 +1,250 @@
+/*
+ * x402.h: the C API of the x402 core (src/core). The nginx glue sees nothing
+ * else of the core. Every function here is noexcept on the C++ side: no
+ * exception crosses this boundary, a failure is a return code.
+ *
+ * Strings are (data, len) pairs and are not NUL-terminated unless stated.
+ * Output buffers are allocated through the caller's allocator (an nginx pool
+ * in the module), so the caller frees nothing but the opaque objects
+ * (x402_offer_t, x402_payment_t), whose free functions the glue calls from
+ * a pool cleanup.
+ */
+
+#ifndef X402_X402_H
+#define X402_X402_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+
+/* Fixed upper bounds on every input. */
+#define X402_MAX_HEADER_LEN      16384  /* base64 payment header, bytes */
+#define X402_MAX_JSON_DEPTH      16     /* nesting of a decoded payload */
+#define X402_MAX_FACILITATOR_LEN 65536  /* facilitator response body */
+#define X402_MAX_AMOUNT_DIGITS   78     /* uint256 in decimal */
+#define X402_VALID_BEFORE_MARGIN 6      /* seconds, reference facilitator */
+
+
+typedef struct {
+    const char  *data;
+    size_t       len;
+} x402_str_t;
+
+/* Returns len bytes of storage or NULL; never freed by the core. */
+typedef void *(*x402_alloc_pt)(void *ctx, size_t size);
+
+typedef struct {
+    x402_alloc_pt  alloc;
+    void          *ctx;
+} x402_allocator_t;
+
+
+/* ---- networks and assets (x402-notes 1.8, 3) ---- */
+
+typedef struct {
+    const char  *v1_name;        /* "base-sepolia" */
+    const char  *caip2;          /* "eip155:84532" */
+    uint64_t     chain_id;
+    /* default asset (the network's USDC); usdc == NULL: none known */
+    const char  *usdc;           /* EIP-55 checksummed address */
+    const char  *usdc_name;      /* EIP-712 domain name: "USDC", "USD Coin" */
+    const char  *usdc_version;   /* EIP-712 domain version: "2" */
+    unsigned     usdc_decimals;  /* 6 */
+} x402_network_t;
+
+/* By v1 name ("base") or CAIP-2 id ("eip155:8453"); NULL if unknown. */
+const x402_network_t *x402_network_find(x402_str_t name);
+
+
+/* ---- addresses and amounts (configuration and variables) ---- */
+
+/*
+ * "0x" + 40 hex digits. All-lower or all-upper hex is accepted as is; mixed
+ * case must carry a valid EIP-55 checksum. out receives the checksummed form
+ * (42 bytes, NUL-terminated: out[42] = '\0').
+ * Returns 0, or -1 with *err set to a static message naming the rule broken.
+ */
+int x402_address_parse(x402_str_t in, char out[43], const char **err);
+
+/*
+ * Price to atomic units, exact decimal arithmetic, no floating point.
+ *   atomic == 0: display units: "0.001", "$0.001", "1", "1.50"
+ *                (more fractional digits than `decimals` is an error);
+ *   atomic == 1: an integer of atomic units: "1000".
+ * Leading/trailing whitespace is an error. out receives the canonical
+ * decimal (no leading zeros), NUL-terminated, at most 78 digits.
+ * Returns 1 priced, 0 free (empty, "0", "0.00", "$0"), -1 error (*err set).
+ */
+int x402_amount_parse(x402_str_t in, unsigned decimals, int atomic,
+    char out[X402_MAX_AMOUNT_DIGITS + 1], const char **err);
+
+
+/* ---- requirements and the 402 ---- */
+
+/* One entry of `accepts`, fully resolved (strings are copied by
+ * x402_offer_create, so they may be short-lived). */
+typedef struct {
+    x402_str_t              scheme;         /* "exact" */
+    const x402_network_t   *network;
+    x402_str_t              amount;         /* atomic decimal */
+    x402_str_t              asset;          /* checksummed */
+    x402_str_t              pay_to;         /* checksummed */
+    x402_str_t              asset_name;     /* extra.name */
+    x402_str_t              asset_version;  /* extra.version */
+    unsigned                asset_decimals;
+    uint64_t                max_timeout;    /* maxTimeoutSeconds */
+    x402_str_t              description;    /* "" allowed */
+    x402_str_t              mime_type;      /* "" allowed */
+} x402_requirement_t;
+
+/*
+ * An offer: the requirements of one location (n >= 1), pre-rendered so that
+ * a 402 costs a copy and a URL splice per request. Created at configuration
+ * time when nothing depends on variables, else per request.
+ * Returns NULL on error (*err set) or allocation failure.
+ */
+typedef struct x402_offer_s  x402_offer_t;
+
+x402_offer_t *x402_offer_create(const x402_requirement_t *reqs, size_t n,
+    const char **err);
+void x402_offer_free(x402_offer_t *offer);
+size_t x402_offer_count(const x402_offer_t *offer);
+const x402_requirement_t *x402_offer_get(const x402_offer_t *offer, size_t i);
+
+/*
+ * The 402 for an offer. resource_url: the absolute URL the client asked for
+ * (JSON-escaped by the core). error: the `error` string; len 0 means
+ * "Payment required" (the v1 body then says "X-PAYMENT header is required").
+ *   header: value of PAYMENT-REQUIRED, padded standard base64 of the compact
+ *           v2 PaymentRequired JSON;
+ *   body:   the v1 PaymentRequirementsResponse JSON (x402Version 1, error,
+ *           accepts with v1 field names and v1 network names).
+ * Returns 0, or -1 on allocation failure.
+ */
+int x402_offer_render(const x402_offer_t *offer, x402_str_t resource_url,
+    x402_str_t error, const x402_allocator_t *a, x402_str_t *header,
+    x402_str_t *body);
+
+
+/* ---- payments: decode, match, local verification ---- */
+
+typedef struct x402_payment_s  x402_payment_t;
+
+typedef struct {
+    int          ok;            /* 1: every local check passed */
+    /*
+     * 1: the signature is not a 65-byte ECDSA signature (smart wallet,
+     * ERC-6492): everything else passed, and only the facilitator's /verify
+     * may accept it. Never serve on local checks alone when set.
+     */
+    int          signature_unchecked;
+    int          version;       /* x402Version of the payload, 1 or 2 */
+    /* spec invalidReason, e.g. "invalid_exact_evm_payload_signature";
+     * static, NULL when ok */
+    const char  *reason;
+    /* human detail naming the value and the rule; static, may be NULL */
+    const char  *message;
+    size_t       requirement;   /* index into the offer of the match */
+
+    /* Filled once decoded and matched; they point into the payment object
+     * and live as long as it does. */
+    x402_str_t   scheme;
+    x402_str_t   network;       /* CAIP-2 */
+    x402_str_t   asset;         /* checksummed */
+    x402_str_t   payer;         /* authorization.from, checksummed */
+    x402_str_t   pay_to;        /* authorization.to, checksummed */
+    x402_str_t   value;         /* atomic decimal */
+    x402_str_t   nonce;         /* 0x + 64 hex, lower case */
+    uint64_t     valid_after;
+    uint64_t     valid_before;
+    /* hex keccak256 over (chain id, asset, from, nonce): the payment's
+     * identity in the store and in $x402_payment_id */
+    char         payment_id[65];
+} x402_verdict_t;
+
+/*
+ * Decode a payment header. version_hint: 2 for PAYMENT-SIGNATURE, 1 for
+ * X-PAYMENT (the payload's own x402Version must agree). Size cap, standard
+ * base64 alphabet (missing padding tolerated), JSON within
+ * X402_MAX_JSON_DEPTH, the shape of the declared version.
+ * Returns the payment, or NULL with v->reason/v->message set (or both NULL
+ * on allocation failure). The payment must be released by x402_payment_free.
+ */
+x402_payment_t *x402_payment_decode(x402_str_t header, int version_hint,
+    x402_verdict_t *v);
+void x402_payment_free(x402_payment_t *p);
+
+/*
+ * Match the payment against the offer, then run every local check at time
+ * `now` (unix seconds): to == payTo, value == amount, validAfter <= now,
+ * validBefore >= now + 6, nonce 32 bytes, signature 65 bytes with v 27/28
+ * and low s, EIP-712 TransferWithAuthorization digest recovered to `from`.
+ * Fills v. Returns 0 if v->ok, else -1.
+ */
+int x402_payment_verify(x402_payment_t *p, const x402_offer_t *offer,
+    int64_t now, x402_verdict_t *v);
+
+
+/* ---- facilitator messages (x402-notes 4) ---- */
+
+/*
+ * The body POSTed to <prefix>verify and <prefix>settle (the same bytes to
+ * both): {"x402Version":N,"paymentPayload":<the client's payload>,
+ * "paymentRequirements":<the matched requirement in the payload's version
+ * shape; v1 carries resource_url>}. Call after x402_payment_verify.
+ */
+int x402_facilitator_request(const x402_payment_t *p,
+    const x402_offer_t *offer, size_t requirement, x402_str_t resource_url,
+    const x402_allocator_t *a, x402_str_t *body);
+
+#define X402_FAC_OK       0   /* isValid / success true */
+#define X402_FAC_REFUSED  1   /* isValid / success false: a 402 */
+#define X402_FAC_BROKEN   2   /* malformed, unexpected status: a 502 */
+
+typedef struct {
+    int          outcome;       /* X402_FAC_* */
+    x402_str_t   reason;        /* invalidReason / errorReason, or why broken */
+    x402_str_t   message;       /* invalidMessage / errorMessage */
+    x402_str_t   payer;
+    x402_str_t   transaction;   /* settle only */
+    x402_str_t   network;       /* settle only */
+    /* settle only: base64 of the compact settle JSON, the value of
+     * PAYMENT-RESPONSE / X-PAYMENT-RESPONSE (also on success false) */
+    x402_str_t   response_header;
+} x402_facilitator_result_t;
+
+/* Parse a /verify or /settle answer (HTTP status and body, as x402-notes
+ * 4.4: 200 with isValid false, non-200 with an error body, garbage).
+ * Strings are allocated with a. Returns the outcome, or -1 on allocation
+ * failure. */
+int x402_facilitator_parse_verify(int status, x402_str_t body,
+    const x402_allocator_t *a, x402_facilitator_result_t *out);
+int x402_facilitator_parse_settle(int status, x402_str_t body,
+    const x402_allocator_t *a, x402_facilitator_result_t *out);
+
+/* base64 of compact {"success":false,"errorReason":reason,"transaction":"",
+ * "network":network,"payer":payer} for a refused settlement that had no
+ * facilitator body to echo. */
+int x402_settle_failure_header(x402_str_t reason, x402_str_t network,
+    x402_str_t payer, const x402_allocator_t *a, x402_str_t *header);
+
+
+/* ---- utilities shared with the glue ---- */
+
+/* Padded standard base64. Returns 0, -1 on allocation failure. */
+int x402_base64_encode(x402_str_t in, const x402_allocator_t *a,
+    x402_str_t *out);
+
+/* keccak256(in) into out[32]. */
+void x402_keccak256(const void *in, size_t len, unsigned char out[32]);
+
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* X402_X402_H */
