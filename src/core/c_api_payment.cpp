@@ -2,13 +2,51 @@
 // noexcept and turns any exception into an error return, so nothing C++
 // ever unwinds into nginx.
 #include <cstring>
+#include <memory>
 #include <new>
+#include <string_view>
 
 #include "base64.hpp"
 #include "keccak.hpp"
+#include "payment.hpp"
 #include "x402/x402.h"
 
 extern "C" {
+
+x402_payment_t *x402_payment_decode(x402_str_t header, int version_hint,
+                                    x402_verdict_t *v)
+{
+    std::memset(v, 0, sizeof(*v));
+    try {
+        auto p = std::make_unique<x402_payment_s>();
+        const char *reason = nullptr;
+        const char *message = nullptr;
+        std::string_view h(header.data ? header.data : "",
+                           header.data ? header.len : 0);
+        if (!x402::payment_decode(h, version_hint, *p, &reason, &message)) {
+            v->version = p->version;
+            v->reason = reason;
+            v->message = message;
+            return nullptr;
+        }
+        x402::payment_fill_verdict(*p, v);
+        return p.release();
+    } catch (const std::bad_alloc &) {
+        std::memset(v, 0, sizeof(*v));
+        return nullptr;
+    } catch (...) {
+        std::memset(v, 0, sizeof(*v));
+        v->reason = x402::reason::invalid_payload;
+        v->message = "payment header could not be decoded";
+        return nullptr;
+    }
+}
+
+void x402_payment_free(x402_payment_t *p)
+{
+    // The destructor of strings and vectors cannot throw.
+    delete p;
+}
 
 int x402_base64_encode(x402_str_t in, const x402_allocator_t *a,
                        x402_str_t *out)
