@@ -1,0 +1,369 @@
+#include "facilitator.hpp"
+
+#include <jansson.h>
+
+#include <cstring>
+#include <memory>
+
+#include "address.hpp"
+#include "json_writer.hpp"
+#include "offer.hpp"
+#include "payment.hpp"
+
+namespace x402 {
+
+namespace {
+
+constexpr size_t max_reason = 256;
+constexpr size_t max_message = 1024;
+constexpr size_t max_transaction = 256;
+constexpr size_t max_network = 128;
+
+struct JsonDeleter {
+    void operator()(json_t *j) const noexcept { json_decref(j); }
+};
+using JsonPtr = std::unique_ptr<json_t, JsonDeleter>;
+
+constexpr std::string_view version_key = "{\"x402Version\":";
+constexpr std::string_view payload_key = ",\"paymentPayload\":";
+constexpr std::string_view requirements_key = ",\"paymentRequirements\":";
+
+char *put(char *out, std::string_view s) noexcept
+{
+    if (!s.empty()) {
+        std::memcpy(out, s.data(), s.size());
+    }
+    return out + s.size();
+}
+
+// Bounded copy with control characters replaced by spaces, cut on a UTF-8
+// character boundary (jansson hands us valid UTF-8).
+std::string clean(std::string_view s, size_t max)
+{
+    if (s.size() > max) {
+        size_t n = max;
+        while (n > 0 && (uint8_t(s[n]) & 0xc0) == 0x80) {
+            n--;
+        }
+        s = s.substr(0, n);
+    }
+    std::string out(s);
+    for (char &c : out) {
+        if (uint8_t(c) < 0x20 || c == 0x7f) {
+            c = ' ';
+        }
+    }
+    return out;
+}
+
+bool printable_ascii(std::string_view s, size_t max) noexcept
+{
+    if (s.size() > max) {
+        return false;
+    }
+    for (char c : s) {
+        if (c < 0x21 || c > 0x7e) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// Parses a bounded body into a JSON object; nullptr if not one.
+JsonPtr parse_object(std::string_view body)
+{
+    if (body.size() > X402_MAX_FACILITATOR_LEN
+        || !json_depth_within(body, X402_MAX_JSON_DEPTH)) {
+        return nullptr;
+    }
+    json_error_t error;
+    JsonPtr j(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES,
+                         &error));
+    if (!j || !json_is_object(j.get())) {
+        return nullptr;
+    }
+    return j;
+}
+
+// A string member; nullopt-like empty view with present=false when absent,
+// null, or not a string.
+bool get_string(const json_t *obj, const char *key, std::string_view &out)
+{
+    const json_t *v = json_object_get(obj, key);
+    if (v == nullptr || !json_is_string(v)) {
+        return false;
+    }
+    out = std::string_view(json_string_value(v), json_string_length(v));
+    return true;
+}
+
+std::string payer_of(const json_t *obj)
+{
+    std::string_view p;
+    if (!get_string(obj, "payer", p)) {
+        return {};
+    }
+    auto c = checksum_address(p);
+    return c ? *c : std::string();
+}
+
+std::string status_text(const char *what, int status)
+{
+    return std::string(what) + " answered HTTP " + std::to_string(status);
+}
+
+bool is_reason_token(std::string_view s) noexcept
+{
+    if (s.empty() || s.size() > max_reason || !(s[0] >= 'a' && s[0] <= 'z')) {
+        return false;
+    }
+    for (char c : s) {
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
+
+// Go facilitators: 500 {"error":"<reason>: <message>"} (x402-notes 4.4).
+bool go_style_refusal(int status, const json_t *obj, FacilitatorAnswer &a)
+{
+    std::string_view e;
+    if (status != 500 || obj == nullptr || !get_string(obj, "error", e)) {
+        return false;
+    }
+    size_t colon = e.find(": ");
+    std::string_view reason = e.substr(0, colon);
+    if (!is_reason_token(reason)) {
+        return false;
+    }
+    a.outcome = X402_FAC_REFUSED;
+    a.reason.assign(reason);
+    if (colon != std::string_view::npos) {
+        a.message = clean(e.substr(colon + 2), max_message);
+    }
+    return true;
+}
+
+void broken(FacilitatorAnswer &a, std::string why)
+{
+    a = FacilitatorAnswer{};
+    a.outcome = X402_FAC_BROKEN;
+    a.reason = std::move(why);
+}
+
+}  // namespace
+
+bool json_depth_within(std::string_view text, size_t max_depth) noexcept
+{
+    size_t depth = 0;
+    bool in_string = false, escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            if (escaped) {
+                escaped = false;
+            } else if (c == '\\') {
+                escaped = true;
+            } else if (c == '"') {
+                in_string = false;
+            }
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max_depth) {
+                return false;
+            }
+        } else if ((c == ']' || c == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return true;
+}
+
+FacilitatorAnswer facilitator_parse_verify(int status, std::string_view body)
+{
+    FacilitatorAnswer a;
+    if (body.size() > X402_MAX_FACILITATOR_LEN) {
+        broken(a, "facilitator /verify answer is larger than 65536 bytes");
+        return a;
+    }
+    if (!json_depth_within(body, X402_MAX_JSON_DEPTH)) {
+        broken(a, "facilitator /verify answer nests deeper than 16 levels");
+        return a;
+    }
+    JsonPtr obj = parse_object(body);
+    const json_t *valid = obj ? json_object_get(obj.get(), "isValid") : nullptr;
+    if (valid != nullptr && json_is_boolean(valid)) {
+        a.payer = payer_of(obj.get());
+        if (json_is_true(valid)) {
+            if (status != 200) {
+                broken(a, status_text("facilitator /verify", status)
+                              + " with isValid true");
+                return a;
+            }
+            a.outcome = X402_FAC_OK;
+            return a;
+        }
+        a.outcome = X402_FAC_REFUSED;
+        std::string_view s;
+        a.reason = get_string(obj.get(), "invalidReason", s) && !s.empty()
+                       ? clean(s, max_reason)
+                       : "invalid_payment";
+        if (get_string(obj.get(), "invalidMessage", s)) {
+            a.message = clean(s, max_message);
+        }
+        return a;
+    }
+    if (go_style_refusal(status, obj.get(), a)) {
+        return a;
+    }
+    if (status == 200) {
+        broken(a, obj ? "facilitator /verify answered 200 without a boolean "
+                        "isValid"
+                      : "facilitator /verify answered 200 with a body that "
+                        "is not a JSON object");
+    } else {
+        broken(a, status_text("facilitator /verify", status));
+    }
+    return a;
+}
+
+FacilitatorAnswer facilitator_parse_settle(int status, std::string_view body)
+{
+    FacilitatorAnswer a;
+    if (body.size() > X402_MAX_FACILITATOR_LEN) {
+        broken(a, "facilitator /settle answer is larger than 65536 bytes");
+        return a;
+    }
+    if (!json_depth_within(body, X402_MAX_JSON_DEPTH)) {
+        broken(a, "facilitator /settle answer nests deeper than 16 levels");
+        return a;
+    }
+    JsonPtr obj = parse_object(body);
+    const json_t *success =
+        obj ? json_object_get(obj.get(), "success") : nullptr;
+    if (success == nullptr || !json_is_boolean(success)) {
+        if (go_style_refusal(status, obj.get(), a)) {
+            return a;
+        }
+        if (status != 200) {
+            broken(a, status_text("facilitator /settle", status));
+        } else {
+            broken(a, obj ? "facilitator /settle answered 200 without a "
+                            "boolean success"
+                          : "facilitator /settle answered 200 with a body "
+                            "that is not a JSON object");
+        }
+        return a;
+    }
+
+    const json_t *o = obj.get();
+    bool ok = json_is_true(success);
+    std::string_view tx, net, s;
+    bool has_tx = get_string(o, "transaction", tx);
+    bool has_net = get_string(o, "network", net);
+    a.payer = payer_of(o);
+    if (ok) {
+        if (status != 200) {
+            // Money may have moved: keep the transaction for the log.
+            std::string keep = printable_ascii(tx, max_transaction)
+                                   ? std::string(tx) : std::string();
+            broken(a, status_text("facilitator /settle", status)
+                          + " with success true");
+            a.transaction = std::move(keep);
+            return a;
+        }
+        if (!has_tx || tx.empty() || !printable_ascii(tx, max_transaction)) {
+            broken(a, "facilitator /settle reported success without a valid "
+                      "transaction");
+            return a;
+        }
+        if (!has_net || net.empty() || !printable_ascii(net, max_network)) {
+            broken(a, "facilitator /settle reported success without a valid "
+                      "network");
+            return a;
+        }
+        a.outcome = X402_FAC_OK;
+        a.transaction.assign(tx);
+        a.network.assign(net);
+    } else {
+        a.outcome = X402_FAC_REFUSED;
+        a.reason = get_string(o, "errorReason", s) && !s.empty()
+                       ? clean(s, max_reason)
+                       : "unexpected_settle_error";
+        if (get_string(o, "errorMessage", s) && !s.empty()) {
+            a.message = clean(s, max_message);
+        }
+        a.transaction = has_tx ? clean(tx, max_transaction) : std::string();
+        a.network = has_net ? clean(net, max_network) : std::string();
+    }
+
+    // PAYMENT-RESPONSE: the facilitator's settle result re-serialized
+    // compactly in the TS key order (x402-notes 1.6, 5.3).
+    std::string &j = a.response_json;
+    j = ok ? "{\"success\":true" : "{\"success\":false";
+    if (!ok) {
+        json_append_member(j, "errorReason", a.reason);
+        if (!a.message.empty()) {
+            json_append_member(j, "errorMessage", a.message);
+        }
+    }
+    if (!a.payer.empty()) {
+        json_append_member(j, "payer", a.payer);
+    }
+    json_append_member(j, "transaction", a.transaction);
+    json_append_member(j, "network", a.network);
+    j += '}';
+    return a;
+}
+
+std::string settle_failure_json(std::string_view reason,
+                                std::string_view network,
+                                std::string_view payer)
+{
+    std::string j = "{\"success\":false";
+    json_append_member(j, "errorReason", reason);
+    json_append_member(j, "transaction", "");
+    json_append_member(j, "network", network);
+    if (!payer.empty()) {
+        json_append_member(j, "payer", payer);
+    }
+    j += '}';
+    return j;
+}
+
+size_t facilitator_request_len(const x402_payment_s &p,
+                               const x402_offer_s &offer, size_t i,
+                               std::string_view url) noexcept
+{
+    size_t req = p.version == 1 ? offer.v1_json_len(i, url)
+                                : offer.v2_json(i).size();
+    return version_key.size() + 1 + payload_key.size() + p.json.size()
+           + requirements_key.size() + req + 1;
+}
+
+char *facilitator_request_to(const x402_payment_s &p,
+                             const x402_offer_s &offer, size_t i,
+                             std::string_view url, char *out) noexcept
+{
+    out = put(out, version_key);
+    *out++ = p.version == 1 ? '1' : '2';
+    out = put(out, payload_key);
+    out = put(out, p.json);
+    out = put(out, requirements_key);
+    out = p.version == 1 ? offer.v1_json_to(i, url, out)
+                         : put(out, offer.v2_json(i));
+    *out++ = '}';
+    return out;
+}
+
+std::string facilitator_request(const x402_payment_s &p,
+                                const x402_offer_s &offer, size_t i,
+                                std::string_view url)
+{
+    std::string s(facilitator_request_len(p, offer, i, url), '\0');
+    facilitator_request_to(p, offer, i, url, s.data());
+    return s;
+}
+
+}  // namespace x402
