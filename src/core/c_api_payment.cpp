@@ -48,6 +48,26 @@ void x402_payment_free(x402_payment_t *p)
     delete p;
 }
 
+int x402_payment_verify(x402_payment_t *p, const x402_offer_t *offer,
+                        int64_t now, x402_verdict_t *v)
+{
+    try {
+        if (p == nullptr) {
+            std::memset(v, 0, sizeof(*v));
+            v->reason = x402::reason::invalid_payload;
+            v->message = "no payment";
+            return -1;
+        }
+        return x402::payment_verify(*p, offer, now, v) ? 0 : -1;
+    } catch (...) {
+        v->ok = 0;
+        v->signature_unchecked = 0;
+        v->reason = "unexpected_verify_error";
+        v->message = "local verification failed unexpectedly";
+        return -1;
+    }
+}
+
 int x402_base64_encode(x402_str_t in, const x402_allocator_t *a,
                        x402_str_t *out)
 {
