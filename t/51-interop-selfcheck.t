@@ -1,0 +1,43 @@
+#!/usr/bin/perl
+# The money path without nginx (issue 5): the committed contract artifacts
+# match their source, and the local chain + token, the official facilitator,
+# the official v1/v2 clients and a reference server built on the official
+# server code agree (js/interop/selfcheck.mjs). When this passes and
+# t/50-interop.t fails, the module is at fault, not the infrastructure.
+
+use strict;
+use warnings;
+use Test::More;
+use FindBin;
+use Cwd qw(abs_path);
+use Time::HiRes qw(time);
+
+my $root = abs_path("$FindBin::Bin/..");
+plan skip_all => 'js/node_modules missing (npm ci in js/)'
+    unless -d "$root/js/node_modules/\@x402/core"
+        && -x "$root/js/node_modules/\@foundry-rs/anvil-linux-amd64/bin/anvil";
+
+my $t0 = time;
+my $out = `node $root/js/interop/compile.mjs --check 2>&1`;
+is($? >> 8, 0, 'contracts/artifacts match contracts/*.sol') or diag($out);
+
+# selfcheck prints TAP-like lines: re-emit each as a test
+my $t1 = time;
+open my $fh, '-|', 'node', "$root/js/interop/selfcheck.mjs"
+    or die "selfcheck: $!";
+my $seen = 0;
+while (my $l = <$fh>) {
+    chomp $l;
+    if ($l =~ /^(not )?ok \d+ - (.*?)(?:\s+# (.*))?$/) {
+        $seen++;
+        ok(!$1, $2) or diag($3 // '');
+    } elsif ($l =~ /^#/) {
+        note($l);
+    }
+}
+close $fh;
+is($? >> 8, 0, 'selfcheck.mjs exits 0');
+cmp_ok($seen, '>=', 20, 'selfcheck ran its checks');
+note(sprintf 'compile check %.1fs, selfcheck %.1fs', $t1 - $t0, time - $t1);
+
+done_testing;
