@@ -1,0 +1,1026 @@
+
+/*
+ * Copyright (C) ngx_http_x402_module authors
+ *
+ * Metrics of the x402 module: a fixed-size shared memory zone of atomic
+ * counters, a log-phase handler that counts 402s and payment outcomes from
+ * $x402_status / $x402_reason, and the `x402_metrics` content handler
+ * (Prometheus text exposition format 0.0.4).
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_x402_metrics.h"
+
+
+#define NGX_HTTP_X402_METRICS_MAGIC     0x78343032u  /* "x402" */
+#define NGX_HTTP_X402_METRICS_VERSION   1
+
+/* revenue table: (network, asset, payTo) keys, bounded */
+#define NGX_HTTP_X402_METRICS_KEYS      64
+#define NGX_HTTP_X402_METRICS_KEY_LEN   64
+
+/*
+ * Revenue is kept exact in base 10^9 limbs, least significant first:
+ * 10 limbs hold 90 decimal digits, more than any sum of uint256 amounts
+ * that a counter will ever see (2^256 has 78 digits).
+ */
+#define NGX_HTTP_X402_METRICS_LIMBS     10
+#define NGX_HTTP_X402_METRICS_BASE      1000000000u
+
+#define NGX_HTTP_X402_METRICS_BUCKETS   11  /* finite buckets; +Inf extra */
+
+#define NGX_HTTP_X402_METRICS_ENDPOINTS 2
+#define NGX_HTTP_X402_METRICS_FAC_N     3
+#define NGX_HTTP_X402_METRICS_SETTLE_N  3
+#define NGX_HTTP_X402_METRICS_STORES    2
+
+
+/* $x402_status values, in the order of the issue */
+enum {
+    NGX_HTTP_X402_ST_NONE = 0,
+    NGX_HTTP_X402_ST_REQUIRED,
+    NGX_HTTP_X402_ST_INVALID,
+    NGX_HTTP_X402_ST_VERIFIED,
+    NGX_HTTP_X402_ST_SETTLED,
+    NGX_HTTP_X402_ST_REUSED,
+    NGX_HTTP_X402_ST_REPLAYED,
+    NGX_HTTP_X402_ST_ERROR,
+    NGX_HTTP_X402_ST_N
+};
+
+/* outcomes that carry a reason: invalid, replayed, error */
+#define NGX_HTTP_X402_REJECT_N  3
+
+
+typedef struct {
+    u_char                 network[NGX_HTTP_X402_METRICS_KEY_LEN];
+    u_char                 asset[NGX_HTTP_X402_METRICS_KEY_LEN];
+    u_char                 pay_to[NGX_HTTP_X402_METRICS_KEY_LEN];
+    uint8_t                network_len;
+    uint8_t                asset_len;
+    uint8_t                pay_to_len;
+    uint8_t                saturated;
+    uint32_t               limb[NGX_HTTP_X402_METRICS_LIMBS];
+} ngx_http_x402_metrics_revenue_t;
+
+
+typedef struct {
+    uint32_t               magic;
+    uint32_t               version;
+    size_t                 size;
+
+    ngx_atomic_t           required[2];             /* json, html */
+    ngx_atomic_t           payments[NGX_HTTP_X402_ST_N];
+    /* [outcome][reason]: reasons[] indexes, then "other", then "" */
+    ngx_atomic_t           rejections[NGX_HTTP_X402_REJECT_N][64];
+
+    ngx_atomic_t           fac_bucket[NGX_HTTP_X402_METRICS_ENDPOINTS]
+                                     [NGX_HTTP_X402_METRICS_BUCKETS + 1];
+    ngx_atomic_t           fac_sum_ms[NGX_HTTP_X402_METRICS_ENDPOINTS];
+    ngx_atomic_t           fac_result[NGX_HTTP_X402_METRICS_ENDPOINTS]
+                                     [NGX_HTTP_X402_METRICS_FAC_N];
+
+    ngx_atomic_t           settlements[NGX_HTTP_X402_METRICS_SETTLE_N];
+
+    ngx_atomic_t           store_errors[NGX_HTTP_X402_METRICS_STORES];
+    ngx_atomic_t           store_fallbacks;
+
+    /* written under the slab pool mutex, read without it */
+    ngx_atomic_t           revenue_overflow;
+    ngx_uint_t             nrevenue;
+    ngx_http_x402_metrics_revenue_t
+                           revenue[NGX_HTTP_X402_METRICS_KEYS];
+} ngx_http_x402_metrics_shctx_t;
+
+
+typedef struct {
+    ngx_int_t              status_index;
+    ngx_int_t              reason_index;
+} ngx_http_x402_metrics_main_conf_t;
+
+
+static ngx_int_t ngx_http_x402_metrics_log_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_x402_metrics_handler(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_x402_metrics_find(ngx_str_t *s, ngx_str_t *set,
+    ngx_uint_t n);
+static ngx_int_t ngx_http_x402_metrics_add_amount(
+    ngx_http_x402_metrics_revenue_t *rv, ngx_str_t *amount);
+static u_char *ngx_http_x402_metrics_label(u_char *p, ngx_str_t *v);
+static u_char *ngx_http_x402_metrics_limbs(u_char *p, uint32_t *limb);
+static u_char *ngx_http_x402_metrics_seconds(u_char *p, ngx_atomic_uint_t ms);
+static ngx_int_t ngx_http_x402_metrics_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static void *ngx_http_x402_metrics_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_x402_metrics(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_x402_metrics_init(ngx_conf_t *cf);
+
+
+/* the cycle's zone; set in the master before the workers fork */
+static ngx_http_x402_metrics_shctx_t  *ngx_http_x402_metrics_sh;
+static ngx_slab_pool_t                *ngx_http_x402_metrics_shpool;
+
+
+static ngx_str_t  ngx_http_x402_metrics_zone_name =
+    ngx_string("x402_metrics");
+
+
+static ngx_str_t  ngx_http_x402_metrics_status[] = {
+    ngx_string("none"),
+    ngx_string("required"),
+    ngx_string("invalid"),
+    ngx_string("verified"),
+    ngx_string("settled"),
+    ngx_string("reused"),
+    ngx_string("replayed"),
+    ngx_string("error")
+};
+
+
+static ngx_uint_t  ngx_http_x402_metrics_reject_status[] = {
+    NGX_HTTP_X402_ST_INVALID,
+    NGX_HTTP_X402_ST_REPLAYED,
+    NGX_HTTP_X402_ST_ERROR
+};
+
+
+/*
+ * The reason label is bounded to the x402 spec's invalidReason /
+ * errorReason names (TS, Go, Python and legacy facilitators, x402-notes
+ * 2.4) and the module's own; anything else a facilitator says is "other".
+ */
+static ngx_str_t  ngx_http_x402_metrics_reasons[] = {
+    ngx_string("insufficient_funds"),
+    ngx_string("invalid_exact_evm_authorization_value"),
+    ngx_string("invalid_exact_evm_eip3009_not_supported"),
+    ngx_string("invalid_exact_evm_failed_to_get_network_config"),
+    ngx_string("invalid_exact_evm_insufficient_balance"),
+    ngx_string("invalid_exact_evm_missing_eip712_domain"),
+    ngx_string("invalid_exact_evm_network_mismatch"),
+    ngx_string("invalid_exact_evm_nonce_already_used"),
+    ngx_string("invalid_exact_evm_payload"),
+    ngx_string("invalid_exact_evm_payload_authorization_valid_after"),
+    ngx_string("invalid_exact_evm_payload_authorization_valid_before"),
+    ngx_string("invalid_exact_evm_payload_authorization_value"),
+    ngx_string("invalid_exact_evm_payload_authorization_value_mismatch"),
+    ngx_string("invalid_exact_evm_payload_missing_signature"),
+    ngx_string("invalid_exact_evm_payload_recipient_mismatch"),
+    ngx_string("invalid_exact_evm_payload_signature"),
+    ngx_string("invalid_exact_evm_payload_undeployed_smart_wallet"),
+    ngx_string("invalid_exact_evm_recipient_mismatch"),
+    ngx_string("invalid_exact_evm_scheme"),
+    ngx_string("invalid_exact_evm_signature"),
+    ngx_string("invalid_exact_evm_signature_format"),
+    ngx_string("invalid_exact_evm_token_name_mismatch"),
+    ngx_string("invalid_exact_evm_token_version_mismatch"),
+    ngx_string("invalid_exact_evm_transaction_failed"),
+    ngx_string("invalid_exact_evm_transaction_simulation_failed"),
+    ngx_string("invalid_network"),
+    ngx_string("invalid_payload"),
+    ngx_string("invalid_payment"),
+    ngx_string("invalid_payment_requirements"),
+    ngx_string("invalid_scheme"),
+    ngx_string("invalid_x402_version"),
+    ngx_string("missing_eip712_domain"),
+    ngx_string("network_mismatch"),
+    ngx_string("unexpected_settle_error"),
+    ngx_string("unexpected_verify_error"),
+    ngx_string("unsupported_scheme"),
+    /* the module's own */
+    ngx_string("facilitator_unavailable"),
+    ngx_string("facilitator_error"),
+    ngx_string("settlement_failed"),
+    ngx_string("store_unavailable"),
+    ngx_string("payment_replayed"),
+    ngx_string("no_matching_requirement"),
+    ngx_string("payment_too_large")
+};
+
+#define NGX_HTTP_X402_METRICS_NREASONS                                        \
+    (sizeof(ngx_http_x402_metrics_reasons) / sizeof(ngx_str_t))
+#define NGX_HTTP_X402_REASON_OTHER   NGX_HTTP_X402_METRICS_NREASONS
+#define NGX_HTTP_X402_REASON_EMPTY   (NGX_HTTP_X402_METRICS_NREASONS + 1)
+
+/* the rejections table has room for every reason, "other" and "" */
+typedef char  ngx_http_x402_metrics_reasons_fit[
+    (NGX_HTTP_X402_METRICS_NREASONS + 2 <= 64) ? 1 : -1];
+
+
+static ngx_msec_t  ngx_http_x402_metrics_bounds[] = {
+    5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000
+};
+
+static char  *ngx_http_x402_metrics_le[] = {
+    "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+    "10", "+Inf"
+};
+
+static char  *ngx_http_x402_metrics_endpoint[] = { "verify", "settle" };
+static char  *ngx_http_x402_metrics_fac_result[] = {
+    "ok", "unavailable", "malformed"
+};
+static char  *ngx_http_x402_metrics_settle_result[] = {
+    "ok", "failed", "pending"
+};
+static char  *ngx_http_x402_metrics_store[] = { "zone", "redis" };
+
+
+static ngx_command_t  ngx_http_x402_metrics_commands[] = {
+
+    { ngx_string("x402_metrics"),
+      NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_x402_metrics,
+      0,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_x402_metrics_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_x402_metrics_init,            /* postconfiguration */
+
+    ngx_http_x402_metrics_create_main_conf, /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    NULL                                   /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_x402_metrics_module = {
+    NGX_MODULE_V1,
+    &ngx_http_x402_metrics_module_ctx,     /* module context */
+    ngx_http_x402_metrics_commands,        /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+void
+ngx_http_x402_metrics_facilitator(ngx_uint_t endpoint, ngx_msec_t elapsed,
+    ngx_uint_t result)
+{
+    ngx_uint_t                      i;
+    ngx_http_x402_metrics_shctx_t  *sh;
+
+    sh = ngx_http_x402_metrics_sh;
+
+    if (sh == NULL
+        || endpoint >= NGX_HTTP_X402_METRICS_ENDPOINTS
+        || result >= NGX_HTTP_X402_METRICS_FAC_N)
+    {
+        return;
+    }
+
+    ngx_atomic_fetch_add(&sh->fac_result[endpoint][result], 1);
+
+    /* the histogram times only calls that got an answer */
+    if (result != NGX_HTTP_X402_METRICS_FAC_OK) {
+        return;
+    }
+
+    for (i = 0; i < NGX_HTTP_X402_METRICS_BUCKETS; i++) {
+        if (elapsed <= ngx_http_x402_metrics_bounds[i]) {
+            break;
+        }
+    }
+
+    ngx_atomic_fetch_add(&sh->fac_bucket[endpoint][i], 1);
+    ngx_atomic_fetch_add(&sh->fac_sum_ms[endpoint], elapsed);
+}
+
+
+void
+ngx_http_x402_metrics_settlement(ngx_uint_t result, ngx_str_t *network,
+    ngx_str_t *asset, ngx_str_t *pay_to, ngx_str_t *amount)
+{
+    ngx_uint_t                        i;
+    ngx_http_x402_metrics_shctx_t    *sh;
+    ngx_http_x402_metrics_revenue_t  *rv;
+
+    sh = ngx_http_x402_metrics_sh;
+
+    if (sh == NULL || result >= NGX_HTTP_X402_METRICS_SETTLE_N) {
+        return;
+    }
+
+    ngx_atomic_fetch_add(&sh->settlements[result], 1);
+
+    if (result != NGX_HTTP_X402_METRICS_SETTLE_OK
+        || network == NULL || asset == NULL || pay_to == NULL
+        || amount == NULL)
+    {
+        return;
+    }
+
+    if (network->len == 0 || network->len >= NGX_HTTP_X402_METRICS_KEY_LEN
+        || asset->len == 0 || asset->len >= NGX_HTTP_X402_METRICS_KEY_LEN
+        || pay_to->len == 0 || pay_to->len >= NGX_HTTP_X402_METRICS_KEY_LEN
+        || amount->len == 0 || amount->len > 78)
+    {
+        ngx_atomic_fetch_add(&sh->revenue_overflow, 1);
+        return;
+    }
+
+    for (i = 0; i < amount->len; i++) {
+        if (amount->data[i] < '0' || amount->data[i] > '9') {
+            ngx_atomic_fetch_add(&sh->revenue_overflow, 1);
+            return;
+        }
+    }
+
+    /* a short critical section: bounded loops, no allocation, no faults */
+    ngx_shmtx_lock(&ngx_http_x402_metrics_shpool->mutex);
+
+    rv = NULL;
+
+    for (i = 0; i < sh->nrevenue; i++) {
+        if (sh->revenue[i].network_len == network->len
+            && sh->revenue[i].asset_len == asset->len
+            && sh->revenue[i].pay_to_len == pay_to->len
+            && ngx_memcmp(sh->revenue[i].network, network->data,
+                          network->len) == 0
+            && ngx_memcmp(sh->revenue[i].asset, asset->data, asset->len)
+               == 0
+            && ngx_memcmp(sh->revenue[i].pay_to, pay_to->data, pay_to->len)
+               == 0)
+        {
+            rv = &sh->revenue[i];
+            break;
+        }
+    }
+
+    if (rv == NULL && sh->nrevenue < NGX_HTTP_X402_METRICS_KEYS) {
+        rv = &sh->revenue[sh->nrevenue];
+        ngx_memzero(rv, sizeof(ngx_http_x402_metrics_revenue_t));
+        ngx_memcpy(rv->network, network->data, network->len);
+        ngx_memcpy(rv->asset, asset->data, asset->len);
+        ngx_memcpy(rv->pay_to, pay_to->data, pay_to->len);
+        rv->network_len = (uint8_t) network->len;
+        rv->asset_len = (uint8_t) asset->len;
+        rv->pay_to_len = (uint8_t) pay_to->len;
+
+        /* readers scan up to nrevenue without the lock */
+        ngx_memory_barrier();
+        sh->nrevenue++;
+    }
+
+    if (rv == NULL) {
+        ngx_shmtx_unlock(&ngx_http_x402_metrics_shpool->mutex);
+        ngx_atomic_fetch_add(&sh->revenue_overflow, 1);
+        return;
+    }
+
+    (void) ngx_http_x402_metrics_add_amount(rv, amount);
+
+    ngx_shmtx_unlock(&ngx_http_x402_metrics_shpool->mutex);
+}
+
+
+void
+ngx_http_x402_metrics_store_error(ngx_uint_t backend)
+{
+    if (ngx_http_x402_metrics_sh == NULL
+        || backend >= NGX_HTTP_X402_METRICS_STORES)
+    {
+        return;
+    }
+
+    ngx_atomic_fetch_add(&ngx_http_x402_metrics_sh->store_errors[backend], 1);
+}
+
+
+void
+ngx_http_x402_metrics_store_fallback(void)
+{
+    if (ngx_http_x402_metrics_sh == NULL) {
+        return;
+    }
+
+    ngx_atomic_fetch_add(&ngx_http_x402_metrics_sh->store_fallbacks, 1);
+}
+
+
+static ngx_int_t
+ngx_http_x402_metrics_add_amount(ngx_http_x402_metrics_revenue_t *rv,
+    ngx_str_t *amount)
+{
+    u_char      *p, *start, *end;
+    uint32_t     add[NGX_HTTP_X402_METRICS_LIMBS], limb, carry;
+    ngx_uint_t   i, n;
+
+    ngx_memzero(add, sizeof(add));
+
+    /* digits to limbs, nine at a time from the right */
+    end = amount->data + amount->len;
+    n = 0;
+
+    while (end > amount->data) {
+        start = (end - amount->data > 9) ? end - 9 : amount->data;
+
+        limb = 0;
+        for (p = start; p < end; p++) {
+            limb = limb * 10 + (*p - '0');
+        }
+
+        add[n++] = limb;
+        end = start;
+    }
+
+    carry = 0;
+
+    for (i = 0; i < NGX_HTTP_X402_METRICS_LIMBS; i++) {
+        limb = rv->limb[i] + add[i] + carry;
+        carry = (limb >= NGX_HTTP_X402_METRICS_BASE);
+        rv->limb[i] = carry ? limb - NGX_HTTP_X402_METRICS_BASE : limb;
+    }
+
+    if (carry) {
+        /* 10^90 atomic units: keep the largest value rather than wrap */
+        rv->saturated = 1;
+
+        for (i = 0; i < NGX_HTTP_X402_METRICS_LIMBS; i++) {
+            rv->limb[i] = NGX_HTTP_X402_METRICS_BASE - 1;
+        }
+
+        return NGX_DECLINED;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_x402_metrics_log_handler(ngx_http_request_t *r)
+{
+    ngx_str_t                           s, reason;
+    ngx_uint_t                          st, i, k, status;
+    ngx_http_variable_value_t          *vv;
+    ngx_http_x402_metrics_shctx_t      *sh;
+    ngx_http_x402_metrics_main_conf_t  *mmcf;
+
+    sh = ngx_http_x402_metrics_sh;
+
+    if (sh == NULL || r != r->main) {
+        return NGX_OK;
+    }
+
+    mmcf = ngx_http_get_module_main_conf(r, ngx_http_x402_metrics_module);
+
+    vv = ngx_http_get_flushed_variable(r, mmcf->status_index);
+
+    if (vv == NULL || vv->not_found || vv->len == 0) {
+        return NGX_OK;
+    }
+
+    s.len = vv->len;
+    s.data = vv->data;
+
+    st = ngx_http_x402_metrics_find(&s, ngx_http_x402_metrics_status,
+                                    NGX_HTTP_X402_ST_N);
+
+    if (st == NGX_HTTP_X402_ST_N || st == NGX_HTTP_X402_ST_NONE) {
+        return NGX_OK;
+    }
+
+    status = r->err_status ? r->err_status : r->headers_out.status;
+
+    if (status == 402) {
+        k = (r->headers_out.content_type.len >= sizeof("text/html") - 1
+             && ngx_strncasecmp(r->headers_out.content_type.data,
+                                (u_char *) "text/html",
+                                sizeof("text/html") - 1) == 0);
+
+        ngx_atomic_fetch_add(&sh->required[k], 1);
+    }
+
+    if (st == NGX_HTTP_X402_ST_REQUIRED) {
+        return NGX_OK;
+    }
+
+    ngx_atomic_fetch_add(&sh->payments[st], 1);
+
+    for (k = 0; k < NGX_HTTP_X402_REJECT_N; k++) {
+        if (ngx_http_x402_metrics_reject_status[k] == st) {
+            break;
+        }
+    }
+
+    if (k == NGX_HTTP_X402_REJECT_N) {
+        return NGX_OK;
+    }
+
+    vv = ngx_http_get_flushed_variable(r, mmcf->reason_index);
+
+    if (vv == NULL || vv->not_found || vv->len == 0) {
+        i = NGX_HTTP_X402_REASON_EMPTY;
+
+    } else {
+        reason.len = vv->len;
+        reason.data = vv->data;
+
+        i = ngx_http_x402_metrics_find(&reason,
+                                       ngx_http_x402_metrics_reasons,
+                                       NGX_HTTP_X402_METRICS_NREASONS);
+    }
+
+    ngx_atomic_fetch_add(&sh->rejections[k][i], 1);
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_x402_metrics_find(ngx_str_t *s, ngx_str_t *set, ngx_uint_t n)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < n; i++) {
+        if (set[i].len == s->len
+            && ngx_strncmp(set[i].data, s->data, s->len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return n;
+}
+
+
+/* the longest line we print, label values escaped (x2) included */
+#define NGX_HTTP_X402_METRICS_LINE                                            \
+    (256 + 6 * NGX_HTTP_X402_METRICS_KEY_LEN + 2 * 128)
+
+
+static ngx_int_t
+ngx_http_x402_metrics_handler(ngx_http_request_t *r)
+{
+    size_t                            size;
+    u_char                           *p;
+    ngx_int_t                         rc;
+    ngx_str_t                         v;
+    ngx_buf_t                        *b;
+    ngx_uint_t                        i, j, k, n;
+    ngx_chain_t                       out;
+    ngx_atomic_uint_t                 cum, count;
+    ngx_http_x402_metrics_shctx_t    *sh;
+    ngx_http_x402_metrics_revenue_t  *rv;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    sh = ngx_http_x402_metrics_sh;
+
+    if (sh == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "x402: metrics zone is not available");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_str_set(&r->headers_out.content_type,
+                "text/plain; version=0.0.4; charset=utf-8");
+    r->headers_out.content_type_len = sizeof("text/plain") - 1;
+    r->headers_out.content_type_lowcase = NULL;
+
+    n = 64                                            /* HELP/TYPE, fixed */
+        + NGX_HTTP_X402_ST_N
+        + NGX_HTTP_X402_REJECT_N * (NGX_HTTP_X402_METRICS_NREASONS + 2)
+        + NGX_HTTP_X402_METRICS_ENDPOINTS
+          * (NGX_HTTP_X402_METRICS_BUCKETS + 3 + NGX_HTTP_X402_METRICS_FAC_N)
+        + NGX_HTTP_X402_METRICS_SETTLE_N
+        + NGX_HTTP_X402_METRICS_STORES
+        + NGX_HTTP_X402_METRICS_KEYS + 8;
+
+    size = n * NGX_HTTP_X402_METRICS_LINE;
+
+    b = ngx_create_temp_buf(r->pool, size);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    p = b->last;
+
+    p = ngx_sprintf(p,
+            "# HELP x402_payment_required_total "
+            "402 Payment Required responses sent, by page format.\n"
+            "# TYPE x402_payment_required_total counter\n"
+            "x402_payment_required_total{format=\"json\"} %uA\n"
+            "x402_payment_required_total{format=\"html\"} %uA\n",
+            sh->required[0], sh->required[1]);
+
+    p = ngx_sprintf(p,
+            "# HELP x402_payments_total "
+            "Requests that presented a payment, by outcome "
+            "($x402_status).\n"
+            "# TYPE x402_payments_total counter\n");
+
+    for (i = NGX_HTTP_X402_ST_INVALID; i < NGX_HTTP_X402_ST_N; i++) {
+        p = ngx_sprintf(p, "x402_payments_total{outcome=\"%V\"} %uA\n",
+                        &ngx_http_x402_metrics_status[i], sh->payments[i]);
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP x402_payment_rejections_total "
+            "Payments not served, by outcome and reason ($x402_reason; "
+            "unknown reasons are \"other\").\n"
+            "# TYPE x402_payment_rejections_total counter\n");
+
+    for (k = 0; k < NGX_HTTP_X402_REJECT_N; k++) {
+        for (i = 0; i < NGX_HTTP_X402_METRICS_NREASONS + 2; i++) {
+
+            count = sh->rejections[k][i];
+
+            if (count == 0) {
+                continue;
+            }
+
+            if (i < NGX_HTTP_X402_METRICS_NREASONS) {
+                v = ngx_http_x402_metrics_reasons[i];
+
+            } else if (i == NGX_HTTP_X402_REASON_OTHER) {
+                ngx_str_set(&v, "other");
+
+            } else {
+                ngx_str_null(&v);
+            }
+
+            p = ngx_sprintf(p, "x402_payment_rejections_total{outcome=\"%V\","
+                            "reason=\"%V\"} %uA\n",
+                            &ngx_http_x402_metrics_status[
+                                ngx_http_x402_metrics_reject_status[k]],
+                            &v, count);
+        }
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP x402_facilitator_request_duration_seconds "
+            "Facilitator subrequests that got an answer, by endpoint.\n"
+            "# TYPE x402_facilitator_request_duration_seconds histogram\n");
+
+    for (j = 0; j < NGX_HTTP_X402_METRICS_ENDPOINTS; j++) {
+        cum = 0;
+
+        for (i = 0; i <= NGX_HTTP_X402_METRICS_BUCKETS; i++) {
+            cum += sh->fac_bucket[j][i];
+
+            p = ngx_sprintf(p, "x402_facilitator_request_duration_seconds_"
+                            "bucket{endpoint=\"%s\",le=\"%s\"} %uA\n",
+                            ngx_http_x402_metrics_endpoint[j],
+                            ngx_http_x402_metrics_le[i], cum);
+        }
+
+        p = ngx_sprintf(p, "x402_facilitator_request_duration_seconds_sum"
+                        "{endpoint=\"%s\"} ",
+                        ngx_http_x402_metrics_endpoint[j]);
+        p = ngx_http_x402_metrics_seconds(p, sh->fac_sum_ms[j]);
+
+        p = ngx_sprintf(p, "\nx402_facilitator_request_duration_seconds_count"
+                        "{endpoint=\"%s\"} %uA\n",
+                        ngx_http_x402_metrics_endpoint[j], cum);
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP x402_facilitator_requests_total "
+            "Facilitator subrequests, by endpoint and result.\n"
+            "# TYPE x402_facilitator_requests_total counter\n");
+
+    for (j = 0; j < NGX_HTTP_X402_METRICS_ENDPOINTS; j++) {
+        for (i = 0; i < NGX_HTTP_X402_METRICS_FAC_N; i++) {
+            p = ngx_sprintf(p, "x402_facilitator_requests_total"
+                            "{endpoint=\"%s\",result=\"%s\"} %uA\n",
+                            ngx_http_x402_metrics_endpoint[j],
+                            ngx_http_x402_metrics_fac_result[i],
+                            sh->fac_result[j][i]);
+        }
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP x402_facilitator_errors_total "
+            "Facilitator subrequests without a usable answer.\n"
+            "# TYPE x402_facilitator_errors_total counter\n");
+
+    for (j = 0; j < NGX_HTTP_X402_METRICS_ENDPOINTS; j++) {
+        count = sh->fac_result[j][NGX_HTTP_X402_METRICS_FAC_UNAVAILABLE]
+                + sh->fac_result[j][NGX_HTTP_X402_METRICS_FAC_MALFORMED];
+
+        p = ngx_sprintf(p, "x402_facilitator_errors_total"
+                        "{endpoint=\"%s\"} %uA\n",
+                        ngx_http_x402_metrics_endpoint[j], count);
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP x402_settlements_total "
+            "Settlements: ok, failed (refused), pending (kept for retry).\n"
+            "# TYPE x402_settlements_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_X402_METRICS_SETTLE_N; i++) {
+        p = ngx_sprintf(p, "x402_settlements_total{result=\"%s\"} %uA\n",
+                        ngx_http_x402_metrics_settle_result[i],
+                        sh->settlements[i]);
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP x402_store_errors_total "
+            "Failed store operations, by backend.\n"
+            "# TYPE x402_store_errors_total counter\n");
+
+    for (i = 0; i < NGX_HTTP_X402_METRICS_STORES; i++) {
+        p = ngx_sprintf(p, "x402_store_errors_total{backend=\"%s\"} %uA\n",
+                        ngx_http_x402_metrics_store[i], sh->store_errors[i]);
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP x402_store_fallbacks_total "
+            "Redis unusable, local zone used instead (fail=open).\n"
+            "# TYPE x402_store_fallbacks_total counter\n"
+            "x402_store_fallbacks_total %uA\n",
+            sh->store_fallbacks);
+
+    p = ngx_sprintf(p,
+            "# HELP x402_revenue_atomic_total "
+            "Settled amounts in the asset's atomic units (exact integer).\n"
+            "# TYPE x402_revenue_atomic_total counter\n");
+
+    n = sh->nrevenue;
+    ngx_memory_barrier();
+
+    if (n > NGX_HTTP_X402_METRICS_KEYS) {
+        n = NGX_HTTP_X402_METRICS_KEYS;
+    }
+
+    for (i = 0; i < n; i++) {
+        rv = &sh->revenue[i];
+
+        p = ngx_cpymem(p, "x402_revenue_atomic_total{network=\"",
+                       sizeof("x402_revenue_atomic_total{network=\"") - 1);
+        v.data = rv->network;
+        v.len = rv->network_len;
+        p = ngx_http_x402_metrics_label(p, &v);
+
+        p = ngx_cpymem(p, "\",asset=\"", sizeof("\",asset=\"") - 1);
+        v.data = rv->asset;
+        v.len = rv->asset_len;
+        p = ngx_http_x402_metrics_label(p, &v);
+
+        p = ngx_cpymem(p, "\",pay_to=\"", sizeof("\",pay_to=\"") - 1);
+        v.data = rv->pay_to;
+        v.len = rv->pay_to_len;
+        p = ngx_http_x402_metrics_label(p, &v);
+
+        p = ngx_cpymem(p, "\"} ", sizeof("\"} ") - 1);
+
+        /*
+         * A limb may be read mid-update by a concurrent settlement; take
+         * the lock so a scrape never shows a torn sum.
+         */
+        ngx_shmtx_lock(&ngx_http_x402_metrics_shpool->mutex);
+        p = ngx_http_x402_metrics_limbs(p, rv->limb);
+        ngx_shmtx_unlock(&ngx_http_x402_metrics_shpool->mutex);
+
+        *p++ = LF;
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP x402_revenue_untracked_total "
+            "Settlements whose revenue could not be recorded (table full "
+            "or oversized labels).\n"
+            "# TYPE x402_revenue_untracked_total counter\n"
+            "x402_revenue_untracked_total %uA\n",
+            sh->revenue_overflow);
+
+    b->last = p;
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/* label value escaping of the text format: backslash, quote, newline */
+static u_char *
+ngx_http_x402_metrics_label(u_char *p, ngx_str_t *v)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < v->len; i++) {
+        switch (v->data[i]) {
+
+        case '\\':
+            *p++ = '\\';
+            *p++ = '\\';
+            break;
+
+        case '"':
+            *p++ = '\\';
+            *p++ = '"';
+            break;
+
+        case LF:
+            *p++ = '\\';
+            *p++ = 'n';
+            break;
+
+        default:
+            *p++ = v->data[i];
+        }
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_x402_metrics_limbs(u_char *p, uint32_t *limb)
+{
+    ngx_int_t  i;
+
+    for (i = NGX_HTTP_X402_METRICS_LIMBS - 1; i > 0; i--) {
+        if (limb[i] != 0) {
+            break;
+        }
+    }
+
+    p = ngx_sprintf(p, "%uD", limb[i]);
+
+    while (--i >= 0) {
+        p = ngx_sprintf(p, "%09uD", limb[i]);
+    }
+
+    return p;
+}
+
+
+static u_char *
+ngx_http_x402_metrics_seconds(u_char *p, ngx_atomic_uint_t ms)
+{
+    return ngx_sprintf(p, "%uA.%03uA", ms / 1000, ms % 1000);
+}
+
+
+static ngx_int_t
+ngx_http_x402_metrics_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_slab_pool_t                *shpool;
+    ngx_http_x402_metrics_shctx_t  *sh;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    sh = data;
+
+    /* a reload keeps the counters, unless their layout changed */
+    if (sh != NULL
+        && sh->magic == NGX_HTTP_X402_METRICS_MAGIC
+        && sh->version == NGX_HTTP_X402_METRICS_VERSION
+        && sh->size == sizeof(ngx_http_x402_metrics_shctx_t))
+    {
+        goto done;
+    }
+
+    if (shm_zone->shm.exists && shpool->data != NULL) {
+        sh = shpool->data;
+
+        if (sh->magic == NGX_HTTP_X402_METRICS_MAGIC
+            && sh->version == NGX_HTTP_X402_METRICS_VERSION
+            && sh->size == sizeof(ngx_http_x402_metrics_shctx_t))
+        {
+            goto done;
+        }
+    }
+
+    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_x402_metrics_shctx_t));
+    if (sh == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, shm_zone->shm.log, 0,
+                      "x402: cannot allocate the metrics in zone \"%V\"",
+                      &shm_zone->shm.name);
+        return NGX_ERROR;
+    }
+
+    sh->magic = NGX_HTTP_X402_METRICS_MAGIC;
+    sh->version = NGX_HTTP_X402_METRICS_VERSION;
+    sh->size = sizeof(ngx_http_x402_metrics_shctx_t);
+
+    shpool->data = sh;
+
+done:
+
+    shm_zone->data = sh;
+
+    ngx_http_x402_metrics_sh = sh;
+    ngx_http_x402_metrics_shpool = shpool;
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_x402_metrics_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_x402_metrics_main_conf_t  *mmcf;
+
+    mmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_x402_metrics_main_conf_t));
+    if (mmcf == NULL) {
+        return NULL;
+    }
+
+    mmcf->status_index = NGX_ERROR;
+    mmcf->reason_index = NGX_ERROR;
+
+    return mmcf;
+}
+
+
+static char *
+ngx_http_x402_metrics(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_x402_metrics_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_x402_metrics_init(ngx_conf_t *cf)
+{
+    size_t                              size;
+    ngx_str_t                           name;
+    ngx_shm_zone_t                     *shm_zone;
+    ngx_http_handler_pt                *h;
+    ngx_http_core_main_conf_t          *cmcf;
+    ngx_http_x402_metrics_main_conf_t  *mmcf;
+
+    /* room for the counters and the slab allocator's own pages */
+    size = ngx_align(2 * sizeof(ngx_http_x402_metrics_shctx_t), ngx_pagesize)
+           + 8 * ngx_pagesize;
+
+    shm_zone = ngx_shared_memory_add(cf, &ngx_http_x402_metrics_zone_name,
+                                     size, &ngx_http_x402_metrics_module);
+    if (shm_zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    shm_zone->init = ngx_http_x402_metrics_init_zone;
+
+    mmcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_x402_metrics_module);
+
+    ngx_str_set(&name, "x402_status");
+    mmcf->status_index = ngx_http_get_variable_index(cf, &name);
+    if (mmcf->status_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&name, "x402_reason");
+    mmcf->reason_index = ngx_http_get_variable_index(cf, &name);
+    if (mmcf->reason_index == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_x402_metrics_log_handler;
+
+    return NGX_OK;
+}
