@@ -1,0 +1,360 @@
+#!/usr/bin/perl
+# Real money flow end to end (issue 5): the official x402 clients pay
+# through nginx + the module, the official facilitator settles on a local
+# chain (anvil, chain id 84532, our EIP-3009 token at the Base Sepolia USDC
+# address), and the balances read from the chain move by exactly the price.
+#
+#   - @x402/fetch (v2) and x402-fetch (v1), unmodified, pay static and
+#     proxied content under x402_settle sync, after and async;
+#   - under `after`, a 404 (static or upstream) costs nothing;
+#   - negative paths against the real facilitator: insufficient balance, a
+#     reused authorization after settlement, an expired authorization: 402,
+#     no content, no tokens move;
+#   - the conformance vectors (js/interop/vectors.mjs) against the official
+#     facilitator's /verify and nginx: every payment the facilitator calls
+#     invalid for a reason visible locally, nginx refuses locally too.
+#
+# Takes about a minute; needs the module built and js/node_modules.
+
+use strict;
+use warnings;
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use X402::Test;
+use File::Path qw(make_path);
+use Time::HiRes qw(time sleep);
+use POSIX ();
+
+my $ROOT = repo_root();
+my $JS = "$ROOT/js/interop";
+my $PRICE = 1000;    # 0.001 USDC in atomic units
+
+plan skip_all => 'module not built (scripts/build-module.sh or X402_MODULE)'
+    unless -f module_path();
+plan skip_all => 'js/node_modules missing (npm ci in js/)'
+    unless -d "$ROOT/js/node_modules/\@x402/core";
+
+my %T;    # timings of each part, seconds
+my $t_all = time;
+
+# ---- node helpers ----
+
+# node('script.mjs', args...) -> (exit code, stdout)
+sub node {
+    my ($script, @args) = @_;
+    pipe(my $r, my $w) or die "pipe: $!";
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        close $r;
+        open STDOUT, '>&', $w or POSIX::_exit(111);
+        open STDIN, '<', '/dev/null';
+        no warnings 'exec';
+        exec 'node', "$JS/$script", @args;
+        POSIX::_exit(112);
+    }
+    close $w;
+    local $/;
+    my $out = <$r> // '';
+    close $r;
+    waitpid $pid, 0;
+    return ($? >> 8, $out);
+}
+
+sub node_json {
+    my ($rc, $out) = node(@_);
+    my $j = eval { json_decode($out) };
+    die "node @_[0..1]: exit $rc, output not JSON: " . substr($out, 0, 300) . "\n"
+        unless $j;
+    return $j;
+}
+
+my $run = servroot() . '/interop';
+make_path($run);
+my ($chain, $fac);
+
+# stop the chain and the facilitator by their recorded pids, always
+END {
+    for my $s ($fac, $chain) {
+        next unless $s && $s->{pid};
+        kill 'TERM', $s->{pid};
+        for (1 .. 50) { last unless kill 0, $s->{pid}; sleep 0.05 }
+        kill 'KILL', $s->{pid} if kill 0, $s->{pid};
+    }
+}
+
+my $t = time;
+$chain = node_json('chain.mjs', 'start', '--run-dir', $run, '--fund', '10');
+$fac = node_json('facilitator.mjs', 'start', '--run-dir', $run);
+$T{start_chain_facilitator} = time - $t;
+ok($chain->{pid} && $fac->{pid}, "anvil ($chain->{rpcUrl}) and the official "
+   . "facilitator ($fac->{url}) are running");
+is($chain->{token}{domainSeparator},
+   '0x71f17a3b2ff373b803d70a5a07c046c1a2bc8e89c09ef722fcb047abe94c9818',
+   'the token presents the Base Sepolia USDC EIP-712 domain');
+
+my $pay_to = $chain->{payTo};
+my $fac_port = $fac->{port};
+my $up_port = free_port();
+
+# ---- nginx ----
+
+my @modes = qw(sync after async);
+my $locations = '';
+for my $m (@modes) {
+    $locations .= <<"EOC";
+        location /$m/static/ {
+            x402_price 0.001;
+            x402_settle $m;
+        }
+        location /$m/api/ {
+            x402_price 0.001;
+            x402_settle $m;
+            proxy_pass http://app/api/;
+        }
+EOC
+}
+
+my $files = '';
+for my $d (qw(sync after async local)) {
+    $files .= ">>> $d/static/doc.json\n{\"doc\":\"$d\",\"paid\":true}\n";
+}
+
+$t = time;
+my $ng = start_nginx(
+    name => 'interop',
+    http_config => <<"EOC",
+    upstream app {
+        server 127.0.0.1:$up_port;
+        keepalive 4;
+    }
+    server {
+        listen 127.0.0.1:$up_port;
+        location = /api/ok {
+            default_type application/json;
+            return 200 '{"from":"upstream"}';
+        }
+        location / {
+            return 404;
+        }
+    }
+EOC
+    config => <<"EOC",
+        large_client_header_buffers 4 16k;
+        x402_pay_to $pay_to;
+        x402_network base-sepolia;
+        x402_facilitator /_x402/;
+
+        location /_x402/ {
+            internal;
+            proxy_pass http://127.0.0.1:$fac_port/;
+        }
+$locations
+        location /local/static/ {
+            x402_price 0.001;
+            x402_verify local;
+        }
+EOC
+    user_files => $files,
+);
+$T{start_nginx} = time - $t;
+my $base = 'http://127.0.0.1:' . $ng->port;
+
+# ---- chain helpers ----
+
+sub balances {
+    my $j = node_json('balances.mjs', '--run-dir', $run,
+                      qw(payer payer2 poor payTo));
+    return $j->{balances};
+}
+
+sub tx_ok {
+    my ($hash) = @_;
+    return undef unless defined $hash && $hash =~ /^0x[0-9a-fA-F]{64}$/;
+    my ($rc, $out) = node('tx.mjs', '--run-dir', $run, $hash);
+    my $j = eval { json_decode($out) } or return undef;
+    return undef unless $rc == 0 && $j->{found} && $j->{status} eq 'success';
+    return $j;
+}
+
+sub fac_log {
+    open my $fh, '<', "$run/facilitator-requests.jsonl" or return ();
+    my @l = map { json_decode($_) } grep { /\S/ } <$fh>;
+    close $fh;
+    return @l;
+}
+
+# the facilitator's answers to settles of the authorization with this nonce
+sub settles_of {
+    my ($nonce) = @_;
+    return () unless $nonce;
+    return grep {
+        $_->{path} =~ m{/settle$}
+        && lc($_->{request}{paymentPayload}{payload}{authorization}{nonce} // '')
+           eq lc $nonce
+    } fac_log();
+}
+
+# wait until payTo has received $want more than $from (async settlement)
+sub wait_pay_to {
+    my ($from, $want, $secs) = @_;
+    my $deadline = time + ($secs // 10);
+    my $b;
+    while (time < $deadline) {
+        $b = balances();
+        return $b if $b->{payTo} - $from >= $want;
+        sleep 0.2;
+    }
+    return $b;
+}
+
+sub pay {
+    my ($v, $path, %o) = @_;
+    my @a = ('--run-dir', $run, '--url', "$base$path");
+    push @a, '--account', $o{account} if $o{account};
+    return node_json("client-v$v.mjs", @a);
+}
+
+sub nonce_of {
+    my ($r) = @_;
+    my $p = $r->{paymentPayload} or return undef;
+    return $p->{payload}{authorization}{nonce};
+}
+
+sub short { my $s = shift // ''; length $s > 300 ? substr($s, 0, 300) . '...' : $s }
+
+# ---- 1. official clients pay static and proxied content, every mode ----
+
+$t = time;
+for my $m (@modes) {
+    for my $kind (qw(static api)) {
+        my $path = $kind eq 'static' ? "/$m/static/doc.json" : "/$m/api/ok";
+        my $want = $kind eq 'static' ? qr/"doc":"$m"/ : qr/"from":"upstream"/;
+        for my $v (2, 1) {
+            my $name = "v$v $m $kind";
+            my $b0 = balances();
+            my $r = pay($v, $path);
+            is($r->{exchanges}[0]{response}{status}, 402, "$name: unpaid answer is 402");
+            is($r->{status}, 200, "$name: paid answer is 200")
+                or diag(short($r->{body}) . ' ' . ($r->{error} // ''));
+            like($r->{body} // '', $want, "$name: the content");
+            my $b1;
+            if ($m eq 'async') {
+                $b1 = wait_pay_to($b0->{payTo}, $PRICE, 15);
+                my ($s) = grep { $_->{response}{success} } settles_of(nonce_of($r));
+                ok($s, "$name: the facilitator settled it in the background");
+                ok(tx_ok($s && $s->{response}{transaction}),
+                   "$name: the settlement transaction exists on chain");
+            } else {
+                $b1 = balances();
+                my $st = $r->{settlement} // {};
+                is($r->{settlementHeaderName},
+                   $v == 2 ? 'PAYMENT-RESPONSE' : 'X-PAYMENT-RESPONSE',
+                   "$name: settlement header name");
+                ok($st->{success}, "$name: settlement header says success")
+                    or diag(json_encode($st));
+                my $tx = tx_ok($st->{transaction});
+                ok($tx, "$name: the settlement transaction exists on chain")
+                    or diag("tx $st->{transaction}");
+                ok($tx && grep({ $_->{value} eq "$PRICE"
+                                 && lc $_->{to} eq lc $pay_to } @{ $tx->{transfers} }),
+                   "$name: it transferred the price to payTo");
+            }
+            is($b0->{payer} - $b1->{payer}, $PRICE, "$name: payer paid exactly the price");
+            is($b1->{payTo} - $b0->{payTo}, $PRICE, "$name: payTo got exactly the price");
+        }
+    }
+}
+$T{clients_pay} = time - $t;
+
+# ---- 2. under `after`, a 404 costs nothing ----
+
+$t = time;
+for my $path ('/after/static/missing.json', '/after/api/missing') {
+    for my $v (2, 1) {
+        my $name = "v$v after 404 $path";
+        my $b0 = balances();
+        my $r = pay($v, $path);
+        is($r->{status}, 404, "$name: 404 passed through");
+        ok(!($r->{settlement} && $r->{settlement}{success}), "$name: no settlement header");
+        is(scalar(settles_of(nonce_of($r))), 0, "$name: no settle reached the facilitator");
+        my $b1 = balances();
+        is($b1->{payer}, $b0->{payer}, "$name: payer balance unchanged");
+        is($b1->{payTo}, $b0->{payTo}, "$name: payTo balance unchanged");
+    }
+}
+$T{after_404} = time - $t;
+
+# ---- 3. negative paths against the real facilitator ----
+
+$t = time;
+for my $m (@modes) {
+    for my $v (2, 1) {
+        my $name = "v$v $m insufficient balance";
+        my $b0 = balances();
+        my $r = pay($v, "/$m/static/doc.json", account => 'poor');
+        is($r->{status}, 402, "$name: 402");
+        unlike($r->{body} // '', qr/"doc"/, "$name: no content");
+        sleep 0.5 if $m eq 'async';
+        my $b1 = balances();
+        is_deeply($b1, $b0, "$name: no tokens moved");
+    }
+}
+
+for my $m (@modes) {
+    for my $v (2, 1) {
+        my $name = "v$v $m reused authorization";
+        my $b0 = balances();
+        my $f = node_json('forge.mjs', '--run-dir', $run, '--url',
+                          "$base/$m/static/doc.json", '--version', $v,
+                          '--vector', 'valid', '--send', '--times', 2);
+        my ($first, $second) = @{ $f->{responses} };
+        is($first->{status}, 200, "$name: first use served");
+        is($second->{status}, 402, "$name: second use refused")
+            or diag(json_encode($second));
+        unlike($second->{body} // '', qr/"doc"/, "$name: no content the second time");
+        my $b1 = $m eq 'async' ? wait_pay_to($b0->{payTo}, $PRICE, 15) : balances();
+        sleep 1 if $m eq 'async';    # a second settlement would land now
+        $b1 = balances() if $m eq 'async';
+        is($b1->{payTo} - $b0->{payTo}, $PRICE, "$name: paid exactly once");
+    }
+}
+
+for my $m (@modes) {
+    for my $v (2, 1) {
+        my $name = "v$v $m expired authorization";
+        my $b0 = balances();
+        my $f = node_json('forge.mjs', '--run-dir', $run, '--url',
+                          "$base/$m/static/doc.json", '--version', $v,
+                          '--vector', 'expired', '--send');
+        my $r = $f->{responses}[0];
+        is($r->{status}, 402, "$name: 402");
+        unlike($r->{body} // '', qr/"doc"/, "$name: no content");
+        is_deeply(balances(), $b0, "$name: no tokens moved");
+    }
+}
+$T{negative} = time - $t;
+
+# ---- 4. conformance vectors: official facilitator /verify vs nginx ----
+
+$t = time;
+for my $loc ('/local/static/doc.json', '/sync/static/doc.json') {
+    my $out = "$run/conformance-" . ($loc =~ s{\W+}{_}gr) . '.json';
+    my ($rc, $stdout) = node('conformance.mjs', '--run-dir', $run,
+                             '--url', "$base$loc", '--out', $out);
+    my $j = eval { json_decode($stdout) };
+    ok($j, "conformance $loc: ran") or do { diag(short($stdout)); next };
+    for my $r (@{ $j->{results} }) {
+        ok($r->{ok}, "conformance $loc $r->{id} ($r->{kind}): facilitator="
+           . "$r->{facilitator} nginx=$r->{target}")
+            or diag(join('; ', @{ $r->{failures} }) . ' | nginx error: '
+                    . ($r->{targetError} // ''));
+    }
+    cmp_ok(scalar @{ $j->{results} }, '>=', 50, "conformance $loc: vector count");
+}
+$T{conformance} = time - $t;
+
+$T{total} = time - $t_all;
+note(sprintf "timings (s): %s",
+     join ', ', map { sprintf '%s %.1f', $_, $T{$_} } sort keys %T);
+
+done_testing;
