@@ -48,9 +48,7 @@ sub node {
         close $r;
         open STDOUT, '>&', $w or POSIX::_exit(111);
         open STDIN, '<', '/dev/null';
-        no warnings 'exec';
-        exec 'node', "$JS/$script", @args;
-        POSIX::_exit(112);
+        exec('node', "$JS/$script", @args) or POSIX::_exit(112);
     }
     close $w;
     local $/;
