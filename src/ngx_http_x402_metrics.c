@@ -676,31 +676,36 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
         }
     }
 
-    p = ngx_sprintf(p,
-            "# HELP x402_facilitator_request_duration_seconds "
-            "Facilitator subrequests that got an answer, by endpoint.\n"
-            "# TYPE x402_facilitator_request_duration_seconds histogram\n");
-
+    /*
+     * One unlabelled histogram per endpoint rather than an endpoint label:
+     * simple parsers (and dashboards) handle these without label grouping.
+     */
     for (j = 0; j < NGX_HTTP_X402_METRICS_ENDPOINTS; j++) {
+        p = ngx_sprintf(p,
+                "# HELP x402_facilitator_%s_duration_seconds "
+                "Facilitator %s subrequests that got an answer.\n"
+                "# TYPE x402_facilitator_%s_duration_seconds histogram\n",
+                ngx_http_x402_metrics_endpoint[j],
+                ngx_http_x402_metrics_endpoint[j],
+                ngx_http_x402_metrics_endpoint[j]);
+
         cum = 0;
 
         for (i = 0; i <= NGX_HTTP_X402_METRICS_BUCKETS; i++) {
             cum += sh->fac_bucket[j][i];
 
-            p = ngx_sprintf(p, "x402_facilitator_request_duration_seconds_"
-                            "bucket{endpoint=\"%s\",le=\"%s\"} %uA\n",
+            p = ngx_sprintf(p, "x402_facilitator_%s_duration_seconds_bucket"
+                            "{le=\"%s\"} %uA\n",
                             ngx_http_x402_metrics_endpoint[j],
                             ngx_http_x402_metrics_le[i], cum);
         }
 
-        p = ngx_sprintf(p, "x402_facilitator_request_duration_seconds_sum"
-                        "{endpoint=\"%s\"} ",
+        p = ngx_sprintf(p, "x402_facilitator_%s_duration_seconds_sum ",
                         ngx_http_x402_metrics_endpoint[j]);
         p = ngx_http_x402_metrics_seconds(p, sh->fac_sum_ms[j]);
 
-        p = ngx_sprintf(p, "\nx402_facilitator_request_duration_seconds_count"
-                        "{endpoint=\"%s\"} %uA\n",
-                        ngx_http_x402_metrics_endpoint[j], cum);
+        p = ngx_sprintf(p, "\nx402_facilitator_%s_duration_seconds_count"
+                        " %uA\n", ngx_http_x402_metrics_endpoint[j], cum);
     }
 
     p = ngx_sprintf(p,
