@@ -31,8 +31,10 @@ const x402_network_t table[] = {
      "0xB97EF9Ef8734C71904D8002F8b6Bc66Dd9c48a6E", "USD Coin", "2", 6},
     {"iotex", "eip155:4689", 4689,
      "0xcDf79194C6C285077A58da47641D4dBe51F63542", "Bridged USDC", "2", 6},
+    // "USDC", not the notes' "USD Coin": @x402/evm 2.27.0 (js/, newer than
+    // the notes' 2.10.0) corrected Monad's EIP-712 name.
     {"monad", "eip155:143", 143,
-     "0x754704Bc059F8C67012fEd69BC8A327a5aafb603", "USD Coin", "2", 6},
+     "0x754704Bc059F8C67012fEd69BC8A327a5aafb603", "USDC", "2", 6},
     {"sei", "eip155:1329", 1329,
      "0xe15fC38F6D8c56aF07bbCBe3BAf5708A2Bf42392", "USDC", "2", 6},
     {"sei-testnet", "eip155:1328", 1328,

@@ -15,7 +15,8 @@
 // returned pointer stays valid; when the pool is full the lookup fails
 // (NULL), which bounds memory even if the network comes from a variable.
 //
-// Default assets: the v2 table (3.1) where it has the chain, else the legacy
+// Default assets: the v2 table (3.1) where it has the chain (Monad's name as
+// the newer @x402/evm 2.27.0 DEFAULT_ASSETS has it: "USDC"), else the legacy
 // USDC table (3.2, version "2", 6 decimals; Ethereum from the Python v1
 // table). MegaETH and Mezo testnet have no default here because their v2
 // default tokens are Permit2-only and this module speaks EIP-3009 only.

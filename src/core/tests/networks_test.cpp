@@ -75,6 +75,10 @@ TEST(Networks, DefaultAssetsAreChecksummedAndComplete)
         EXPECT_GT(std::string(t[i].usdc_name).size(), 0u);
         EXPECT_TRUE(t[i].usdc_decimals == 6) << t[i].caip2;
     }
+    // As @x402/evm 2.27.0 DEFAULT_ASSETS (clients sign with these).
+    EXPECT_STREQ(x402_network_find(s("monad"))->usdc_name, "USDC");
+    EXPECT_STREQ(x402_network_find(s("polygon"))->usdc_name, "USD Coin");
+    EXPECT_STREQ(x402_network_find(s("sei"))->usdc_name, "USDC");
     // Stable's USDT0 is EIP-712 version "1" (x402-notes 3.1).
     EXPECT_STREQ(x402_network_find(s("stable"))->usdc_version, "1");
     // Permit2-only defaults are not offered (EIP-3009 module).
