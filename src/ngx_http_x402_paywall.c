@@ -402,7 +402,8 @@ ngx_http_x402_paywall_send(ngx_http_request_t *r, const x402_offer_t *offer,
 
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    if (clcf->error_pages) {
+    /* the conditions of ngx_http_special_response_handler() */
+    if (!r->error_page && clcf->error_pages && r->uri_changes != 0) {
         err_page = clcf->error_pages->elts;
 
         for (i = 0; i < clcf->error_pages->nelts; i++) {
@@ -416,6 +417,12 @@ ngx_http_x402_paywall_send(ngx_http_request_t *r, const x402_offer_t *offer,
         != NGX_OK)
     {
         return NGX_ERROR;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
     }
 
     b = ngx_calloc_buf(r->pool);
@@ -435,19 +442,23 @@ ngx_http_x402_paywall_send(ngx_http_request_t *r, const x402_offer_t *offer,
     r->headers_out.content_type_len = sizeof("text/html") - 1;
     r->headers_out.content_type_lowcase = NULL;
 
-    /* the page says the price: a shared cache must not keep it */
-    ngx_http_clear_last_modified(r);
-
     rc = ngx_http_send_header(r);
 
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
+        return (rc == NGX_ERROR) ? NGX_ERROR : NGX_HTTP_OK;
     }
 
     out.buf = b;
     out.next = NULL;
 
-    return ngx_http_output_filter(r, &out);
+    rc = ngx_http_output_filter(r, &out);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    /* sent: NGX_HTTP_OK finalizes the request from the access phase */
+    return NGX_HTTP_OK;
 }
 
 

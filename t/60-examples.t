@@ -1,0 +1,31 @@
+# Every conf-examples/*.conf loads: `nginx -t` with the built module, after
+# the substitutions of X402::Examples (module path, ports, paths, the
+# facilitator's and Redis's addresses).
+use strict;
+use warnings;
+use lib 't/lib';
+use X402::Test;
+use X402::Examples qw(example_files example_conf);
+
+my @files = example_files();
+ok(scalar(grep { m{/(add-to-existing-site|static-for-agents|fleet-redis)\.conf$} } @files) == 3,
+   'the three uses have an example');
+
+for my $file (@files) {
+    (my $name = $file) =~ s{.*/}{};
+    my $prefix = servroot() . "/example-$name";
+    my ($conf) = example_conf($file, prefix => $prefix);
+    my $path = "$prefix/conf/nginx.conf";
+    open my $fh, '>', $path or die "$path: $!";
+    print $fh $conf;
+    close $fh;
+
+    my ($rc, $out) = X402::Nginx::_run(nginx_binary(), '-p', "$prefix/",
+                                       '-c', $path, '-t');
+    is($rc, 0, "$name: nginx -t") or diag($out);
+    like($out, qr/test is successful/, "$name: test is successful");
+    unlike($out, qr/\[(emerg|alert|crit)\]/, "$name: no emerg/alert/crit");
+    unlike($out, qr/\[warn\]/, "$name: no warnings") or diag($out);
+}
+
+done_testing();
