@@ -12,6 +12,8 @@
 #   scripts/demo.sh status        show what is running
 #
 # Options: --run-dir DIR (default build/demo), --no-install (skip apt/npm).
+# Env: X402_MODULE=path.so uses that module instead of building one;
+# BUILD_DIR is passed to scripts/build-module.sh.
 # Every process started is recorded in DIR/pids/ and stopped by that pid.
 # Nothing here touches a real network: the chain is anvil on 127.0.0.1 with
 # Base Sepolia's chain id, the token is our own (contracts/TestUSDC.sol).
@@ -29,7 +31,7 @@ while [ $# -gt 0 ]; do
         --keep) keep=1; shift ;;
         --no-install) install=0; shift ;;
         --run-dir) run=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "demo.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -137,12 +139,18 @@ done
 
 # ---- 2. build ----
 
-step "Building the module (scripts/build-module.sh)"
-[ -x "$root/scripts/build-module.sh" ] || die "scripts/build-module.sh not found"
-"$root/scripts/build-module.sh" > "$run/build.log" 2>&1 \
-    || { tail -30 "$run/build.log"; die "module build failed, see $run/build.log"; }
-so=$(tail -1 "$run/build.log")
-[ -f "$so" ] || die "the build did not print a module path (got '$so')"
+if [ -n "${X402_MODULE:-}" ]; then
+    # a module built beforehand (CI, or a build directory of your own)
+    so=$X402_MODULE
+    [ -f "$so" ] || die "X402_MODULE=$so: no such file"
+else
+    step "Building the module (scripts/build-module.sh)"
+    [ -x "$root/scripts/build-module.sh" ] || die "scripts/build-module.sh not found"
+    "$root/scripts/build-module.sh" > "$run/build.log" 2>&1 \
+        || { tail -30 "$run/build.log"; die "module build failed, see $run/build.log"; }
+    so=$(tail -1 "$run/build.log")
+    [ -f "$so" ] || die "the build did not print a module path (got '$so')"
+fi
 echo "module: $so"
 
 # From here on, stop what we started if anything fails.
@@ -178,7 +186,7 @@ echo '<p>free page; try /reports/today.json or /api/quote</p>' > "$run/html/inde
 sed -e "s|@MODULE@|$so|g" -e "s|@RUN@|$run|g" -e "s|@PORT@|$port|g" \
     -e "s|@UPSTREAM_PORT@|$up_port|g" -e "s|@FACILITATOR_PORT@|$fac_port|g" \
     -e "s|@PAY_TO@|$pay_to|g" "$root/conf-examples/demo.conf" > "$run/nginx.conf"
-if grep -q '@[A-Z_]*@' "$run/nginx.conf"; then
+if grep -v '^ *#' "$run/nginx.conf" | grep -q '@[A-Z_]*@'; then
     die "unfilled placeholder in $run/nginx.conf"
 fi
 /usr/sbin/nginx -p "$run" -e "$run/nginx-error.log" -c "$run/nginx.conf" -t \
