@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -57,6 +58,18 @@ inline size_t utf8_seq_len(std::string_view s, size_t i) noexcept
     return 0;
 }
 
+// 1: printable ASCII that JSON and HTML both take verbatim.
+struct VerbatimTable {
+    bool v[256] = {};
+    constexpr VerbatimTable()
+    {
+        for (int c = 0x20; c < 0x7f; c++) {
+            v[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&';
+        }
+    }
+};
+inline constexpr VerbatimTable verbatim{};
+
 // Calls put(const char *p, size_t n) for the escaped form of s (no quotes).
 template <typename Put>
 inline void escape(std::string_view s, Put &&put)
@@ -68,7 +81,14 @@ inline void escape(std::string_view s, Put &&put)
             put(s.data() + run, i - run);
         }
     };
-    while (i < s.size()) {
+    const size_t n = s.size();
+    while (i < n) {
+        while (i < n && verbatim.v[uint8_t(s[i])]) {
+            i++;  // the common case: a run of plain ASCII
+        }
+        if (i == n) {
+            break;
+        }
         uint8_t c = uint8_t(s[i]);
         const char *rep = nullptr;
         char u[6] = {'\\', 'u', '0', '0', 0, 0};
@@ -127,9 +147,8 @@ inline size_t json_escaped_len(std::string_view s) noexcept
 inline char *json_escape_to(std::string_view s, char *out) noexcept
 {
     json_detail::escape(s, [&](const char *p, size_t k) {
-        for (size_t j = 0; j < k; j++) {
-            *out++ = p[j];
-        }
+        std::memcpy(out, p, k);
+        out += k;
     });
     return out;
 }
