@@ -1,0 +1,273 @@
+
+/*
+ * ngx_http_x402_module: /verify and /settle as subrequests.
+ *
+ * The facilitator is an internal location of the operator's (typically
+ * "internal; proxy_pass https://facilitator/;"), so TLS, keepalive,
+ * timeouts, retries and auth headers are ordinary nginx configuration. The
+ * subrequest is a POST carrying the JSON built by the core, with a fresh
+ * header list: nothing of the client's request (cookies, authorization,
+ * the payment header itself) reaches the facilitator. Its answer is read
+ * in memory (subrequest_output_buffer_size bounds it).
+ */
+
+
+#include "ngx_http_x402_module.h"
+
+
+static ngx_int_t ngx_http_x402_facilitator_done(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
+static ngx_int_t ngx_http_x402_facilitator_body(ngx_http_request_t *r,
+    ngx_http_request_t *sr, ngx_str_t *body);
+
+
+static ngx_str_t  ngx_http_x402_post_method = { 4, (u_char *) "POST " };
+
+
+ngx_int_t
+ngx_http_x402_facilitator_call(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, ngx_http_x402_call_t *call, ngx_str_t *uri,
+    ngx_uint_t background)
+{
+    ngx_uint_t                   flags;
+    ngx_http_request_t          *sr;
+    ngx_http_post_subrequest_t  *ps;
+
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = ngx_http_x402_facilitator_done;
+    ps->data = ctx;
+
+    flags = NGX_HTTP_SUBREQUEST_IN_MEMORY;
+    flags |= background ? NGX_HTTP_SUBREQUEST_BACKGROUND
+                        : NGX_HTTP_SUBREQUEST_WAITED;
+
+    ngx_memzero(call, sizeof(ngx_http_x402_call_t));
+
+    if (ngx_http_subrequest(r, uri, NULL, &sr, ps, flags) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "x402: cannot create the \"%V\" subrequest", uri);
+        return NGX_ERROR;
+    }
+
+    call->sr = sr;
+    call->issued = 1;
+    call->start = ngx_current_msec;
+
+    if (ngx_http_x402_facilitator_body(r, sr, &ctx->fac_body) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "x402: POST \"%V\"%s, %uz bytes", uri,
+                   background ? " in the background" : "",
+                   ctx->fac_body.len);
+
+    return NGX_OK;
+}
+
+
+/*
+ * Turns the subrequest into a POST with our body, the way
+ * ngx.location.capture does: the request body is a memory buffer that the
+ * proxy module sends as is, with Content-Length from content_length_n;
+ * headers_in is a struct copy of the parent's, so it gets a list of its
+ * own instead of sharing (and pushing onto) the parent's.
+ */
+
+static ngx_int_t
+ngx_http_x402_facilitator_body(ngx_http_request_t *r, ngx_http_request_t *sr,
+    ngx_str_t *body)
+{
+    ngx_buf_t                *b;
+    ngx_chain_t              *cl;
+    ngx_table_elt_t          *h;
+    ngx_http_request_body_t  *rb;
+
+    sr->method = NGX_HTTP_POST;
+    sr->method_name = ngx_http_x402_post_method;
+    sr->header_only = 0;
+
+    rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+    if (rb == NULL) {
+        return NGX_ERROR;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->start = b->pos;
+    b->end = b->last;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    rb->bufs = cl;
+    rb->buf = b;
+
+    sr->request_body = rb;
+
+    if (ngx_list_init(&sr->headers_in.headers, r->pool, 2,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&sr->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&h->key, "Content-Type");
+    ngx_str_set(&h->value, "application/json");
+    h->lowcase_key = (u_char *) "content-type";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    sr->headers_in.content_type = h;
+
+    h = ngx_list_push(&sr->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&h->key, "Accept");
+    ngx_str_set(&h->value, "application/json");
+    h->lowcase_key = (u_char *) "accept";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    /* the parent's pointers would name headers not in our list */
+
+    sr->headers_in.content_length = NULL;
+    sr->headers_in.transfer_encoding = NULL;
+    sr->headers_in.chunked = 0;
+    sr->headers_in.content_length_n = body->len;
+    sr->headers_in.authorization = NULL;
+    sr->headers_in.user_agent = NULL;
+    sr->headers_in.referer = NULL;
+    sr->headers_in.range = NULL;
+    sr->headers_in.if_range = NULL;
+    sr->headers_in.if_modified_since = NULL;
+    sr->headers_in.if_unmodified_since = NULL;
+    sr->headers_in.if_match = NULL;
+    sr->headers_in.if_none_match = NULL;
+    sr->headers_in.expect = NULL;
+    sr->headers_in.te = NULL;
+    sr->headers_in.upgrade = NULL;
+    sr->headers_in.content_range = NULL;
+#if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
+    sr->headers_in.accept_encoding = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+/*
+ * Called at every finalization of the subrequest: with an HTTP error code
+ * before nginx sends its error page (then again), with NGX_OK (or
+ * NGX_AGAIN) once the answer is in memory, with NGX_ERROR when it failed
+ * (nginx then terminates the whole request: nothing is served).
+ */
+
+static ngx_int_t
+ngx_http_x402_facilitator_done(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_x402_ctx_t *ctx = data;
+
+    ngx_buf_t             *b;
+    ngx_http_x402_call_t  *call;
+
+    if (sr == ctx->verify.sr) {
+        call = &ctx->verify;
+
+    } else if (sr == ctx->settle.sr) {
+        call = &ctx->settle;
+
+    } else {
+        return rc;
+    }
+
+    if (call->done) {
+        return rc;
+    }
+
+    if (rc == NGX_ERROR || sr->connection->error) {
+        call->failed = 1;
+        call->done = 1;
+
+    } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+
+        /* nginx's own error (502, 504 ...): the error page comes next */
+
+        call->status = rc;
+        call->failed = 1;
+        return rc;
+
+    } else {
+        if (!call->failed) {
+            call->status = sr->headers_out.status;
+        }
+
+        if (sr->out && sr->out->buf) {
+            b = sr->out->buf;
+            call->body.data = b->pos;
+            call->body.len = b->last - b->pos;
+        }
+
+        call->done = 1;
+    }
+
+    call->elapsed = ngx_current_msec - call->start;
+
+    ngx_log_debug4(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
+                   "x402: facilitator \"%V\" done: rc %i status %ui "
+                   "%uz bytes", &sr->uri, rc, call->status,
+                   call->body.len);
+
+    if (sr->background && call == &ctx->settle) {
+
+        /* async settlement: nobody waits for it, handle it right here */
+
+        (void) ngx_http_x402_settle_result(ctx->request, ctx);
+    }
+
+    return rc;
+}
+
+
+/* what the client gets when the facilitator could not answer */
+
+ngx_int_t
+ngx_http_x402_facilitator_broken_status(ngx_http_x402_call_t *call)
+{
+    if (call->status == NGX_HTTP_GATEWAY_TIME_OUT
+        || call->status == NGX_HTTP_SERVICE_UNAVAILABLE)
+    {
+        return call->status;
+    }
+
+    return NGX_HTTP_BAD_GATEWAY;
+}

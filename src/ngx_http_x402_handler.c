@@ -1,0 +1,1321 @@
+
+/*
+ * ngx_http_x402_module: the access-phase state machine.
+ *
+ *   NEW --(no header)--------------------------------------> 402 FINAL
+ *       --(local checks fail)------------------------------> 402 FINAL
+ *       --(store: reserve)--> RESERVING (store pending)
+ *       --(/verify needed)--> VERIFYING --(refused)--------> 402 FINAL
+ *                                       --(broken)---------> 5xx FINAL
+ *       --sync--> SETTLING --(ok)--> PASSED (content, PAYMENT-RESPONSE)
+ *                          --(refused)---------------------> 402 FINAL
+ *       --after--> PASSED (the filters hold the response and settle)
+ *       --async--> PASSED (settled by a background subrequest)
+ *
+ * The ctx lives in an r->pool cleanup slot tagged with this module's
+ * cleanup handler: the slot survives internal redirects (which zero
+ * r->ctx), so a paid request is never charged twice, and the cleanup
+ * releases the core objects when the request ends.
+ */
+
+
+#include "ngx_http_x402_module.h"
+
+
+static ngx_int_t ngx_http_x402_start(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_reserve(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_verify(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_verified(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_proceed(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_settled(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+static ngx_http_x402_ctx_t *ngx_http_x402_create_ctx(ngx_http_request_t *r);
+static void ngx_http_x402_ctx_cleanup(void *data);
+static ngx_int_t ngx_http_x402_resolve_offer(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_resource_url(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_find_payment(ngx_http_request_t *r,
+    ngx_str_t *value, int *version);
+static ngx_int_t ngx_http_x402_refuse(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, const char *reason, const char *message);
+static ngx_int_t ngx_http_x402_fail(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, ngx_uint_t status, const char *error,
+    ngx_str_t *detail);
+static ngx_int_t ngx_http_x402_finish(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *body);
+static ngx_uint_t ngx_http_x402_has_error_page(ngx_http_request_t *r,
+    ngx_uint_t status);
+static ngx_int_t ngx_http_x402_copy_str(ngx_http_request_t *r,
+    ngx_str_t *dst, x402_str_t *src);
+
+
+static ngx_str_t  ngx_http_x402_json_type = ngx_string("application/json");
+
+static ngx_str_t  ngx_http_x402_required_key = ngx_string("PAYMENT-REQUIRED");
+static ngx_str_t  ngx_http_x402_response_key = ngx_string("PAYMENT-RESPONSE");
+static ngx_str_t  ngx_http_x402_expose_key =
+    ngx_string("Access-Control-Expose-Headers");
+static ngx_str_t  ngx_http_x402_expose_value =
+    ngx_string("PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE");
+static ngx_str_t  ngx_http_x402_cache_key = ngx_string("Cache-Control");
+static ngx_str_t  ngx_http_x402_cache_value = ngx_string("no-store");
+
+
+ngx_int_t
+ngx_http_x402_access_handler(ngx_http_request_t *r)
+{
+    ngx_http_x402_ctx_t       *ctx;
+    ngx_http_x402_loc_conf_t  *xlcf;
+
+    /* the access phase skips subrequests already; never charge them */
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    xlcf = ngx_http_get_module_loc_conf(r, ngx_http_x402_module);
+
+    ctx = ngx_http_x402_get_ctx(r);
+
+    if (ctx == NULL || ctx->state == NGX_HTTP_X402_STATE_NEW) {
+
+        if (!xlcf->enable || !xlcf->priced) {
+            return NGX_DECLINED;
+        }
+
+        return ngx_http_x402_start(r, xlcf, ctx);
+    }
+
+    switch (ctx->state) {
+
+    case NGX_HTTP_X402_STATE_RESERVING:
+        return ngx_http_x402_reserve(r, ctx);
+
+    case NGX_HTTP_X402_STATE_VERIFYING:
+        if (!ctx->verify.done) {
+            return NGX_AGAIN;
+        }
+
+        return ngx_http_x402_verified(r, ctx);
+
+    case NGX_HTTP_X402_STATE_SETTLING:
+        if (!ctx->settle.done) {
+            return NGX_AGAIN;
+        }
+
+        return ngx_http_x402_settled(r, ctx);
+
+    case NGX_HTTP_X402_STATE_PASSED:
+
+        /*
+         * Paid, then internally redirected (try_files, error_page, index,
+         * rewrite ... last): the payment covers the whole request.
+         */
+
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "x402: already paid, not charged again");
+
+        return (xlcf->enable && xlcf->priced) ? NGX_OK : NGX_DECLINED;
+
+    default: /* NGX_HTTP_X402_STATE_FINAL */
+
+        /* our own 402/5xx is being served through error_page */
+
+        return NGX_DECLINED;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
+    ngx_http_x402_ctx_t *ctx)
+{
+    int                v;
+    ngx_int_t          rc;
+    ngx_str_t          header;
+    x402_str_t         in, body;
+    x402_payment_t    *p;
+    x402_verdict_t    *vd;
+    x402_allocator_t   a;
+
+    if (ctx == NULL) {
+        ctx = ngx_http_x402_create_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ctx->settle_mode = xlcf->settle;
+    ctx->verify_mode = xlcf->verify;
+    ctx->log_level = xlcf->log_level;
+    ctx->verify_uri = xlcf->verify_uri;
+    ctx->settle_uri = xlcf->settle_uri;
+
+    rc = ngx_http_x402_resolve_offer(r, xlcf, ctx);
+
+    if (rc != NGX_OK) {
+        if (rc == NGX_DECLINED) {
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "x402: price is free for this request");
+            return NGX_DECLINED;
+        }
+
+        ctx->status = NGX_HTTP_X402_ERROR;
+        ctx->state = NGX_HTTP_X402_STATE_FINAL;
+        ngx_str_set(&ctx->reason, "configuration");
+
+        return rc;
+    }
+
+    if (ngx_http_x402_resource_url(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_x402_find_payment(r, &header, &v);
+
+    if (rc == NGX_DECLINED) {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "x402: no payment header, 402");
+
+        ctx->status = NGX_HTTP_X402_REQUIRED;
+
+        return ngx_http_x402_send_402(r, ctx, NULL, NULL);
+    }
+
+    if (rc == NGX_DONE) {
+        return ngx_http_x402_refuse(r, ctx, "invalid_payload",
+                                    "more than one payment header "
+                                    "(PAYMENT-SIGNATURE, X-PAYMENT)");
+    }
+
+    ctx->version = v;
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "x402: payment header v%d: \"%V\"", v, &header);
+
+    /* local checks: decode, match, verify; no network */
+
+    vd = &ctx->verdict;
+    in.data = (const char *) header.data;
+    in.len = header.len;
+
+    p = x402_payment_decode(in, v, vd);
+
+    if (p == NULL) {
+        if (vd->reason == NULL) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "x402: out of memory decoding a payment");
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_x402_refuse(r, ctx, vd->reason, vd->message);
+    }
+
+    ctx->payment = p;
+
+    if (vd->version == 1 || vd->version == 2) {
+        ctx->version = vd->version;
+    }
+
+    rc = x402_payment_verify(p, ctx->offer, (int64_t) ngx_time(), vd);
+
+    if (ngx_http_x402_copy_str(r, &ctx->payer, &vd->payer) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (vd->payment_id[0] != '\0') {
+        ctx->payment_id.data = (u_char *) vd->payment_id;
+        ctx->payment_id.len = ngx_strlen(vd->payment_id);
+    }
+
+    if (rc != 0 || !vd->ok) {
+        return ngx_http_x402_refuse(r, ctx,
+                                    vd->reason ? vd->reason
+                                               : "invalid_payload",
+                                    vd->message);
+    }
+
+    if (ngx_http_x402_copy_str(r, &ctx->network, &vd->network) != NGX_OK
+        || ngx_http_x402_copy_str(r, &ctx->amount, &vd->value) != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "x402: local checks passed, payer %V id %V%s",
+                   &ctx->payer, &ctx->payment_id,
+                   vd->signature_unchecked ? " (signature unchecked)" : "");
+
+    /* the body of /verify and /settle: the same bytes to both */
+
+    a.alloc = ngx_http_x402_alloc;
+    a.ctx = r->pool;
+
+    in.data = (const char *) ctx->resource_url.data;
+    in.len = ctx->resource_url.len;
+
+    if (x402_facilitator_request(p, ctx->offer, vd->requirement, in, &a,
+                                 &body)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "x402: cannot build the facilitator request");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->fac_body.data = (u_char *) body.data;
+    ctx->fac_body.len = body.len;
+
+    ctx->state = NGX_HTTP_X402_STATE_RESERVING;
+
+    return ngx_http_x402_reserve(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_x402_reserve(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    /*
+     * The single place where a payment is reserved before anything is
+     * served (replay protection, grants): see ngx_http_x402_store_reserve.
+     */
+
+    rc = ngx_http_x402_store_reserve(r, ctx);
+
+    switch (rc) {
+
+    case NGX_OK:
+        ctx->reserved = 1;
+        return ngx_http_x402_verify(r, ctx);
+
+    case NGX_AGAIN:
+        return NGX_AGAIN;
+
+    case NGX_DONE:
+        ctx->status = NGX_HTTP_X402_REUSED;
+        ctx->state = NGX_HTTP_X402_STATE_PASSED;
+        return NGX_OK;
+
+    case NGX_DECLINED:
+        ctx->status = NGX_HTTP_X402_REPLAYED;
+        return ngx_http_x402_refuse(r, ctx, "payment_already_used",
+                                    "this authorization was already "
+                                    "presented");
+
+    default:
+        ctx->status = NGX_HTTP_X402_ERROR;
+        ctx->state = NGX_HTTP_X402_STATE_FINAL;
+
+        if (ctx->reason.len == 0) {
+            ngx_str_set(&ctx->reason, "store");
+        }
+
+        return (rc == NGX_ERROR) ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_x402_verify(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    /* a signature we could not check locally always goes to /verify */
+
+    if (ctx->verify_mode == NGX_HTTP_X402_VERIFY_LOCAL
+        && !ctx->verdict.signature_unchecked)
+    {
+        ctx->status = NGX_HTTP_X402_VERIFIED;
+        return ngx_http_x402_proceed(r, ctx);
+    }
+
+    if (ngx_http_x402_facilitator_call(r, ctx, &ctx->verify,
+                                       &ctx->verify_uri, 0)
+        != NGX_OK)
+    {
+        return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                  "internal_error", NULL);
+    }
+
+    ctx->state = NGX_HTTP_X402_STATE_VERIFYING;
+
+    return NGX_AGAIN;
+}
+
+
+static ngx_int_t
+ngx_http_x402_verified(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    int                         rc;
+    x402_str_t                  body;
+    x402_allocator_t            a;
+    ngx_http_x402_call_t       *call;
+    x402_facilitator_result_t   res;
+
+    call = &ctx->verify;
+
+    a.alloc = ngx_http_x402_alloc;
+    a.ctx = r->pool;
+
+    body.data = (const char *) call->body.data;
+    body.len = call->body.len;
+
+    ngx_memzero(&res, sizeof(x402_facilitator_result_t));
+
+    if (call->failed) {
+        rc = X402_FAC_BROKEN;
+        res.reason.data = "no response";
+        res.reason.len = sizeof("no response") - 1;
+
+    } else {
+        rc = x402_facilitator_parse_verify((int) call->status, body, &a, &res);
+    }
+
+    switch (rc) {
+
+    case X402_FAC_OK:
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "x402: facilitator verified in %Mms", call->elapsed);
+
+        ctx->status = NGX_HTTP_X402_VERIFIED;
+        return ngx_http_x402_proceed(r, ctx);
+
+    case X402_FAC_REFUSED:
+        ngx_log_error(ctx->log_level, r->connection->log, 0,
+                      "x402: facilitator refused the payment of %V: "
+                      "%*s%s%*s", &ctx->payer,
+                      res.reason.len, res.reason.data,
+                      res.message.len ? ": " : "",
+                      res.message.len, res.message.data);
+
+        ctx->status = NGX_HTTP_X402_INVALID;
+        ngx_http_x402_set_reason(r, ctx, res.reason.data, res.reason.len);
+
+        ngx_http_x402_outcome(r, ctx);
+
+        return ngx_http_x402_send_402(r, ctx, &ctx->reason, NULL);
+
+    case X402_FAC_BROKEN:
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "x402: facilitator \"%V\" failed: status %ui, %*s",
+                      &ctx->verify_uri, call->status,
+                      res.reason.len, res.reason.data);
+
+        ngx_http_x402_set_reason(r, ctx, res.reason.data, res.reason.len);
+
+        return ngx_http_x402_fail(r, ctx,
+                                  ngx_http_x402_facilitator_broken_status(call),
+                                  "facilitator_unavailable", NULL);
+
+    default:
+        return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                  "internal_error", NULL);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_x402_proceed(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    switch (ctx->settle_mode) {
+
+    case NGX_HTTP_X402_SETTLE_AFTER:
+
+        /* the filters hold the response and settle below 400 */
+
+        ctx->state = NGX_HTTP_X402_STATE_PASSED;
+        return NGX_OK;
+
+    case NGX_HTTP_X402_SETTLE_ASYNC:
+
+        /* credit advance: serve now, settle in the background */
+
+        if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
+                                           &ctx->settle_uri, 1)
+            != NGX_OK)
+        {
+            return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal_error", NULL);
+        }
+
+        ctx->state = NGX_HTTP_X402_STATE_PASSED;
+        return NGX_OK;
+
+    default: /* NGX_HTTP_X402_SETTLE_SYNC */
+
+        if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
+                                           &ctx->settle_uri, 0)
+            != NGX_OK)
+        {
+            return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal_error", NULL);
+        }
+
+        ctx->state = NGX_HTTP_X402_STATE_SETTLING;
+        return NGX_AGAIN;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_x402_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_x402_settle_result(r, ctx);
+
+    switch (rc) {
+
+    case X402_FAC_OK:
+        ctx->state = NGX_HTTP_X402_STATE_PASSED;
+        return NGX_OK;
+
+    case X402_FAC_REFUSED:
+        return ngx_http_x402_send_402(r, ctx, &ctx->reason, NULL);
+
+    case X402_FAC_BROKEN:
+        return ngx_http_x402_fail(r, ctx,
+                          ngx_http_x402_facilitator_broken_status(&ctx->settle),
+                          "facilitator_unavailable", NULL);
+
+    default:
+        return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                  "internal_error", NULL);
+    }
+}
+
+
+/*
+ * Parses the /settle answer into the ctx, logs the outcome and records it
+ * in the store: every settlement, whatever the mode, ends here once.
+ * Returns X402_FAC_OK, X402_FAC_REFUSED, X402_FAC_BROKEN or NGX_ERROR.
+ */
+
+ngx_int_t
+ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    int                         rc;
+    x402_str_t                  body, reason, network, payer, header;
+    x402_allocator_t            a;
+    ngx_http_x402_call_t       *call;
+    x402_facilitator_result_t   res;
+
+    call = &ctx->settle;
+
+    a.alloc = ngx_http_x402_alloc;
+    a.ctx = r->pool;
+
+    body.data = (const char *) call->body.data;
+    body.len = call->body.len;
+
+    ngx_memzero(&res, sizeof(x402_facilitator_result_t));
+
+    if (call->failed) {
+        rc = X402_FAC_BROKEN;
+        res.reason.data = "no response";
+        res.reason.len = sizeof("no response") - 1;
+
+    } else {
+        rc = x402_facilitator_parse_settle((int) call->status, body, &a, &res);
+    }
+
+    switch (rc) {
+
+    case X402_FAC_OK:
+        ctx->status = NGX_HTTP_X402_SETTLED;
+
+        if (ngx_http_x402_copy_str(r, &ctx->tx, &res.transaction) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        ctx->settle_header.data = (u_char *) res.response_header.data;
+        ctx->settle_header.len = res.response_header.len;
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "x402: settled %V from %V on %V, tx %V, in %Mms",
+                      &ctx->amount, &ctx->payer, &ctx->network, &ctx->tx,
+                      call->elapsed);
+        break;
+
+    case X402_FAC_REFUSED:
+        ctx->status = NGX_HTTP_X402_INVALID;
+        ngx_http_x402_set_reason(r, ctx, res.reason.data, res.reason.len);
+
+        ngx_log_error(ctx->log_level, r->connection->log, 0,
+                      "x402: settlement of %V from %V refused: %V%s%*s",
+                      &ctx->amount, &ctx->payer, &ctx->reason,
+                      res.message.len ? ": " : "",
+                      res.message.len, res.message.data);
+
+        if (res.response_header.len) {
+            ctx->settle_header.data = (u_char *) res.response_header.data;
+            ctx->settle_header.len = res.response_header.len;
+            break;
+        }
+
+        reason.data = (const char *) ctx->reason.data;
+        reason.len = ctx->reason.len;
+        network.data = (const char *) ctx->network.data;
+        network.len = ctx->network.len;
+        payer.data = (const char *) ctx->payer.data;
+        payer.len = ctx->payer.len;
+
+        if (x402_settle_failure_header(reason, network, payer, &a, &header)
+            != 0)
+        {
+            return NGX_ERROR;
+        }
+
+        ctx->settle_header.data = (u_char *) header.data;
+        ctx->settle_header.len = header.len;
+        break;
+
+    case X402_FAC_BROKEN:
+        ctx->status = NGX_HTTP_X402_ERROR;
+        ngx_http_x402_set_reason(r, ctx, res.reason.data, res.reason.len);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "x402: settlement of %V from %V failed, facilitator "
+                      "\"%V\" status %ui: %V", &ctx->amount, &ctx->payer,
+                      &ctx->settle_uri, call->status, &ctx->reason);
+        break;
+
+    default:
+        return NGX_ERROR;
+    }
+
+    ngx_http_x402_outcome(r, ctx);
+
+    return rc;
+}
+
+
+/*
+ * Store hook: reserve this payment (ctx->payment_id, ctx->verdict) before
+ * anything is served or sent to the facilitator. Called exactly once per
+ * paying request, after the local checks passed, and again on re-entry
+ * while it returns NGX_AGAIN (ctx->state is RESERVING; an asynchronous store
+ * re-runs the phases with r->write_event_handler(r) when it is done).
+ * Returns:
+ *   NGX_OK        reserved: verify and settle as configured;
+ *   NGX_DONE      a grant covers it (x402_grant): serve, nothing settled;
+ *   NGX_DECLINED  already used: 402, $x402_status "replayed";
+ *   NGX_AGAIN     pending;
+ *   an HTTP status (503 for an unreachable store with fail=closed).
+ * Without a store every payment is new.
+ */
+
+ngx_int_t
+ngx_http_x402_store_reserve(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    return NGX_OK;
+}
+
+
+/*
+ * Store hook: the outcome of a reserved payment, called once per paying
+ * request when it is known: ctx->status SETTLED (ctx->tx), INVALID (refused
+ * by /verify or /settle, ctx->reason), ERROR (facilitator broken: the
+ * authorization may still be valid, keep it for retry in async mode) or
+ * VERIFIED (after mode, response >= 400: not settled, release it).
+ * ctx->settle_mode tells an async settlement (logged only) apart.
+ */
+
+void
+ngx_http_x402_store_record(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+}
+
+
+/* the outcome of a reserved payment goes to the store once */
+
+void
+ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    if (!ctx->reserved || ctx->recorded) {
+        return;
+    }
+
+    ctx->recorded = 1;
+
+    ngx_http_x402_store_record(r, ctx);
+}
+
+
+static ngx_http_x402_ctx_t *
+ngx_http_x402_create_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t   *cln;
+    ngx_http_x402_ctx_t  *ctx;
+
+    /* the cleanup first: it frees whatever the ctx comes to own */
+
+    cln = ngx_pool_cleanup_add(r->pool, sizeof(ngx_http_x402_ctx_t));
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx = cln->data;
+
+    ngx_memzero(ctx, sizeof(ngx_http_x402_ctx_t));
+
+    ctx->request = r;
+    ctx->held_last = &ctx->held;
+
+    cln->handler = ngx_http_x402_ctx_cleanup;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_x402_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_x402_ctx_cleanup(void *data)
+{
+    ngx_http_x402_ctx_t  *ctx = data;
+
+    if (ctx->payment) {
+        x402_payment_free(ctx->payment);
+        ctx->payment = NULL;
+    }
+
+    if (ctx->own_offer) {
+        x402_offer_free(ctx->own_offer);
+        ctx->own_offer = NULL;
+    }
+}
+
+
+/*
+ * The ctx of the main request, also after an internal redirect has zeroed
+ * r->ctx: it is then found again through its tagged pool cleanup.
+ */
+
+ngx_http_x402_ctx_t *
+ngx_http_x402_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t   *cln;
+    ngx_http_x402_ctx_t  *ctx;
+
+    r = r->main;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_x402_module);
+
+    if (ctx || !r->internal) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_x402_ctx_cleanup) {
+            ctx = cln->data;
+
+            if (ctx->request == r) {
+                ngx_http_set_ctx(r, ctx, ngx_http_x402_module);
+                return ctx;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+void *
+ngx_http_x402_alloc(void *pool, size_t size)
+{
+    return ngx_palloc(pool, size);
+}
+
+
+static ngx_int_t
+ngx_http_x402_resolve_offer(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx)
+{
+    int                        rc;
+    u_char                    *amount, *pay_to;
+    ngx_str_t                  price, to;
+    x402_str_t                 in;
+    const char                *err;
+    x402_requirement_t         req;
+    const x402_requirement_t  *first;
+
+    if (xlcf->offer) {
+        ctx->offer = xlcf->offer;
+        goto done;
+    }
+
+    amount = xlcf->static_amount;
+
+    if (xlcf->price->lengths) {
+        if (ngx_http_complex_value(r, xlcf->price, &price) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        amount = ngx_pnalloc(r->pool, X402_MAX_AMOUNT_DIGITS + 1);
+        if (amount == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        in.data = (const char *) price.data;
+        in.len = price.len;
+
+        rc = x402_amount_parse(in, (unsigned) xlcf->decimals,
+                               (int) xlcf->price_atomic, (char *) amount,
+                               &err);
+        if (rc < 0) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "x402: \"x402_price\" \"%V\" gave \"%V\": %s "
+                          "(asset decimals: %ui)",
+                          &xlcf->price->value, &price, err, xlcf->decimals);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == 0) {
+            return NGX_DECLINED;
+        }
+    }
+
+    pay_to = xlcf->static_pay_to;
+
+    if (xlcf->pay_to->lengths) {
+        if (ngx_http_complex_value(r, xlcf->pay_to, &to) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        pay_to = ngx_pnalloc(r->pool, 43);
+        if (pay_to == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        in.data = (const char *) to.data;
+        in.len = to.len;
+
+        if (x402_address_parse(in, (char *) pay_to, &err) != 0) {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "x402: \"x402_pay_to\" \"%V\" gave \"%V\": %s",
+                          &xlcf->pay_to->value, &to, err);
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    ngx_memzero(&req, sizeof(x402_requirement_t));
+
+    req.scheme.data = "exact";
+    req.scheme.len = sizeof("exact") - 1;
+    req.network = xlcf->network;
+    req.amount.data = (const char *) amount;
+    req.amount.len = ngx_strlen(amount);
+    req.asset.data = (const char *) xlcf->asset_address;
+    req.asset.len = ngx_strlen(xlcf->asset_address);
+    req.pay_to.data = (const char *) pay_to;
+    req.pay_to.len = ngx_strlen(pay_to);
+    req.asset_name.data = (const char *) xlcf->asset_name.data;
+    req.asset_name.len = xlcf->asset_name.len;
+    req.asset_version.data = (const char *) xlcf->asset_version.data;
+    req.asset_version.len = xlcf->asset_version.len;
+    req.asset_decimals = (unsigned) xlcf->decimals;
+    req.max_timeout = (uint64_t) xlcf->max_timeout;
+    req.description.data = (const char *) xlcf->description.data;
+    req.description.len = xlcf->description.len;
+    req.mime_type.data = (const char *) xlcf->mime_type.data;
+    req.mime_type.len = xlcf->mime_type.len;
+
+    err = NULL;
+
+    /* a previous location's offer, if any, is released with the request */
+
+    if (ctx->own_offer) {
+        x402_offer_free(ctx->own_offer);
+        ctx->own_offer = NULL;
+    }
+
+    ctx->own_offer = x402_offer_create(&req, 1, &err);
+
+    if (ctx->own_offer == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "x402: cannot create the offer: %s",
+                      err ? err : "out of memory");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->offer = ctx->own_offer;
+
+done:
+
+    first = x402_offer_get(ctx->offer, 0);
+
+    if (first) {
+        ctx->amount.data = (u_char *) first->amount.data;
+        ctx->amount.len = first->amount.len;
+        ctx->network.data = (u_char *) first->network->caip2;
+        ctx->network.len = ngx_strlen(first->network->caip2);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_x402_resource_url(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    u_char                    *p;
+    size_t                     len;
+    ngx_str_t                  scheme, host;
+    ngx_uint_t                 port;
+    ngx_http_core_srv_conf_t  *cscf;
+    u_char                     addr[NGX_SOCKADDR_STRLEN];
+    ngx_str_t                  s;
+
+    ngx_str_set(&scheme, "http");
+    port = 0;
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        ngx_str_set(&scheme, "https");
+    }
+#endif
+
+    if (r->headers_in.host && r->headers_in.host->value.len) {
+        /* validated by nginx; carries the port the client used */
+        host = r->headers_in.host->value;
+
+    } else {
+        cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+        host = cscf->server_name;
+
+        if (host.len == 0) {
+            s.data = addr;
+            s.len = NGX_SOCKADDR_STRLEN;
+
+            if (ngx_connection_local_sockaddr(r->connection, &s, 0)
+                != NGX_OK)
+            {
+                return NGX_ERROR;
+            }
+
+            host = s;
+        }
+
+        if (ngx_connection_local_sockaddr(r->connection, NULL, 0) == NGX_OK)
+        {
+            port = ngx_inet_get_port(r->connection->local_sockaddr);
+
+            if ((port == 80 && scheme.len == 4)
+                || (port == 443 && scheme.len == 5))
+            {
+                port = 0;
+            }
+        }
+    }
+
+    len = scheme.len + sizeof("://") - 1 + host.len + sizeof(":65535") - 1
+          + r->unparsed_uri.len;
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    ctx->resource_url.data = p;
+
+    p = ngx_sprintf(p, "%V://%V", &scheme, &host);
+
+    if (port) {
+        p = ngx_sprintf(p, ":%ui", port);
+    }
+
+    p = ngx_cpymem(p, r->unparsed_uri.data, r->unparsed_uri.len);
+
+    ctx->resource_url.len = p - ctx->resource_url.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * PAYMENT-SIGNATURE (v2) or X-PAYMENT (v1), names compared
+ * case-insensitively. Returns NGX_OK, NGX_DECLINED (none) or NGX_DONE
+ * (more than one: ambiguous, refused).
+ */
+
+static ngx_int_t
+ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
+    int *version)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    n = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("PAYMENT-SIGNATURE") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "PAYMENT-SIGNATURE",
+                               sizeof("PAYMENT-SIGNATURE") - 1)
+               == 0)
+        {
+            *value = h[i].value;
+            *version = 2;
+            n++;
+            continue;
+        }
+
+        if (h[i].key.len == sizeof("X-PAYMENT") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "X-PAYMENT",
+                               sizeof("X-PAYMENT") - 1)
+               == 0)
+        {
+            *value = h[i].value;
+            *version = 1;
+            n++;
+        }
+    }
+
+    if (n == 0) {
+        return NGX_DECLINED;
+    }
+
+    return (n == 1) ? NGX_OK : NGX_DONE;
+}
+
+
+/* a client's payment failed a check: 402 with the reason, logged */
+
+static ngx_int_t
+ngx_http_x402_refuse(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
+    const char *reason, const char *message)
+{
+    if (ctx->status != NGX_HTTP_X402_REPLAYED) {
+        ctx->status = NGX_HTTP_X402_INVALID;
+    }
+
+    ngx_http_x402_set_reason(r, ctx, reason, ngx_strlen(reason));
+
+    ngx_log_error(ctx->log_level, r->connection->log, 0,
+                  "x402: payment refused: %s%s%s%s%V",
+                  reason, message ? ": " : "", message ? message : "",
+                  ctx->payer.len ? ", payer " : "", &ctx->payer);
+
+    return ngx_http_x402_send_402(r, ctx, &ctx->reason, NULL);
+}
+
+
+/* our side or the facilitator failed: nothing is served */
+
+static ngx_int_t
+ngx_http_x402_fail(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
+    ngx_uint_t status, const char *error, ngx_str_t *detail)
+{
+    ctx->status = NGX_HTTP_X402_ERROR;
+    ctx->state = NGX_HTTP_X402_STATE_FINAL;
+
+    if (ctx->reason.len == 0) {
+        ngx_http_x402_set_reason(r, ctx, error, ngx_strlen(error));
+    }
+
+    ngx_http_x402_outcome(r, ctx);
+
+    return ngx_http_x402_send_json_error(r, status, error,
+                                         detail ? detail : &ctx->reason);
+}
+
+
+void
+ngx_http_x402_set_reason(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
+    const char *reason, size_t len)
+{
+    u_char  *p;
+
+    if (reason == NULL || len == 0) {
+        ctx->reason.len = 0;
+        return;
+    }
+
+    /* bounded: a facilitator could send anything */
+
+    if (len > 256) {
+        len = 256;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        ctx->reason.len = 0;
+        return;
+    }
+
+    ngx_memcpy(p, reason, len);
+
+    ctx->reason.data = p;
+    ctx->reason.len = len;
+}
+
+
+ngx_int_t
+ngx_http_x402_push_header(ngx_http_request_t *r, ngx_str_t *key,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+    h->key = *key;
+    h->value = *value;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
+}
+
+
+/*
+ * The 402: PAYMENT-REQUIRED (v2) in the header, the v1 JSON in the body,
+ * fresh requirements with `error` set to the reason (or "Payment
+ * required"). After a refused settlement, PAYMENT-RESPONSE (v2) carries
+ * success false. filter_body: called from the response filters
+ * (x402_settle after), which send the response themselves: only the
+ * headers are set and the body is returned there.
+ */
+
+ngx_int_t
+ngx_http_x402_send_402(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
+    ngx_str_t *error, ngx_str_t *filter_body)
+{
+    x402_str_t         url, err, header, body;
+    ngx_str_t          value, content;
+    x402_allocator_t   a;
+
+    ctx->state = NGX_HTTP_X402_STATE_FINAL;
+
+    a.alloc = ngx_http_x402_alloc;
+    a.ctx = r->pool;
+
+    url.data = (const char *) ctx->resource_url.data;
+    url.len = ctx->resource_url.len;
+
+    err.data = error ? (const char *) error->data : NULL;
+    err.len = error ? error->len : 0;
+
+    if (x402_offer_render(ctx->offer, url, err, &a, &header, &body) != 0) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "x402: cannot render the 402");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    value.data = (u_char *) header.data;
+    value.len = header.len;
+
+    if (ngx_http_x402_push_header(r, &ngx_http_x402_required_key, &value)
+        != NGX_OK
+        || ngx_http_x402_push_header(r, &ngx_http_x402_cache_key,
+                                     &ngx_http_x402_cache_value)
+           != NGX_OK
+        || ngx_http_x402_push_header(r, &ngx_http_x402_expose_key,
+                                     &ngx_http_x402_expose_value)
+           != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* v1 legacy servers send no X-PAYMENT-RESPONSE on failure */
+
+    if (ctx->settle_header.len && ctx->version == 2) {
+        if (ngx_http_x402_push_header(r, &ngx_http_x402_response_key,
+                                      &ctx->settle_header)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        ctx->header_added = 1;
+    }
+
+    content.data = (u_char *) body.data;
+    content.len = body.len;
+
+    if (filter_body) {
+        r->headers_out.status = NGX_HTTP_PAYMENT_REQUIRED;
+        r->headers_out.content_type = ngx_http_x402_json_type;
+        r->headers_out.content_type_len = ngx_http_x402_json_type.len;
+        r->headers_out.content_length_n = content.len;
+
+        *filter_body = content;
+
+        return NGX_OK;
+    }
+
+    return ngx_http_x402_finish(r, NGX_HTTP_PAYMENT_REQUIRED, &content);
+}
+
+
+ngx_int_t
+ngx_http_x402_send_json_error(ngx_http_request_t *r, ngx_uint_t status,
+    const char *error, ngx_str_t *detail)
+{
+    u_char     *p;
+    size_t      len;
+    ngx_str_t   body;
+
+    len = sizeof("{\"error\":\"\",\"message\":\"\"}") - 1
+          + ngx_strlen(error)
+          + (detail ? detail->len + ngx_escape_json(NULL, detail->data,
+                                                    detail->len)
+                    : 0);
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    body.data = p;
+
+    p = ngx_sprintf(p, "{\"error\":\"%s\",\"message\":\"", error);
+
+    if (detail) {
+        p = (u_char *) ngx_escape_json(p, detail->data, detail->len);
+    }
+
+    *p++ = '"';
+    *p++ = '}';
+
+    body.len = p - body.data;
+
+    if (ngx_http_x402_push_header(r, &ngx_http_x402_cache_key,
+                                  &ngx_http_x402_cache_value)
+        != NGX_OK)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_x402_finish(r, status, &body);
+}
+
+
+/*
+ * Answers from the access phase. Where the operator set error_page for
+ * the status (a paywall), nginx's special response does the redirect and
+ * keeps the headers pushed above; otherwise the JSON is sent here, and
+ * NGX_HTTP_OK (not NGX_OK, which would grant access) finalizes the request.
+ */
+
+static ngx_int_t
+ngx_http_x402_finish(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *body)
+{
+    ngx_int_t    rc;
+    ngx_buf_t   *b;
+    ngx_chain_t  out;
+
+    if (ngx_http_x402_has_error_page(r, status)) {
+        return status;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = ngx_http_x402_json_type;
+    r->headers_out.content_type_len = ngx_http_x402_json_type.len;
+    r->headers_out.content_length_n = body->len;
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    b->pos = body->data;
+    b->last = body->data + body->len;
+    b->memory = body->len ? 1 : 0;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return (rc == NGX_ERROR) ? NGX_ERROR : NGX_HTTP_OK;
+    }
+
+    rc = ngx_http_output_filter(r, &out);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    return NGX_HTTP_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_x402_has_error_page(ngx_http_request_t *r, ngx_uint_t status)
+{
+    ngx_uint_t                 i;
+    ngx_http_err_page_t       *err_page;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (r->error_page || clcf->error_pages == NULL || r->uri_changes == 0) {
+        return 0;
+    }
+
+    err_page = clcf->error_pages->elts;
+
+    for (i = 0; i < clcf->error_pages->nelts; i++) {
+        if ((ngx_uint_t) err_page[i].status == status) {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+static ngx_int_t
+ngx_http_x402_copy_str(ngx_http_request_t *r, ngx_str_t *dst,
+    x402_str_t *src)
+{
+    if (src->len == 0) {
+        return NGX_OK;
+    }
+
+    dst->data = ngx_pnalloc(r->pool, src->len);
+    if (dst->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(dst->data, src->data, src->len);
+    dst->len = src->len;
+
+    return NGX_OK;
+}

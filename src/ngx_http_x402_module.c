@@ -1,0 +1,933 @@
+
+/*
+ * ngx_http_x402_module: directives, configuration and initialization.
+ *
+ * Charges HTTP clients per request with x402 (HTTP 402 plus a signed
+ * EIP-3009 stablecoin authorization), see README.md. The payment logic
+ * lives in the C++ core behind <x402/x402.h>; this file only turns
+ * configuration into core offers.
+ */
+
+
+#include "ngx_http_x402_module.h"
+
+
+static ngx_int_t ngx_http_x402_preconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_x402_init(ngx_conf_t *cf);
+static void *ngx_http_x402_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_x402_resolve(ngx_conf_t *cf,
+    ngx_http_x402_loc_conf_t *conf);
+static char *ngx_http_x402_create_offer(ngx_conf_t *cf,
+    ngx_http_x402_loc_conf_t *conf);
+static void ngx_http_x402_offer_cleanup(void *data);
+static void ngx_http_x402_conf_error_at(ngx_conf_t *cf,
+    ngx_http_x402_conf_pos_t *pos, const char *fmt, ...);
+
+static char *ngx_http_x402_price(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_x402_pay_to(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_x402_network(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_x402_asset(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_x402_facilitator(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_x402_max_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_conf_enum_t  ngx_http_x402_settle_modes[] = {
+    { ngx_string("sync"), NGX_HTTP_X402_SETTLE_SYNC },
+    { ngx_string("after"), NGX_HTTP_X402_SETTLE_AFTER },
+    { ngx_string("async"), NGX_HTTP_X402_SETTLE_ASYNC },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_x402_verify_modes[] = {
+    { ngx_string("facilitator"), NGX_HTTP_X402_VERIFY_FACILITATOR },
+    { ngx_string("local"), NGX_HTTP_X402_VERIFY_LOCAL },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_conf_enum_t  ngx_http_x402_log_levels[] = {
+    { ngx_string("info"), NGX_LOG_INFO },
+    { ngx_string("notice"), NGX_LOG_NOTICE },
+    { ngx_string("warn"), NGX_LOG_WARN },
+    { ngx_string("error"), NGX_LOG_ERR },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_x402_commands[] = {
+
+    { ngx_string("x402"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_x402_loc_conf_t, enable),
+      NULL },
+
+    { ngx_string("x402_price"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
+      ngx_http_x402_price,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("x402_pay_to"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_x402_pay_to,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("x402_network"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_x402_network,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("x402_asset"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_x402_asset,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("x402_description"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_x402_loc_conf_t, description),
+      NULL },
+
+    { ngx_string("x402_mime_type"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_x402_loc_conf_t, mime_type),
+      NULL },
+
+    { ngx_string("x402_max_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_x402_max_timeout,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("x402_facilitator"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_x402_facilitator,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("x402_settle"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_x402_loc_conf_t, settle),
+      &ngx_http_x402_settle_modes },
+
+    { ngx_string("x402_verify"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_x402_loc_conf_t, verify),
+      &ngx_http_x402_verify_modes },
+
+    { ngx_string("x402_log_level"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_enum_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_x402_loc_conf_t, log_level),
+      &ngx_http_x402_log_levels },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_x402_module_ctx = {
+    ngx_http_x402_preconfiguration,        /* preconfiguration */
+    ngx_http_x402_init,                    /* postconfiguration */
+
+    NULL,                                  /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_x402_create_loc_conf,         /* create location configuration */
+    ngx_http_x402_merge_loc_conf           /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_x402_module = {
+    NGX_MODULE_V1,
+    &ngx_http_x402_module_ctx,             /* module context */
+    ngx_http_x402_commands,                /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    NULL,                                  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    NULL,                                  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_int_t
+ngx_http_x402_preconfiguration(ngx_conf_t *cf)
+{
+    return ngx_http_x402_add_variables(cf);
+}
+
+
+static ngx_int_t
+ngx_http_x402_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h, *first;
+    ngx_array_t                *handlers;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    /*
+     * The phase engine runs a phase's handlers in reverse order of
+     * registration, so the handler at index 0 runs last. Payment must come
+     * after every other access check (allow/deny, auth_basic,
+     * auth_request, ...): nobody pays for a request that would then be
+     * denied, and with "satisfy any" another module's OK lets the request
+     * through without payment.
+     */
+
+    handlers = &cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers;
+
+    h = ngx_array_push(handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    first = handlers->elts;
+
+    ngx_memmove(first + 1, first,
+                (handlers->nelts - 1) * sizeof(ngx_http_handler_pt));
+
+    first[0] = ngx_http_x402_access_handler;
+
+    return ngx_http_x402_filter_init(cf);
+}
+
+
+static void *
+ngx_http_x402_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_x402_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_x402_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->price_pos = { NULL, 0 };
+     *     conf->description = { 0, NULL };
+     *     conf->mime_type = { 0, NULL };
+     *     conf->facilitator = { 0, NULL };
+     *     conf->verify_uri = { 0, NULL };
+     *     conf->settle_uri = { 0, NULL };
+     *     conf->priced = 0;
+     *     conf->offer = NULL;
+     */
+
+    conf->enable = NGX_CONF_UNSET;
+    conf->price = NGX_CONF_UNSET_PTR;
+    conf->price_atomic = NGX_CONF_UNSET;
+    conf->pay_to = NGX_CONF_UNSET_PTR;
+    conf->network = NGX_CONF_UNSET_PTR;
+    conf->asset = NGX_CONF_UNSET_PTR;
+    conf->max_timeout = NGX_CONF_UNSET;
+    conf->settle = NGX_CONF_UNSET_UINT;
+    conf->verify = NGX_CONF_UNSET_UINT;
+    conf->log_level = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_x402_loc_conf_t  *prev = parent;
+    ngx_http_x402_loc_conf_t  *conf = child;
+
+    ngx_uint_t  inherited;
+
+    /* nothing that shapes the offer is set here: share the parent's */
+
+    inherited = conf->price == NGX_CONF_UNSET_PTR
+                && conf->pay_to == NGX_CONF_UNSET_PTR
+                && conf->network == NGX_CONF_UNSET_PTR
+                && conf->asset == NGX_CONF_UNSET_PTR
+                && conf->description.data == NULL
+                && conf->mime_type.data == NULL
+                && conf->max_timeout == NGX_CONF_UNSET;
+
+    ngx_conf_merge_value(conf->enable, prev->enable, 1);
+
+    if (conf->price == NGX_CONF_UNSET_PTR) {
+        conf->price = prev->price;
+        conf->price_atomic = prev->price_atomic;
+        conf->price_pos = prev->price_pos;
+    }
+
+    if (conf->price == NGX_CONF_UNSET_PTR) {
+        conf->price = NULL;
+    }
+
+    ngx_conf_merge_value(conf->price_atomic, prev->price_atomic, 0);
+
+    if (conf->pay_to == NGX_CONF_UNSET_PTR) {
+        conf->pay_to = prev->pay_to;
+        conf->pay_to_pos = prev->pay_to_pos;
+        ngx_memcpy(conf->static_pay_to, prev->static_pay_to,
+                   sizeof(conf->static_pay_to));
+    }
+
+    if (conf->pay_to == NGX_CONF_UNSET_PTR) {
+        conf->pay_to = NULL;
+    }
+
+    ngx_conf_merge_ptr_value(conf->network, prev->network, NULL);
+
+    if (conf->asset == NGX_CONF_UNSET_PTR) {
+        conf->asset = prev->asset;
+        conf->asset_pos = prev->asset_pos;
+    }
+
+    if (conf->asset == NGX_CONF_UNSET_PTR) {
+        conf->asset = NULL;
+    }
+
+    ngx_conf_merge_str_value(conf->description, prev->description, "");
+    ngx_conf_merge_str_value(conf->mime_type, prev->mime_type, "");
+
+    /* 300 s like the v2 TypeScript server (x402-notes 5.4) */
+    ngx_conf_merge_sec_value(conf->max_timeout, prev->max_timeout, 300);
+
+    if (conf->facilitator.data == NULL) {
+        conf->facilitator = prev->facilitator;
+        conf->verify_uri = prev->verify_uri;
+        conf->settle_uri = prev->settle_uri;
+    }
+
+    ngx_conf_merge_uint_value(conf->settle, prev->settle,
+                              NGX_HTTP_X402_SETTLE_SYNC);
+    ngx_conf_merge_uint_value(conf->verify, prev->verify,
+                              NGX_HTTP_X402_VERIFY_FACILITATOR);
+    ngx_conf_merge_uint_value(conf->log_level, prev->log_level,
+                              NGX_LOG_INFO);
+
+    if (ngx_http_x402_resolve(cf, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (!conf->priced || conf->price->lengths || conf->pay_to->lengths) {
+        return NGX_CONF_OK;
+    }
+
+    if (inherited && prev->offer && prev->priced) {
+        conf->offer = prev->offer;
+        return NGX_CONF_OK;
+    }
+
+    return ngx_http_x402_create_offer(cf, conf);
+}
+
+
+/*
+ * Checks the merged configuration of a location that charges and resolves
+ * the asset and, for a static price, the amount. Errors name the directive,
+ * its value, the rule and where it was written.
+ */
+
+static char *
+ngx_http_x402_resolve(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
+{
+    int                     rc;
+    x402_str_t              in;
+    const char             *err;
+    ngx_http_x402_asset_t  *asset;
+
+    conf->priced = 0;
+
+    if (!conf->enable || conf->price == NULL) {
+        return NGX_CONF_OK;
+    }
+
+    /* a static free price ("0", "") makes the location free */
+
+    if (conf->price->lengths == NULL) {
+        in.data = (const char *) conf->price->value.data;
+        in.len = conf->price->value.len;
+
+        if (in.len == 0) {
+            return NGX_CONF_OK;
+        }
+    }
+
+    if (conf->network == NULL) {
+        ngx_http_x402_conf_error_at(cf, &conf->price_pos,
+                           "\"x402_price\" needs \"x402_network\": "
+                           "no network is configured for this location");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->pay_to == NULL) {
+        ngx_http_x402_conf_error_at(cf, &conf->price_pos,
+                           "\"x402_price\" needs \"x402_pay_to\": "
+                           "no recipient is configured for this location");
+        return NGX_CONF_ERROR;
+    }
+
+    if (conf->facilitator.data == NULL) {
+        ngx_http_x402_conf_error_at(cf, &conf->price_pos,
+                           "\"x402_price\" needs \"x402_facilitator\": "
+                           "every settlement mode settles through the "
+                           "facilitator");
+        return NGX_CONF_ERROR;
+    }
+
+    asset = conf->asset;
+
+    if (asset == NULL) {
+        if (conf->network->usdc == NULL) {
+            ngx_http_x402_conf_error_at(cf, &conf->price_pos,
+                               "\"x402_price\" needs \"x402_asset\": "
+                               "network \"%s\" has no default asset",
+                               conf->network->v1_name);
+            return NGX_CONF_ERROR;
+        }
+
+        conf->asset_address = (u_char *) conf->network->usdc;
+        conf->asset_name.data = (u_char *) conf->network->usdc_name;
+        conf->asset_name.len = ngx_strlen(conf->network->usdc_name);
+        conf->asset_version.data = (u_char *) conf->network->usdc_version;
+        conf->asset_version.len = ngx_strlen(conf->network->usdc_version);
+        conf->decimals = conf->network->usdc_decimals;
+
+    } else {
+        conf->asset_address = asset->address;
+        conf->asset_name = asset->name;
+        conf->asset_version = asset->version;
+        conf->decimals = asset->decimals;
+
+        /* the network's USDC given by address: fill in what is missing */
+
+        if (conf->network->usdc
+            && ngx_strcasecmp(asset->address, (u_char *) conf->network->usdc)
+               == 0)
+        {
+            if (asset->name.data == NULL) {
+                conf->asset_name.data = (u_char *) conf->network->usdc_name;
+                conf->asset_name.len = ngx_strlen(conf->network->usdc_name);
+            }
+
+            if (asset->version.data == NULL) {
+                conf->asset_version.data =
+                                    (u_char *) conf->network->usdc_version;
+                conf->asset_version.len =
+                                    ngx_strlen(conf->network->usdc_version);
+            }
+
+            if (asset->decimals == NGX_CONF_UNSET_UINT) {
+                conf->decimals = conf->network->usdc_decimals;
+            }
+        }
+
+        if (conf->asset_name.data == NULL
+            || conf->asset_version.data == NULL)
+        {
+            ngx_http_x402_conf_error_at(cf, &conf->asset_pos,
+                               "\"x402_asset\" \"%s\" needs name= and "
+                               "version=: they are the token's EIP-712 "
+                               "domain, which clients sign",
+                               asset->address);
+            return NGX_CONF_ERROR;
+        }
+
+        if (conf->decimals == NGX_CONF_UNSET_UINT) {
+            conf->decimals = 6;
+        }
+    }
+
+    if (conf->price->lengths == NULL) {
+        rc = x402_amount_parse(in, (unsigned) conf->decimals,
+                               (int) conf->price_atomic,
+                               (char *) conf->static_amount, &err);
+        if (rc < 0) {
+            ngx_http_x402_conf_error_at(cf, &conf->price_pos,
+                               "invalid \"x402_price\" value \"%V\": %s "
+                               "(asset decimals: %ui)",
+                               &conf->price->value, err, conf->decimals);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc == 0) {
+            return NGX_CONF_OK;
+        }
+    }
+
+    conf->priced = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_x402_create_offer(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
+{
+    const char          *err;
+    ngx_pool_cleanup_t  *cln;
+    x402_requirement_t   req;
+
+    /* the cleanup first, so that the offer is never leaked */
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&req, sizeof(x402_requirement_t));
+
+    req.scheme.data = "exact";
+    req.scheme.len = sizeof("exact") - 1;
+    req.network = conf->network;
+    req.amount.data = (const char *) conf->static_amount;
+    req.amount.len = ngx_strlen(conf->static_amount);
+    req.asset.data = (const char *) conf->asset_address;
+    req.asset.len = ngx_strlen(conf->asset_address);
+    req.pay_to.data = (const char *) conf->static_pay_to;
+    req.pay_to.len = ngx_strlen(conf->static_pay_to);
+    req.asset_name.data = (const char *) conf->asset_name.data;
+    req.asset_name.len = conf->asset_name.len;
+    req.asset_version.data = (const char *) conf->asset_version.data;
+    req.asset_version.len = conf->asset_version.len;
+    req.asset_decimals = (unsigned) conf->decimals;
+    req.max_timeout = (uint64_t) conf->max_timeout;
+    req.description.data = (const char *) conf->description.data;
+    req.description.len = conf->description.len;
+    req.mime_type.data = (const char *) conf->mime_type.data;
+    req.mime_type.len = conf->mime_type.len;
+
+    err = NULL;
+
+    conf->offer = x402_offer_create(&req, 1, &err);
+    if (conf->offer == NULL) {
+        ngx_http_x402_conf_error_at(cf, &conf->price_pos,
+                           "x402: cannot create the offer: %s",
+                           err ? err : "out of memory");
+        return NGX_CONF_ERROR;
+    }
+
+    cln->handler = ngx_http_x402_offer_cleanup;
+    cln->data = conf->offer;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_x402_offer_cleanup(void *data)
+{
+    x402_offer_free(data);
+}
+
+
+/*
+ * Merge-time errors are found after the block was parsed, so the position
+ * nginx would print is the end of the block; print where the offending
+ * directive was instead, in ngx_conf_log_error()'s format.
+ */
+
+static void
+ngx_http_x402_conf_error_at(ngx_conf_t *cf, ngx_http_x402_conf_pos_t *pos,
+    const char *fmt, ...)
+{
+    u_char   *p, errstr[NGX_MAX_CONF_ERRSTR];
+    va_list   args;
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(errstr, errstr + NGX_MAX_CONF_ERRSTR, fmt, args);
+    va_end(args);
+
+    if (pos->file == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%*s", p - errstr, errstr);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%*s in %s:%ui",
+                  p - errstr, errstr, pos->file, pos->line);
+}
+
+
+static void
+ngx_http_x402_conf_pos(ngx_conf_t *cf, ngx_http_x402_conf_pos_t *pos)
+{
+    pos->file = cf->conf_file->file.name.data;
+    pos->line = cf->conf_file->line;
+}
+
+
+static char *
+ngx_http_x402_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_loc_conf_t *xlcf = conf;
+
+    ngx_str_t                         *value;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (xlcf->price != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    xlcf->price_atomic = 0;
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strcmp(value[2].data, "atomic") != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"x402_price\" unit \"%V\": only "
+                               "\"atomic\" may follow the amount",
+                               &value[2]);
+            return NGX_CONF_ERROR;
+        }
+
+        xlcf->price_atomic = 1;
+    }
+
+    xlcf->price = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (xlcf->price == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = xlcf->price;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_http_x402_conf_pos(cf, &xlcf->price_pos);
+
+    /*
+     * A static amount is checked in merge, once the asset (and so its
+     * decimals) is known; its syntax does not depend on them, so check it
+     * here with the widest scale to point at the right line early.
+     */
+
+    if (xlcf->price->lengths == NULL && value[1].len) {
+        int          rc;
+        x402_str_t   in;
+        const char  *err;
+        char         out[X402_MAX_AMOUNT_DIGITS + 1];
+
+        in.data = (const char *) value[1].data;
+        in.len = value[1].len;
+
+        rc = x402_amount_parse(in, 36, (int) xlcf->price_atomic, out, &err);
+        if (rc < 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid \"x402_price\" value \"%V\": %s",
+                               &value[1], err);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_x402_pay_to(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_loc_conf_t *xlcf = conf;
+
+    x402_str_t                         in;
+    ngx_str_t                         *value;
+    const char                        *err;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (xlcf->pay_to != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    xlcf->pay_to = ngx_palloc(cf->pool, sizeof(ngx_http_complex_value_t));
+    if (xlcf->pay_to == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+    ccv.cf = cf;
+    ccv.value = &value[1];
+    ccv.complex_value = xlcf->pay_to;
+
+    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_http_x402_conf_pos(cf, &xlcf->pay_to_pos);
+
+    if (xlcf->pay_to->lengths) {
+        return NGX_CONF_OK;
+    }
+
+    in.data = (const char *) value[1].data;
+    in.len = value[1].len;
+
+    if (x402_address_parse(in, (char *) xlcf->static_pay_to, &err) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"x402_pay_to\" address \"%V\": %s",
+                           &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_x402_network(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_loc_conf_t *xlcf = conf;
+
+    x402_str_t   name;
+    ngx_str_t   *value;
+
+    if (xlcf->network != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    name.data = (const char *) value[1].data;
+    name.len = value[1].len;
+
+    xlcf->network = x402_network_find(name);
+
+    if (xlcf->network == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "unknown \"x402_network\" \"%V\": expected a v1 "
+                           "name (\"base\", \"base-sepolia\", ...) or a "
+                           "known CAIP-2 id (\"eip155:8453\", ...)",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_x402_asset(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_loc_conf_t *xlcf = conf;
+
+    ngx_int_t               n;
+    x402_str_t              in;
+    ngx_str_t              *value, s;
+    ngx_uint_t              i;
+    const char             *err;
+    ngx_http_x402_asset_t  *asset;
+
+    if (xlcf->asset != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    asset = ngx_pcalloc(cf->pool, sizeof(ngx_http_x402_asset_t));
+    if (asset == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    asset->decimals = NGX_CONF_UNSET_UINT;
+
+    in.data = (const char *) value[1].data;
+    in.len = value[1].len;
+
+    if (x402_address_parse(in, (char *) asset->address, &err) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"x402_asset\" address \"%V\": %s",
+                           &value[1], err);
+        return NGX_CONF_ERROR;
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "name=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            if (s.len == 0 || s.len > 128) {
+                goto invalid;
+            }
+
+            asset->name = s;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "version=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            if (s.len == 0 || s.len > 32) {
+                goto invalid;
+            }
+
+            asset->version = s;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "decimals=", 9) == 0) {
+            n = ngx_atoi(value[i].data + 9, value[i].len - 9);
+
+            if (n == NGX_ERROR || n > 36) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"x402_asset\" parameter "
+                                   "\"%V\": decimals must be an integer "
+                                   "from 0 to 36", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            asset->decimals = (ngx_uint_t) n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    ngx_http_x402_conf_pos(cf, &xlcf->asset_pos);
+
+    xlcf->asset = asset;
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"x402_asset\" parameter \"%V\": expected "
+                       "name=NAME (1-128 bytes), version=VERSION (1-32 "
+                       "bytes) or decimals=N", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_x402_facilitator(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_loc_conf_t *xlcf = conf;
+
+    u_char     *p;
+    ngx_str_t  *value;
+
+    if (xlcf->facilitator.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 0 || value[1].data[0] != '/'
+        || value[1].data[value[1].len - 1] != '/')
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"x402_facilitator\" \"%V\": expected "
+                           "the URI prefix of an internal location, "
+                           "starting and ending with \"/\" (\"/_x402/\" "
+                           "gives \"/_x402/verify\" and \"/_x402/settle\")",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (ngx_strlchr(value[1].data, value[1].data + value[1].len, '$')
+        || ngx_strlchr(value[1].data, value[1].data + value[1].len, '?'))
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"x402_facilitator\" \"%V\": variables "
+                           "and arguments are not supported", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    xlcf->facilitator = value[1];
+
+    p = ngx_pnalloc(cf->pool, value[1].len + sizeof("verify") - 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    xlcf->verify_uri.data = p;
+    xlcf->verify_uri.len = ngx_sprintf(p, "%Vverify", &value[1]) - p;
+
+    p = ngx_pnalloc(cf->pool, value[1].len + sizeof("settle") - 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    xlcf->settle_uri.data = p;
+    xlcf->settle_uri.len = ngx_sprintf(p, "%Vsettle", &value[1]) - p;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_x402_max_timeout(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_loc_conf_t *xlcf = conf;
+
+    time_t      t;
+    ngx_str_t  *value;
+
+    if (xlcf->max_timeout != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    t = ngx_parse_time(&value[1], 1);
+
+    /* facilitators require validBefore >= now + 6 s when they settle */
+
+    if (t == (time_t) NGX_ERROR || t <= X402_VALID_BEFORE_MARGIN
+        || t > 86400)
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"x402_max_timeout\" \"%V\": expected "
+                           "a time of more than 6 seconds (the "
+                           "facilitators' validBefore margin) and at most "
+                           "1 day", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    xlcf->max_timeout = t;
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,217 @@
+
+/*
+ * ngx_http_x402_module: types shared by the nginx glue.
+ *
+ * The glue is C and sees the C++ core only through <x402/x402.h>. Three
+ * lifetimes: configuration (offers created in merge, freed by a cf->pool
+ * cleanup), request (the ctx below, living in a tagged r->pool cleanup
+ * slot that also frees the request's core objects) and worker (none yet).
+ */
+
+#ifndef _NGX_HTTP_X402_MODULE_H_INCLUDED_
+#define _NGX_HTTP_X402_MODULE_H_INCLUDED_
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <x402/x402.h>
+
+
+#ifndef NGX_HTTP_PAYMENT_REQUIRED
+#define NGX_HTTP_PAYMENT_REQUIRED       402
+#endif
+
+
+#define NGX_HTTP_X402_SETTLE_SYNC       0
+#define NGX_HTTP_X402_SETTLE_AFTER      1
+#define NGX_HTTP_X402_SETTLE_ASYNC      2
+
+#define NGX_HTTP_X402_VERIFY_FACILITATOR  0
+#define NGX_HTTP_X402_VERIFY_LOCAL        1
+
+
+/* $x402_status */
+typedef enum {
+    NGX_HTTP_X402_NONE = 0,         /* not charged: free, off, subrequest */
+    NGX_HTTP_X402_REQUIRED,         /* no payment: 402 */
+    NGX_HTTP_X402_INVALID,          /* payment refused (locally or remotely) */
+    NGX_HTTP_X402_VERIFIED,         /* verified, settlement pending/skipped */
+    NGX_HTTP_X402_SETTLED,          /* settled by the facilitator */
+    NGX_HTTP_X402_REUSED,           /* served under a grant (store) */
+    NGX_HTTP_X402_REPLAYED,         /* payment already used (store) */
+    NGX_HTTP_X402_ERROR             /* our side or the facilitator failed */
+} ngx_http_x402_status_e;
+
+
+/* the request's position in the access/filter state machine */
+typedef enum {
+    NGX_HTTP_X402_STATE_NEW = 0,
+    NGX_HTTP_X402_STATE_RESERVING,  /* store hook pending (async store) */
+    NGX_HTTP_X402_STATE_VERIFYING,  /* /verify subrequest in flight */
+    NGX_HTTP_X402_STATE_SETTLING,   /* sync: /settle subrequest in flight */
+    NGX_HTTP_X402_STATE_PASSED,     /* access granted, content may run */
+    NGX_HTTP_X402_STATE_FINAL       /* a 402/5xx was decided: never again */
+} ngx_http_x402_state_e;
+
+
+typedef struct {
+    u_char                      address[43];    /* checksummed, NUL */
+    ngx_str_t                   name;           /* EIP-712 domain name */
+    ngx_str_t                   version;        /* EIP-712 domain version */
+    ngx_uint_t                  decimals;       /* NGX_CONF_UNSET_UINT: 6 */
+} ngx_http_x402_asset_t;
+
+
+typedef struct {
+    u_char                     *file;           /* where a directive was */
+    ngx_uint_t                  line;
+} ngx_http_x402_conf_pos_t;
+
+
+typedef struct {
+    ngx_flag_t                  enable;         /* x402 on|off */
+
+    ngx_http_complex_value_t   *price;          /* x402_price */
+    ngx_flag_t                  price_atomic;
+    ngx_http_x402_conf_pos_t    price_pos;
+
+    ngx_http_complex_value_t   *pay_to;         /* x402_pay_to */
+    ngx_http_x402_conf_pos_t    pay_to_pos;
+
+    const x402_network_t       *network;        /* x402_network */
+    ngx_http_x402_asset_t      *asset;          /* x402_asset */
+    ngx_http_x402_conf_pos_t    asset_pos;
+
+    ngx_str_t                   description;
+    ngx_str_t                   mime_type;
+    time_t                      max_timeout;
+
+    ngx_str_t                   facilitator;    /* URI prefix */
+    ngx_str_t                   verify_uri;     /* <prefix>verify */
+    ngx_str_t                   settle_uri;     /* <prefix>settle */
+
+    ngx_uint_t                  settle;         /* NGX_HTTP_X402_SETTLE_* */
+    ngx_uint_t                  verify;         /* NGX_HTTP_X402_VERIFY_* */
+    ngx_uint_t                  log_level;      /* client failures */
+
+    /* resolved in merge */
+    ngx_uint_t                  priced;         /* price set, not free */
+    ngx_uint_t                  decimals;       /* of the asset */
+    ngx_str_t                   asset_name;
+    ngx_str_t                   asset_version;
+    u_char                     *asset_address;  /* checksummed */
+    u_char                      static_pay_to[43];
+
+    /* the offer when nothing depends on variables, else NULL */
+    x402_offer_t               *offer;
+    u_char                      static_amount[X402_MAX_AMOUNT_DIGITS + 1];
+} ngx_http_x402_loc_conf_t;
+
+
+typedef struct {
+    ngx_str_t                   body;           /* the facilitator's answer */
+    ngx_uint_t                  status;         /* its HTTP status, 0: none */
+    ngx_msec_t                  start;          /* for latency (metrics) */
+    ngx_msec_t                  elapsed;
+    ngx_http_request_t         *sr;
+    unsigned                    issued:1;
+    unsigned                    done:1;
+    unsigned                    failed:1;       /* NGX_ERROR / no response */
+} ngx_http_x402_call_t;
+
+
+typedef struct ngx_http_x402_ctx_s  ngx_http_x402_ctx_t;
+
+struct ngx_http_x402_ctx_s {
+    ngx_http_request_t         *request;        /* the main request */
+
+    ngx_http_x402_state_e       state;
+    ngx_http_x402_status_e      status;         /* $x402_status */
+
+    /* what the decision was made under (locations change on redirects) */
+    ngx_uint_t                  settle_mode;
+    ngx_uint_t                  verify_mode;
+    ngx_uint_t                  log_level;
+    ngx_str_t                   verify_uri;
+    ngx_str_t                   settle_uri;
+
+    const x402_offer_t         *offer;
+    x402_offer_t               *own_offer;      /* per request, freed here */
+    x402_payment_t             *payment;        /* freed by the cleanup */
+    x402_verdict_t              verdict;
+    int                         version;        /* of the payment, 1 or 2 */
+
+    ngx_str_t                   resource_url;
+    ngx_str_t                   fac_body;       /* same bytes to both calls */
+
+    /* variables; all point into r->pool or the payment object */
+    ngx_str_t                   reason;
+    ngx_str_t                   amount;
+    ngx_str_t                   network;
+    ngx_str_t                   payer;
+    ngx_str_t                   tx;
+    ngx_str_t                   payment_id;
+
+    ngx_str_t                   settle_header;  /* PAYMENT-RESPONSE value */
+
+    ngx_http_x402_call_t        verify;
+    ngx_http_x402_call_t        settle;
+
+    /* x402_settle after: the held response */
+    ngx_chain_t                *held;
+    ngx_chain_t               **held_last;
+
+    unsigned                    reserved:1;     /* store hook said OK */
+    unsigned                    recorded:1;     /* outcome recorded once */
+    unsigned                    header_added:1;
+    unsigned                    header_held:1;
+    unsigned                    released:1;
+    unsigned                    discard:1;      /* settle refused: drop */
+    unsigned                    last_held:1;    /* last_buf seen */
+};
+
+
+extern ngx_module_t  ngx_http_x402_module;
+
+
+/* ngx_http_x402_handler.c */
+ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
+ngx_http_x402_ctx_t *ngx_http_x402_get_ctx(ngx_http_request_t *r);
+void *ngx_http_x402_alloc(void *pool, size_t size);
+void ngx_http_x402_set_reason(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, const char *reason, size_t len);
+ngx_int_t ngx_http_x402_send_402(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, ngx_str_t *error, ngx_str_t *filter_body);
+ngx_int_t ngx_http_x402_send_json_error(ngx_http_request_t *r,
+    ngx_uint_t status, const char *error, ngx_str_t *detail);
+ngx_int_t ngx_http_x402_push_header(ngx_http_request_t *r,
+    ngx_str_t *key, ngx_str_t *value);
+ngx_int_t ngx_http_x402_settle_result(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+void ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx);
+
+/*
+ * Store hooks (replay protection, grants, settlement retries). Called at
+ * exactly one place each; see the comments at their definitions.
+ */
+ngx_int_t ngx_http_x402_store_reserve(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+void ngx_http_x402_store_record(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+
+/* ngx_http_x402_facilitator.c */
+ngx_int_t ngx_http_x402_facilitator_call(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, ngx_http_x402_call_t *call, ngx_str_t *uri,
+    ngx_uint_t background);
+ngx_int_t ngx_http_x402_facilitator_broken_status(ngx_http_x402_call_t *call);
+
+/* ngx_http_x402_filter.c */
+ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);
+
+/* ngx_http_x402_variables.c */
+ngx_int_t ngx_http_x402_add_variables(ngx_conf_t *cf);
+
+
+#endif /* _NGX_HTTP_X402_MODULE_H_INCLUDED_ */
