@@ -26,7 +26,7 @@ import { join, resolve } from "node:path";
 import { readBalances } from "./balances.mjs";
 import { checkTx } from "./tx.mjs";
 import { fetchRequirements, unb64json } from "./payments.mjs";
-import { LOCALLY_VISIBLE_REASONS, makeVectors } from "./vectors.mjs";
+import { LOCALLY_VISIBLE_REASONS, makeOfficialVectors, makeVectors } from "./vectors.mjs";
 import { parseArgs, readChainState, readJson } from "./lib.mjs";
 
 function facLogLines(path) {
@@ -105,7 +105,8 @@ export async function runConformance({ runDir, url, only, localCheck = true }) {
   }
   const keys = { payer: chain.accounts.payer.key, payer2: chain.accounts.payer2.key,
     poor: chain.accounts.poor.key };
-  const vectors = await makeVectors(required, keys, { only });
+  const vectors = [...await makeVectors(required, keys, { only }),
+    ...(only ? [] : await makeOfficialVectors(required, keys))];
   const price = {
     2: required.v2 ? BigInt(required.v2.accepts[0].amount) : null,
     1: required.v1 ? BigInt(required.v1.accepts[0].maxAmountRequired) : null,

@@ -13,8 +13,13 @@
  *          "strict"  a payment the official facilitator may take but the
  *                    spec's wire format rules out (we may refuse).
  */
-import { getAddress, toHex } from "viem";
-import { buildPayment, flipByte, highS, v01 } from "./payments.mjs";
+import { createWalletClient, getAddress, http, toHex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { x402Client } from "@x402/core/client";
+import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { createPaymentHeader } from "x402/client";
+import { b64json, buildPayment, flipByte, highS, unb64json, v01 } from "./payments.mjs";
+import { chainDef } from "./lib.mjs";
 
 const OTHER = "0x1111111111111111111111111111111111111111";
 
@@ -109,6 +114,54 @@ export async function makeVectors(required, keys, { now, only } = {}) {
       }
       const p = await buildPayment(version, req, opts);
       out.push({ id: `v${version}/${id}`, version, kind, note, ...p });
+    }
+  }
+  return out;
+}
+
+/*
+ * Payments made by the official client packages themselves (v2:
+ * @x402/core x402Client + @x402/evm exact; v1: the legacy x402 package's
+ * createPaymentHeader), as sent and with a field changed after signing.
+ */
+export async function makeOfficialVectors(required, keys) {
+  const out = [];
+  const account = privateKeyToAccount(keys.payer);
+  const tamper = [
+    ["official_client", "accept", "built by the official client, unchanged", null],
+    ["official_client_value_changed", "refuse", "official payment, value raised after signing",
+      (a) => { a.value = String(BigInt(a.value) + 1n); }],
+    ["official_client_to_changed", "refuse", "official payment, `to` changed after signing",
+      (a) => { a.to = getAddress("0x2222222222222222222222222222222222222222"); }],
+    ["official_client_nonce_changed", "refuse", "official payment, nonce changed after signing",
+      (a) => { a.nonce = toHex(new Uint8Array(32).fill(9)); }],
+    ["official_client_valid_before_extended", "refuse",
+      "official payment, validBefore extended after signing",
+      (a) => { a.validBefore = String(BigInt(a.validBefore) + 3600n); }],
+  ];
+  for (const [id, kind, note, fn] of tamper) {
+    if (required.v2) {
+      const client = new x402Client().register("eip155:*", new ExactEvmScheme(account));
+      const payload = await client.createPaymentPayload(required.v2);
+      if (fn) fn(payload.payload.authorization);
+      const req = required.v2.accepts.find((a) => a.scheme === payload.accepted.scheme
+        && a.network === payload.accepted.network) ?? required.v2.accepts[0];
+      out.push({ id: `v2/${id}`, version: 2, kind, note, headerName: "PAYMENT-SIGNATURE",
+        header: b64json(payload), payload, requirement: req });
+    }
+    if (required.v1) {
+      const req = required.v1.accepts[0];
+      /* chain 84532 = base-sepolia for the legacy client; signing is local */
+      const wallet = createWalletClient({ account, chain: chainDef("http://127.0.0.1:9"),
+        transport: http("http://127.0.0.1:9") });
+      let header = await createPaymentHeader(wallet, 1, req);
+      const payload = unb64json(header);
+      if (fn) {
+        fn(payload.payload.authorization);
+        header = b64json(payload);
+      }
+      out.push({ id: `v1/${id}`, version: 1, kind, note, headerName: "X-PAYMENT",
+        header, payload, requirement: req });
     }
   }
   return out;
