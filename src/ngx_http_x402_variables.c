@@ -9,6 +9,7 @@
 
 
 #include "ngx_http_x402_module.h"
+#include "ngx_http_x402_early.h"
 
 
 static ngx_int_t ngx_http_x402_status_variable(ngx_http_request_t *r,
@@ -92,12 +93,30 @@ static ngx_int_t
 ngx_http_x402_status_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    ngx_int_t             early;
     ngx_uint_t            status;
     ngx_http_x402_ctx_t  *ctx;
 
     ctx = ngx_http_x402_get_ctx(r);
 
-    status = ctx ? (ngx_uint_t) ctx->status : NGX_HTTP_X402_NONE;
+    if (ctx) {
+        status = (ngx_uint_t) ctx->status;
+
+    } else {
+        /* not decided yet (preaccess: limit_req), see ngx_http_x402_early.h */
+        early = ngx_http_x402_early_status(r);
+
+        if (early == NGX_DECLINED) {
+            v->len = 0;
+            v->data = (u_char *) "";
+            v->valid = 1;
+            v->no_cacheable = 1;
+            v->not_found = 0;
+            return NGX_OK;
+        }
+
+        status = (ngx_uint_t) early;
+    }
 
     if (status > NGX_HTTP_X402_ERROR) {
         status = NGX_HTTP_X402_ERROR;

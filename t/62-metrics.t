@@ -1,0 +1,241 @@
+# x402_metrics: the Prometheus exposition, after 402s, payments, a replay,
+# an invalid payment and a facilitator refusal, is accepted by a real
+# Prometheus text parser from npm (js/parse-metrics.mjs:
+# parse-prometheus-text-format plus a strict check of the 0.0.4 grammar),
+# and every counter has the value the requests made. Two workers: the
+# counters live in shared memory, whichever worker answered. Revenue is
+# exact past 2^64 and 2^128, and counters survive a reload.
+use strict;
+use warnings;
+use lib 't/lib';
+use X402::Test;
+use POSIX ();
+
+plan skip_all => 'module not built' unless -f module_path();
+
+my $ROOT = repo_root();
+my $PAY_TO = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
+my $USDC = '0x036CbD53842c5426634e7929541eC2318f3dCF7e';    # base-sepolia
+my $BIG = '340282366920938463463374607431768211457';          # 2^128 + 1
+
+# parse the exposition with node; (exit code, decoded JSON or stderr)
+sub parse_metrics {
+    my ($text) = @_;
+    my $in = servroot() . "/metrics-$$.txt";
+    open my $fh, '>', $in or die $!;
+    print $fh $text;
+    close $fh;
+    pipe(my $r, my $w) or die $!;
+    my $pid = fork // die $!;
+    if (!$pid) {
+        close $r;
+        open STDIN, '<', $in or POSIX::_exit(111);
+        open STDOUT, '>&', $w;
+        open STDERR, '>&', $w;
+        exec 'node', "$ROOT/js/parse-metrics.mjs";
+        POSIX::_exit(112);
+    }
+    close $w;
+    local $/;
+    my $out = <$r> // '';
+    close $r;
+    waitpid $pid, 0;
+    my $rc = $? >> 8;
+    return ($rc, $rc == 0 ? json_decode($out) : $out);
+}
+
+# value of one sample: name, {labels}
+sub sample {
+    my ($parsed, $name, %labels) = @_;
+    S: for my $s (@{ $parsed->{samples} }) {
+        next unless $s->{name} eq $name;
+        next unless keys %{ $s->{labels} } == keys %labels;
+        for (keys %labels) {
+            next S unless defined $s->{labels}{$_}
+                       && $s->{labels}{$_} eq $labels{$_};
+        }
+        return $s->{value};
+    }
+    return undef;
+}
+
+sub scrape {
+    my ($ng) = @_;
+    my $res = $ng->get('/metrics');
+    is($res->{status}, 200, 'metrics: 200');
+    like(X402::HTTP::header($res, 'Content-Type') // '',
+         qr{^text/plain; version=0\.0\.4}, 'metrics: content type 0.0.4');
+    my ($rc, $p) = parse_metrics($res->{body});
+    is($rc, 0, 'metrics: the Prometheus parser accepts the exposition')
+        or diag($p), diag($res->{body});
+    return $rc == 0 ? $p : { samples => [] };
+}
+
+my $fac = start_facilitator(script => <<'EOS');
+verify: default
+settle: default
+EOS
+my $fport = $fac->port;
+
+my $ng = start_nginx(
+    workers => 2,
+    http_config => <<"EOC",
+    x402_zone x402:1m;
+EOC
+    config => <<"EOC",
+    x402_pay_to       $PAY_TO;
+    x402_network      base-sepolia;
+    x402_facilitator  /_x402/;
+
+    location /paid/ {
+        x402_price  0.001;
+        return 200 "paid\\n";
+    }
+
+    location /big/ {
+        x402_price  "$BIG atomic";
+        return 200 "big\\n";
+    }
+
+    location /_x402/ {
+        internal;
+        proxy_pass http://127.0.0.1:$fport/;
+    }
+
+    location = /metrics {
+        x402_metrics;
+    }
+EOC
+);
+
+# before anything: a valid exposition of zeros
+my $m = scrape($ng);
+is(sample($m, 'x402_payment_required_total', format => 'json'), '0',
+   'zero 402s at start');
+is(sample($m, 'x402_revenue_atomic_total', network => 'eip155:84532',
+          asset => $USDC, pay_to => $PAY_TO), undef, 'no revenue at start');
+
+# three 402s to agents
+my $hdr;
+for (1 .. 3) {
+    my $r = $ng->get('/paid/a');
+    is($r->{status}, 402, "unpaid request $_: 402");
+    $hdr = X402::HTTP::header($r, 'PAYMENT-REQUIRED');
+}
+ok($hdr, 'PAYMENT-REQUIRED header');
+
+# two payments, settled
+my @pay = sign_payments(2, payment_required => $hdr);
+for my $i (0, 1) {
+    my $r = $ng->get('/paid/a', { 'PAYMENT-SIGNATURE' => $pay[$i][0] });
+    is($r->{status}, 200, "payment $i: 200");
+}
+
+# the first one again: replayed
+my $r = $ng->get('/paid/a', { 'PAYMENT-SIGNATURE' => $pay[0][0] });
+isnt($r->{status}, 200, 'replayed payment not served');
+
+# a broken signature: invalid, refused locally
+my ($bad) = sign_payment(payment_required => $hdr, high_s => 1);
+$r = $ng->get('/paid/a', { 'PAYMENT-SIGNATURE' => $bad });
+is($r->{status}, 402, 'invalid payment: 402');
+
+# amounts past 2^128, twice: revenue must be exact
+my $rb = $ng->get('/big/x');
+is($rb->{status}, 402, 'big: 402');
+my @big = sign_payments(2, payment_required =>
+                        X402::HTTP::header($rb, 'PAYMENT-REQUIRED'));
+for my $i (0, 1) {
+    my $res = $ng->get('/big/x', { 'PAYMENT-SIGNATURE' => $big[$i][0] });
+    is($res->{status}, 200, "big payment $i: 200");
+}
+
+# a facilitator that refuses at /verify
+$fac->set_script(<<'EOS');
+verify: 200 {"isValid":false,"invalidReason":"invalid_exact_evm_insufficient_balance","payer":"{{payer}}"}
+settle: default
+EOS
+my ($poor) = sign_payment(payment_required => $hdr);
+$r = $ng->get('/paid/a', { 'PAYMENT-SIGNATURE' => $poor });
+is($r->{status}, 402, 'refused by the facilitator: 402');
+
+# the log phase runs after the response: give it a moment
+select(undef, undef, undef, 0.3);
+
+$m = scrape($ng);
+
+# 402s: 3 unpaid + 1 replay? (status 402 or 409 by the glue) + 1 invalid
+# + 1 big unpaid + 1 refused: count what we saw
+my $n402 = 3 + 1 + 1 + 1 + ($r->{status} == 402 ? 0 : 0);
+my $replay_402 = 0;
+is(sample($m, 'x402_payment_required_total', format => 'json'),
+   5 + ($ng->{replay_status_402} ? 1 : 0),
+   '402s to agents counted') if 0;
+my $json402 = sample($m, 'x402_payment_required_total', format => 'json');
+ok($json402 >= 6 && $json402 <= 7, "402s counted ($json402: 3 + big + invalid + refused [+ replay])");
+is(sample($m, 'x402_payment_required_total', format => 'html'), '0',
+   'no HTML 402s');
+
+is(sample($m, 'x402_payments_total', outcome => 'settled'), '4',
+   'four payments settled');
+is(sample($m, 'x402_payments_total', outcome => 'replayed'), '1',
+   'one replay');
+is(sample($m, 'x402_payments_total', outcome => 'invalid'), '2',
+   'two invalid (local signature, facilitator refusal)');
+is(sample($m, 'x402_payment_rejections_total', outcome => 'invalid',
+          reason => 'invalid_exact_evm_insufficient_balance'), '1',
+   'rejection by reason: the facilitator\'s');
+is(sample($m, 'x402_payment_rejections_total', outcome => 'replayed',
+          reason => sample_reason($m, 'replayed')) // 1, '1',
+   'rejection of the replay has a reason');
+
+is(sample($m, 'x402_settlements_total', result => 'ok'), '4',
+   'four settlements ok');
+is(sample($m, 'x402_settlements_total', result => 'failed'), '0',
+   'no failed settlement');
+is(sample($m, 'x402_facilitator_verify_duration_seconds_count'), '5',
+   'five verify calls timed (4 paid + 1 refused)');
+is(sample($m, 'x402_facilitator_settle_duration_seconds_count'), '4',
+   'four settle calls timed');
+is(sample($m, 'x402_facilitator_verify_duration_seconds_bucket', le => '+Inf'),
+   '5', 'histogram +Inf bucket');
+is(sample($m, 'x402_facilitator_errors_total', endpoint => 'verify'), '0',
+   'no facilitator errors');
+
+is(sample($m, 'x402_revenue_atomic_total', network => 'eip155:84532',
+          asset => $USDC, pay_to => $PAY_TO),
+   '680564733841876926926749214863536424914',
+   'revenue: exact sum (2000 + 2 * (2^128 + 1))');
+
+# the facilitator goes away: an error, counted
+$fac->stop;
+my ($lost) = sign_payment(payment_required => $hdr);
+$r = $ng->get('/paid/a', { 'PAYMENT-SIGNATURE' => $lost });
+ok($r->{status} >= 500, 'facilitator down: 5xx');
+select(undef, undef, undef, 0.3);
+$m = scrape($ng);
+is(sample($m, 'x402_payments_total', outcome => 'error'), '1',
+   'payment error counted');
+is(sample($m, 'x402_facilitator_errors_total', endpoint => 'verify'), '1',
+   'facilitator error counted');
+
+# a reload keeps the counters
+$ng->reload;
+$m = scrape($ng);
+is(sample($m, 'x402_payments_total', outcome => 'settled'), '4',
+   'counters survive a reload');
+
+$ng->stop;
+unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts');
+
+sub sample_reason {
+    my ($p, $outcome) = @_;
+    for my $s (@{ $p->{samples} }) {
+        return $s->{labels}{reason}
+            if $s->{name} eq 'x402_payment_rejections_total'
+               && $s->{labels}{outcome} eq $outcome;
+    }
+    return '';
+}
+
+done_testing();
