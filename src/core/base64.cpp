@@ -10,19 +10,22 @@ namespace {
 constexpr char alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
-constexpr std::array<int8_t, 256> make_table()
+// 6-bit value of each character, or `invalid` (a bit no value has).
+constexpr uint8_t invalid = 0x80;
+
+constexpr std::array<uint8_t, 256> make_table()
 {
-    std::array<int8_t, 256> t{};
+    std::array<uint8_t, 256> t{};
     for (auto &v : t) {
-        v = -1;
+        v = invalid;
     }
     for (int i = 0; i < 64; i++) {
-        t[static_cast<uint8_t>(alphabet[i])] = static_cast<int8_t>(i);
+        t[static_cast<uint8_t>(alphabet[i])] = static_cast<uint8_t>(i);
     }
     return t;
 }
 
-constexpr std::array<int8_t, 256> table = make_table();
+constexpr std::array<uint8_t, 256> table = make_table();
 
 }  // namespace
 
@@ -81,25 +84,46 @@ std::optional<std::string> base64_decode(std::string_view in)
         return std::nullopt;
     }
 
-    std::string out;
-    out.reserve(body.size() / 4 * 3 + 2);
-    uint32_t acc = 0;
-    int bits = 0;
-    for (char c : body) {
-        int8_t v = table[static_cast<uint8_t>(c)];
-        if (v < 0) {
+    // Whole quanta first, four characters to three bytes, then the 2 or 3
+    // characters of a final partial quantum.
+    size_t full = body.size() / 4;
+    std::string out(full * 3 + (rem == 0 ? 0 : rem - 1), '\0');
+    auto p = reinterpret_cast<const uint8_t *>(body.data());
+    char *o = out.data();
+    for (size_t q = 0; q < full; q++, p += 4, o += 3) {
+        uint32_t c0 = table[p[0]], c1 = table[p[1]], c2 = table[p[2]],
+                 c3 = table[p[3]];
+        if ((c0 | c1 | c2 | c3) & invalid) {
             return std::nullopt;
         }
-        acc = (acc << 6) | uint32_t(v);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out.push_back(static_cast<char>((acc >> bits) & 0xff));
-        }
+        uint32_t v = c0 << 18 | c1 << 12 | c2 << 6 | c3;
+        o[0] = static_cast<char>(v >> 16);
+        o[1] = static_cast<char>(v >> 8);
+        o[2] = static_cast<char>(v);
     }
-    // Leftover bits must be zero (canonical encoding).
-    if ((acc & ((1u << bits) - 1)) != 0) {
-        return std::nullopt;
+    if (rem != 0) {
+        uint32_t v = 0;
+        for (size_t i = 0; i < rem; i++) {
+            uint32_t c = table[p[i]];
+            if (c & invalid) {
+                return std::nullopt;
+            }
+            v = v << 6 | c;
+        }
+        // rem 2: 12 bits, one byte and 4 bits that must be zero;
+        // rem 3: 18 bits, two bytes and 2 bits that must be zero.
+        if (rem == 2) {
+            if (v & 0x0f) {
+                return std::nullopt;
+            }
+            o[0] = static_cast<char>(v >> 4);
+        } else {
+            if (v & 0x03) {
+                return std::nullopt;
+            }
+            o[0] = static_cast<char>(v >> 10);
+            o[1] = static_cast<char>(v >> 2);
+        }
     }
     return out;
 }

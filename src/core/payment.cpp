@@ -175,8 +175,10 @@ void parse_exact_evm_payload(const json_t *root, x402_payment_s &p)
         fail(bad_sig);
     }
 
-    checksum_hex40(p.from.substr(2), p.payer_cs + 2);
-    checksum_hex40(p.to.substr(2), p.pay_to_cs + 2);
+    // payTo's checksum waits for the match (usually a copy of the offer's).
+    p.payer_cs[0] = '0';
+    p.payer_cs[1] = 'x';
+    checksum_hex40(std::string_view(p.from).substr(2), p.payer_cs + 2);
 }
 
 void parse_v1(const json_t *root, x402_payment_s &p)
@@ -321,8 +323,6 @@ bool payment_decode(std::string_view header, int version_hint,
         *message = e.message;
         return false;
     }
-    p.payer_cs[0] = p.pay_to_cs[0] = '0';
-    p.payer_cs[1] = p.pay_to_cs[1] = 'x';
     return true;
 }
 
@@ -332,7 +332,9 @@ void payment_fill_verdict(const x402_payment_s &p, x402_verdict_t *v) noexcept
     v->scheme = {p.scheme.data(), p.scheme.size()};
     v->network = {p.network.data(), p.network.size()};
     v->payer = {p.payer_cs, 42};
-    v->pay_to = {p.pay_to_cs, 42};
+    if (p.pay_to_cs[0] != '\0') {
+        v->pay_to = {p.pay_to_cs, 42};
+    }
     v->value = {p.value.data(), p.value.size()};
     v->nonce = {p.nonce.data(), p.nonce.size()};
     v->valid_after = p.valid_after;

@@ -82,6 +82,12 @@ bool payment_decode(std::string_view header, int version_hint,
 // Fills the verdict fields that only depend on the decoded payment.
 void payment_fill_verdict(const x402_payment_s &p, x402_verdict_t *v) noexcept;
 
+// The offered requirement the payment is for (v->requirement set), or
+// nullptr with v->reason/message set. No allocation.
+const x402_requirement_t *payment_match(const x402_payment_s &p,
+                                        const x402_offer_t *offer,
+                                        x402_verdict_t *v);
+
 // Match and local checks (x402_payment_verify). Throws only std::bad_alloc.
 bool payment_verify(x402_payment_s &p, const x402_offer_t *offer, int64_t now,
                     x402_verdict_t *v);

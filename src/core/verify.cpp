@@ -3,6 +3,7 @@
 // 2.4), which puts the one expensive check, signer recovery, last, so a
 // payment failing a cheap rule never costs a recovery.
 #include <cstring>
+#include <string>
 #include <string_view>
 
 #include "address.hpp"
@@ -60,6 +61,59 @@ const char *v2_difference(const x402_payment_s &p, const x402_requirement_t &r)
     return nullptr;
 }
 
+// "0x" + EIP-55 of a valid "0x" + 40 hex address into out[43].
+void checksummed(std::string_view a, char out[43])
+{
+    out[0] = '0';
+    out[1] = 'x';
+    checksum_hex40(a.substr(2), out + 2);
+    out[42] = '\0';
+}
+
+// The offer's addresses are checksummed already (x402_requirement_t):
+// copied, saving a Keccak each.
+void copy_address(std::string_view a, char out[43])
+{
+    std::memcpy(out, a.data(), 42);
+    out[42] = '\0';
+}
+
+// Domain separators of the last few (name, version, chain, asset): an
+// offer's requirements repeat on every request, and this saves four of the
+// ten Keccak permutations of a verification. Per thread, so lock-free.
+Hash32 cached_domain_separator(std::string_view name, std::string_view version,
+                               uint64_t chain_id, const Address &asset)
+{
+    struct Entry {
+        bool used = false;
+        uint64_t chain_id = 0;
+        Address asset{};
+        std::string name;
+        std::string version;
+        Hash32 separator{};
+    };
+    constexpr unsigned slots = 4;
+    thread_local Entry cache[slots];
+    thread_local unsigned next = 0;
+
+    for (const Entry &e : cache) {
+        if (e.used && e.chain_id == chain_id && e.asset == asset &&
+            e.name == name && e.version == version) {
+            return e.separator;
+        }
+    }
+    Hash32 sep = domain_separator(name, version, chain_id, asset);
+    Entry &e = cache[next++ % slots];
+    e.used = false;  // stays unused if an assign below throws
+    e.chain_id = chain_id;
+    e.asset = asset;
+    e.name.assign(name);
+    e.version.assign(version);
+    e.separator = sep;
+    e.used = true;
+    return sep;
+}
+
 bool cheap_checks_pass(const x402_payment_s &p, const x402_requirement_t &r)
 {
     auto pay_to = address_from_hex(sv(r.pay_to));
@@ -67,10 +121,11 @@ bool cheap_checks_pass(const x402_payment_s &p, const x402_requirement_t &r)
     return pay_to && amount && *pay_to == p.auth.to && *amount == p.auth.value;
 }
 
-// The requirement the payment is for, or nullptr with the verdict's reason
-// set.
-const x402_requirement_t *match(const x402_payment_s &p,
-                                const x402_offer_t *offer, x402_verdict_t *v)
+}  // namespace
+
+const x402_requirement_t *payment_match(const x402_payment_s &p,
+                                        const x402_offer_t *offer,
+                                        x402_verdict_t *v)
 {
     size_t n = offer ? x402_offer_count(offer) : 0;
     bool scheme_seen = false;
@@ -141,15 +196,13 @@ const x402_requirement_t *match(const x402_payment_s &p,
     return candidate;
 }
 
-}  // namespace
-
 bool payment_verify(x402_payment_s &p, const x402_offer_t *offer, int64_t now,
                     x402_verdict_t *v)
 {
     std::memset(v, 0, sizeof(*v));
     payment_fill_verdict(p, v);
 
-    const x402_requirement_t *r = match(p, offer, v);
+    const x402_requirement_t *r = payment_match(p, offer, v);
     if (r == nullptr) {
         return false;
     }
@@ -164,10 +217,16 @@ bool payment_verify(x402_payment_s &p, const x402_offer_t *offer, int64_t now,
         return fail(v, reason::invalid_payment_requirements,
                     "the offered requirement is malformed");
     }
-    p.asset_cs[0] = '0';
-    p.asset_cs[1] = 'x';
-    checksum_hex40(sv(r->asset).substr(2), p.asset_cs + 2);
+    // The offer holds checksummed addresses (x402_offer_create); the
+    // authorization's `to` is usually the offer's payTo.
+    copy_address(sv(r->asset), p.asset_cs);
     v->asset = {p.asset_cs, 42};
+    if (p.auth.to == *pay_to) {
+        copy_address(sv(r->pay_to), p.pay_to_cs);
+    } else {
+        checksummed(p.to, p.pay_to_cs);
+    }
+    v->pay_to = {p.pay_to_cs, 42};
 
     // The payment's identity: (chain id, asset, from, nonce).
     uint8_t id[32 + 20 + 20 + 32];
@@ -212,8 +271,9 @@ bool payment_verify(x402_payment_s &p, const x402_offer_t *offer, int64_t now,
         return true;
     }
 
-    Hash32 domain = domain_separator(sv(r->asset_name), sv(r->asset_version),
-                                     net->chain_id, *asset);
+    Hash32 domain = cached_domain_separator(sv(r->asset_name),
+                                            sv(r->asset_version),
+                                            net->chain_id, *asset);
     Hash32 digest = typed_data_digest(domain, struct_hash(p.auth));
     Address signer;
     SigStatus st = recover_signer(digest, p.signature.data(),
