@@ -1,0 +1,1144 @@
+
+/*
+ * ngx_http_x402_redis.c: the fleet store, hiredis (0.14) async on nginx's
+ * event loop.
+ *
+ * One connection per worker. hiredis's socket is wrapped in an nginx
+ * connection (ngx_get_connection) and its addRead/delRead/addWrite/delWrite/
+ * cleanup hooks become nginx event calls. What hiredis 0.14 lacks is added
+ * here: the address is resolved at configuration time (no getaddrinfo on a
+ * name in a worker), nginx timers bound the connect and every command, a
+ * stalled server is dropped and reconnected with backoff on a cancelable
+ * timer, and under edge-triggered events the socket is drained.
+ *
+ * Every command's privdata is a worker-owned op (ngx_alloc), never a
+ * request: the request side can detach itself (r->pool cleanup) and the
+ * reply, which hiredis always delivers (NULL when the context dies), frees
+ * the op.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <sys/ioctl.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_http_x402_store_int.h"
+
+
+#define NGX_HTTP_X402_REDIS_DOWN        0
+#define NGX_HTTP_X402_REDIS_CONNECTING  1
+#define NGX_HTTP_X402_REDIS_READY       2
+
+#define NGX_HTTP_X402_REDIS_OP_RESERVE  0
+#define NGX_HTTP_X402_REDIS_OP_SET      1
+#define NGX_HTTP_X402_REDIS_OP_RELEASE  2
+
+#define NGX_HTTP_X402_REDIS_BACKOFF_MIN  100
+#define NGX_HTTP_X402_REDIS_BACKOFF_MAX  2000
+
+/* commands in flight per worker; beyond, the store counts as unavailable */
+#define NGX_HTTP_X402_REDIS_INFLIGHT_MAX 4096
+
+
+typedef struct {
+    ngx_event_t                  timer;
+    ngx_http_x402_store_op_t    *sop;        /* NULL: nobody waits */
+    ngx_uint_t                   kind;
+    u_char                       id[32];
+} ngx_http_x402_redis_op_t;
+
+
+typedef struct {
+    ngx_http_x402_redis_conf_t  *conf;
+    redisAsyncContext           *ac;
+    ngx_connection_t            *c;
+    ngx_uint_t                   state;
+    ngx_uint_t                   inflight;
+    ngx_msec_t                   backoff;
+    ngx_event_t                  connect_timer;
+    ngx_event_t                  reconnect;
+    ngx_log_t                   *log;
+    time_t                       logged;
+    unsigned                     exiting:1;
+    unsigned                     was_down:1;
+} ngx_http_x402_redis_t;
+
+
+static void ngx_http_x402_redis_connect(void);
+static void ngx_http_x402_redis_schedule(void);
+static void ngx_http_x402_redis_drop(void);
+static void ngx_http_x402_redis_reconnect_handler(ngx_event_t *ev);
+static void ngx_http_x402_redis_connect_timeout(ngx_event_t *ev);
+static void ngx_http_x402_redis_op_timeout(ngx_event_t *ev);
+static void ngx_http_x402_redis_read_handler(ngx_event_t *ev);
+static void ngx_http_x402_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_x402_redis_add_read(void *privdata);
+static void ngx_http_x402_redis_del_read(void *privdata);
+static void ngx_http_x402_redis_add_write(void *privdata);
+static void ngx_http_x402_redis_del_write(void *privdata);
+static void ngx_http_x402_redis_cleanup(void *privdata);
+static void ngx_http_x402_redis_connected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_x402_redis_disconnected(const redisAsyncContext *ac,
+    int status);
+static void ngx_http_x402_redis_setup_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata);
+
+
+static ngx_http_x402_redis_t  ngx_http_x402_redis_worker;
+
+
+/*
+ * Reserve: the record if there is one, else ours is set (NX semantics with
+ * the old value returned, in one round trip on any Redis since 2.6).
+ */
+static const char  ngx_http_x402_redis_reserve_lua[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v then return v end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return false";
+
+/* settled or failed: a settled record is never overwritten */
+static const char  ngx_http_x402_redis_set_lua[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v and string.sub(v, 1, 1) == 'S' then return 0 end "
+    "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
+    "return 1";
+
+/* release: only our own reservation */
+static const char  ngx_http_x402_redis_release_lua[] =
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+    "return redis.call('DEL', KEYS[1]) end "
+    "return 0";
+
+
+/* ---- configuration ---- */
+
+char *
+ngx_http_x402_redis_parse(ngx_conf_t *cf, ngx_http_x402_redis_conf_t *rcf)
+{
+    u_char              *p;
+    size_t               len;
+    ngx_str_t           *value, s;
+    ngx_url_t            u;
+    ngx_int_t            n;
+    ngx_uint_t           i;
+    struct sockaddr_un  *saun;
+
+    value = cf->args->elts;
+
+    rcf->connect_timeout = 1000;
+    rcf->timeout = 1000;
+    rcf->fail_open = 0;
+    ngx_str_set(&rcf->prefix, "x402:");
+
+    ngx_memzero(&u, sizeof(ngx_url_t));
+
+    u.url = value[1];
+    u.default_port = 6379;
+
+    /* resolved here, at configuration time: a worker never resolves */
+    if (ngx_parse_url(cf->pool, &u) != NGX_OK) {
+        if (u.err) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "%s in x402_redis \"%V\"", u.err, &u.url);
+        }
+
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "x402_redis \"%V\" has no address", &u.url);
+        return NGX_CONF_ERROR;
+    }
+
+    if (u.naddrs > 1) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "x402_redis \"%V\" resolves to %ui addresses, "
+                           "using %V", &u.url, u.naddrs, &u.addrs[0].name);
+    }
+
+    rcf->addr = u.addrs[0];
+
+    if (u.family == AF_UNIX) {
+        saun = (struct sockaddr_un *) rcf->addr.sockaddr;
+        len = ngx_strlen(saun->sun_path);
+
+        rcf->unix_path.data = ngx_pnalloc(cf->pool, len + 1);
+        if (rcf->unix_path.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memcpy(rcf->unix_path.data, saun->sun_path, len + 1);
+        rcf->unix_path.len = len;
+
+    } else {
+        rcf->host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        if (rcf->host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        rcf->host.len = ngx_sock_ntop(rcf->addr.sockaddr, rcf->addr.socklen,
+                                      rcf->host.data, NGX_SOCKADDR_STRLEN, 0);
+        rcf->host.data[rcf->host.len] = '\0';
+        rcf->port = ngx_inet_get_port(rcf->addr.sockaddr);
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (n == NGX_ERROR || n > 65535) {
+                goto invalid;
+            }
+
+            rcf->db = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            rcf->password.data = value[i].data + 9;
+            rcf->password.len = value[i].len - 9;
+
+            if (rcf->password.len == 0 || rcf->password.len > 512) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "prefix=", 7) == 0) {
+            rcf->prefix.data = value[i].data + 7;
+            rcf->prefix.len = value[i].len - 7;
+
+            if (rcf->prefix.len > 128) {
+                goto invalid;
+            }
+
+            for (p = rcf->prefix.data;
+                 p < rcf->prefix.data + rcf->prefix.len;
+                 p++)
+            {
+                if (*p <= ' ' || *p >= 0x7f) {
+                    goto invalid;
+                }
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+            s.data = value[i].data + 16;
+            s.len = value[i].len - 16;
+
+            rcf->connect_timeout = ngx_parse_time(&s, 0);
+            if (rcf->connect_timeout == (ngx_msec_t) NGX_ERROR
+                || rcf->connect_timeout == 0)
+            {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "timeout=", 8) == 0) {
+            s.data = value[i].data + 8;
+            s.len = value[i].len - 8;
+
+            rcf->timeout = ngx_parse_time(&s, 0);
+            if (rcf->timeout == (ngx_msec_t) NGX_ERROR || rcf->timeout == 0) {
+                goto invalid;
+            }
+
+            continue;
+        }
+
+        if (value[i].len == 9
+            && ngx_strncmp(value[i].data, "fail=open", 9) == 0)
+        {
+            rcf->fail_open = 1;
+            continue;
+        }
+
+        if (value[i].len == 11
+            && ngx_strncmp(value[i].data, "fail=closed", 11) == 0)
+        {
+            rcf->fail_open = 0;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid x402_redis parameter \"%V\"", &value[i]);
+
+    return NGX_CONF_ERROR;
+}
+
+
+/* ---- worker lifetime ---- */
+
+ngx_int_t
+ngx_http_x402_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_x402_redis_conf_t *rcf)
+{
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    ngx_memzero(rd, sizeof(ngx_http_x402_redis_t));
+
+    rd->conf = rcf;
+    rd->log = cycle->log;
+    rd->backoff = NGX_HTTP_X402_REDIS_BACKOFF_MIN;
+
+    rd->reconnect.handler = ngx_http_x402_redis_reconnect_handler;
+    rd->reconnect.data = rd;
+    rd->reconnect.log = cycle->log;
+    rd->reconnect.cancelable = 1;
+
+    rd->connect_timer.handler = ngx_http_x402_redis_connect_timeout;
+    rd->connect_timer.data = rd;
+    rd->connect_timer.log = cycle->log;
+    rd->connect_timer.cancelable = 1;
+
+    /* non-blocking: the worker starts serving while this connects */
+    ngx_http_x402_redis_connect();
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_x402_redis_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    if (rd->conf == NULL) {
+        return;
+    }
+
+    rd->exiting = 1;
+
+    if (rd->reconnect.timer_set) {
+        ngx_del_timer(&rd->reconnect);
+    }
+
+    if (rd->connect_timer.timer_set) {
+        ngx_del_timer(&rd->connect_timer);
+    }
+
+    ngx_http_x402_redis_drop();
+
+    rd->conf = NULL;
+}
+
+
+static void
+ngx_http_x402_redis_log_down(ngx_uint_t level, const char *what,
+    const char *err)
+{
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    /* once a second at most: an outage must not flood the log */
+    if (rd->logged == ngx_time()) {
+        return;
+    }
+
+    rd->logged = ngx_time();
+
+    if (rd->conf->unix_path.len) {
+        ngx_log_error(level, rd->log, 0, "x402: redis unix:%V: %s%s%s",
+                      &rd->conf->unix_path, what, err ? ": " : "",
+                      err ? err : "");
+
+    } else {
+        ngx_log_error(level, rd->log, 0, "x402: redis %V:%d: %s%s%s",
+                      &rd->conf->host, (int) rd->conf->port, what,
+                      err ? ": " : "", err ? err : "");
+    }
+}
+
+
+static void
+ngx_http_x402_redis_connect(void)
+{
+    ngx_int_t               event;
+    ngx_connection_t       *c;
+    redisAsyncContext      *ac;
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    if (rd->exiting || rd->ac) {
+        return;
+    }
+
+    /*
+     * An IP literal or a unix path: hiredis's getaddrinfo() resolves
+     * nothing, and the socket is non-blocking (EINPROGRESS).
+     */
+    if (rd->conf->unix_path.len) {
+        ac = redisAsyncConnectUnix((char *) rd->conf->unix_path.data);
+
+    } else {
+        ac = redisAsyncConnect((char *) rd->conf->host.data,
+                               (int) rd->conf->port);
+    }
+
+    if (ac == NULL) {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "connect failed",
+                                     "out of memory");
+        ngx_http_x402_redis_schedule();
+        return;
+    }
+
+    if (ac->err) {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "connect failed",
+                                     ac->errstr);
+        redisAsyncFree(ac);
+        ngx_http_x402_redis_schedule();
+        return;
+    }
+
+    c = ngx_get_connection(ac->c.fd, rd->log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        ngx_http_x402_redis_schedule();
+        return;
+    }
+
+    c->data = rd;
+    c->read->handler = ngx_http_x402_redis_read_handler;
+    c->write->handler = ngx_http_x402_redis_write_handler;
+    c->read->log = rd->log;
+    c->write->log = rd->log;
+
+    ac->data = rd;
+    ac->ev.data = c;
+    ac->ev.addRead = ngx_http_x402_redis_add_read;
+    ac->ev.delRead = ngx_http_x402_redis_del_read;
+    ac->ev.addWrite = ngx_http_x402_redis_add_write;
+    ac->ev.delWrite = ngx_http_x402_redis_del_write;
+    ac->ev.cleanup = ngx_http_x402_redis_cleanup;
+
+    redisAsyncSetConnectCallback(ac, ngx_http_x402_redis_connected);
+    redisAsyncSetDisconnectCallback(ac, ngx_http_x402_redis_disconnected);
+
+    rd->ac = ac;
+    rd->c = c;
+    rd->state = NGX_HTTP_X402_REDIS_CONNECTING;
+
+    /* the connect completes with writability */
+    event = (ngx_event_flags & NGX_USE_CLEAR_EVENT) ? NGX_CLEAR_EVENT
+                                                    : NGX_LEVEL_EVENT;
+    if (ngx_add_event(c->write, NGX_WRITE_EVENT, event) != NGX_OK) {
+        ngx_http_x402_redis_drop();
+        ngx_http_x402_redis_schedule();
+        return;
+    }
+
+    ngx_add_timer(&rd->connect_timer, rd->conf->connect_timeout);
+
+    /* queued before any command: hiredis sends them first, in order */
+    if (rd->conf->password.len) {
+        (void) redisAsyncCommand(ac, ngx_http_x402_redis_setup_reply,
+                                 (void *) "AUTH", "AUTH %b",
+                                 rd->conf->password.data,
+                                 rd->conf->password.len);
+    }
+
+    if (rd->conf->db) {
+        (void) redisAsyncCommand(ac, ngx_http_x402_redis_setup_reply,
+                                 (void *) "SELECT", "SELECT %d",
+                                 (int) rd->conf->db);
+    }
+}
+
+
+static void
+ngx_http_x402_redis_schedule(void)
+{
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    rd->state = NGX_HTTP_X402_REDIS_DOWN;
+    rd->was_down = 1;
+
+    if (rd->exiting || rd->reconnect.timer_set) {
+        return;
+    }
+
+    ngx_add_timer(&rd->reconnect, rd->backoff);
+
+    rd->backoff *= 2;
+
+    if (rd->backoff > NGX_HTTP_X402_REDIS_BACKOFF_MAX) {
+        rd->backoff = NGX_HTTP_X402_REDIS_BACKOFF_MAX;
+    }
+}
+
+
+/* Drops the connection: every queued command's callback gets NULL. */
+static void
+ngx_http_x402_redis_drop(void)
+{
+    redisAsyncContext      *ac;
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    ac = rd->ac;
+
+    if (ac == NULL) {
+        return;
+    }
+
+    rd->ac = NULL;
+    rd->state = NGX_HTTP_X402_REDIS_DOWN;
+
+    if (rd->connect_timer.timer_set) {
+        ngx_del_timer(&rd->connect_timer);
+    }
+
+    redisAsyncFree(ac);
+}
+
+
+static void
+ngx_http_x402_redis_reconnect_handler(ngx_event_t *ev)
+{
+    ngx_http_x402_redis_connect();
+}
+
+
+static void
+ngx_http_x402_redis_connect_timeout(ngx_event_t *ev)
+{
+    ngx_http_x402_redis_log_down(NGX_LOG_ERR, "connect timed out", NULL);
+
+    ngx_http_x402_redis_drop();
+    ngx_http_x402_redis_schedule();
+}
+
+
+static void
+ngx_http_x402_redis_connected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    if (rd->connect_timer.timer_set) {
+        ngx_del_timer(&rd->connect_timer);
+    }
+
+    if (status != REDIS_OK) {
+        /* hiredis frees ac after this returns */
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "connect failed",
+                                     ac->errstr);
+        rd->ac = NULL;
+        ngx_http_x402_redis_schedule();
+        return;
+    }
+
+    rd->state = NGX_HTTP_X402_REDIS_READY;
+    rd->backoff = NGX_HTTP_X402_REDIS_BACKOFF_MIN;
+
+    if (rd->was_down) {
+        rd->was_down = 0;
+        rd->logged = 0;
+        ngx_http_x402_redis_log_down(NGX_LOG_NOTICE, "connected again", NULL);
+
+    } else {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rd->log, 0,
+                       "x402 redis connected");
+    }
+}
+
+
+static void
+ngx_http_x402_redis_disconnected(const redisAsyncContext *ac, int status)
+{
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    if (rd->ac != ac) {
+        /* dropped by us: drop() already forgot it */
+        if (!rd->exiting) {
+            ngx_http_x402_redis_schedule();
+        }
+
+        return;
+    }
+
+    rd->ac = NULL;
+
+    if (!rd->exiting) {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "connection lost",
+                                     status == REDIS_OK ? NULL : ac->errstr);
+        ngx_http_x402_redis_schedule();
+    }
+}
+
+
+static void
+ngx_http_x402_redis_setup_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply  *rr = reply;
+
+    if (rr == NULL) {
+        return;
+    }
+
+    if (rr->type == REDIS_REPLY_ERROR) {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, (char *) privdata,
+                                     rr->str);
+        /* commands queued behind get errors: the fail mode applies */
+        redisAsyncDisconnect(ac);
+    }
+}
+
+
+/* ---- event adapter ---- */
+
+static void
+ngx_http_x402_redis_add_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_int_t  event;
+
+    if (c->read->active) {
+        return;
+    }
+
+    event = (ngx_event_flags & NGX_USE_CLEAR_EVENT) ? NGX_CLEAR_EVENT
+                                                    : NGX_LEVEL_EVENT;
+
+    if (ngx_add_event(c->read, NGX_READ_EVENT, event) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "x402: redis: adding a read event failed");
+    }
+}
+
+
+static void
+ngx_http_x402_redis_del_read(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
+    }
+}
+
+
+static void
+ngx_http_x402_redis_add_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_int_t  event;
+
+    if (c->write->active) {
+        return;
+    }
+
+    event = (ngx_event_flags & NGX_USE_CLEAR_EVENT) ? NGX_CLEAR_EVENT
+                                                    : NGX_LEVEL_EVENT;
+
+    if (ngx_add_event(c->write, NGX_WRITE_EVENT, event) != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
+                      "x402: redis: adding a write event failed");
+    }
+}
+
+
+static void
+ngx_http_x402_redis_del_write(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
+    }
+}
+
+
+/* hiredis closes the fd itself, right after this */
+static void
+ngx_http_x402_redis_cleanup(void *privdata)
+{
+    ngx_connection_t  *c = privdata;
+
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    if (rd->c == c) {
+        rd->c = NULL;
+    }
+
+    if (c->read->timer_set) {
+        ngx_del_timer(c->read);
+    }
+
+    if (c->write->timer_set) {
+        ngx_del_timer(c->write);
+    }
+
+    if (c->read->posted) {
+        ngx_delete_posted_event(c->read);
+    }
+
+    if (c->write->posted) {
+        ngx_delete_posted_event(c->write);
+    }
+
+    if (c->read->active) {
+        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    if (c->write->active) {
+        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
+    }
+
+    ngx_free_connection(c);
+
+    /* marks events still queued by epoll for this fd as stale */
+    c->fd = (ngx_socket_t) -1;
+}
+
+
+static void
+ngx_http_x402_redis_read_handler(ngx_event_t *ev)
+{
+    int                     n;
+    ngx_socket_t            fd;
+    ngx_connection_t       *c;
+    redisAsyncContext      *ac;
+    ngx_http_x402_redis_t  *rd;
+
+    c = ev->data;
+    rd = &ngx_http_x402_redis_worker;
+    ac = rd->ac;
+
+    if (ac == NULL || rd->c != c) {
+        return;
+    }
+
+    /* saved: the context (and c) may be gone after a read */
+    fd = c->fd;
+
+    for ( ;; ) {
+        redisAsyncHandleRead(ac);
+
+        if (rd->ac != ac) {
+            return;
+        }
+
+        if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT)) {
+            return;
+        }
+
+        /*
+         * Edge-triggered: hiredis reads 16k at a time, and what is left
+         * in the socket would never raise another event.
+         */
+        if (ioctl(fd, FIONREAD, &n) == -1) {
+            return;
+        }
+
+        if (n > 0) {
+            continue;
+        }
+
+        if (ev->pending_eof) {
+            /* read the EOF now: the peer is gone */
+            ev->pending_eof = 0;
+            continue;
+        }
+
+        return;
+    }
+}
+
+
+static void
+ngx_http_x402_redis_write_handler(ngx_event_t *ev)
+{
+    ngx_connection_t       *c;
+    ngx_http_x402_redis_t  *rd;
+
+    c = ev->data;
+    rd = &ngx_http_x402_redis_worker;
+
+    if (rd->ac == NULL || rd->c != c) {
+        return;
+    }
+
+    redisAsyncHandleWrite(rd->ac);
+}
+
+
+/* ---- commands ---- */
+
+static ngx_http_x402_redis_op_t *
+ngx_http_x402_redis_op(ngx_uint_t kind, ngx_http_x402_store_op_t *sop)
+{
+    ngx_http_x402_redis_t     *rd;
+    ngx_http_x402_redis_op_t  *op;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    if (rd->conf == NULL || rd->ac == NULL
+        || rd->state == NGX_HTTP_X402_REDIS_DOWN
+        || rd->inflight >= NGX_HTTP_X402_REDIS_INFLIGHT_MAX)
+    {
+        return NULL;
+    }
+
+    op = ngx_alloc(sizeof(ngx_http_x402_redis_op_t), rd->log);
+    if (op == NULL) {
+        return NULL;
+    }
+
+    ngx_memzero(op, sizeof(ngx_http_x402_redis_op_t));
+
+    op->kind = kind;
+    op->sop = sop;
+    op->timer.handler = ngx_http_x402_redis_op_timeout;
+    op->timer.data = op;
+    op->timer.log = rd->log;
+
+    return op;
+}
+
+
+static ngx_int_t
+ngx_http_x402_redis_send(ngx_http_x402_redis_op_t *op, const char *script,
+    ngx_http_x402_store_op_t *sop, ngx_str_t *arg1, ngx_str_t *arg2)
+{
+    u_char                 *p;
+    u_char                  key[128 + 64];
+    const char             *argv[6];
+    size_t                  argvlen[6];
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    p = ngx_cpymem(key, rd->conf->prefix.data, rd->conf->prefix.len);
+    p = ngx_hex_dump(p, sop->id, 32);
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = script;
+    argvlen[1] = ngx_strlen(script);
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (const char *) key;
+    argvlen[3] = p - key;
+    argv[4] = (const char *) arg1->data;
+    argvlen[4] = arg1->len;
+    argv[5] = (const char *) arg2->data;
+    argvlen[5] = arg2->len;
+
+    ngx_memcpy(op->id, sop->id, 32);
+
+    if (redisAsyncCommandArgv(rd->ac, ngx_http_x402_redis_reply, op,
+                              arg2->len ? 6 : 5, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(op);
+        return NGX_ERROR;
+    }
+
+    rd->inflight++;
+    ngx_add_timer(&op->timer, rd->conf->timeout);
+
+    return NGX_OK;
+}
+
+
+static size_t
+ngx_http_x402_redis_value(u_char *buf, ngx_http_x402_store_op_t *sop,
+    u_char state, ngx_str_t *text)
+{
+    u_char  *p;
+    size_t   len;
+
+    p = buf;
+    *p++ = state;
+    *p++ = '|';
+    p = ngx_hex_dump(p, (u_char *) &sop->scope, 8);
+    p = ngx_sprintf(p, "|%T|%T|", sop->settled_at, sop->expire);
+
+    len = ngx_min(text->len, NGX_HTTP_X402_REC_TEXT_LEN);
+    p = ngx_cpymem(p, text->data, len);
+
+    return p - buf;
+}
+
+
+static ngx_str_t *
+ngx_http_x402_redis_ttl(ngx_http_x402_store_op_t *sop, u_char *buf,
+    ngx_str_t *s)
+{
+    time_t  ttl;
+
+    ttl = sop->expire - ngx_time();
+
+    if (ttl < 1) {
+        ttl = 1;
+    }
+
+    s->data = buf;
+    s->len = ngx_sprintf(buf, "%T", ttl * 1000) - buf;
+
+    return s;
+}
+
+
+ngx_int_t
+ngx_http_x402_redis_reserve(ngx_http_x402_store_op_t *sop)
+{
+    u_char                     vbuf[256], tbuf[NGX_TIME_T_LEN + 4];
+    u_char                     owner[8];
+    uint32_t                   rnd;
+    ngx_str_t                  value, ttl, token;
+    ngx_http_x402_redis_op_t  *op;
+
+    op = ngx_http_x402_redis_op(NGX_HTTP_X402_REDIS_OP_RESERVE, sop);
+    if (op == NULL) {
+        return NGX_DECLINED;
+    }
+
+    /* our reservation's token: a release deletes only its own */
+    rnd = (uint32_t) ngx_random();
+    ngx_memcpy(owner, &rnd, 4);
+    rnd = (uint32_t) ngx_random() ^ (uint32_t) ngx_pid;
+    ngx_memcpy(owner + 4, &rnd, 4);
+    ngx_hex_dump(sop->owner, owner, 8);
+
+    token.data = sop->owner;
+    token.len = 16;
+
+    sop->settled_at = 0;
+    value.data = vbuf;
+    value.len = ngx_http_x402_redis_value(vbuf, sop, 'R', &token);
+
+    if (ngx_http_x402_redis_send(op, ngx_http_x402_redis_reserve_lua, sop,
+                                 &value, ngx_http_x402_redis_ttl(sop, tbuf,
+                                                                 &ttl))
+        != NGX_OK)
+    {
+        return NGX_DECLINED;
+    }
+
+    sop->pending = op;
+
+    return NGX_AGAIN;
+}
+
+
+void
+ngx_http_x402_redis_set(ngx_http_x402_store_op_t *sop, ngx_uint_t state,
+    ngx_str_t *text)
+{
+    u_char                     vbuf[256], tbuf[NGX_TIME_T_LEN + 4];
+    ngx_str_t                  value, ttl, empty;
+    ngx_http_x402_redis_op_t  *op;
+
+    ngx_str_null(&empty);
+
+    if (text == NULL) {
+        text = &empty;
+    }
+
+    op = ngx_http_x402_redis_op(NGX_HTTP_X402_REDIS_OP_SET, NULL);
+
+    if (op == NULL) {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR,
+                                     "unavailable, a payment's outcome is "
+                                     "recorded in the local zone only",
+                                     NULL);
+        if (ngx_http_x402_store_zone) {
+            (void) ngx_atomic_fetch_add(
+                       &ngx_http_x402_store_zone->sh->counters.redis_errors,
+                       1);
+        }
+
+        return;
+    }
+
+    value.data = vbuf;
+    value.len = ngx_http_x402_redis_value(vbuf, sop,
+                              state == NGX_HTTP_X402_REC_SETTLED ? 'S' : 'F',
+                              text);
+
+    (void) ngx_http_x402_redis_send(op, ngx_http_x402_redis_set_lua, sop,
+                                    &value,
+                                    ngx_http_x402_redis_ttl(sop, tbuf, &ttl));
+}
+
+
+void
+ngx_http_x402_redis_release(ngx_http_x402_store_op_t *sop)
+{
+    u_char                     vbuf[256];
+    ngx_str_t                  value, token, empty;
+    ngx_http_x402_redis_op_t  *op;
+
+    op = ngx_http_x402_redis_op(NGX_HTTP_X402_REDIS_OP_RELEASE, NULL);
+
+    if (op == NULL) {
+        /* the reservation expires with the authorization: safe */
+        return;
+    }
+
+    token.data = sop->owner;
+    token.len = 16;
+
+    sop->settled_at = 0;
+    value.data = vbuf;
+    value.len = ngx_http_x402_redis_value(vbuf, sop, 'R', &token);
+
+    ngx_str_null(&empty);
+
+    (void) ngx_http_x402_redis_send(op, ngx_http_x402_redis_release_lua, sop,
+                                    &value, &empty);
+}
+
+
+void
+ngx_http_x402_redis_detach(ngx_http_x402_store_op_t *sop)
+{
+    ngx_http_x402_redis_op_t  *op;
+
+    op = sop->pending;
+
+    if (op) {
+        op->sop = NULL;
+        sop->pending = NULL;
+    }
+}
+
+
+static void
+ngx_http_x402_redis_op_timeout(ngx_event_t *ev)
+{
+    ngx_http_x402_store_op_t  *sop;
+    ngx_http_x402_redis_op_t  *op;
+
+    op = ev->data;
+
+    ngx_http_x402_redis_log_down(NGX_LOG_ERR, "command timed out", NULL);
+
+    if (ngx_http_x402_store_zone) {
+        (void) ngx_atomic_fetch_add(
+                   &ngx_http_x402_store_zone->sh->counters.redis_errors, 1);
+    }
+
+    sop = op->sop;
+    op->sop = NULL;
+
+    if (sop) {
+        sop->pending = NULL;
+        ngx_http_x402_store_redis_done(sop, NGX_ERROR, NULL);
+    }
+
+    /*
+     * A server that does not answer in time is stalled or gone: drop the
+     * connection (hiredis then calls every queued command back with NULL,
+     * which frees them, this op included) and reconnect with backoff.
+     */
+    ngx_http_x402_redis_drop();
+    ngx_http_x402_redis_schedule();
+}
+
+
+static void
+ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    u_char                     hex[64];
+    ngx_str_t                  value;
+    redisReply                *rr;
+    ngx_http_x402_redis_t     *rd;
+    ngx_http_x402_store_op_t  *sop;
+    ngx_http_x402_redis_op_t  *op;
+
+    rr = reply;
+    op = privdata;
+    rd = &ngx_http_x402_redis_worker;
+
+    if (op->timer.timer_set) {
+        ngx_del_timer(&op->timer);
+    }
+
+    rd->inflight--;
+
+    sop = op->sop;
+    op->sop = NULL;
+
+    if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "x402: redis: %*s", (size_t) rr->len, rr->str);
+
+        if (ngx_http_x402_store_zone) {
+            (void) ngx_atomic_fetch_add(
+                   &ngx_http_x402_store_zone->sh->counters.redis_errors, 1);
+        }
+    }
+
+    if (op->kind == NGX_HTTP_X402_REDIS_OP_RESERVE) {
+
+        if (sop) {
+            sop->pending = NULL;
+
+            if (rr == NULL || rr->type == REDIS_REPLY_ERROR) {
+                ngx_http_x402_store_redis_done(sop, NGX_ERROR, NULL);
+
+            } else if (rr->type == REDIS_REPLY_NIL) {
+                ngx_str_null(&value);
+                ngx_http_x402_store_redis_done(sop, NGX_OK, &value);
+
+            } else if (rr->type == REDIS_REPLY_STRING) {
+                value.data = (u_char *) rr->str;
+                value.len = rr->len;
+                ngx_http_x402_store_redis_done(sop, NGX_OK, &value);
+
+            } else {
+                ngx_http_x402_store_redis_done(sop, NGX_ERROR, NULL);
+            }
+        }
+
+    } else if (rr == NULL && !rd->exiting) {
+        (void) ngx_hex_dump(hex, op->id, 32);
+        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                      "x402: redis: the outcome of payment %*s was not "
+                      "written (connection lost); it stays in the local "
+                      "zone", (size_t) 64, hex);
+    }
+
+    ngx_free(op);
+}

@@ -1,0 +1,475 @@
+
+/*
+ * ngx_http_x402_shm.c: the authorization records in a shared-memory zone.
+ *
+ * Two red-black trees over the same records: one by payment id (lookup),
+ * one by expiry (the soonest expiring record is the tree's minimum, so the
+ * oldest expired records are found in O(log n) and an unexpired one is never
+ * evicted). Only memory work happens under the zone mutex; logging is done
+ * after unlocking.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_x402_store_int.h"
+
+
+#define ngx_http_x402_rec_node(rec)                                           \
+    ((ngx_rbtree_node_t *) ((u_char *) (rec)                                  \
+                            - offsetof(ngx_rbtree_node_t, color)))
+
+#define ngx_http_x402_enode_rec(en)                                           \
+    ((ngx_http_x402_rec_t *) ((u_char *) (en)                                 \
+                              - offsetof(ngx_http_x402_rec_t, enode)))
+
+
+static void ngx_http_x402_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static ngx_rbtree_key_t ngx_http_x402_id_key(u_char *id);
+
+
+static ngx_rbtree_key_t
+ngx_http_x402_id_key(u_char *id)
+{
+    ngx_rbtree_key_t  key;
+
+    /* the id is a keccak hash: any of its bytes are uniform */
+    ngx_memcpy(&key, id, sizeof(ngx_rbtree_key_t));
+
+    return key;
+}
+
+
+static void
+ngx_http_x402_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+{
+    ngx_rbtree_node_t    **p;
+    ngx_http_x402_rec_t   *rn, *rt;
+
+    for ( ;; ) {
+
+        if (node->key < temp->key) {
+            p = &temp->left;
+
+        } else if (node->key > temp->key) {
+            p = &temp->right;
+
+        } else {
+            rn = (ngx_http_x402_rec_t *) &node->color;
+            rt = (ngx_http_x402_rec_t *) &temp->color;
+
+            p = (ngx_memcmp(rn->id, rt->id, 32) < 0)
+                ? &temp->left : &temp->right;
+        }
+
+        if (*p == sentinel) {
+            break;
+        }
+
+        temp = *p;
+    }
+
+    *p = node;
+    node->parent = temp;
+    node->left = sentinel;
+    node->right = sentinel;
+    ngx_rbt_red(node);
+}
+
+
+ngx_int_t
+ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_x402_shm_t  *octx = data;
+
+    size_t                len;
+    ngx_http_x402_shm_t  *ctx;
+
+    ctx = shm_zone->data;
+
+    if (octx) {
+        /* reload with the same size: keep every record */
+        ctx->sh = octx->sh;
+        ctx->shpool = octx->shpool;
+        return NGX_OK;
+    }
+
+    ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    if (shm_zone->shm.exists) {
+        ctx->sh = ctx->shpool->data;
+        return NGX_OK;
+    }
+
+    ctx->sh = ngx_slab_alloc(ctx->shpool, sizeof(ngx_http_x402_shm_sh_t));
+    if (ctx->sh == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(ctx->sh, sizeof(ngx_http_x402_shm_sh_t));
+
+    ctx->shpool->data = ctx->sh;
+
+    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
+                    ngx_http_x402_shm_rbtree_insert_value);
+    ngx_rbtree_init(&ctx->sh->expiry, &ctx->sh->expiry_sentinel,
+                    ngx_rbtree_insert_value);
+    ngx_queue_init(&ctx->sh->pending);
+    ctx->sh->version = 1;
+
+    len = sizeof(" in x402 zone \"\"") + shm_zone->shm.name.len;
+
+    ctx->shpool->log_ctx = ngx_slab_alloc(ctx->shpool, len);
+    if (ctx->shpool->log_ctx == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(ctx->shpool->log_ctx, " in x402 zone \"%V\"%Z",
+                &shm_zone->shm.name);
+
+    /* a full zone is reported by the store itself, with what it did */
+    ctx->shpool->log_nomem = 0;
+
+    return NGX_OK;
+}
+
+
+ngx_http_x402_rec_t *
+ngx_http_x402_shm_lookup(ngx_http_x402_shm_sh_t *sh, u_char *id)
+{
+    ngx_int_t             rc;
+    ngx_rbtree_key_t      key;
+    ngx_rbtree_node_t    *node, *sentinel;
+    ngx_http_x402_rec_t  *rec;
+
+    key = ngx_http_x402_id_key(id);
+
+    node = sh->rbtree.root;
+    sentinel = sh->rbtree.sentinel;
+
+    while (node != sentinel) {
+
+        if (key < node->key) {
+            node = node->left;
+            continue;
+        }
+
+        if (key > node->key) {
+            node = node->right;
+            continue;
+        }
+
+        rec = (ngx_http_x402_rec_t *) &node->color;
+
+        rc = ngx_memcmp(id, rec->id, 32);
+
+        if (rc == 0) {
+            return rec;
+        }
+
+        node = (rc < 0) ? node->left : node->right;
+    }
+
+    return NULL;
+}
+
+
+static void
+ngx_http_x402_shm_free_locked(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_rec_t *rec)
+{
+    ngx_rbtree_node_t  *node;
+
+    node = ngx_http_x402_rec_node(rec);
+
+    ngx_rbtree_delete(&zone->sh->rbtree, node);
+    ngx_rbtree_delete(&zone->sh->expiry, &rec->enode);
+    ngx_slab_free_locked(zone->shpool, node);
+
+    zone->sh->counters.records--;
+}
+
+
+/* Removes at most n records whose expiry has passed, oldest first. */
+static ngx_uint_t
+ngx_http_x402_shm_expire(ngx_http_x402_shm_t *zone, time_t now, ngx_uint_t n)
+{
+    ngx_uint_t            removed;
+    ngx_rbtree_node_t    *en, *sentinel;
+
+    removed = 0;
+    sentinel = zone->sh->expiry.sentinel;
+
+    while (n--) {
+
+        if (zone->sh->expiry.root == sentinel) {
+            break;
+        }
+
+        en = ngx_rbtree_min(zone->sh->expiry.root, sentinel);
+
+        if ((time_t) en->key >= now) {
+            break;
+        }
+
+        ngx_http_x402_shm_free_locked(zone, ngx_http_x402_enode_rec(en));
+        removed++;
+    }
+
+    return removed;
+}
+
+
+ngx_uint_t
+ngx_http_x402_grant_applies(ngx_uint_t state, uint64_t rec_scope,
+    time_t settled_at, uint64_t scope, time_t valid_before, time_t grant,
+    time_t now)
+{
+    time_t  end;
+
+    if (state != NGX_HTTP_X402_REC_SETTLED || grant <= 0
+        || rec_scope != scope || settled_at <= 0)
+    {
+        return 0;
+    }
+
+    end = settled_at + grant;
+
+    if (valid_before < end) {
+        end = valid_before;
+    }
+
+    return now < end;
+}
+
+
+static ngx_rbtree_node_t *
+ngx_http_x402_shm_alloc_locked(ngx_http_x402_shm_t *zone, time_t now,
+    ngx_uint_t *evicted)
+{
+    size_t              size;
+    ngx_rbtree_node_t  *node;
+
+    size = offsetof(ngx_rbtree_node_t, color) + sizeof(ngx_http_x402_rec_t);
+
+    node = ngx_slab_alloc_locked(zone->shpool, size);
+
+    if (node == NULL) {
+        /*
+         * Records are all one size: freeing one expired record makes room.
+         * A few more go at once so the next requests do not pay for it.
+         */
+        *evicted = ngx_http_x402_shm_expire(zone, now, 16);
+        zone->sh->counters.evicted += *evicted;
+
+        if (*evicted) {
+            node = ngx_slab_alloc_locked(zone->shpool, size);
+        }
+    }
+
+    return node;
+}
+
+
+static void
+ngx_http_x402_shm_insert_locked(ngx_http_x402_shm_t *zone,
+    ngx_rbtree_node_t *node, ngx_http_x402_store_op_t *op, ngx_uint_t state)
+{
+    ngx_http_x402_rec_t  *rec;
+
+    rec = (ngx_http_x402_rec_t *) &node->color;
+
+    node->key = ngx_http_x402_id_key(op->id);
+
+    rec->state = (u_char) state;
+    rec->async = 0;
+    rec->text_len = 0;
+    rec->settled_at = 0;
+    rec->scope = op->scope;
+    ngx_memcpy(rec->id, op->id, 32);
+    ngx_memzero(&rec->enode, sizeof(ngx_rbtree_node_t));
+    rec->enode.key = (ngx_rbtree_key_t) op->expire;
+
+    ngx_rbtree_insert(&zone->sh->rbtree, node);
+    ngx_rbtree_insert(&zone->sh->expiry, &rec->enode);
+
+    zone->sh->counters.records++;
+}
+
+
+void
+ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_store_op_t *op, time_t grant, ngx_log_t *log)
+{
+    time_t                now;
+    ngx_uint_t            evicted, state;
+    ngx_rbtree_node_t    *node;
+    ngx_http_x402_rec_t  *rec;
+
+    now = ngx_time();
+    evicted = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    /* keep the zone tidy: at most two expired records per reservation */
+    (void) ngx_http_x402_shm_expire(zone, now, 2);
+
+    rec = ngx_http_x402_shm_lookup(zone->sh, op->id);
+
+    if (rec && (time_t) rec->enode.key < now) {
+        ngx_http_x402_shm_free_locked(zone, rec);
+        rec = NULL;
+    }
+
+    if (rec) {
+        state = rec->state;
+
+        if (ngx_http_x402_grant_applies(state, rec->scope, rec->settled_at,
+                                        op->scope, op->valid_before, grant,
+                                        now))
+        {
+            op->result = NGX_HTTP_X402_STORE_REUSED;
+            op->settled_at = rec->settled_at;
+            ngx_memcpy(op->text, rec->text, rec->text_len);
+            op->tx.data = op->text;
+            op->tx.len = rec->text_len;
+            zone->sh->counters.reused++;
+
+        } else {
+            op->result = NGX_HTTP_X402_STORE_REPLAYED;
+            zone->sh->counters.replayed++;
+
+            if (state == NGX_HTTP_X402_REC_FAILED) {
+                ngx_memcpy(op->text, rec->text, rec->text_len);
+                op->reason.data = op->text;
+                op->reason.len = rec->text_len;
+
+            } else if (state == NGX_HTTP_X402_REC_SETTLED) {
+                ngx_str_set(&op->reason, "payment already settled");
+
+            } else {
+                ngx_str_set(&op->reason, "payment already in use");
+            }
+        }
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        op->done = 1;
+        return;
+    }
+
+    node = ngx_http_x402_shm_alloc_locked(zone, now, &evicted);
+
+    if (node == NULL) {
+        zone->sh->counters.full++;
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_ALERT, log, 0,
+                      "x402: zone \"%V\" is full of unexpired "
+                      "authorizations, payment refused",
+                      &zone->shm_zone->shm.name);
+
+        op->result = NGX_HTTP_X402_STORE_UNAVAILABLE;
+        ngx_str_set(&op->reason, "authorization store full");
+        op->done = 1;
+        return;
+    }
+
+    ngx_http_x402_shm_insert_locked(zone, node, op,
+                                    NGX_HTTP_X402_REC_RESERVED);
+    zone->sh->counters.reserved++;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (evicted) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "x402: zone \"%V\" full: evicted %ui expired "
+                      "authorizations", &zone->shm_zone->shm.name, evicted);
+    }
+
+    op->result = NGX_HTTP_X402_STORE_FRESH;
+    op->reserved = 1;
+    op->done = 1;
+}
+
+
+/*
+ * Sets the state of op's record, creating it when missing (a Redis record
+ * mirrored into the zone). Transitions out of settled are refused: a
+ * settlement is never forgotten.
+ */
+void
+ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone, ngx_http_x402_store_op_t *op,
+    ngx_uint_t state, ngx_str_t *text)
+{
+    size_t                len;
+    time_t                now;
+    ngx_uint_t            evicted;
+    ngx_rbtree_node_t    *node;
+    ngx_http_x402_rec_t  *rec;
+
+    now = ngx_time();
+    evicted = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    rec = ngx_http_x402_shm_lookup(zone->sh, op->id);
+
+    if (rec == NULL) {
+        if (op->expire < now) {
+            goto done;
+        }
+
+        node = ngx_http_x402_shm_alloc_locked(zone, now, &evicted);
+        if (node == NULL) {
+            zone->sh->counters.full++;
+            goto done;
+        }
+
+        ngx_http_x402_shm_insert_locked(zone, node, op, state);
+        rec = (ngx_http_x402_rec_t *) &node->color;
+    }
+
+    if (rec->state == NGX_HTTP_X402_REC_SETTLED
+        && state != NGX_HTTP_X402_REC_SETTLED)
+    {
+        goto done;
+    }
+
+    rec->state = (u_char) state;
+
+    if (state == NGX_HTTP_X402_REC_SETTLED) {
+        rec->settled_at = op->settled_at ? op->settled_at : now;
+    }
+
+    if (text) {
+        len = ngx_min(text->len, NGX_HTTP_X402_REC_TEXT_LEN);
+        ngx_memcpy(rec->text, text->data, len);
+        rec->text_len = (u_char) len;
+    }
+
+done:
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+void
+ngx_http_x402_shm_delete(ngx_http_x402_shm_t *zone, u_char *id)
+{
+    ngx_http_x402_rec_t  *rec;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    rec = ngx_http_x402_shm_lookup(zone->sh, id);
+
+    /* only a reservation is given back; a settled record stays */
+    if (rec && rec->state == NGX_HTTP_X402_REC_RESERVED) {
+        ngx_http_x402_shm_free_locked(zone, rec);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}

@@ -1,0 +1,1059 @@
+
+/*
+ * ngx_http_x402_store.c: ngx_http_x402_store_module, the authorization store.
+ *
+ * Directives, configuration, and the API of ngx_http_x402_store.h: every
+ * reservation is taken in the shared-memory zone first (microseconds, no
+ * I/O; catches replays on this host, and keeps protecting it when Redis
+ * loses data), then, with x402_redis, in Redis (one round trip, atomic
+ * server-side script) so that a fleet shares it.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include "ngx_http_x402_store_int.h"
+
+
+#define NGX_HTTP_X402_DEFAULT_ZONE_SIZE  (16 * 1024 * 1024)
+
+
+static ngx_int_t ngx_http_x402_store_add_variables(ngx_conf_t *cf);
+static void *ngx_http_x402_store_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_x402_store_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_x402_store_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_x402_store_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static char *ngx_http_x402_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_x402_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_x402_grant(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_http_x402_shm_t *ngx_http_x402_store_add_zone(ngx_conf_t *cf,
+    ngx_str_t *name, size_t size);
+static ngx_int_t ngx_http_x402_store_init_process(ngx_cycle_t *cycle);
+static void ngx_http_x402_store_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_x402_store_cleanup(void *data);
+static void ngx_http_x402_store_resume(ngx_event_t *ev);
+static ngx_int_t ngx_http_x402_store_unavailable(ngx_http_x402_store_op_t *op,
+    ngx_log_t *log);
+
+
+static ngx_conf_num_bounds_t  ngx_http_x402_async_limit_bounds = {
+    ngx_conf_check_num_bounds, 0, 1000000
+};
+
+
+static ngx_command_t  ngx_http_x402_store_commands[] = {
+
+    { ngx_string("x402_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_x402_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("x402_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_x402_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("x402_grant"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_x402_grant,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_x402_store_loc_conf_t, grant),
+      NULL },
+
+    { ngx_string("x402_async_limit"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_x402_store_main_conf_t, async_limit),
+      &ngx_http_x402_async_limit_bounds },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_x402_store_module_ctx = {
+    ngx_http_x402_store_add_variables,     /* preconfiguration */
+    NULL,                                  /* postconfiguration */
+
+    ngx_http_x402_store_create_main_conf,  /* create main configuration */
+    ngx_http_x402_store_init_main_conf,    /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_x402_store_create_loc_conf,   /* create location configuration */
+    ngx_http_x402_store_merge_loc_conf     /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_x402_store_module = {
+    NGX_MODULE_V1,
+    &ngx_http_x402_store_module_ctx,       /* module context */
+    ngx_http_x402_store_commands,          /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_x402_store_init_process,      /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_x402_store_exit_process,      /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* the zone of the running configuration, for the retry timer */
+ngx_http_x402_shm_t  *ngx_http_x402_store_zone;
+
+
+static ngx_int_t
+ngx_http_x402_hex_decode(u_char *dst, const char *src, size_t len)
+{
+    u_char      c, v;
+    ngx_uint_t  i;
+
+    for (i = 0; i < len; i++) {
+        c = (u_char) src[i];
+
+        if (c >= '0' && c <= '9') {
+            v = c - '0';
+
+        } else {
+            c |= 0x20;
+
+            if (c >= 'a' && c <= 'f') {
+                v = c - 'a' + 10;
+
+            } else {
+                return NGX_ERROR;
+            }
+        }
+
+        if (i & 1) {
+            dst[i / 2] |= v;
+
+        } else {
+            dst[i / 2] = (u_char) (v << 4);
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The scope a grant is valid for: the location and what was paid there
+ * (network, asset, payTo, amount). A 64-bit digest of those strings.
+ */
+static uint64_t
+ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
+{
+    u_char                    *p, *buf;
+    size_t                     len;
+    uint64_t                   scope;
+    unsigned char              md[32];
+    ngx_http_core_loc_conf_t  *clcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    len = clcf->name.len + v->network.len + v->asset.len + v->pay_to.len
+          + v->value.len + 5;
+
+    buf = ngx_pnalloc(r->pool, len);
+    if (buf == NULL) {
+        return 0;
+    }
+
+    /* NUL separators: no two field lists hash the same bytes */
+    p = ngx_cpymem(buf, clcf->name.data, clcf->name.len);
+    *p++ = '\0';
+    p = ngx_cpymem(p, v->network.data, v->network.len);
+    *p++ = '\0';
+    p = ngx_cpymem(p, v->asset.data, v->asset.len);
+    *p++ = '\0';
+    p = ngx_cpymem(p, v->pay_to.data, v->pay_to.len);
+    *p++ = '\0';
+    p = ngx_cpymem(p, v->value.data, v->value.len);
+    *p++ = '\0';
+
+    x402_keccak256(buf, p - buf, md);
+    ngx_memcpy(&scope, md, sizeof(uint64_t));
+
+    return scope;
+}
+
+
+ngx_int_t
+ngx_http_x402_store_op_reserve(ngx_http_request_t *r,
+    ngx_http_x402_store_op_t *op, const x402_verdict_t *v)
+{
+    ngx_int_t                         rc;
+    ngx_pool_cleanup_t               *cln;
+    ngx_http_x402_store_loc_conf_t   *slcf;
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_x402_store_module);
+
+    if (smcf == NULL || smcf->zone == NULL) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "x402: no authorization store");
+        return NGX_ERROR;
+    }
+
+    if (op->cleanup_set) {
+        /* a second reservation on one op would orphan the first */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "x402: payment reserved twice in one request");
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(op, sizeof(ngx_http_x402_store_op_t));
+
+    if (ngx_strlen(v->payment_id) != 64
+        || ngx_http_x402_hex_decode(op->id, v->payment_id, 64) != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "x402: malformed payment id");
+        return NGX_ERROR;
+    }
+
+    if (v->valid_before > (uint64_t) NGX_MAX_TIME_T_VALUE / 2) {
+        /* the core bounds validBefore; this only keeps the sum finite */
+        op->valid_before = NGX_MAX_TIME_T_VALUE / 2;
+
+    } else {
+        op->valid_before = (time_t) v->valid_before;
+    }
+
+    op->expire = op->valid_before + NGX_HTTP_X402_EXPIRE_SLACK;
+    op->scope = ngx_http_x402_store_scope(r, v);
+    op->request = r;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_x402_store_cleanup;
+    cln->data = op;
+    op->cleanup_set = 1;
+
+    ngx_http_set_ctx(r, op, ngx_http_x402_store_module);
+
+    ngx_http_x402_shm_reserve(smcf->zone, op, slcf->grant,
+                              r->connection->log);
+
+    op->backend = NGX_HTTP_X402_BACKEND_ZONE;
+
+    if (op->result != NGX_HTTP_X402_STORE_FRESH || smcf->redis == NULL) {
+        return NGX_OK;
+    }
+
+    /* the zone let it through: now the fleet */
+
+    op->done = 0;
+    op->resume.handler = ngx_http_x402_store_resume;
+    op->resume.data = op;
+    op->resume.log = r->connection->log;
+
+    rc = ngx_http_x402_redis_reserve(op);
+
+    if (rc == NGX_AGAIN) {
+        return NGX_AGAIN;
+    }
+
+    return ngx_http_x402_store_unavailable(op, r->connection->log);
+}
+
+
+/* Redis could not be asked: the configured fail mode decides. */
+static ngx_int_t
+ngx_http_x402_store_unavailable(ngx_http_x402_store_op_t *op, ngx_log_t *log)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    static time_t  logged;
+
+    smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_x402_store_module);
+
+    if (smcf->redis->fail_open) {
+        /* the zone's reservation stands: replay-proof on this host */
+        op->fallback = 1;
+        op->result = NGX_HTTP_X402_STORE_FRESH;
+        (void) ngx_atomic_fetch_add(
+                          &smcf->zone->sh->counters.redis_fallback, 1);
+
+        if (logged != ngx_time()) {
+            logged = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "x402: redis unavailable, fail=open: payment "
+                          "recorded in the local zone only");
+        }
+
+    } else {
+        ngx_http_x402_shm_delete(smcf->zone, op->id);
+        op->reserved = 0;
+        op->result = NGX_HTTP_X402_STORE_UNAVAILABLE;
+        ngx_str_set(&op->reason, "authorization store unavailable");
+        (void) ngx_atomic_fetch_add(
+                          &smcf->zone->sh->counters.redis_refused, 1);
+
+        if (logged != ngx_time()) {
+            logged = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "x402: redis unavailable, fail=closed: payment "
+                          "refused with 503");
+        }
+    }
+
+    op->done = 1;
+
+    return NGX_OK;
+}
+
+
+/* The reply to a reservation sent to Redis, from the hiredis callback. */
+void
+ngx_http_x402_store_redis_done(ngx_http_x402_store_op_t *op, ngx_int_t rc,
+    ngx_str_t *value)
+{
+    time_t                            now, settled_at, expire, grant;
+    uint64_t                          scope;
+    ngx_str_t                         text;
+    ngx_uint_t                        state;
+    ngx_log_t                        *log;
+    ngx_http_request_t               *r;
+    ngx_http_x402_store_loc_conf_t   *slcf;
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    r = op->request;
+    log = r->connection->log;
+    op->pending = NULL;
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
+
+    if (rc != NGX_OK) {
+        (void) ngx_http_x402_store_unavailable(op, log);
+        goto resume;
+    }
+
+    if (value->len == 0) {
+        /* SET NX took: the fleet has never seen this payment */
+        op->backend = NGX_HTTP_X402_BACKEND_REDIS;
+        op->result = NGX_HTTP_X402_STORE_FRESH;
+        op->done = 1;
+        goto resume;
+    }
+
+    if (ngx_http_x402_store_parse_value(value, &state, &scope, &settled_at,
+                                        &expire, &text)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "x402: malformed record in redis: \"%V\"", value);
+        (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.redis_errors,
+                                    1);
+        (void) ngx_http_x402_store_unavailable(op, log);
+        goto resume;
+    }
+
+    slcf = ngx_http_get_module_loc_conf(r, ngx_http_x402_store_module);
+    grant = slcf->grant;
+    now = ngx_time();
+
+    if (ngx_http_x402_grant_applies(state, scope, settled_at, op->scope,
+                                    op->valid_before, grant, now))
+    {
+        op->result = NGX_HTTP_X402_STORE_REUSED;
+        op->settled_at = settled_at;
+        text.len = ngx_min(text.len, NGX_HTTP_X402_REC_TEXT_LEN);
+        ngx_memcpy(op->text, text.data, text.len);
+        op->tx.data = op->text;
+        op->tx.len = text.len;
+
+        /* remember it here too: the next reuse costs no round trip */
+        ngx_http_x402_shm_set(smcf->zone, op, NGX_HTTP_X402_REC_SETTLED,
+                              &op->tx);
+        op->reserved = 0;
+        (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.reused, 1);
+
+    } else {
+        op->result = NGX_HTTP_X402_STORE_REPLAYED;
+
+        if (state == NGX_HTTP_X402_REC_FAILED) {
+            text.len = ngx_min(text.len, NGX_HTTP_X402_REC_TEXT_LEN);
+            ngx_memcpy(op->text, text.data, text.len);
+            op->reason.data = op->text;
+            op->reason.len = text.len;
+
+        } else if (state == NGX_HTTP_X402_REC_SETTLED) {
+            ngx_str_set(&op->reason, "payment already settled");
+
+        } else {
+            ngx_str_set(&op->reason, "payment already in use");
+        }
+
+        ngx_http_x402_shm_delete(smcf->zone, op->id);
+        op->reserved = 0;
+        (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.replayed, 1);
+    }
+
+    op->done = 1;
+
+resume:
+
+    /* not from inside hiredis: finalizing could re-enter it */
+    ngx_post_event(&op->resume, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_x402_store_resume(ngx_event_t *ev)
+{
+    ngx_connection_t          *c;
+    ngx_http_request_t        *r;
+    ngx_http_x402_store_op_t  *op;
+
+    op = ev->data;
+    r = op->request;
+    c = r->connection;
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "x402 store resume: result %ui", op->result);
+
+    r->write_event_handler(r);
+
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_x402_store_cleanup(void *data)
+{
+    ngx_http_x402_store_op_t  *op = data;
+
+    if (op->resume.posted) {
+        ngx_delete_posted_event(&op->resume);
+    }
+
+    if (op->pending) {
+        /* the command stays with hiredis; its reply finds no request */
+        ngx_http_x402_redis_detach(op);
+    }
+
+    /*
+     * A reservation that was neither settled nor released stays reserved
+     * until it expires: whatever happened to the request, the payment is
+     * not served twice.
+     */
+    op->request = NULL;
+}
+
+
+void
+ngx_http_x402_store_op_settled(ngx_http_request_t *r,
+    ngx_http_x402_store_op_t *op, ngx_str_t *tx)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    if (!op->reserved) {
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
+
+    op->settled_at = ngx_time();
+    ngx_http_x402_shm_set(smcf->zone, op, NGX_HTTP_X402_REC_SETTLED, tx);
+    (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.settled, 1);
+
+    if (op->backend == NGX_HTTP_X402_BACKEND_REDIS) {
+        ngx_http_x402_redis_set(op, NGX_HTTP_X402_REC_SETTLED, tx);
+    }
+
+    op->reserved = 0;
+}
+
+
+void
+ngx_http_x402_store_op_failed(ngx_http_request_t *r,
+    ngx_http_x402_store_op_t *op, ngx_str_t *reason)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    if (!op->reserved) {
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
+
+    ngx_http_x402_shm_set(smcf->zone, op, NGX_HTTP_X402_REC_FAILED, reason);
+    (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.failed, 1);
+
+    if (op->backend == NGX_HTTP_X402_BACKEND_REDIS) {
+        ngx_http_x402_redis_set(op, NGX_HTTP_X402_REC_FAILED, reason);
+    }
+
+    op->reserved = 0;
+}
+
+
+void
+ngx_http_x402_store_op_release(ngx_http_request_t *r,
+    ngx_http_x402_store_op_t *op)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    if (!op->reserved || op->async) {
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
+
+    ngx_http_x402_shm_delete(smcf->zone, op->id);
+    (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.released, 1);
+
+    if (op->backend == NGX_HTTP_X402_BACKEND_REDIS) {
+        ngx_http_x402_redis_release(op);
+    }
+
+    op->reserved = 0;
+}
+
+
+ngx_int_t
+ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
+    ngx_http_x402_store_op_t *op, ngx_str_t *uri, ngx_str_t *body)
+{
+    ngx_uint_t                        i, server;
+    ngx_int_t                         rc;
+    ngx_http_core_srv_conf_t         *cscf, **cscfp;
+    ngx_http_core_main_conf_t        *cmcf;
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    if (!op->reserved || op->async) {
+        return NGX_ERROR;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
+
+    if (smcf->async_limit == 0
+        || uri->len > NGX_HTTP_X402_ASYNC_URI_MAX
+        || body->len > NGX_HTTP_X402_ASYNC_BODY_MAX)
+    {
+        (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.async_sync, 1);
+        return NGX_DECLINED;
+    }
+
+    /* the retry is issued in this server: its locations hold the uri */
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+    cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
+    cscfp = cmcf->servers.elts;
+    server = 0;
+
+    for (i = 0; i < cmcf->servers.nelts; i++) {
+        if (cscfp[i] == cscf) {
+            server = i;
+            break;
+        }
+    }
+
+    rc = ngx_http_x402_shm_pending_add(smcf->zone, op, smcf->async_limit,
+                                       server, uri, body);
+
+    if (rc == NGX_OK) {
+        op->async = 1;
+    }
+
+    return rc;
+}
+
+
+void
+ngx_http_x402_store_op_async_done(ngx_http_request_t *r,
+    ngx_http_x402_store_op_t *op, ngx_uint_t outcome, ngx_str_t *text)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    if (!op->async || !op->reserved) {
+        return;
+    }
+
+    smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
+
+    ngx_http_x402_shm_pending_done(smcf->zone, op->id, outcome, text,
+                                   r->connection->log);
+
+    if (outcome == NGX_HTTP_X402_SETTLE_OK) {
+        op->settled_at = ngx_time();
+
+        if (op->backend == NGX_HTTP_X402_BACKEND_REDIS) {
+            ngx_http_x402_redis_set(op, NGX_HTTP_X402_REC_SETTLED, text);
+        }
+
+        op->reserved = 0;
+    }
+}
+
+
+ngx_http_x402_store_counters_t *
+ngx_http_x402_store_counters(ngx_http_request_t *r)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    if (r) {
+        smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
+
+    } else {
+        smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                                   ngx_http_x402_store_module);
+    }
+
+    if (smcf == NULL || smcf->zone == NULL || smcf->zone->sh == NULL) {
+        return NULL;
+    }
+
+    return &smcf->zone->sh->counters;
+}
+
+
+/*
+ * Redis record: "<state>|<scope hex16>|<settled_at>|<expire>|<text>", state
+ * R (reserved: text is the owner token), S (settled: tx), F (failed: reason).
+ */
+ngx_uint_t
+ngx_http_x402_store_parse_value(ngx_str_t *value, ngx_uint_t *state,
+    uint64_t *scope, time_t *settled_at, time_t *expire, ngx_str_t *text)
+{
+    u_char  *p, *last, *f;
+    u_char   buf[8];
+
+    p = value->data;
+    last = p + value->len;
+
+    if (value->len < 2 + 16 + 1 + 1 + 1 + 1 + 1 || p[1] != '|') {
+        return NGX_ERROR;
+    }
+
+    switch (p[0]) {
+    case 'R':
+        *state = NGX_HTTP_X402_REC_RESERVED;
+        break;
+    case 'S':
+        *state = NGX_HTTP_X402_REC_SETTLED;
+        break;
+    case 'F':
+        *state = NGX_HTTP_X402_REC_FAILED;
+        break;
+    default:
+        return NGX_ERROR;
+    }
+
+    p += 2;
+
+    if (p[16] != '|'
+        || ngx_http_x402_hex_decode(buf, (char *) p, 16) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(scope, buf, 8);
+    p += 17;
+
+    f = ngx_strlchr(p, last, '|');
+    if (f == NULL) {
+        return NGX_ERROR;
+    }
+
+    *settled_at = ngx_atotm(p, f - p);
+    if (*settled_at == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    p = f + 1;
+
+    f = ngx_strlchr(p, last, '|');
+    if (f == NULL) {
+        return NGX_ERROR;
+    }
+
+    *expire = ngx_atotm(p, f - p);
+    if (*expire == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    text->data = f + 1;
+    text->len = last - (f + 1);
+
+    return NGX_OK;
+}
+
+
+/* ---- variables ---- */
+
+static ngx_int_t
+ngx_http_x402_store_var_counter(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    u_char                          *p;
+    ngx_atomic_t                    *counter;
+    ngx_http_x402_store_counters_t  *counters;
+
+    counters = ngx_http_x402_store_counters(r);
+
+    if (counters == NULL) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    counter = (ngx_atomic_t *) ((u_char *) counters + data);
+
+    p = ngx_pnalloc(r->pool, NGX_ATOMIC_T_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ngx_sprintf(p, "%uA", *counter) - p;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->data = p;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_x402_store_var_backend(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_x402_store_op_t  *op;
+
+    op = ngx_http_get_module_ctx(r->main, ngx_http_x402_store_module);
+
+    if (op == NULL || !op->done) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    if (op->fallback) {
+        v->data = (u_char *) "zone-fallback";
+
+    } else if (op->backend == NGX_HTTP_X402_BACKEND_REDIS) {
+        v->data = (u_char *) "redis";
+
+    } else {
+        v->data = (u_char *) "zone";
+    }
+
+    v->len = ngx_strlen(v->data);
+    v->valid = 1;
+    v->no_cacheable = 0;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static ngx_http_variable_t  ngx_http_x402_store_vars[] = {
+
+    { ngx_string("x402_pending"), NULL, ngx_http_x402_store_var_counter,
+      offsetof(ngx_http_x402_store_counters_t, pending),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("x402_settle_lost"), NULL, ngx_http_x402_store_var_counter,
+      offsetof(ngx_http_x402_store_counters_t, async_lost),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("x402_store_full"), NULL, ngx_http_x402_store_var_counter,
+      offsetof(ngx_http_x402_store_counters_t, full),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("x402_store"), NULL, ngx_http_x402_store_var_backend,
+      0, 0, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_int_t
+ngx_http_x402_store_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_x402_store_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- configuration ---- */
+
+static void *
+ngx_http_x402_store_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    smcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_x402_store_main_conf_t));
+    if (smcf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     smcf->zone = NULL;
+     *     smcf->redis = NULL;
+     */
+
+    smcf->async_limit = NGX_CONF_UNSET_UINT;
+    smcf->http_ctx = cf->ctx;
+
+    return smcf;
+}
+
+
+static char *
+ngx_http_x402_store_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_x402_store_main_conf_t *smcf = conf;
+
+    ngx_str_t  name;
+
+    ngx_conf_init_uint_value(smcf->async_limit, 1024);
+
+    if (smcf->zone == NULL) {
+        /* replay protection is on by default: an implicit zone */
+        ngx_str_set(&name, "x402");
+
+        smcf->zone = ngx_http_x402_store_add_zone(cf, &name,
+                                              NGX_HTTP_X402_DEFAULT_ZONE_SIZE);
+        if (smcf->zone == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_x402_store_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_x402_store_loc_conf_t  *slcf;
+
+    slcf = ngx_palloc(cf->pool, sizeof(ngx_http_x402_store_loc_conf_t));
+    if (slcf == NULL) {
+        return NULL;
+    }
+
+    slcf->grant = NGX_CONF_UNSET;
+
+    return slcf;
+}
+
+
+static char *
+ngx_http_x402_store_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_x402_store_loc_conf_t *prev = parent;
+    ngx_http_x402_store_loc_conf_t *conf = child;
+
+    ngx_conf_merge_sec_value(conf->grant, prev->grant, 0);
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_x402_shm_t *
+ngx_http_x402_store_add_zone(ngx_conf_t *cf, ngx_str_t *name, size_t size)
+{
+    ngx_shm_zone_t       *shm_zone;
+    ngx_http_x402_shm_t  *ctx;
+
+    ctx = ngx_pcalloc(cf->pool, sizeof(ngx_http_x402_shm_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    shm_zone = ngx_shared_memory_add(cf, name, size,
+                                     &ngx_http_x402_store_module);
+    if (shm_zone == NULL) {
+        return NULL;
+    }
+
+    if (shm_zone->data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "x402 zone \"%V\" is already declared", name);
+        return NULL;
+    }
+
+    shm_zone->init = ngx_http_x402_shm_init_zone;
+    shm_zone->data = ctx;
+    ctx->shm_zone = shm_zone;
+
+    return ctx;
+}
+
+
+static char *
+ngx_http_x402_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_store_main_conf_t *smcf = conf;
+
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+
+    if (smcf->zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+
+    if (p == NULL || p == value[1].data) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid x402 zone \"%V\", expected NAME:SIZE",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid x402 zone size \"%V\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size < (ssize_t) (8 * ngx_pagesize)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "x402 zone \"%V\" is too small", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    smcf->zone = ngx_http_x402_store_add_zone(cf, &name, size);
+    if (smcf->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_x402_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_store_main_conf_t *smcf = conf;
+
+    if (smcf->redis) {
+        return "is duplicate";
+    }
+
+    smcf->redis = ngx_pcalloc(cf->pool, sizeof(ngx_http_x402_redis_conf_t));
+    if (smcf->redis == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return ngx_http_x402_redis_parse(cf, smcf->redis);
+}
+
+
+static char *
+ngx_http_x402_grant(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_store_loc_conf_t *slcf = conf;
+
+    ngx_str_t  *value;
+
+    if (slcf->grant != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len == 3 && ngx_strncmp(value[1].data, "off", 3) == 0) {
+        slcf->grant = 0;
+        return NGX_CONF_OK;
+    }
+
+    slcf->grant = ngx_parse_time(&value[1], 1);
+
+    if (slcf->grant == (time_t) NGX_ERROR || slcf->grant <= 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid x402_grant \"%V\", expected a time "
+                           "or \"off\"", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* ---- worker ---- */
+
+static ngx_int_t
+ngx_http_x402_store_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    /* not in the cache manager/loader: workers only */
+    if (ngx_process != NGX_PROCESS_WORKER
+        && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_x402_store_module);
+    if (smcf == NULL || smcf->zone == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_x402_store_zone = smcf->zone;
+
+    if (smcf->redis
+        && ngx_http_x402_redis_init_process(cycle, smcf->redis) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_x402_retry_init_process(cycle);
+}
+
+
+static void
+ngx_http_x402_store_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_x402_retry_exit_process(cycle);
+    ngx_http_x402_redis_exit_process(cycle);
+    ngx_http_x402_store_zone = NULL;
+}

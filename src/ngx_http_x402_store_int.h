@@ -1,0 +1,153 @@
+
+/*
+ * ngx_http_x402_store_int.h: private to the store (store.c, shm.c, redis.c,
+ * retry.c). The glue includes ngx_http_x402_store.h only.
+ */
+
+#ifndef _NGX_HTTP_X402_STORE_INT_H_INCLUDED_
+#define _NGX_HTTP_X402_STORE_INT_H_INCLUDED_
+
+
+#include "ngx_http_x402_store.h"
+
+
+/* a record is kept this long past validBefore: clock slack */
+#define NGX_HTTP_X402_EXPIRE_SLACK     60
+
+/* async settlement queue */
+#define NGX_HTTP_X402_ASYNC_BODY_MAX   32768
+#define NGX_HTTP_X402_ASYNC_URI_MAX    512
+#define NGX_HTTP_X402_ASYNC_LEASE      30000    /* ms an attempt may take */
+#define NGX_HTTP_X402_ASYNC_FIRST      1000     /* ms before the 1st retry */
+#define NGX_HTTP_X402_ASYNC_BACKOFF    60000    /* ms, cap of the backoff */
+#define NGX_HTTP_X402_ASYNC_TICK       500      /* ms between scans */
+#define NGX_HTTP_X402_ASYNC_BATCH      8        /* retries per scan/worker */
+
+
+typedef struct {
+    ngx_rbtree_t                      rbtree;     /* records by id */
+    ngx_rbtree_node_t                 sentinel;
+    ngx_rbtree_t                      expiry;     /* records by expire */
+    ngx_rbtree_node_t                 expiry_sentinel;
+    ngx_queue_t                       pending;    /* async settlements */
+    ngx_http_x402_store_counters_t    counters;
+    ngx_uint_t                        version;
+} ngx_http_x402_shm_sh_t;
+
+
+typedef struct {
+    ngx_http_x402_shm_sh_t           *sh;
+    ngx_slab_pool_t                  *shpool;
+    ngx_shm_zone_t                   *shm_zone;
+} ngx_http_x402_shm_t;
+
+
+/* a record: the rbtree node's key is the first bytes of id */
+typedef struct {
+    u_char                            color;
+    u_char                            state;
+    u_char                            text_len;
+    u_char                            async;      /* queued for settling */
+    ngx_rbtree_node_t                 enode;      /* key: expire */
+    time_t                            settled_at;
+    uint64_t                          scope;
+    u_char                            id[32];
+    u_char                            text[NGX_HTTP_X402_REC_TEXT_LEN];
+} ngx_http_x402_rec_t;
+
+
+/* a queued async settlement; data holds the uri then the body */
+typedef struct {
+    ngx_queue_t                       queue;
+    u_char                            id[32];
+    time_t                            valid_before;
+    ngx_msec_t                        next_try;
+    ngx_msec_t                        lease_until;
+    ngx_pid_t                         lease_pid;
+    ngx_uint_t                        attempts;
+    ngx_uint_t                        server;
+    size_t                            uri_len;
+    size_t                            body_len;
+    u_char                            reason_len;
+    u_char                            reason[63];
+    u_char                            data[1];
+} ngx_http_x402_pending_t;
+
+
+typedef struct {
+    ngx_addr_t                        addr;      /* resolved at conf time */
+    ngx_str_t                         host;      /* NUL-terminated IP text */
+    ngx_str_t                         unix_path; /* NUL-terminated */
+    in_port_t                         port;
+    ngx_uint_t                        db;
+    ngx_str_t                         password;
+    ngx_str_t                         prefix;
+    ngx_msec_t                        connect_timeout;
+    ngx_msec_t                        timeout;
+    ngx_flag_t                        fail_open;
+} ngx_http_x402_redis_conf_t;
+
+
+typedef struct {
+    ngx_http_x402_shm_t              *zone;
+    ngx_http_x402_redis_conf_t       *redis;
+    ngx_uint_t                        async_limit;
+    ngx_uint_t                        log_level;
+    ngx_http_conf_ctx_t              *http_ctx;
+} ngx_http_x402_store_main_conf_t;
+
+
+typedef struct {
+    time_t                            grant;
+} ngx_http_x402_store_loc_conf_t;
+
+
+/* shm.c */
+ngx_int_t ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+void ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_store_op_t *op, time_t grant, ngx_log_t *log);
+void ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_store_op_t *op, ngx_uint_t state, ngx_str_t *text);
+void ngx_http_x402_shm_delete(ngx_http_x402_shm_t *zone, u_char *id);
+ngx_http_x402_rec_t *ngx_http_x402_shm_lookup(ngx_http_x402_shm_sh_t *sh,
+    u_char *id);
+ngx_uint_t ngx_http_x402_grant_applies(ngx_uint_t state, uint64_t rec_scope,
+    time_t settled_at, uint64_t scope, time_t valid_before, time_t grant,
+    time_t now);
+
+ngx_int_t ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_store_op_t *op, ngx_uint_t limit, ngx_uint_t server,
+    ngx_str_t *uri, ngx_str_t *body);
+void ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
+    ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log);
+
+/* retry.c */
+ngx_int_t ngx_http_x402_retry_init_process(ngx_cycle_t *cycle);
+void ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle);
+
+/* redis.c */
+char *ngx_http_x402_redis_parse(ngx_conf_t *cf,
+    ngx_http_x402_redis_conf_t *rcf);
+ngx_int_t ngx_http_x402_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_x402_redis_conf_t *rcf);
+void ngx_http_x402_redis_exit_process(ngx_cycle_t *cycle);
+/* NGX_AGAIN: sent, op resolved later via ngx_http_x402_store_redis_done;
+ * NGX_DECLINED: Redis unavailable now */
+ngx_int_t ngx_http_x402_redis_reserve(ngx_http_x402_store_op_t *op);
+void ngx_http_x402_redis_set(ngx_http_x402_store_op_t *op, ngx_uint_t state,
+    ngx_str_t *text);
+void ngx_http_x402_redis_release(ngx_http_x402_store_op_t *op);
+void ngx_http_x402_redis_detach(ngx_http_x402_store_op_t *op);
+
+/* store.c: the Redis reply for a reserve, rc: NGX_OK with the stored value
+ * (value->len == 0: none, we hold it), or NGX_ERROR: unavailable */
+void ngx_http_x402_store_redis_done(ngx_http_x402_store_op_t *op,
+    ngx_int_t rc, ngx_str_t *value);
+ngx_uint_t ngx_http_x402_store_parse_value(ngx_str_t *value,
+    ngx_uint_t *state, uint64_t *scope, time_t *settled_at, time_t *expire,
+    ngx_str_t *text);
+
+extern ngx_http_x402_shm_t  *ngx_http_x402_store_zone;
+
+
+#endif /* _NGX_HTTP_X402_STORE_INT_H_INCLUDED_ */
