@@ -434,18 +434,27 @@ ngx_http_x402_proceed(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 
     case NGX_HTTP_X402_SETTLE_ASYNC:
 
-        /* credit advance: serve now, settle in the background */
+        /*
+         * credit advance: serve now, settle in the background; queued in
+         * the store first, bounded: a full queue settles synchronously
+         */
 
-        if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
-                                           &ctx->settle_uri, 1)
-            != NGX_OK)
-        {
-            return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                      "internal_error", NULL);
+        if (ngx_http_x402_store_async(r, ctx) == NGX_OK) {
+
+            if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
+                                               &ctx->settle_uri, 1)
+                != NGX_OK)
+            {
+                return ngx_http_x402_fail(r, ctx,
+                                          NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                          "internal_error", NULL);
+            }
+
+            ctx->state = NGX_HTTP_X402_STATE_PASSED;
+            return NGX_OK;
         }
 
-        ctx->state = NGX_HTTP_X402_STATE_PASSED;
-        return NGX_OK;
+        /* fall through */
 
     default: /* NGX_HTTP_X402_SETTLE_SYNC */
 
@@ -597,40 +606,9 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 
 
 /*
- * Store hook: reserve this payment (ctx->payment_id, ctx->verdict) before
- * anything is served or sent to the facilitator. Called exactly once per
- * paying request, after the local checks passed, and again on re-entry
- * while it returns NGX_AGAIN (ctx->state is RESERVING; an asynchronous store
- * re-runs the phases with r->write_event_handler(r) when it is done).
- * Returns:
- *   NGX_OK        reserved: verify and settle as configured;
- *   NGX_DONE      a grant covers it (x402_grant): serve, nothing settled;
- *   NGX_DECLINED  already used: 402, $x402_status "replayed";
- *   NGX_AGAIN     pending;
- *   an HTTP status (503 for an unreachable store with fail=closed).
- * Without a store every payment is new.
+ * The store hooks ngx_http_x402_store_reserve(), ngx_http_x402_store_record()
+ * and ngx_http_x402_store_async() are in ngx_http_x402_store_hooks.c.
  */
-
-ngx_int_t
-ngx_http_x402_store_reserve(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
-{
-    return NGX_OK;
-}
-
-
-/*
- * Store hook: the outcome of a reserved payment, called once per paying
- * request when it is known: ctx->status SETTLED (ctx->tx), INVALID (refused
- * by /verify or /settle, ctx->reason), ERROR (facilitator broken: the
- * authorization may still be valid, keep it for retry in async mode) or
- * VERIFIED (after mode, response >= 400: not settled, release it).
- * ctx->settle_mode tells an async settlement (logged only) apart.
- */
-
-void
-ngx_http_x402_store_record(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
-{
-}
 
 
 /* the outcome of a reserved payment goes to the store once */

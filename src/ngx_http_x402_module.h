@@ -163,6 +163,8 @@ struct ngx_http_x402_ctx_s {
     ngx_chain_t                *held;
     ngx_chain_t               **held_last;
 
+    void                       *store;          /* ngx_http_x402_store_op_t */
+
     unsigned                    reserved:1;     /* store hook said OK */
     unsigned                    recorded:1;     /* outcome recorded once */
     unsigned                    header_added:1;
@@ -199,6 +201,8 @@ void ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx);
 ngx_int_t ngx_http_x402_store_reserve(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 void ngx_http_x402_store_record(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+ngx_int_t ngx_http_x402_store_async(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 
 /* ngx_http_x402_facilitator.c */
