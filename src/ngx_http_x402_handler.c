@@ -20,6 +20,8 @@
 
 
 #include "ngx_http_x402_module.h"
+#include "ngx_http_x402_metrics.h"
+#include "ngx_http_x402_paywall.h"
 
 
 static ngx_int_t ngx_http_x402_start(ngx_http_request_t *r,
@@ -48,11 +50,13 @@ static ngx_int_t ngx_http_x402_fail(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_uint_t status, const char *error,
     ngx_str_t *detail);
 static ngx_int_t ngx_http_x402_finish(ngx_http_request_t *r,
-    ngx_uint_t status, ngx_str_t *body);
+    ngx_uint_t status, ngx_str_t *body, ngx_uint_t error_page);
 static ngx_uint_t ngx_http_x402_has_error_page(ngx_http_request_t *r,
     ngx_uint_t status);
 static ngx_int_t ngx_http_x402_copy_str(ngx_http_request_t *r,
     ngx_str_t *dst, x402_str_t *src);
+static void ngx_http_x402_count_call(ngx_uint_t endpoint,
+    ngx_http_x402_call_t *call, int outcome);
 
 
 static ngx_str_t  ngx_http_x402_json_type = ngx_string("application/json");
@@ -377,6 +381,8 @@ ngx_http_x402_verified(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         rc = x402_facilitator_parse_verify((int) call->status, body, &a, &res);
     }
 
+    ngx_http_x402_count_call(NGX_HTTP_X402_METRICS_VERIFY, call, rc);
+
     switch (rc) {
 
     case X402_FAC_OK:
@@ -510,6 +516,7 @@ ngx_int_t
 ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
     int                         rc;
+    ngx_str_t                   asset, pay_to;
     x402_str_t                  body, reason, network, payer, header;
     x402_allocator_t            a;
     ngx_http_x402_call_t       *call;
@@ -534,6 +541,8 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         rc = x402_facilitator_parse_settle((int) call->status, body, &a, &res);
     }
 
+    ngx_http_x402_count_call(NGX_HTTP_X402_METRICS_SETTLE, call, rc);
+
     switch (rc) {
 
     case X402_FAC_OK:
@@ -550,11 +559,23 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
                       "x402: settled %V from %V on %V, tx %V, in %Mms",
                       &ctx->amount, &ctx->payer, &ctx->network, &ctx->tx,
                       call->elapsed);
+
+        asset.data = (u_char *) ctx->verdict.asset.data;
+        asset.len = ctx->verdict.asset.len;
+        pay_to.data = (u_char *) ctx->verdict.pay_to.data;
+        pay_to.len = ctx->verdict.pay_to.len;
+
+        ngx_http_x402_metrics_settlement(NGX_HTTP_X402_METRICS_SETTLE_OK,
+                                         &ctx->network, &asset, &pay_to,
+                                         &ctx->amount);
         break;
 
     case X402_FAC_REFUSED:
         ctx->status = NGX_HTTP_X402_INVALID;
         ngx_http_x402_set_reason(r, ctx, res.reason.data, res.reason.len);
+
+        ngx_http_x402_metrics_settlement(NGX_HTTP_X402_METRICS_SETTLE_FAILED,
+                                         NULL, NULL, NULL, NULL);
 
         ngx_log_error(ctx->log_level, r->connection->log, 0,
                       "x402: settlement of %V from %V refused: %V%s%*s",
@@ -588,6 +609,14 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     case X402_FAC_BROKEN:
         ctx->status = NGX_HTTP_X402_ERROR;
         ngx_http_x402_set_reason(r, ctx, res.reason.data, res.reason.len);
+
+        /* served on credit, the store keeps it for a retry */
+
+        ngx_http_x402_metrics_settlement(
+                          ctx->settle_mode == NGX_HTTP_X402_SETTLE_ASYNC
+                          ? NGX_HTTP_X402_METRICS_SETTLE_PENDING
+                          : NGX_HTTP_X402_METRICS_SETTLE_FAILED,
+                          NULL, NULL, NULL, NULL);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "x402: settlement of %V from %V failed, facilitator "
@@ -1136,6 +1165,19 @@ ngx_http_x402_send_402(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
     content.data = (u_char *) body.data;
     content.len = body.len;
 
+    /*
+     * A browser asking without a payment gets the paywall page (or the
+     * operator's error_page 402); agents, and every refused payment, get
+     * the JSON.
+     */
+
+    if (filter_body == NULL && error == NULL
+        && ngx_http_x402_paywall_wanted(r))
+    {
+        return ngx_http_x402_paywall_send(r, ctx->offer, &ctx->resource_url,
+                                          &content);
+    }
+
     if (filter_body) {
         r->headers_out.status = NGX_HTTP_PAYMENT_REQUIRED;
         r->headers_out.content_type = ngx_http_x402_json_type;
@@ -1147,7 +1189,7 @@ ngx_http_x402_send_402(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
         return NGX_OK;
     }
 
-    return ngx_http_x402_finish(r, NGX_HTTP_PAYMENT_REQUIRED, &content);
+    return ngx_http_x402_finish(r, NGX_HTTP_PAYMENT_REQUIRED, &content, 0);
 }
 
 
@@ -1190,26 +1232,27 @@ ngx_http_x402_send_json_error(ngx_http_request_t *r, ngx_uint_t status,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    return ngx_http_x402_finish(r, status, &body);
+    return ngx_http_x402_finish(r, status, &body, 1);
 }
 
 
 /*
- * Answers from the access phase. Where the operator set error_page for
- * the status (a paywall), nginx's special response does the redirect and
- * keeps the headers pushed above; otherwise the JSON is sent here, and
- * NGX_HTTP_OK (not NGX_OK, which would grant access) finalizes the request.
+ * Answers from the access phase. With error_page: where the operator set
+ * error_page for the status, nginx's special response does the redirect
+ * and keeps the headers pushed above (402s honour error_page for browsers
+ * only, in the paywall). Otherwise the JSON is sent here, and NGX_HTTP_OK
+ * (not NGX_OK, which would grant access) finalizes the request.
  */
 
 static ngx_int_t
 ngx_http_x402_finish(ngx_http_request_t *r, ngx_uint_t status,
-    ngx_str_t *body)
+    ngx_str_t *body, ngx_uint_t error_page)
 {
     ngx_int_t    rc;
     ngx_buf_t   *b;
     ngx_chain_t  out;
 
-    if (ngx_http_x402_has_error_page(r, status)) {
+    if (error_page && ngx_http_x402_has_error_page(r, status)) {
         return status;
     }
 
@@ -1296,4 +1339,26 @@ ngx_http_x402_copy_str(ngx_http_request_t *r, ngx_str_t *dst,
     dst->len = src->len;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_x402_count_call(ngx_uint_t endpoint, ngx_http_x402_call_t *call,
+    int outcome)
+{
+    ngx_uint_t  result;
+
+    if (outcome == X402_FAC_OK || outcome == X402_FAC_REFUSED) {
+        result = NGX_HTTP_X402_METRICS_FAC_OK;
+
+    } else if (call->failed || call->status == 0
+               || call->status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+    {
+        result = NGX_HTTP_X402_METRICS_FAC_UNAVAILABLE;
+
+    } else {
+        result = NGX_HTTP_X402_METRICS_FAC_MALFORMED;
+    }
+
+    ngx_http_x402_metrics_facilitator(endpoint, call->elapsed, result);
 }
