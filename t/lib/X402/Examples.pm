@@ -69,6 +69,11 @@ sub example_conf {
         unless $c =~ /client_body_temp_path/;
     $c = "pid $p/logs/nginx.pid;\n" . $c unless $c =~ /^\s*pid\s/m;
 
+    # temp paths must exist (demo.sh creates its own)
+    while ($c =~ m{^\s*\w+_temp_path\s+(\S+?)/\w+;}mg) {
+        make_path($1);
+    }
+
     return ($c, \@ports);
 }
 
