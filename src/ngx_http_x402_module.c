@@ -622,17 +622,31 @@ ngx_http_x402_price(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
-
-    ccv.cf = cf;
-    ccv.value = &value[1];
-    ccv.complex_value = xlcf->price;
-
-    if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
-        return NGX_CONF_ERROR;
-    }
-
     ngx_http_x402_conf_pos(cf, &xlcf->price_pos);
+
+    /*
+     * "$0.001" is a price in dollars, not a variable: nginx variable names
+     * never start with a digit (and regex captures "$1" are not prices;
+     * pass them through "set" or "map").
+     */
+
+    if (value[1].len > 1 && value[1].data[0] == '$'
+        && value[1].data[1] >= '0' && value[1].data[1] <= '9')
+    {
+        ngx_memzero(xlcf->price, sizeof(ngx_http_complex_value_t));
+        xlcf->price->value = value[1];
+
+    } else {
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &value[1];
+        ccv.complex_value = xlcf->price;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
 
     /*
      * A static amount is checked in merge, once the asset (and so its
