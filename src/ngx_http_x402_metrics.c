@@ -190,14 +190,18 @@ static ngx_str_t  ngx_http_x402_metrics_reasons[] = {
     ngx_string("unexpected_settle_error"),
     ngx_string("unexpected_verify_error"),
     ngx_string("unsupported_scheme"),
-    /* the module's own */
+    /* the module's own ($x402_reason of the glue and the store) */
+    ngx_string("configuration"),
     ngx_string("facilitator_unavailable"),
-    ngx_string("facilitator_error"),
-    ngx_string("settlement_failed"),
-    ngx_string("store_unavailable"),
-    ngx_string("payment_replayed"),
+    ngx_string("grant"),
+    ngx_string("internal_error"),
     ngx_string("no_matching_requirement"),
-    ngx_string("payment_too_large")
+    ngx_string("not_settled"),
+    ngx_string("payment_already_used"),
+    ngx_string("payment_replayed"),
+    ngx_string("payment_too_large"),
+    ngx_string("store"),
+    ngx_string("store_unavailable")
 };
 
 #define NGX_HTTP_X402_METRICS_NREASONS                                        \
