@@ -1,0 +1,269 @@
+# The access phase: payment runs after every other access check (nobody
+# pays for a request auth would deny), "satisfy any" lets another module's
+# OK through free, auth_request and SSI subrequests are never charged, and
+# internal redirects (try_files, error_page, index) never charge twice.
+use strict;
+use warnings;
+use lib 't/lib';
+use X402::Test;
+
+plan skip_all => 'module not built' unless -f module_path();
+
+our $PAY = <<'EOC';
+    x402_price 0.001;
+    x402_pay_to 0x209693Bc6afc0C5328bA36FaF03C514EF312287C;
+    x402_network base-sepolia;
+    x402_facilitator /_x402/;
+    location /_x402/ {
+        internal;
+        proxy_pass http://127.0.0.1:$TEST_NGINX_FAC_PORT/;
+    }
+EOC
+
+# user "u" password "p"
+our $HTPASSWD = "u:{PLAIN}p\n";
+
+run_tests();
+done_testing();
+
+__DATA__
+
+=== TEST 1: deny wins under satisfy all: 403, a valid payment is never looked at
+--- config eval
+"$main::PAY\nlocation /p/ { deny all; }\n"
+--- user_files
+>>> p/a.txt
+a
+--- facilitator
+verify: default
+settle: default
+--- more_headers eval
+"PAYMENT-SIGNATURE: " . sign_payment(amount => '1000')
+--- request
+GET /p/a.txt
+--- error_code: 403
+--- facilitator_saw
+--- error_log
+access forbidden by rule
+
+
+
+=== TEST 2: satisfy any: an allowed address reads free
+--- config eval
+"$main::PAY\nlocation /p/ { satisfy any; allow 127.0.0.1; deny all; }\n"
+--- user_files
+>>> p/a.txt
+a
+--- facilitator
+verify: default
+--- request
+GET /p/a.txt
+--- response_body
+a
+--- response_headers
+!PAYMENT-REQUIRED
+--- facilitator_saw
+
+
+
+=== TEST 3: satisfy any: everybody else pays (402, not 403)
+--- config eval
+"$main::PAY\nlocation /p/ { satisfy any; allow 10.0.0.0/8; deny all; }\n"
+--- user_files
+>>> p/a.txt
+a
+--- request
+GET /p/a.txt
+--- error_code: 402
+--- response_headers_like
+PAYMENT-REQUIRED: ^eyJ
+
+
+
+=== TEST 4: satisfy any: and a valid payment is let through
+--- config eval
+"$main::PAY\nlocation /p/ { satisfy any; allow 10.0.0.0/8; deny all; }\n"
+--- user_files
+>>> p/a.txt
+a
+--- facilitator
+verify: default
+settle: default
+--- more_headers eval
+"PAYMENT-SIGNATURE: " . sign_payment(amount => '1000')
+--- request
+GET /p/a.txt
+--- response_body
+a
+--- response_headers_like
+PAYMENT-RESPONSE: ^eyJ
+--- facilitator_saw
+verify settle
+
+
+
+=== TEST 5: auth_basic first: no credentials is a 401, not a 402
+--- config eval
+"$main::PAY\nlocation /p/ { auth_basic realm; auth_basic_user_file htpasswd; }\n"
+--- user_files eval
+">>> p/a.txt\na\n>>> ../conf/htpasswd\n$main::HTPASSWD"
+--- request
+GET /p/a.txt
+--- error_code: 401
+--- response_headers
+!PAYMENT-REQUIRED
+
+
+
+=== TEST 6: auth_basic passed, then the payment is asked for
+--- config eval
+"$main::PAY\nlocation /p/ { auth_basic realm; auth_basic_user_file htpasswd; }\n"
+--- user_files eval
+">>> p/a.txt\na\n>>> ../conf/htpasswd\n$main::HTPASSWD"
+--- more_headers
+Authorization: Basic dTpw
+--- request
+GET /p/a.txt
+--- error_code: 402
+--- response_headers_like
+PAYMENT-REQUIRED: ^eyJ
+
+
+
+=== TEST 7: auth_request denies: 403, the facilitator never hears of the payment
+--- config eval
+"$main::PAY\nlocation /p/ { auth_request /auth; }\nlocation = /auth { internal; x402 off; return 403; }\n"
+--- user_files
+>>> p/a.txt
+a
+--- facilitator
+verify: default
+--- more_headers eval
+"PAYMENT-SIGNATURE: " . sign_payment(amount => '1000')
+--- request
+GET /p/a.txt
+--- error_code: 403
+--- facilitator_saw
+
+
+
+=== TEST 8: auth_request to a priced location: the subrequest is not charged
+--- config eval
+"$main::PAY\nlocation /p/ { auth_request /auth/ok.txt; }\nlocation /auth/ { internal; }\n"
+--- user_files
+>>> p/a.txt
+a
+>>> auth/ok.txt
+ok
+--- facilitator
+verify: default
+settle: default
+--- more_headers eval
+"PAYMENT-SIGNATURE: " . sign_payment(amount => '1000')
+--- request
+GET /p/a.txt
+--- response_body
+a
+--- facilitator_saw
+verify settle
+
+
+
+=== TEST 9: SSI includes of priced parts from a free page are not charged
+--- config eval
+"$main::PAY\nlocation = /page.html { x402 off; ssi on; }\n"
+--- user_files
+>>> page.html
+[<!--# include virtual="/part.txt" -->]
+>>> part.txt
+part
+--- facilitator
+verify: default
+--- request
+GET /page.html
+--- response_body
+[part
+]
+--- facilitator_saw
+
+
+
+=== TEST 10: try_files to a named location: paid once
+--- config eval
+"$main::PAY\nlocation /p/ { try_files \$uri \@back; }\nlocation \@back { rewrite ^ /b.txt break; }\n"
+--- user_files
+>>> b.txt
+back
+--- facilitator
+verify: default
+settle: default
+--- more_headers eval
+"PAYMENT-SIGNATURE: " . sign_payment(amount => '1000')
+--- request
+GET /p/missing
+--- response_body
+back
+--- response_headers_like
+PAYMENT-RESPONSE: ^eyJ
+--- facilitator_saw
+verify settle
+
+
+
+=== TEST 11: index and error_page redirects after payment: paid once
+--- config eval
+"$main::PAY\nlocation /p/ { error_page 404 = /p/fallback.txt; }\n"
+--- user_files
+>>> p/index.html
+index
+>>> p/fallback.txt
+fallback
+--- facilitator
+verify: default
+settle: default
+--- more_headers eval
+["PAYMENT-SIGNATURE: " . sign_payment(amount => '1000'),
+ "PAYMENT-SIGNATURE: " . sign_payment(amount => '1000')]
+--- request eval
+["GET /p/", "GET /p/nothing"]
+--- response_body eval
+["index\n", "fallback\n"]
+--- facilitator_saw
+verify settle verify settle
+--- error_log
+No such file or directory
+
+
+
+=== TEST 12: error_page 402 (a paywall) for browsers: the page, status 402, header kept, not charged again
+--- config eval
+"$main::PAY\nerror_page 402 /paywall.html;\n"
+--- user_files
+>>> doc.txt
+paid content
+>>> paywall.html
+<h1>pay</h1>
+--- more_headers eval
+["Accept: text/html\nUser-Agent: Mozilla/5.0", "User-Agent: agent/1.0"]
+--- request eval
+["GET /doc.txt", "GET /doc.txt"]
+--- error_code: 402
+--- response_body_like eval
+["<h1>pay</h1>", '"x402Version":1']
+--- response_headers_like eval
+["PAYMENT-REQUIRED: ^eyJ\nContent-Type: text/html", "PAYMENT-REQUIRED: ^eyJ\nContent-Type: application/json"]
+
+
+
+=== TEST 13: HEAD is charged like GET, and gets no body
+--- config eval
+"$main::PAY"
+--- user_files
+>>> doc.txt
+paid content
+--- request
+HEAD /doc.txt
+--- error_code: 402
+--- response_body chomp
+--- response_headers_like
+PAYMENT-REQUIRED: ^eyJ
