@@ -56,7 +56,13 @@ typedef struct {
     unsigned     usdc_decimals;  /* 6 */
 } x402_network_t;
 
-/* By v1 name ("base") or CAIP-2 id ("eip155:8453"); NULL if unknown. */
+/*
+ * By v1 name ("base") or CAIP-2 id ("eip155:8453"); NULL if unknown.
+ * "eip155:<id>" of a chain outside the table is accepted with usdc == NULL
+ * (the caller must then require an explicit asset); such entries are kept
+ * for the process lifetime, at most 64 of them (then NULL). Networks without
+ * a v1 name have v1_name == caip2. The pointer never dangles.
+ */
 const x402_network_t *x402_network_find(x402_str_t name);
 
 
@@ -122,7 +128,14 @@ const x402_requirement_t *x402_offer_get(const x402_offer_t *offer, size_t i);
  *   header: value of PAYMENT-REQUIRED, padded standard base64 of the compact
  *           v2 PaymentRequired JSON;
  *   body:   the v1 PaymentRequirementsResponse JSON (x402Version 1, error,
- *           accepts with v1 field names and v1 network names).
+ *           accepts with v1 field names and v1 network names). accepts
+ *           lists only the requirements on networks the legacy `x402`
+ *           package knows (its zod enum rejects the whole body otherwise),
+ *           so it may be shorter than the offer, even empty.
+ * Both are written into ONE allocation (header first), not NUL-terminated.
+ * error may hold any bytes (it is JSON-escaped); a URL that is not valid
+ * UTF-8 gets U+FFFD for the bad bytes. Cost: one a->alloc and ~200 ns for a
+ * one-requirement offer (src/core/bench/offer_bench.cpp).
  * Returns 0, or -1 on allocation failure.
  */
 int x402_offer_render(const x402_offer_t *offer, x402_str_t resource_url,
@@ -196,6 +209,8 @@ int x402_payment_verify(x402_payment_t *p, const x402_offer_t *offer,
  * both): {"x402Version":N,"paymentPayload":<the client's payload>,
  * "paymentRequirements":<the matched requirement in the payload's version
  * shape; v1 carries resource_url>}. Call after x402_payment_verify.
+ * Returns 0, or -1 on allocation failure or bad arguments (version not 1 or
+ * 2, requirement out of range).
  */
 int x402_facilitator_request(const x402_payment_t *p,
     const x402_offer_t *offer, size_t requirement, x402_str_t resource_url,
@@ -213,7 +228,10 @@ typedef struct {
     x402_str_t   transaction;   /* settle only */
     x402_str_t   network;       /* settle only */
     /* settle only: base64 of the compact settle JSON, the value of
-     * PAYMENT-RESPONSE / X-PAYMENT-RESPONSE (also on success false) */
+     * PAYMENT-RESPONSE / X-PAYMENT-RESPONSE (also on success false).
+     * len 0 when the answer carried no settle object (a Go-style
+     * 500 {"error"} refusal, or X402_FAC_BROKEN): use
+     * x402_settle_failure_header then. */
     x402_str_t   response_header;
 } x402_facilitator_result_t;
 
@@ -228,7 +246,8 @@ int x402_facilitator_parse_settle(int status, x402_str_t body,
 
 /* base64 of compact {"success":false,"errorReason":reason,"transaction":"",
  * "network":network,"payer":payer} for a refused settlement that had no
- * facilitator body to echo. */
+ * facilitator body to echo (response_header.len == 0 above). payer is
+ * omitted when empty. */
 int x402_settle_failure_header(x402_str_t reason, x402_str_t network,
     x402_str_t payer, const x402_allocator_t *a, x402_str_t *header);
 
