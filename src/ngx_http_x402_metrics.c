@@ -14,6 +14,11 @@
 #include <ngx_http.h>
 
 #include "ngx_http_x402_metrics.h"
+#include "ngx_http_x402_store.h"
+
+#include <x402/x402.h>
+
+#include <jansson.h>
 
 
 #define NGX_HTTP_X402_METRICS_MAGIC     0x78343032u  /* "x402" */
@@ -36,7 +41,6 @@
 #define NGX_HTTP_X402_METRICS_ENDPOINTS 2
 #define NGX_HTTP_X402_METRICS_FAC_N     3
 #define NGX_HTTP_X402_METRICS_SETTLE_N  3
-#define NGX_HTTP_X402_METRICS_STORES    2
 
 
 /* $x402_status values, in the order of the issue */
@@ -85,9 +89,6 @@ typedef struct {
                                      [NGX_HTTP_X402_METRICS_FAC_N];
 
     ngx_atomic_t           settlements[NGX_HTTP_X402_METRICS_SETTLE_N];
-
-    ngx_atomic_t           store_errors[NGX_HTTP_X402_METRICS_STORES];
-    ngx_atomic_t           store_fallbacks;
 
     /* written under the slab pool mutex, read without it */
     ngx_atomic_t           revenue_overflow;
@@ -230,7 +231,6 @@ static char  *ngx_http_x402_metrics_fac_result[] = {
 static char  *ngx_http_x402_metrics_settle_result[] = {
     "ok", "failed", "pending"
 };
-static char  *ngx_http_x402_metrics_store[] = { "zone", "redis" };
 
 
 static ngx_command_t  ngx_http_x402_metrics_commands[] = {
@@ -399,26 +399,82 @@ ngx_http_x402_metrics_settlement(ngx_uint_t result, ngx_str_t *network,
 
 
 void
-ngx_http_x402_metrics_store_error(ngx_uint_t backend)
+ngx_http_x402_metrics_settled_request(ngx_str_t *body)
 {
-    if (ngx_http_x402_metrics_sh == NULL
-        || backend >= NGX_HTTP_X402_METRICS_STORES)
-    {
-        return;
-    }
+    json_t                *root, *req, *j;
+    ngx_str_t              network, asset, pay_to, amount;
+    x402_str_t             name;
+    json_error_t           err;
+    const x402_network_t  *net;
 
-    ngx_atomic_fetch_add(&ngx_http_x402_metrics_sh->store_errors[backend], 1);
-}
-
-
-void
-ngx_http_x402_metrics_store_fallback(void)
-{
     if (ngx_http_x402_metrics_sh == NULL) {
         return;
     }
 
-    ngx_atomic_fetch_add(&ngx_http_x402_metrics_sh->store_fallbacks, 1);
+    ngx_str_null(&network);
+    ngx_str_null(&asset);
+    ngx_str_null(&pay_to);
+    ngx_str_null(&amount);
+
+    root = NULL;
+
+    if (body != NULL && body->len && body->len <= X402_MAX_FACILITATOR_LEN) {
+        root = json_loadb((const char *) body->data, body->len,
+                          JSON_REJECT_DUPLICATES, &err);
+    }
+
+    req = root ? json_object_get(root, "paymentRequirements") : NULL;
+
+    if (json_is_object(req)) {
+
+        /* v1 names the network ("base-sepolia"); the label is CAIP-2 */
+        j = json_object_get(req, "network");
+
+        if (json_is_string(j)) {
+            name.data = json_string_value(j);
+            name.len = json_string_length(j);
+
+            net = x402_network_find(name);
+
+            if (net != NULL) {
+                network.data = (u_char *) net->caip2;
+                network.len = ngx_strlen(net->caip2);
+            }
+        }
+
+        j = json_object_get(req, "asset");
+
+        if (json_is_string(j)) {
+            asset.data = (u_char *) json_string_value(j);
+            asset.len = json_string_length(j);
+        }
+
+        j = json_object_get(req, "payTo");
+
+        if (json_is_string(j)) {
+            pay_to.data = (u_char *) json_string_value(j);
+            pay_to.len = json_string_length(j);
+        }
+
+        j = json_object_get(req, "amount");
+
+        if (!json_is_string(j)) {
+            j = json_object_get(req, "maxAmountRequired");
+        }
+
+        if (json_is_string(j)) {
+            amount.data = (u_char *) json_string_value(j);
+            amount.len = json_string_length(j);
+        }
+    }
+
+    /* labels left empty count the settlement as untracked revenue */
+    ngx_http_x402_metrics_settlement(NGX_HTTP_X402_METRICS_SETTLE_OK,
+                                     &network, &asset, &pay_to, &amount);
+
+    if (root) {
+        json_decref(root);
+    }
 }
 
 
@@ -585,6 +641,7 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
     ngx_chain_t                       out;
     ngx_atomic_uint_t                 cum, count;
     ngx_http_x402_metrics_shctx_t    *sh;
+    ngx_http_x402_store_counters_t   *sc, zero;
     ngx_http_x402_metrics_revenue_t  *rv;
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
@@ -616,7 +673,7 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
         + NGX_HTTP_X402_METRICS_ENDPOINTS
           * (NGX_HTTP_X402_METRICS_BUCKETS + 3 + NGX_HTTP_X402_METRICS_FAC_N)
         + NGX_HTTP_X402_METRICS_SETTLE_N
-        + NGX_HTTP_X402_METRICS_STORES
+        + 32                                          /* store */
         + NGX_HTTP_X402_METRICS_KEYS + 8;
 
     size = n * NGX_HTTP_X402_METRICS_LINE;
@@ -752,22 +809,53 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
                         sh->settlements[i]);
     }
 
-    p = ngx_sprintf(p,
-            "# HELP x402_store_errors_total "
-            "Failed store operations, by backend.\n"
-            "# TYPE x402_store_errors_total counter\n");
+    /* the store keeps its own counters in its zone: read them there */
+    sc = ngx_http_x402_store_counters(r);
 
-    for (i = 0; i < NGX_HTTP_X402_METRICS_STORES; i++) {
-        p = ngx_sprintf(p, "x402_store_errors_total{backend=\"%s\"} %uA\n",
-                        ngx_http_x402_metrics_store[i], sh->store_errors[i]);
+    if (sc == NULL) {
+        ngx_memzero(&zero, sizeof(ngx_http_x402_store_counters_t));
+        sc = &zero;
     }
 
     p = ngx_sprintf(p,
+            "# HELP x402_settlements_pending "
+            "Settlements served on credit (x402_settle async) and not yet "
+            "settled.\n"
+            "# TYPE x402_settlements_pending gauge\n"
+            "x402_settlements_pending %uA\n"
+            "# HELP x402_settlement_retries_total "
+            "Background settlement attempts after the first.\n"
+            "# TYPE x402_settlement_retries_total counter\n"
+            "x402_settlement_retries_total %uA\n"
+            "# HELP x402_settlements_lost_total "
+            "Async settlements given up (authorization expired "
+            "unsettled).\n"
+            "# TYPE x402_settlements_lost_total counter\n"
+            "x402_settlements_lost_total %uA\n",
+            sc->pending, sc->async_retries, sc->async_lost);
+
+    p = ngx_sprintf(p,
+            "# HELP x402_store_errors_total "
+            "Store failures: Redis commands failed or timed out, the zone "
+            "full (503).\n"
+            "# TYPE x402_store_errors_total counter\n"
+            "x402_store_errors_total{backend=\"zone\"} %uA\n"
+            "x402_store_errors_total{backend=\"redis\"} %uA\n"
             "# HELP x402_store_fallbacks_total "
-            "Redis unusable, local zone used instead (fail=open).\n"
+            "Redis unusable, payment recorded in the local zone only "
+            "(fail=open).\n"
             "# TYPE x402_store_fallbacks_total counter\n"
-            "x402_store_fallbacks_total %uA\n",
-            sh->store_fallbacks);
+            "x402_store_fallbacks_total %uA\n"
+            "# HELP x402_store_refusals_total "
+            "Redis unusable, paid request refused with 503 (fail=closed).\n"
+            "# TYPE x402_store_refusals_total counter\n"
+            "x402_store_refusals_total %uA\n"
+            "# HELP x402_store_records "
+            "Authorizations recorded in the zone.\n"
+            "# TYPE x402_store_records gauge\n"
+            "x402_store_records %uA\n",
+            sc->full, sc->redis_errors, sc->redis_fallback,
+            sc->redis_refused, sc->records);
 
     p = ngx_sprintf(p,
             "# HELP x402_revenue_atomic_total "

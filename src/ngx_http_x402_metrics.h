@@ -7,10 +7,11 @@
  *
  * 402s and payment outcomes are counted by the metrics module itself in the
  * log phase of the main request, from $x402_status and $x402_reason, so the
- * counters agree with the access log. The glue and the store report what
- * the variables cannot say: facilitator calls, settlements and store
- * trouble. Every function is a no-op when the zone does not exist (no http
- * block), and none of them blocks or allocates.
+ * counters agree with the access log. The glue reports what the variables
+ * cannot say: facilitator calls and settlements. The store's own counters
+ * (errors, fallbacks, pending settlements) are read from its zone at
+ * scrape time. Every function is a no-op when the zone does not exist (no
+ * http block), and none of them blocks or allocates.
  */
 
 #ifndef _NGX_HTTP_X402_METRICS_H_INCLUDED_
@@ -36,10 +37,6 @@
 #define NGX_HTTP_X402_METRICS_SETTLE_FAILED    1  /* refused: final */
 #define NGX_HTTP_X402_METRICS_SETTLE_PENDING   2  /* kept for a retry */
 
-/* store backends */
-#define NGX_HTTP_X402_METRICS_STORE_ZONE       0
-#define NGX_HTTP_X402_METRICS_STORE_REDIS      1
-
 
 /*
  * One facilitator subrequest finished: endpoint (VERIFY, SETTLE), how long
@@ -58,11 +55,12 @@ void ngx_http_x402_metrics_settlement(ngx_uint_t result,
     ngx_str_t *network, ngx_str_t *asset, ngx_str_t *pay_to,
     ngx_str_t *amount);
 
-/* A store operation failed on a backend (STORE_ZONE, STORE_REDIS). */
-void ngx_http_x402_metrics_store_error(ngx_uint_t backend);
-
-/* Redis was unusable and fail=open fell back to the local zone. */
-void ngx_http_x402_metrics_store_fallback(void);
+/*
+ * A settlement retried in the background succeeded: body is the /settle
+ * request that was sent; its paymentRequirements (v1 or v2) give network,
+ * asset, payTo and amount for the revenue. Counts SETTLE_OK.
+ */
+void ngx_http_x402_metrics_settled_request(ngx_str_t *body);
 
 
 #endif /* _NGX_HTTP_X402_METRICS_H_INCLUDED_ */

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 
 #include "ngx_http_x402_store_int.h"
+#include "ngx_http_x402_metrics.h"
 
 
 #define NGX_HTTP_X402_RETRY_INFLIGHT  16
@@ -34,6 +35,7 @@ typedef struct {
     ngx_http_request_t         *r;
     ngx_uint_t                  status;
     ngx_str_t                   body;
+    ngx_str_t                   sent;       /* the /settle body, metrics */
     unsigned                    got_response:1;
     unsigned                    finished:1;
     unsigned                    counted:1;
@@ -609,6 +611,9 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
 
     ngx_memcpy(data, p->data, p->uri_len + p->body_len);
 
+    rt->sent.data = data + p->uri_len;
+    rt->sent.len = p->body_len;
+
     uri.data = data;
     uri.len = p->uri_len;
 
@@ -855,6 +860,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
     if (outcome == X402_FAC_OK) {
         text.data = (u_char *) res.transaction.data;
         text.len = res.transaction.len;
+        ngx_http_x402_metrics_settled_request(&rt->sent);
         ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_OK, &text, log);
         return;
