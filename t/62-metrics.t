@@ -4,7 +4,8 @@
 # parse-prometheus-text-format plus a strict check of the 0.0.4 grammar),
 # and every counter has the value the requests made. Two workers: the
 # counters live in shared memory, whichever worker answered. Revenue is
-# exact past 2^64 and 2^128, and counters survive a reload.
+# exact past 2^64 and 2^128, counters survive a reload, and an async
+# settlement retried in the background counts (pending, retries, revenue).
 use strict;
 use warnings;
 use lib 't/lib';
@@ -76,9 +77,18 @@ settle: default
 EOS
 my $fport = $fac->port;
 
+# a second facilitator for x402_settle async: the first /settle fails, the
+# background retry succeeds
+my $fac2 = start_facilitator(script => <<'EOS');
+verify: default
+settle: 503 {"error":"busy"}
+settle: default
+EOS
+my $f2port = $fac2->port;
+
 my $ng = start_nginx(
     workers => 2,
-    user_files => ">>> paid/a\npaid\n>>> big/x\nbig\n",
+    user_files => ">>> paid/a\npaid\n>>> big/x\nbig\n>>> async/x\nasync\n",
     http_config => <<"EOC",
     x402_zone x402:1m;
 EOC
@@ -95,9 +105,20 @@ EOC
         x402_price  $BIG atomic;
     }
 
+    location /async/ {
+        x402_price        0.003;
+        x402_settle       async;
+        x402_facilitator  /_x402b/;
+    }
+
     location /_x402/ {
         internal;
         proxy_pass http://127.0.0.1:$fport/;
+    }
+
+    location /_x402b/ {
+        internal;
+        proxy_pass http://127.0.0.1:$f2port/;
     }
 
     location = /metrics {
@@ -221,7 +242,36 @@ $m = scrape($ng);
 is(sample($m, 'x402_payments_total', outcome => 'settled'), '4',
    'counters survive a reload');
 
+# x402_settle async: served on credit, the first settlement fails (kept for
+# a retry: pending), the background retry settles it and the revenue counts
+my $ra = $ng->get('/async/x');
+is($ra->{status}, 402, 'async: 402');
+my ($apay) = sign_payment(payment_required =>
+                          X402::HTTP::header($ra, 'PAYMENT-REQUIRED'));
+$ra = $ng->get('/async/x', { 'PAYMENT-SIGNATURE' => $apay });
+is($ra->{status}, 200, 'async: served on credit');
+select(undef, undef, undef, 0.3);
+$m = scrape($ng);
+is(sample($m, 'x402_settlements_total', result => 'pending'), '1',
+   'async: the failed first settlement is pending');
+is(sample($m, 'x402_settlements_pending'), '1', 'async: one pending now');
+my $settled;
+for (1 .. 40) {
+    select(undef, undef, undef, 0.25);
+    $m = scrape($ng);
+    last if ($settled = sample($m, 'x402_settlements_pending')) eq '0';
+}
+is($settled, '0', 'async: settled by the background retry');
+ok(sample($m, 'x402_settlement_retries_total') >= 1, 'async: a retry counted');
+is(sample($m, 'x402_settlements_total', result => 'ok'), '5',
+   'async: the retried settlement counted ok');
+is(sample($m, 'x402_revenue_atomic_total', network => 'eip155:84532',
+          asset => $USDC, pay_to => $PAY_TO),
+   '680564733841876926926749214863536427914',
+   'async: its 3000 added to the revenue');
+
 $ng->stop;
+$fac2->stop;
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts');
 
 sub sample_reason {
