@@ -174,7 +174,7 @@ sub requests {
     my $js = JSON::PP->new;
     while (my $l = <$fh>) {
         my $o = $js->decode($l);
-        $o->{json} = eval { JSON::PP->new->decode($o->{body}) };
+        $o->{json} = eval { JSON::PP->new->utf8->decode($o->{body}) };
         push @r, $o;
     }
     close $fh;

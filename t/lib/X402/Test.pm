@@ -98,8 +98,8 @@ sub free_port {
     die "free_port: no free port found\n";
 }
 
-sub json_encode { JSON::PP->new->canonical->allow_nonref->encode($_[0]) }
-sub json_decode { JSON::PP->new->allow_nonref->decode($_[0]) }
+sub json_encode { JSON::PP->new->utf8->canonical->allow_nonref->encode($_[0]) }
+sub json_decode { JSON::PP->new->utf8->allow_nonref->decode($_[0]) }
 
 sub decode_b64_json {
     my ($b64) = @_;

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The test suite, the README's test command:
+#
+#   1. the C++ core with its GoogleTest suite (CMake + ctest);
+#   2. ngx_http_x402_module.so for Debian's nginx (scripts/build-module.sh);
+#   3. every t/*.t against a real nginx with that module (prove, one at a
+#      time: each test starts its own nginx, facilitators, redis);
+#   4. a short bounded libFuzzer pass over the core (scripts/fuzz.sh);
+#   5. the interop suite: official clients + official facilitator on a
+#      local chain, and the demo (scripts/interop-ci.sh).
+#
+# Every step runs even if an earlier one failed (except that the t/ tests
+# need the module); the summary at the end says which failed, and the exit
+# status is non-zero if any did.
+#
+# Env: JOBS (2), BUILD_DIR (build: the module), CORE_BUILD_DIR (build/core),
+# FUZZ_TIME (60 s), X402_SKIP="fuzz interop" (steps to leave out),
+# PROVE_ARGS (extra arguments for prove, e.g. "t/01-402.t").
+set -uo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+jobs=${JOBS:-2}
+build=${BUILD_DIR:-$root/build}
+core_build=${CORE_BUILD_DIR:-$root/build/core}
+skip=" ${X402_SKIP:-} "
+summary=()
+failed=0
+t_all=$(date +%s)
+
+step() {    # name command...: run, time, record
+    local name=$1 t0 rc
+    shift
+    printf '\n===== %s\n' "$name"
+    t0=$(date +%s)
+    "$@"
+    rc=$?
+    local dt=$(( $(date +%s) - t0 ))
+    if [ $rc -eq 0 ]; then
+        summary+=("ok      ${dt}s  $name")
+    else
+        summary+=("FAILED  ${dt}s  $name (exit $rc)")
+        failed=1
+    fi
+    return $rc
+}
+
+core() {
+    cmake -S "$root" -B "$core_build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+          -DX402_TESTS=ON > "$core_build.cmake.log" 2>&1 \
+        || { cat "$core_build.cmake.log"; return 1; }
+    cmake --build "$core_build" -j"$jobs" 2>&1 | grep -Ev '^\[ *[0-9]+%\]' || true
+    [ "${PIPESTATUS[0]}" -eq 0 ] || return 1
+    ctest --test-dir "$core_build" --output-on-failure -j"$jobs" 2>&1 | tail -n 40
+    return "${PIPESTATUS[0]}"
+}
+
+module() {
+    local so
+    so=$(BUILD_DIR="$build" JOBS="$jobs" "$root/scripts/build-module.sh") || return 1
+    export X402_MODULE=$so
+    echo "module: $X402_MODULE"
+    nm -D --defined-only "$X402_MODULE" | awk '{print "  exports: " $3}'
+}
+
+run_interop=
+if [[ $skip != *" interop "* ]] && [ -f "$root/scripts/interop-ci.sh" ]; then
+    run_interop=1
+fi
+
+tests() {
+    if [ -n "${PROVE_ARGS:-}" ]; then
+        # shellcheck disable=SC2086
+        prove -j1 -I t/lib $PROVE_ARGS
+        return
+    fi
+    # the interop tests (t/5x) run in their own step, under time limits
+    local files=()
+    for f in t/*.t; do
+        if [ -n "$run_interop" ] && [[ $f == t/5* ]]; then continue; fi
+        files+=("$f")
+    done
+    prove -j1 -I t/lib "${files[@]}"
+}
+
+mkdir -p "$build" "$(dirname "$core_build")"
+step "core: build + ctest" core
+if step "module: build" module; then
+    step "t/: prove" tests
+else
+    summary+=("SKIPPED      t/: prove (no module)")
+fi
+if [[ $skip != *" fuzz "* ]] && [ -f "$root/scripts/fuzz.sh" ]; then
+    step "fuzz: ${FUZZ_TIME:-60}s libFuzzer pass" \
+        env FUZZ_TIME="${FUZZ_TIME:-60}" bash "$root/scripts/fuzz.sh"
+fi
+if [ -n "$run_interop" ] && [ -n "${X402_MODULE:-}" ]; then
+    step "interop: official clients, facilitator, demo" \
+        bash "$root/scripts/interop-ci.sh"
+fi
+
+printf '\n===== summary (%ss in all)\n' "$(( $(date +%s) - t_all ))"
+printf '  %s\n' "${summary[@]}"
+exit $failed
