@@ -88,6 +88,13 @@ my $embedded = eval { json_decode($json) };
 is($embedded && $embedded->{accepts}[0]{description}, $EVIL,
    'browser: embedded JSON decodes to the exact description');
 
+# the request URL is attacker-controlled: escaped too
+$r = $ng->get(q{/article?q="><script>alert(2)</script>&'x'}, $BROWSER);
+is($r->{status}, 402, 'browser, hostile query: 402');
+unlike($r->{body}, qr{<script>alert\(2\)}, 'browser: query not injected');
+like($r->{body}, qr{<dd id="x402-resource">[^<]*\?q=&quot;&gt;&lt;script&gt;alert\(2\)&lt;/script&gt;&amp;&#39;x&#39;</dd>},
+     'browser: resource URL HTML-escaped');
+
 # HEAD: headers only
 $r = $ng->request("HEAD /article", join("\n", map { "$_: $BROWSER->{$_}" } keys %$BROWSER));
 is($r->{status}, 402, 'browser HEAD: 402');
