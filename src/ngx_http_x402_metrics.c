@@ -624,9 +624,13 @@ ngx_http_x402_metrics_find(ngx_str_t *s, ngx_str_t *set, ngx_uint_t n)
 }
 
 
-/* the longest line we print, label values escaped (x2) included */
-#define NGX_HTTP_X402_METRICS_LINE                                            \
-    (256 + 6 * NGX_HTTP_X402_METRICS_KEY_LEN + 2 * 128)
+/*
+ * Output bounds: a line of fixed text, and a revenue line with its three
+ * label values escaped (each byte at most 2) and 90 digits.
+ */
+#define NGX_HTTP_X402_METRICS_LINE     256
+#define NGX_HTTP_X402_METRICS_REVENUE                                         \
+    (128 + 6 * NGX_HTTP_X402_METRICS_KEY_LEN + 9 * NGX_HTTP_X402_METRICS_LIMBS)
 
 
 static ngx_int_t
@@ -637,7 +641,7 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
     ngx_int_t                         rc;
     ngx_str_t                         v;
     ngx_buf_t                        *b;
-    ngx_uint_t                        i, j, k, n;
+    ngx_uint_t                        i, j, k, n, nrevenue;
     ngx_chain_t                       out;
     ngx_atomic_uint_t                 cum, count;
     ngx_http_x402_metrics_shctx_t    *sh;
@@ -673,10 +677,18 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
         + NGX_HTTP_X402_METRICS_ENDPOINTS
           * (NGX_HTTP_X402_METRICS_BUCKETS + 3 + NGX_HTTP_X402_METRICS_FAC_N)
         + NGX_HTTP_X402_METRICS_SETTLE_N
-        + 32                                          /* store */
-        + NGX_HTTP_X402_METRICS_KEYS + 8;
+        + 32;                                         /* store */
 
-    size = n * NGX_HTTP_X402_METRICS_LINE;
+    /* the revenue keys printed are those present now */
+    nrevenue = sh->nrevenue;
+    ngx_memory_barrier();
+
+    if (nrevenue > NGX_HTTP_X402_METRICS_KEYS) {
+        nrevenue = NGX_HTTP_X402_METRICS_KEYS;
+    }
+
+    size = n * NGX_HTTP_X402_METRICS_LINE
+           + nrevenue * NGX_HTTP_X402_METRICS_REVENUE;
 
     b = ngx_create_temp_buf(r->pool, size);
     if (b == NULL) {
@@ -862,14 +874,7 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
             "Settled amounts in the asset's atomic units (exact integer).\n"
             "# TYPE x402_revenue_atomic_total counter\n");
 
-    n = sh->nrevenue;
-    ngx_memory_barrier();
-
-    if (n > NGX_HTTP_X402_METRICS_KEYS) {
-        n = NGX_HTTP_X402_METRICS_KEYS;
-    }
-
-    for (i = 0; i < n; i++) {
+    for (i = 0; i < nrevenue; i++) {
         rv = &sh->revenue[i];
 
         p = ngx_cpymem(p, "x402_revenue_atomic_total{network=\"",
@@ -908,6 +913,13 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
             "# TYPE x402_revenue_untracked_total counter\n"
             "x402_revenue_untracked_total %uA\n",
             sh->revenue_overflow);
+
+    if ((size_t) (p - b->pos) > size) {
+        /* the bounds above are wrong: never send past the buffer */
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "x402: metrics output overflow");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
 
     b->last = p;
     b->last_buf = (r == r->main) ? 1 : 0;
