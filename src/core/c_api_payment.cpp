@@ -1,5 +1,5 @@
-// extern "C" shims for the payment half of the core: every entry point is
-// noexcept and turns any exception into an error return, so nothing C++
+// extern "C" shims for the payment half of the core: every entry point
+// catches everything and turns it into an error return, so no exception
 // ever unwinds into nginx.
 #include <cstring>
 #include <memory>
