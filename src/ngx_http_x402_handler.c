@@ -42,6 +42,8 @@ static ngx_int_t ngx_http_x402_resolve_offer(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_resource_url(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_absolute_host(ngx_http_request_t *r,
+    ngx_str_t *host);
 static ngx_int_t ngx_http_x402_find_payment(ngx_http_request_t *r,
     ngx_str_t *value, int *version);
 static ngx_int_t ngx_http_x402_refuse(ngx_http_request_t *r,
@@ -357,6 +359,7 @@ static ngx_int_t
 ngx_http_x402_verified(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
     int                         rc;
+    ngx_str_t                   detail;
     x402_str_t                  body;
     x402_allocator_t            a;
     ngx_http_x402_call_t       *call;
@@ -393,27 +396,25 @@ ngx_http_x402_verified(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         return ngx_http_x402_proceed(r, ctx);
 
     case X402_FAC_REFUSED:
-        ngx_log_error(ctx->log_level, r->connection->log, 0,
-                      "x402: facilitator refused the payment of %V: "
-                      "%*s%s%*s", &ctx->payer,
-                      res.reason.len, res.reason.data,
-                      res.message.len ? ": " : "",
-                      res.message.len, res.message.data);
-
         ctx->status = NGX_HTTP_X402_INVALID;
         ngx_http_x402_set_reason(r, ctx, res.reason.data, res.reason.len);
+        ngx_http_x402_clean_str(r, &detail, &res.message);
+
+        ngx_log_error(ctx->log_level, r->connection->log, 0,
+                      "x402: facilitator refused the payment of %V: "
+                      "%V%s%V", &ctx->payer, &ctx->reason,
+                      detail.len ? ": " : "", &detail);
 
         ngx_http_x402_outcome(r, ctx);
 
         return ngx_http_x402_send_402(r, ctx, &ctx->reason, NULL);
 
     case X402_FAC_BROKEN:
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "x402: facilitator \"%V\" failed: status %ui, %*s",
-                      &ctx->verify_uri, call->status,
-                      res.reason.len, res.reason.data);
-
         ngx_http_x402_set_reason(r, ctx, res.reason.data, res.reason.len);
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "x402: facilitator \"%V\" failed: status %ui, %V",
+                      &ctx->verify_uri, call->status, &ctx->reason);
 
         return ngx_http_x402_fail(r, ctx,
                                   ngx_http_x402_facilitator_broken_status(call),
@@ -516,7 +517,7 @@ ngx_int_t
 ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
     int                         rc;
-    ngx_str_t                   asset, pay_to;
+    ngx_str_t                   asset, pay_to, detail;
     x402_str_t                  body, reason, network, payer, header;
     x402_allocator_t            a;
     ngx_http_x402_call_t       *call;
@@ -577,11 +578,12 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         ngx_http_x402_metrics_settlement(NGX_HTTP_X402_METRICS_SETTLE_FAILED,
                                          NULL, NULL, NULL, NULL);
 
+        ngx_http_x402_clean_str(r, &detail, &res.message);
+
         ngx_log_error(ctx->log_level, r->connection->log, 0,
-                      "x402: settlement of %V from %V refused: %V%s%*s",
+                      "x402: settlement of %V from %V refused: %V%s%V",
                       &ctx->amount, &ctx->payer, &ctx->reason,
-                      res.message.len ? ": " : "",
-                      res.message.len, res.message.data);
+                      detail.len ? ": " : "", &detail);
 
         if (res.response_header.len) {
             ctx->settle_header.data = (u_char *) res.response_header.data;
@@ -889,7 +891,10 @@ ngx_http_x402_resource_url(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     }
 #endif
 
-    if (r->headers_in.host && r->headers_in.host->value.len) {
+    if (ngx_http_x402_absolute_host(r, &host) == NGX_OK) {
+        /* an absolute-form request line names the host, not Host */
+
+    } else if (r->headers_in.host && r->headers_in.host->value.len) {
         /* validated by nginx; carries the port the client used */
         host = r->headers_in.host->value;
 
@@ -941,6 +946,60 @@ ngx_http_x402_resource_url(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     p = ngx_cpymem(p, r->unparsed_uri.data, r->unparsed_uri.len);
 
     ctx->resource_url.len = p - ctx->resource_url.data;
+
+    return NGX_OK;
+}
+
+
+/*
+ * "GET http://host:port/path HTTP/1.1": nginx took the host from the
+ * request line (and validated it, the port is digits); its authority is
+ * read back from r->request_line, the parser's pointers being gone.
+ */
+
+static ngx_int_t
+ngx_http_x402_absolute_host(ngx_http_request_t *r, ngx_str_t *host)
+{
+    u_char  *p, *last, *start;
+
+    if (r->headers_in.server.len == 0 || r->request_line.len == 0) {
+        return NGX_DECLINED;
+    }
+
+    p = r->request_line.data;
+    last = p + r->request_line.len;
+
+    p = ngx_strlchr(p, last, ' ');
+    if (p == NULL) {
+        return NGX_DECLINED;
+    }
+
+    p++;
+
+    if (last - p > 7 && ngx_strncasecmp(p, (u_char *) "http://", 7) == 0) {
+        p += 7;
+
+    } else if (last - p > 8
+               && ngx_strncasecmp(p, (u_char *) "https://", 8) == 0)
+    {
+        p += 8;
+
+    } else {
+        return NGX_DECLINED;
+    }
+
+    start = p;
+
+    while (p < last && *p != '/' && *p != '?' && *p != ' ') {
+        p++;
+    }
+
+    if (p == start) {
+        return NGX_DECLINED;
+    }
+
+    host->data = start;
+    host->len = p - start;
 
     return NGX_OK;
 }
@@ -1052,29 +1111,48 @@ void
 ngx_http_x402_set_reason(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
     const char *reason, size_t len)
 {
-    u_char  *p;
+    x402_str_t  in;
 
-    if (reason == NULL || len == 0) {
-        ctx->reason.len = 0;
+    in.data = reason;
+    in.len = reason ? len : 0;
+
+    ngx_http_x402_clean_str(r, &ctx->reason, &in);
+}
+
+
+/*
+ * A copy of text a facilitator sent, fit for logs, variables and headers:
+ * at most 256 bytes, control characters and non-ASCII replaced by "?".
+ */
+
+void
+ngx_http_x402_clean_str(ngx_http_request_t *r, ngx_str_t *dst,
+    x402_str_t *src)
+{
+    size_t   i, len;
+    u_char  *p, c;
+
+    dst->len = 0;
+    dst->data = NULL;
+
+    if (src->data == NULL || src->len == 0) {
         return;
     }
 
-    /* bounded: a facilitator could send anything */
-
-    if (len > 256) {
-        len = 256;
-    }
+    len = ngx_min(src->len, 256);
 
     p = ngx_pnalloc(r->pool, len);
     if (p == NULL) {
-        ctx->reason.len = 0;
         return;
     }
 
-    ngx_memcpy(p, reason, len);
+    for (i = 0; i < len; i++) {
+        c = (u_char) src->data[i];
+        p[i] = (c < 0x20 || c >= 0x7f) ? '?' : c;
+    }
 
-    ctx->reason.data = p;
-    ctx->reason.len = len;
+    dst->data = p;
+    dst->len = len;
 }
 
 

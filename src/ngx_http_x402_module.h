@@ -184,6 +184,8 @@ ngx_http_x402_ctx_t *ngx_http_x402_get_ctx(ngx_http_request_t *r);
 void *ngx_http_x402_alloc(void *pool, size_t size);
 void ngx_http_x402_set_reason(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, const char *reason, size_t len);
+void ngx_http_x402_clean_str(ngx_http_request_t *r, ngx_str_t *dst,
+    x402_str_t *src);
 ngx_int_t ngx_http_x402_send_402(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_str_t *error, ngx_str_t *filter_body);
 ngx_int_t ngx_http_x402_send_json_error(ngx_http_request_t *r,
