@@ -4,7 +4,9 @@
 # module's binary signature matches /usr/sbin/nginx), the core's libraries,
 # test tools, Node.js, then the pinned npm packages of js/ (npm ci).
 #
-#   sudo scripts/setup.sh          (as root: apt-get needs it)
+#   sudo scripts/setup.sh               everything (as root: apt-get needs it)
+#   sudo scripts/setup.sh --build-only  only what building the module needs
+#                                       (the Dockerfile's build stage)
 #
 # Idempotent: packages already installed and an unchanged js/node_modules
 # are left alone, so a second run takes a second.
@@ -12,14 +14,23 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 
+build_only=
+case ${1:-} in
+    --build-only) build_only=1 ;;
+    "") ;;
+    *) echo "setup.sh: unknown argument '$1'" >&2; exit 2 ;;
+esac
+
 # Debian package names, checked with apt-cache policy on Debian 12.
-packages=(
-    # build
-    build-essential cmake pkg-config binutils git ca-certificates curl
+build_packages=(
+    build-essential cmake pkg-config binutils ca-certificates
     # nginx to load the module into, and its sources for the module build
     nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev
     # the C++ core and the store
     libsecp256k1-dev libjansson-dev libhiredis-dev
+)
+test_packages=(
+    git curl
     # tests, benchmarks, fuzzing
     redis-server libgtest-dev libgmock-dev libbenchmark-dev
     clang libclang-rt-14-dev
@@ -36,6 +47,9 @@ if [ "$(id -u)" -ne 0 ]; then
     say "run as root (apt-get install needs it)" >&2
     exit 1
 fi
+
+packages=("${build_packages[@]}")
+[ -n "$build_only" ] || packages+=("${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -68,6 +82,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 else
     say "Debian packages: all present"
+fi
+
+if [ -n "$build_only" ]; then
+    say "done (build dependencies only)"
+    exit 0
 fi
 
 # Debian's nodejs comes without npm (NodeSource's includes it).
