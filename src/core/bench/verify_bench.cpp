@@ -184,9 +184,12 @@ public:
     {
         ConsoleReporter::ReportRuns(runs);
         for (const Run &r : runs) {
-            if (r.run_type == Run::RT_Iteration) {
-                // CPU time: the machine is shared, wall time is noisy.
-                ns[r.benchmark_name()] = r.GetAdjustedCPUTime();
+            // CPU time: the machine is shared, wall time is noisy. With
+            // repetitions, the median.
+            if (r.run_type == Run::RT_Iteration ||
+                (r.run_type == Run::RT_Aggregate &&
+                 r.aggregate_name == "median")) {
+                ns[r.run_name.function_name] = r.GetAdjustedCPUTime();
             }
         }
     }
