@@ -274,6 +274,42 @@ $ng->stop;
 $fac2->stop;
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts');
 
+# the store's trouble: Redis unreachable, fail=open falls back to the
+# zone (counted), fail=closed refuses with 503 (counted)
+{
+    my $dead = free_port();    # nothing listens there
+    my $fac3 = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $f3 = $fac3->port;
+    my $sn = start_nginx(
+        name => 'store-trouble',
+        user_files => ">>> open/x\nopen\n",
+        http_config => "    x402_redis 127.0.0.1:$dead timeout=200ms fail=open;\n",
+        config => <<"EOC",
+    x402_pay_to       $PAY_TO;
+    x402_network      base-sepolia;
+    x402_facilitator  /_x402/;
+    location /open/ { x402_price 0.001; }
+    location /_x402/ { internal; proxy_pass http://127.0.0.1:$f3/; }
+    location = /metrics { x402_metrics; }
+EOC
+    );
+    my $q = $sn->get('/open/x');
+    is($q->{status}, 402, 'store: 402');
+    my ($sp) = sign_payment(payment_required =>
+                            X402::HTTP::header($q, 'PAYMENT-REQUIRED'));
+    $q = $sn->get('/open/x', { 'PAYMENT-SIGNATURE' => $sp });
+    is($q->{status}, 200, 'store: fail=open serves from the zone');
+    my $sm = scrape($sn);
+    ok(sample($sm, 'x402_store_fallbacks_total') >= 1, 'store: fallback counted');
+    # connection refused is a fallback, not a failed command
+    is(sample($sm, 'x402_store_errors_total', backend => 'redis'), '0',
+       'store: no redis command failed');
+    is(sample($sm, 'x402_store_refusals_total'), '0', 'store: no refusal');
+    is(sample($sm, 'x402_store_records'), '1', 'store: one record in the zone');
+    $sn->stop;
+    $fac3->stop;
+}
+
 sub sample_reason {
     my ($p, $outcome) = @_;
     for my $s (@{ $p->{samples} }) {
