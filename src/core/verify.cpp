@@ -3,7 +3,6 @@
 // 2.4), which puts the one expensive check, signer recovery, last, so a
 // payment failing a cheap rule never costs a recovery.
 #include <cstring>
-#include <string>
 #include <string_view>
 
 #include "address.hpp"
@@ -80,37 +79,45 @@ void copy_address(std::string_view a, char out[43])
 
 // Domain separators of the last few (name, version, chain, asset): an
 // offer's requirements repeat on every request, and this saves four of the
-// ten Keccak permutations of a verification. Per thread, so lock-free.
+// ten Keccak permutations of a verification. Per thread, so lock-free, and
+// trivially destructible, so that the module's TLS needs no destructors.
 Hash32 cached_domain_separator(std::string_view name, std::string_view version,
                                uint64_t chain_id, const Address &asset)
 {
     struct Entry {
-        bool used = false;
-        uint64_t chain_id = 0;
-        Address asset{};
-        std::string name;
-        std::string version;
-        Hash32 separator{};
+        bool used;
+        uint64_t chain_id;
+        Address asset;
+        uint8_t name_len;
+        uint8_t version_len;
+        char name[64];
+        char version[32];
+        Hash32 separator;
     };
     constexpr unsigned slots = 4;
     thread_local Entry cache[slots];
-    thread_local unsigned next = 0;
+    thread_local unsigned next;
 
     for (const Entry &e : cache) {
         if (e.used && e.chain_id == chain_id && e.asset == asset &&
-            e.name == name && e.version == version) {
+            std::string_view(e.name, e.name_len) == name &&
+            std::string_view(e.version, e.version_len) == version) {
             return e.separator;
         }
     }
     Hash32 sep = domain_separator(name, version, chain_id, asset);
-    Entry &e = cache[next++ % slots];
-    e.used = false;  // stays unused if an assign below throws
-    e.chain_id = chain_id;
-    e.asset = asset;
-    e.name.assign(name);
-    e.version.assign(version);
-    e.separator = sep;
-    e.used = true;
+    if (name.size() <= sizeof(Entry::name) &&
+        version.size() <= sizeof(Entry::version)) {
+        Entry &e = cache[next++ % slots];
+        e.used = true;
+        e.chain_id = chain_id;
+        e.asset = asset;
+        e.name_len = static_cast<uint8_t>(name.size());
+        e.version_len = static_cast<uint8_t>(version.size());
+        std::memcpy(e.name, name.data(), name.size());
+        std::memcpy(e.version, version.data(), version.size());
+        e.separator = sep;
+    }
     return sep;
 }
 

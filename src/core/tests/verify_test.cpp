@@ -3,6 +3,7 @@
 #include <cctype>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "base64.hpp"
 #include "eip712.hpp"
@@ -186,6 +187,46 @@ TEST_F(Verify, OnlyRequirementOnOtherNetwork)
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(x402_payment_verify(p.get(), base.get(), data().now, &v), -1);
     EXPECT_STREQ(v.reason, "invalid_network");
+}
+
+TEST_F(Verify, DomainCacheNeverConfusesDomains)
+{
+    // More distinct domains than cache slots, visited repeatedly: only the
+    // domain the payment was signed under (USDC, "2") ever verifies.
+    const Requirement &q = data().offer[0];
+    const char *names[] = {"USDC", "USD Coin", "USDC ", "usdc", "USDC", "X"};
+    const char *versions[] = {"2", "2", "2", "2", "1", "2"};
+    std::vector<OfferPtr> offers;
+    for (int i = 0; i < 6; i++) {
+        x402_requirement_t r{};
+        r.scheme = s(q.scheme);
+        r.network = x402_network_find(s(q.network));
+        r.amount = s(q.amount);
+        r.asset = s(q.asset);
+        r.pay_to = s(q.pay_to);
+        r.asset_name = {names[i], std::strlen(names[i])};
+        r.asset_version = {versions[i], std::strlen(versions[i])};
+        r.asset_decimals = 6;
+        r.max_timeout = q.max_timeout;
+        const char *err = nullptr;
+        offers.emplace_back(x402_offer_create(&r, 1, &err));
+        ASSERT_NE(offers.back(), nullptr) << err;
+    }
+    // The v1 payment names no domain, so the offer's domain decides.
+    x402_verdict_t v;
+    auto p = decode(vec("notes91_v1"), &v);
+    ASSERT_NE(p, nullptr);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 6; i++) {
+            int rc = x402_payment_verify(p.get(), offers[i].get(), data().now, &v);
+            if (i == 0) {
+                EXPECT_EQ(rc, 0) << round << " " << i;
+            } else {
+                EXPECT_EQ(rc, -1) << round << " " << i;
+                EXPECT_STREQ(v.reason, "invalid_exact_evm_payload_signature");
+            }
+        }
+    }
 }
 
 TEST_F(Verify, EveryFailureNamesAReason)
