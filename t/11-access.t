@@ -24,6 +24,36 @@ EOC
 our $HTPASSWD = "u:{PLAIN}p\n";
 
 run_tests();
+
+# the variables in the main request's access log, after internal redirects
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $conf = $PAY;
+    $conf =~ s/\$TEST_NGINX_FAC_PORT/$fac->port/e;
+    my $ng = start_nginx(
+        http_config => "    log_format x402 '\$uri|\$x402_status|\$x402_tx|\$x402_payer|\$status';\n",
+        config => "access_log logs/x402.log x402;\n$conf"
+                . "location /p/ { try_files \$uri \@back; }\n"
+                . "location \@back { rewrite ^ /b.txt break; }\n"
+                . "error_page 402 /paywall.html;\n",
+        user_files => ">>> b.txt\nback\n>>> paywall.html\npay\n");
+    my $r = $ng->get('/p/x', { 'PAYMENT-SIGNATURE' => scalar sign_payment(amount => '1000') });
+    is($r->{status}, 200, 'redirect log: paid');
+    $r = $ng->get('/p/x', { Accept => 'text/html', 'User-Agent' => 'Mozilla/5.0' });
+    is($r->{status}, 402, 'redirect log: paywall');
+    $ng->stop;
+    open my $fh, '<', $ng->prefix . '/logs/x402.log' or die $!;
+    my @l = map { chomp; [ split /\|/ ] } <$fh>;
+    is($l[0][0], '/b.txt', 'redirect log: logged after the redirect');
+    is($l[0][1], 'settled', 'redirect log: $x402_status survives the redirect');
+    like($l[0][2], qr/^0x[0-9a-f]{64}$/, 'redirect log: $x402_tx');
+    is($l[0][3], '0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266', 'redirect log: $x402_payer');
+    is($l[1][0], '/paywall.html', 'redirect log: error_page');
+    is($l[1][1], 'required', 'redirect log: required through error_page');
+    is($l[1][4], '402', 'redirect log: status 402');
+    $fac->stop;
+}
+
 done_testing();
 
 __DATA__
