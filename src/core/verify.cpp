@@ -141,6 +141,11 @@ const x402_requirement_t *payment_match(const x402_payment_s &p,
     const x402_requirement_t *candidate = nullptr;
     size_t candidate_index = 0;
 
+    if (n == 0) {
+        fail(v, reason::invalid_payment_requirements,
+             "no payment requirement is offered here");
+        return nullptr;
+    }
     if (p.scheme != "exact") {
         fail(v, reason::unsupported_scheme,
              "only the exact scheme is accepted");
@@ -148,7 +153,8 @@ const x402_requirement_t *payment_match(const x402_payment_s &p,
     }
     for (size_t i = 0; i < n; i++) {
         const x402_requirement_t *r = x402_offer_get(offer, i);
-        if (r == nullptr || r->network == nullptr || p.scheme != sv(r->scheme)) {
+        if (r == nullptr || r->network == nullptr ||
+            p.scheme != sv(r->scheme)) {
             continue;
         }
         scheme_seen = true;

@@ -160,7 +160,7 @@ TEST_F(Verify, NoOfferOrNoPayment)
     ASSERT_NE(p, nullptr);
     EXPECT_EQ(x402_payment_verify(p.get(), nullptr, data().now, &v), -1);
     EXPECT_EQ(v.ok, 0);
-    EXPECT_NE(v.reason, nullptr);
+    EXPECT_STREQ(v.reason, "invalid_payment_requirements");
     EXPECT_EQ(x402_payment_verify(nullptr, offer.get(), data().now, &v), -1);
     EXPECT_STREQ(v.reason, "invalid_payload");
 }
