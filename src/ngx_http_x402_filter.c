@@ -116,6 +116,7 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
     {
         /* nothing was sent yet: close rather than serve unsettled */
         ctx->status = NGX_HTTP_X402_ERROR;
+        ngx_http_x402_outcome(r, ctx);
         return NGX_ERROR;
     }
 

@@ -902,20 +902,24 @@ ngx_http_x402_resource_url(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
         host = cscf->server_name;
 
-        if (host.len == 0) {
+        /* no name, a regex or the catch-all "_": the address, with port */
+
+        if (host.len == 0 || host.data[0] == '~'
+            || (host.len == 1 && host.data[0] == '_'))
+        {
             s.data = addr;
             s.len = NGX_SOCKADDR_STRLEN;
 
-            if (ngx_connection_local_sockaddr(r->connection, &s, 0)
+            if (ngx_connection_local_sockaddr(r->connection, &s, 1)
                 != NGX_OK)
             {
                 return NGX_ERROR;
             }
 
             host = s;
-        }
 
-        if (ngx_connection_local_sockaddr(r->connection, NULL, 0) == NGX_OK)
+        } else if (ngx_connection_local_sockaddr(r->connection, NULL, 0)
+                   == NGX_OK)
         {
             port = ngx_inet_get_port(r->connection->local_sockaddr);
 

@@ -240,7 +240,7 @@ ngx_http_x402_create_loc_conf(ngx_conf_t *cf)
     /*
      * set by ngx_pcalloc():
      *
-     *     conf->price_pos = { NULL, 0 };
+     *     conf->price_pos = { { 0, NULL }, 0 };
      *     conf->description = { 0, NULL };
      *     conf->mime_type = { 0, NULL };
      *     conf->facilitator = { 0, NULL };
@@ -571,20 +571,20 @@ ngx_http_x402_conf_error_at(ngx_conf_t *cf, ngx_http_x402_conf_pos_t *pos,
     p = ngx_vslprintf(errstr, errstr + NGX_MAX_CONF_ERRSTR, fmt, args);
     va_end(args);
 
-    if (pos->file == NULL) {
+    if (pos->file.len == 0) {
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "%*s", p - errstr, errstr);
         return;
     }
 
-    ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%*s in %s:%ui",
-                  p - errstr, errstr, pos->file, pos->line);
+    ngx_log_error(NGX_LOG_EMERG, cf->log, 0, "%*s in %V:%ui",
+                  p - errstr, errstr, &pos->file, pos->line);
 }
 
 
 static void
 ngx_http_x402_conf_pos(ngx_conf_t *cf, ngx_http_x402_conf_pos_t *pos)
 {
-    pos->file = cf->conf_file->file.name.data;
+    pos->file = cf->conf_file->file.name;
     pos->line = cf->conf_file->line;
 }
 

@@ -65,7 +65,7 @@ typedef struct {
 
 
 typedef struct {
-    u_char                     *file;           /* where a directive was */
+    ngx_str_t                   file;           /* where a directive was */
     ngx_uint_t                  line;
 } ngx_http_x402_conf_pos_t;
 
