@@ -1,7 +1,8 @@
 # README.md documents every directive and every variable the module
-# registers: the directive names are read from the ngx_command_t tables of
-# src/*.c, the variable names from the ngx_http_variable_t tables, so a
-# directive added to the code without documentation fails here.
+# registers: the directive names and contexts are read from the
+# ngx_command_t tables of src/*.c, the variable names from the
+# ngx_http_variable_t tables, so a directive added to the code without
+# documentation, or documented in the wrong contexts, fails here.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -17,7 +18,7 @@ sub slurp {
     return scalar <$fh>;
 }
 
-my (%directives, %variables);
+my (%directives, %contexts, %variables);
 
 for my $file (glob "$root/src/*.c") {
     my $src = slurp($file);
@@ -26,8 +27,14 @@ for my $file (glob "$root/src/*.c") {
     # static ngx_command_t  name[] = { ... ngx_null_command };
     while ($src =~ /ngx_command_t\s+\w+\s*\[\]\s*=\s*\{(.*?)ngx_null_command/sg) {
         my $table = $1;
-        while ($table =~ /\{\s*ngx_string\("([^"]+)"\)/g) {
-            $directives{$1} = $short;
+        while ($table =~ /\{\s*ngx_string\("([^"]+)"\),\s*([^,]+),/g) {
+            my ($name, $flags) = ($1, $2);
+            my @ctx;
+            push @ctx, 'h' if $flags =~ /NGX_HTTP_MAIN_CONF/;
+            push @ctx, 's' if $flags =~ /NGX_HTTP_SRV_CONF/;
+            push @ctx, 'l' if $flags =~ /NGX_HTTP_LOC_CONF/;
+            $directives{$name} = $short;
+            $contexts{$name} = join ', ', @ctx;
         }
     }
 
@@ -63,6 +70,18 @@ for my $d (sort keys %directives) {
     # a code span starting with the name: `x402_price AMOUNT` or `x402_zone`
     like($readme, qr/`\Q$d\E(?:[\s`])/,
          "directive $d ($directives{$d}) is documented in README.md");
+}
+
+# the reference table: | `name ARGS` | default | h, s, l | meaning |
+my %documented;
+for my $line (split /\n/, $readme) {
+    $line =~ s/\\\|/ or /g;    # escaped pipes inside a cell
+    next unless $line =~ /^\|\s*`(x402\w*)[^|]*\|[^|]*\|\s*([hsl](?:,\s*[hsl])*)\s*\|/;
+    $documented{$1} = join ', ', split /,\s*/, $2;
+}
+for my $d (sort keys %directives) {
+    is($documented{$d}, $contexts{$d},
+       "directive $d: README's contexts match the code");
 }
 
 for my $v (sort keys %variables) {
