@@ -143,6 +143,12 @@ for (1 .. 3) {
 }
 ok($hdr, 'PAYMENT-REQUIRED header');
 
+# one to a browser: the paywall page
+my $rb402 = $ng->get('/paid/a', { 'User-Agent' => 'Mozilla/5.0 (X11)',
+                                  Accept => 'text/html' });
+is($rb402->{status}, 402, 'browser: 402');
+like(X402::HTTP::header($rb402, 'Content-Type'), qr{^text/html}, 'browser: HTML');
+
 # two payments, settled
 my @pay = sign_payments(2, payment_required => $hdr);
 for my $i (0, 1) {
@@ -188,8 +194,8 @@ $m = scrape($ng);
 # the facilitator's refusal, and the replay if the glue answers it with 402
 my $json402 = sample($m, 'x402_payment_required_total', format => 'json');
 is($json402, 6 + ($replay_status == 402 ? 1 : 0), "402s counted ($json402)");
-is(sample($m, 'x402_payment_required_total', format => 'html'), '0',
-   'no HTML 402s');
+is(sample($m, 'x402_payment_required_total', format => 'html'), '1',
+   'one HTML 402 (the paywall)');
 
 is(sample($m, 'x402_payments_total', outcome => 'settled'), '4',
    'four payments settled');
