@@ -24,6 +24,7 @@ use X402::Test;
 use File::Path qw(make_path);
 use Time::HiRes qw(time sleep);
 use POSIX ();
+use Math::BigInt;
 
 my $ROOT = repo_root();
 my $JS = "$ROOT/js/interop";
@@ -159,19 +160,68 @@ my $base = 'http://127.0.0.1:' . $ng->port;
 
 # ---- chain helpers ----
 
-sub balances {
-    my $j = node_json('balances.mjs', '--run-dir', $run,
-                      qw(payer payer2 poor payTo));
-    return $j->{balances};
+# Chain reads straight over JSON-RPC: no node start-up per check.
+my $RPC_ID = 0;
+
+sub rpc {
+    my ($method, @params) = @_;
+    my $body = json_encode({ jsonrpc => '2.0', id => ++$RPC_ID,
+                             method => $method, params => \@params });
+    my $raw = "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        . "Content-Type: application/json\r\nConnection: close\r\n"
+        . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
+    my $res = http_request($chain->{port}, $raw, timeout => 10);
+    die "rpc $method: " . ($res->{error} // "status $res->{status}") . "\n"
+        unless $res->{ok} && $res->{status} == 200;
+    my $j = json_decode($res->{body});
+    die "rpc $method: $j->{error}{message}\n" if $j->{error};
+    return $j->{result};
 }
 
+sub hex2dec {
+    my ($h) = @_;
+    $h =~ s/^0x//;
+    my $d = Math::BigInt->from_hex($h || '0');
+    return $d->bstr;
+}
+
+my %ADDR = (payer => $chain->{accounts}{payer}{address},
+            payer2 => $chain->{accounts}{payer2}{address},
+            poor => $chain->{accounts}{poor}{address},
+            payTo => $chain->{payTo});
+
+# token balances (atomic units, as numbers: far below 2^53 here)
+sub balances {
+    my %b;
+    for my $n (sort keys %ADDR) {
+        (my $a = lc $ADDR{$n}) =~ s/^0x//;
+        my $r = rpc('eth_call', { to => $chain->{token}{address},
+                                  data => '0x70a08231' . ('0' x 24) . $a },
+                    'latest');
+        $b{$n} = hex2dec($r) + 0;
+    }
+    return \%b;
+}
+
+my $TRANSFER_TOPIC =
+    '0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef';
+
+# the receipt of a settlement: undef unless mined with status success;
+# else {transfers => [{from, to, value}]} of the token's Transfer events
 sub tx_ok {
     my ($hash) = @_;
     return undef unless defined $hash && $hash =~ /^0x[0-9a-fA-F]{64}$/;
-    my ($rc, $out) = node('tx.mjs', '--run-dir', $run, $hash);
-    my $j = eval { json_decode($out) } or return undef;
-    return undef unless $rc == 0 && $j->{found} && $j->{status} eq 'success';
-    return $j;
+    my $r = rpc('eth_getTransactionReceipt', $hash) or return undef;
+    return undef unless $r->{status} eq '0x1';
+    my @t;
+    for my $l (@{ $r->{logs} }) {
+        next unless lc $l->{address} eq lc $chain->{token}{address}
+            && lc $l->{topics}[0] eq $TRANSFER_TOPIC;
+        push @t, { from => '0x' . substr($l->{topics}[1], 26),
+                   to => '0x' . substr($l->{topics}[2], 26),
+                   value => hex2dec($l->{data}) };
+    }
+    return { transfers => \@t, block => hex2dec($r->{blockNumber}) };
 }
 
 sub fac_log {
@@ -257,6 +307,11 @@ for my $m (@modes) {
                                  && lc $_->{to} eq lc $pay_to } @{ $tx->{transfers} }),
                    "$name: it transferred the price to payTo");
             }
+            # the official e2e facilitators insist on this (x402-notes 7):
+            # /verify with the same paymentPayload before /settle
+            my ($s) = grep { $_->{response}{success} } settles_of(nonce_of($r));
+            ok($s && $s->{verifiedBefore},
+               "$name: /verify of the identical payload preceded /settle");
             is($b0->{payer} - $b1->{payer}, $PRICE, "$name: payer paid exactly the price");
             is($b1->{payTo} - $b0->{payTo}, $PRICE, "$name: payTo got exactly the price");
         }

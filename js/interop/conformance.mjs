@@ -15,7 +15,8 @@
  *     never asked the facilitator to settle it: the refusal was local;
  *   - kind "accept": the facilitator says valid and the target serves it,
  *     the payer pays exactly the price, the settlement tx exists;
- *   - kind "remote": the target refuses, no tokens move;
+ *   - kind "remote" or "defer": the target refuses, no tokens move (it may
+ *     ask the facilitator);
  *   - kind "strict": reported only;
  *   - finally the first valid v2 and v1 payments are replayed: refused, no
  *     tokens move.
@@ -142,6 +143,10 @@ export async function runConformance({ runDir, url, only, localCheck = true }) {
       if (served) replays.push(v);
     } else if (v.kind === "strict") {
       if (served) replays.push(v);
+    } else if (v.kind === "defer") {
+      if (f.isValid) failures.push("facilitator accepted it");
+      if (served) failures.push(`target served it (${t.status})`);
+      if (moved !== 0n) failures.push(`tokens moved: ${moved}`);
     } else if (visible) {
       if (f.isValid && v.kind === "refuse") {
         failures.push("facilitator accepted a payment invalid by construction");

@@ -142,11 +142,12 @@ export function serve({ rpcUrl, key, port, logPath, requireVerify = false }) {
       out = { error: e instanceof Error ? e.message : String(e) };
     }
     const text = JSON.stringify(out, jsonSafe);
+    /* Log before answering: whoever got the answer may read the log next. */
+    log({ t: new Date(t0).toISOString(), id, method: req.method, path: req.url,
+      status, ms: Date.now() - t0, ...extra, request: body, response: out });
     res.writeHead(status, { "content-type": "application/json",
       "content-length": Buffer.byteLength(text) });
     res.end(text);
-    log({ t: new Date(t0).toISOString(), id, method: req.method, path: req.url,
-      status, ms: Date.now() - t0, ...extra, request: body, response: out });
   });
   server.keepAliveTimeout = 65000;
   return new Promise((resolveP, rej) => {

@@ -11,7 +11,10 @@
  *          "remote"  invalid only on chain (balance): only the facilitator
  *                    can tell;
  *          "strict"  a payment the official facilitator may take but the
- *                    spec's wire format rules out (we may refuse).
+ *                    spec's wire format rules out (we may refuse);
+ *          "defer"   not a 65-byte ECDSA signature: it could be a smart
+ *                    wallet's (ERC-1271), so only the facilitator can judge
+ *                    it; refused, but asking the facilitator is allowed.
  */
 import { createWalletClient, getAddress, http, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
@@ -41,7 +44,7 @@ function catalogue(ctx) {
       { sig: highS }, [1, 2]],
     ["sig_v_0_1", "refuse", "v as 0/1 instead of 27/28",
       { sig: v01 }, [1, 2]],
-    ["sig_truncated", "refuse", "64-byte signature (v dropped)",
+    ["sig_truncated", "defer", "64-byte signature (v dropped): not an EOA signature, may be a smart wallet's",
       { sig: (s) => s.slice(0, 130) }, [1, 2]],
     ["sig_zero", "refuse", "65 zero bytes",
       { sig: () => `0x${"00".repeat(65)}` }, [1, 2]],
