@@ -379,7 +379,6 @@ ngx_http_x402_redis_log_down(ngx_uint_t level, const char *what,
 static void
 ngx_http_x402_redis_connect(void)
 {
-    ngx_int_t               event;
     ngx_connection_t       *c;
     redisAsyncContext      *ac;
     ngx_http_x402_redis_t  *rd;
@@ -445,10 +444,13 @@ ngx_http_x402_redis_connect(void)
     rd->c = c;
     rd->state = NGX_HTTP_X402_REDIS_CONNECTING;
 
-    /* the connect completes with writability */
-    event = (ngx_event_flags & NGX_USE_CLEAR_EVENT) ? NGX_CLEAR_EVENT
-                                                    : NGX_LEVEL_EVENT;
-    if (ngx_add_event(c->write, NGX_WRITE_EVENT, event) != NGX_OK) {
+    /*
+     * The connect completes with writability (hiredis's connect callback
+     * setter asks for the write event already; this is idempotent).
+     */
+    ngx_http_x402_redis_add_write(c);
+
+    if (!c->write->active) {
         ngx_http_x402_redis_drop();
         ngx_http_x402_redis_schedule();
         return;
