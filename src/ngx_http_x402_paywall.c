@@ -151,8 +151,10 @@ ngx_http_x402_paywall_wanted(ngx_http_request_t *r)
     ngx_str_set(&accept, "Accept");
     ngx_str_set(&ua, "User-Agent");
 
-    /* media types are case-insensitive; "Mozilla" is matched as the
-     * reference middleware does, case-sensitively */
+    /*
+     * media types are case-insensitive; "Mozilla" is matched as the
+     * reference middleware does, case-sensitively
+     */
     return ngx_http_x402_paywall_header_has(r, &accept, "text/html", 1)
            && ngx_http_x402_paywall_header_has(r, &ua, "Mozilla", 0);
 }
