@@ -1,0 +1,118 @@
+# No settlement lost (x402_settle async): a settlement the facilitator
+# cannot make stays queued in the zone and the workers retry it, without any
+# client request, until it settles (also after a reload), or until the
+# authorization expires (then it is logged and counted as lost). The queue
+# is bounded: when full, payments settle synchronously (back-pressure).
+use strict;
+use warnings;
+use lib 't/lib';
+use X402::Test;
+use X402::StoreTest;
+use Time::HiRes qw(time sleep);
+
+plan skip_all => 'module not built' unless -f module_path();
+
+my $fac = start_facilitator(script => <<'EOS');
+verify: default
+settle: 502 {"error":"down"}
+EOS
+my $fport = $fac->port;
+
+sub settles { scalar grep { $_->{endpoint} eq 'settle' } $fac->requests }
+
+my $status_loc = <<'EOC';
+    location = /store {
+        return 200 "$x402_pending $x402_settle_lost\n";
+    }
+EOC
+
+sub counters {
+    my ($ng) = @_;
+    my $b = $ng->get('/store')->{body} // '';
+    return [split ' ', $b];
+}
+
+# ---- settles later, with no client around ----
+
+my $ng = start_nginx(
+    workers => 2,
+    http_config => store_http_config(),
+    config => store_server_config($fport, settle => 'async',
+                                  extra => $status_loc),
+);
+
+my @p = payments_for($ng, 3);
+
+my $t = time;
+my $r = $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[0][0] });
+is($r->{status}, 200, 'async: served before settling');
+ok(time - $t < 1, 'at once');
+
+ok(wait_for(3, sub { settles() >= 1 }), 'the background settle ran');
+sleep 0.3;
+is(counters($ng)->[0], 1, '$x402_pending 1 after a failed settle');
+like($ng->error_log, qr/async settlement of payment [0-9a-f]{64} failed/,
+     'the failure is logged');
+
+# the facilitator comes back; nobody sends a request to /paid/
+$fac->set_script("verify: default\nsettle: default\n");
+ok(wait_for(6, sub { counters($ng)->[0] == 0 }),
+   'retried by a worker timer and settled: $x402_pending 0');
+like($ng->error_log, qr/settled after \d attempt\(s\): 0x[0-9a-f]{64}/,
+     'the settlement is logged with its transaction');
+my $n = settles();
+ok($n >= 2, "the facilitator saw $n settle attempts");
+sleep 2;
+is(settles(), $n, 'and nothing more once settled');
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[0][0] })->{status}, 402,
+   'the payment is not served again');
+
+# ---- kept across a reload ----
+
+$fac->set_script("verify: default\nsettle: 502 {}\n");
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[1][0] })->{status}, 200,
+   'served on credit');
+ok(wait_for(3, sub { counters($ng)->[0] == 1 }), 'pending');
+$ng->reload;
+is(counters($ng)->[0], 1, 'still pending after a reload');
+$fac->set_script("verify: default\nsettle: default\n");
+ok(wait_for(8, sub { counters($ng)->[0] == 0 }),
+   'settled by the new workers');
+
+# ---- lost: the authorization expires first ----
+
+$fac->set_script("verify: default\nsettle: 502 {}\n");
+my ($short) = payments_for($ng, 1, valid_before => int(time()) + 9);
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $short->[0] })->{status},
+   200, 'served on credit (valid 9 more seconds)');
+ok(wait_for(15, sub { counters($ng)->[1] == 1 }),
+   '$x402_settle_lost 1 once the authorization expired');
+is(counters($ng)->[0], 0, 'no longer pending');
+like($ng->error_log, qr/async settlement of payment [0-9a-f]{64} LOST/,
+     'the loss is logged');
+unlike($ng->error_log, qr/\[alert\]|exited on signal/, 'no alerts');
+$ng->stop;
+
+# ---- back-pressure: a full queue settles synchronously ----
+
+$fac->set_script("verify: default\nsettle: delay=1500 default\n");
+$ng = start_nginx(
+    workers => 1,
+    http_config => store_http_config("    x402_async_limit 1;\n"),
+    config => store_server_config($fport, settle => 'async',
+                                  extra => $status_loc),
+);
+@p = payments_for($ng, 2);
+$t = time;
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[0][0] })->{status}, 200,
+   'first: on credit');
+ok(time - $t < 1, 'at once');
+$t = time;
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[1][0] })->{status}, 200,
+   'second: queue full');
+ok(time - $t >= 1.2, sprintf('settled synchronously (%.2f s)', time - $t));
+like($ng->error_log, qr/queue full/, 'back-pressure is logged');
+ok(wait_for(5, sub { counters($ng)->[0] == 0 }), 'all settled');
+$ng->stop;
+
+done_testing();
