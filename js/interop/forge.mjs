@@ -6,10 +6,13 @@
  *
  *   node js/interop/forge.mjs --run-dir DIR --url URL --vector expired
  *        [--version 2|1] [--account payer] [--send] [--times N]
+ *   node js/interop/forge.mjs --run-dir DIR --batch '[{"url":..,"vector":..,
+ *        "version":2,"send":true,"times":2}, ...]'
  *
  * Prints JSON {id, headerName, header, payload, requirement} and, with
- * --send, `responses`: [{status, error, settlement}] for each of N sends
- * of the same header (N > 1 is a replay).
+ * send, `responses`: [{status, error, settlement}] for each of N sends of
+ * the same header (N > 1 is a replay). --batch runs several jobs in one
+ * process (node start-up is the slow part) and prints a JSON array.
  */
 import { resolve } from "node:path";
 import { fetchRequirements } from "./payments.mjs";
@@ -17,26 +20,40 @@ import { makeVectors } from "./vectors.mjs";
 import { sendToTarget } from "./conformance.mjs";
 import { parseArgs, readChainState } from "./lib.mjs";
 
+async function job(chain, j) {
+  const version = Number(j.version || 2);
+  const required = await fetchRequirements(j.url);
+  if (required.status !== 402) throw new Error(`${j.url}: no 402 (${required.status})`);
+  const acct = chain.accounts[j.account || "payer"];
+  if (!acct) throw new Error(`unknown account ${j.account}`);
+  const keys = { payer: acct.key, payer2: chain.accounts.payer2.key,
+    poor: chain.accounts.poor.key };
+  const vs = await makeVectors(required, keys, { only: [j.vector || "valid"] });
+  const v = vs.find((x) => x.version === version);
+  if (!v) throw new Error(`no vector ${j.vector} for v${version}`);
+  const out = { id: v.id, url: j.url, kind: v.kind, headerName: v.headerName,
+    header: v.header, payload: v.payload, requirement: v.requirement };
+  if (j.send) {
+    out.responses = [];
+    for (let i = 0; i < Number(j.times || 1); i++) {
+      out.responses.push(await sendToTarget(j.url, v));
+    }
+  }
+  return out;
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2), ["send"]);
   const chain = readChainState(resolve(args["run-dir"] || "run"));
-  const version = Number(args.version || 2);
-  const required = await fetchRequirements(args.url);
-  if (required.status !== 402) throw new Error(`${args.url}: no 402 (${required.status})`);
-  const payer = chain.accounts[args.account || "payer"].key;
-  const keys = { payer, payer2: chain.accounts.payer2.key, poor: chain.accounts.poor.key };
-  const vs = await makeVectors(required, keys, { only: [args.vector || "valid"] });
-  const v = vs.find((x) => x.version === version);
-  if (!v) throw new Error(`no vector ${args.vector} for v${version}`);
-  const out = { id: v.id, kind: v.kind, headerName: v.headerName, header: v.header,
-    payload: v.payload, requirement: v.requirement };
-  if (args.send) {
-    out.responses = [];
-    for (let i = 0; i < Number(args.times || 1); i++) {
-      out.responses.push(await sendToTarget(args.url, v));
-    }
+  if (args.batch) {
+    const jobs = JSON.parse(args.batch);
+    const outs = [];
+    for (const j of jobs) outs.push(await job(chain, j));
+    console.log(JSON.stringify(outs));
+    return;
   }
-  console.log(JSON.stringify(out));
+  console.log(JSON.stringify(await job(chain, { url: args.url, vector: args.vector,
+    version: args.version, account: args.account, send: args.send, times: args.times })));
 }
 
 main().catch((e) => {
