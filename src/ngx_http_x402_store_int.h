@@ -11,8 +11,13 @@
 #include "ngx_http_x402_store.h"
 
 
-/* a record is kept this long past validBefore: clock slack */
-#define NGX_HTTP_X402_EXPIRE_SLACK     60
+/*
+ * A record is kept this long past validBefore. The local checks refuse an
+ * authorization from validBefore - 6s on, so a forgotten record can never
+ * be presented again on this host; the slack covers clock skew between
+ * hosts sharing Redis (up to 16s).
+ */
+#define NGX_HTTP_X402_EXPIRE_SLACK     10
 
 /* async settlement queue */
 #define NGX_HTTP_X402_ASYNC_BODY_MAX   32768
