@@ -115,7 +115,7 @@ EOC
 }
 
 my $files = '';
-for my $d (qw(sync after async local)) {
+for my $d (qw(sync after async local local-after)) {
     $files .= ">>> $d/static/doc.json\n{\"doc\":\"$d\",\"paid\":true}\n";
 }
 
@@ -152,6 +152,11 @@ $locations
         location /local/static/ {
             x402_price 0.001;
             x402_verify local;
+        }
+        location /local-after/static/ {
+            x402_price 0.001;
+            x402_verify local;
+            x402_settle after;
         }
 EOC
     user_files => $files,
@@ -351,6 +356,22 @@ for my $m (@modes) {
         sleep 0.5 if $m eq 'async';
         my $b1 = balances();
         is_deeply($b1, $b0, "$name: no tokens moved");
+    }
+}
+
+# no /verify first (x402_verify local): the settlement itself fails for lack
+# of funds; nothing of the content may leave nginx, under sync or after
+for my $loc (qw(local local-after)) {
+    for my $v (2, 1) {
+        my $name = "v$v $loc insufficient balance, settlement refused";
+        my $b0 = balances();
+        my $r = pay($v, "/$loc/static/doc.json", account => 'poor');
+        is($r->{status}, 402, "$name: 402");
+        unlike($r->{body} // '', qr/"doc"/, "$name: no content");
+        my @s = settles_of(nonce_of($r));
+        ok(@s && !grep({ $_->{response}{success} } @s),
+           "$name: the facilitator refused the settlement");
+        is_deeply(balances(), $b0, "$name: no tokens moved");
     }
 }
 
