@@ -247,11 +247,16 @@ ngx_http_x402_facilitator_done(ngx_http_request_t *sr, void *data,
                    "%uz bytes", &sr->uri, rc, call->status,
                    call->body.len);
 
-    if (sr->background && call == &ctx->settle) {
+    if (call == &ctx->settle) {
 
-        /* async settlement: nobody waits for it, handle it right here */
+        if (sr->background) {
+            /* async settlement: nobody waits for it, handle it right here */
+            (void) ngx_http_x402_settle_result(ctx->request, ctx);
 
-        (void) ngx_http_x402_settle_result(ctx->request, ctx);
+        } else {
+            /* x402_settle after: the held response may go now */
+            ngx_http_x402_filter_wake(ctx);
+        }
     }
 
     return rc;

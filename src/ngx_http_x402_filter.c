@@ -41,6 +41,7 @@ static ngx_int_t ngx_http_x402_replace(ngx_http_request_t *r,
 static void ngx_http_x402_drop(ngx_chain_t *in);
 static ngx_int_t ngx_http_x402_add_settle_header(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
+static void ngx_http_x402_release_handler(ngx_event_t *ev);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -208,13 +209,14 @@ ngx_http_x402_hold(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
             nb->pos = NULL;
             nb->last = NULL;
 
-        } else if (b->last_buf || b->last_in_chain || b->sync) {
+        } else if (b->last_buf || b->last_in_chain || b->flush || b->sync) {
             nb = ngx_calloc_buf(r->pool);
             if (nb == NULL) {
                 return NGX_ERROR;
             }
 
-            nb->sync = b->sync || !(b->last_buf || b->last_in_chain);
+            nb->sync = b->sync
+                       || !(b->last_buf || b->last_in_chain || b->flush);
 
         } else {
             continue;
@@ -223,7 +225,7 @@ ngx_http_x402_hold(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
         nb->tag = (ngx_buf_tag_t) &ngx_http_x402_module;
         nb->last_buf = b->last_buf;
         nb->last_in_chain = b->last_in_chain;
-        nb->flush = 0;
+        nb->flush = b->flush;
 
         if (b->last_buf) {
             ctx->last_held = 1;
@@ -256,7 +258,7 @@ ngx_http_x402_release(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
     ngx_chain_t *in)
 {
     ngx_int_t     rc, outcome;
-    ngx_chain_t  *out;
+    ngx_chain_t  *out, *cl;
 
     ctx->released = 1;
     r->buffered &= ~NGX_HTTP_X402_BUFFERED;
@@ -284,11 +286,22 @@ ngx_http_x402_release(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
 
     /* what was held, then what this call brought */
 
-    out = ctx->held;
     *ctx->held_last = in;
+    out = ctx->held;
 
-    if (out == NULL && in == NULL) {
+    ctx->held = NULL;
+    ctx->held_last = &ctx->held;
+
+    if (out == NULL) {
         return NGX_OK;
+    }
+
+    /* what was held back is late already: no postpone_output delay */
+
+    for (cl = out; cl->next; cl = cl->next) { /* void */ }
+
+    if (!cl->buf->last_buf) {
+        cl->buf->flush = 1;
     }
 
     return ngx_http_next_body_filter(r, out);
@@ -463,4 +476,62 @@ ngx_http_x402_add_settle_header(ngx_http_request_t *r,
 
     return ngx_http_x402_push_header(r, &ngx_http_x402_expose_key,
                                      &ngx_http_x402_expose_value);
+}
+
+
+/*
+ * The settlement of a held response finished. If the content is complete,
+ * the main request's writer releases it as soon as the subrequest is gone;
+ * a response still streaming (an upstream) would wait for its next buffer,
+ * so a posted event pushes what is held out now. The ctx cleanup removes
+ * the event if the request goes away first.
+ */
+
+void
+ngx_http_x402_filter_wake(ngx_http_x402_ctx_t *ctx)
+{
+    ngx_http_request_t  *r;
+
+    if (!ctx->header_held || ctx->released || ctx->release.posted) {
+        return;
+    }
+
+    r = ctx->request;
+
+    ctx->release.handler = ngx_http_x402_release_handler;
+    ctx->release.data = ctx;
+    ctx->release.log = r->connection->log;
+
+    ngx_post_event(&ctx->release, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_x402_release_handler(ngx_event_t *ev)
+{
+    ngx_http_x402_ctx_t *ctx = ev->data;
+
+    ngx_connection_t    *c;
+    ngx_http_request_t  *r;
+
+    r = ctx->request;
+    c = r->connection;
+
+    /* released by the writer already, or another request is active */
+
+    if (ctx->released || c->data != r || c->destroyed) {
+        return;
+    }
+
+    ngx_http_set_log_request(c->log, r);
+
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, c->log, 0,
+                   "x402: releasing the held response");
+
+    if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
+        /* whoever produces the content sees the error on its next write */
+        c->error = 1;
+    }
+
+    ngx_http_run_posted_requests(c);
 }

@@ -690,6 +690,10 @@ ngx_http_x402_ctx_cleanup(void *data)
 {
     ngx_http_x402_ctx_t  *ctx = data;
 
+    if (ctx->release.posted) {
+        ngx_delete_posted_event(&ctx->release);
+    }
+
     if (ctx->payment) {
         x402_payment_free(ctx->payment);
         ctx->payment = NULL;

@@ -162,6 +162,7 @@ struct ngx_http_x402_ctx_s {
     /* x402_settle after: the held response */
     ngx_chain_t                *held;
     ngx_chain_t               **held_last;
+    ngx_event_t                 release;        /* posted when settled */
 
     void                       *store;          /* ngx_http_x402_store_op_t */
 
@@ -215,6 +216,7 @@ ngx_int_t ngx_http_x402_facilitator_broken_status(ngx_http_x402_call_t *call);
 
 /* ngx_http_x402_filter.c */
 ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);
+void ngx_http_x402_filter_wake(ngx_http_x402_ctx_t *ctx);
 
 /* ngx_http_x402_variables.c */
 ngx_int_t ngx_http_x402_add_variables(ngx_conf_t *cf);

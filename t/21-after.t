@@ -9,6 +9,8 @@ use warnings;
 use lib 't/lib';
 use X402::Test;
 use Digest::MD5 qw(md5_hex);
+use IO::Socket::INET;
+use Time::HiRes qw(time);
 
 plan skip_all => 'module not built' unless -f module_path();
 
@@ -177,6 +179,49 @@ sub x402_log {
     is($l[-1][0], 'error', 'var: timeout is error');
     like($ng->error_log, qr/x402: settlement of 1000 from 0x\w+ refused: insufficient_funds/,
          'log: refused settlement');
+    $fac->stop;
+}
+
+# a response whose body comes late or streams (an upstream that flushes,
+# then sleeps): held while settling, then released at once, without waiting
+# for the next buffer; nothing is lost when the settlement finishes before
+# the first body byte
+SKIP: {
+    my $echo = '/usr/lib/nginx/modules/ngx_http_echo_module.so';
+    skip 'no echo module', 9 unless -f $echo;
+    my $fac = start_facilitator(script => "verify: default\nsettle: delay=300 default\n");
+    my $up = free_port();
+    my %c = confs($fac, $up);
+    $c{http_config} .= "server { listen 127.0.0.1:" . free_port() . "; }\n";
+    $c{http_config} =~ s{(location /up/500)}{location /up/late { echo_flush; echo_sleep 0.8; echo "late body"; }\n        location /up/stream { echo "first"; echo_flush; echo_sleep 1.5; echo "second"; }\n        $1};
+    my $ng = start_nginx(%c, main_config => "load_module $echo;");
+
+    for my $path ('/up/late', '/unbuffered/late') {
+        my $r = $ng->get($path, { 'PAYMENT-SIGNATURE' => pay() });
+        is($r->{status}, 200, "late body $path: 200");
+        is($r->{body}, "late body\n", "late body $path: nothing lost");
+        ok(defined X402::HTTP::header($r, 'PAYMENT-RESPONSE'), "late body $path: settled");
+    }
+
+    # time to the first body byte of a stream
+    my $payment = pay();
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
+        or die "connect: $!";
+    my $t0 = time;
+    print $s "GET /unbuffered/stream HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+           . "PAYMENT-SIGNATURE: $payment\r\n\r\n";
+    my ($buf, $first) = ('', undef);
+    while (sysread($s, my $chunk, 4096)) {
+        $buf .= $chunk;
+        $first //= time - $t0 if $buf =~ /first/;
+    }
+    my $total = time - $t0;
+    like($buf, qr/^HTTP\/1\.1 200.*PAYMENT-RESPONSE: eyJ.*first.*second/s,
+         'stream: settled, whole');
+    ok(defined $first && $first < 1.2, 'stream: first part released after the settlement ('
+       . sprintf('%.2f', $first // -1) . ' s), not at the next buffer');
+    cmp_ok($total, '>=', 1.5, 'stream: the rest streamed later');
+    $ng->stop;
     $fac->stop;
 }
 
