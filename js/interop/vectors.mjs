@@ -20,7 +20,6 @@ import { createWalletClient, getAddress, http, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { x402Client } from "@x402/core/client";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
-import { createPaymentHeader } from "x402/client";
 import { b64json, buildPayment, flipByte, highS, unb64json, v01 } from "./payments.mjs";
 import { chainDef } from "./lib.mjs";
 
@@ -157,6 +156,8 @@ export async function makeOfficialVectors(required, keys) {
       /* chain 84532 = base-sepolia for the legacy client; signing is local */
       const wallet = createWalletClient({ account, chain: chainDef("http://127.0.0.1:9"),
         transport: http("http://127.0.0.1:9") });
+      /* loaded here: the legacy package is slow to import (its Solana side) */
+      const { createPaymentHeader } = await import("x402/client");
       let header = await createPaymentHeader(wallet, 1, req);
       const payload = unb64json(header);
       if (fn) {
