@@ -116,21 +116,41 @@ command -v g++ >/dev/null || need_apt+=(g++ make)
 [ -f /usr/include/hiredis/hiredis.h ] || need_apt+=(libhiredis-dev)
 
 if [ "$install" = 1 ]; then
-    if [ -x "$root/scripts/setup.sh" ]; then
-        step "Installing dependencies (scripts/setup.sh)"
-        "$root/scripts/setup.sh"
-    elif [ ${#need_apt[@]} -gt 0 ]; then
-        step "Installing ${need_apt[*]} (apt-get)"
-        sudo=
-        [ "$(id -u)" = 0 ] || sudo=sudo
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-            --no-install-recommends "${need_apt[@]}" pkg-config ca-certificates
+    sudo=
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null && sudo=sudo
+    fi
+    if [ ${#need_apt[@]} -gt 0 ]; then
+        [ "$(id -u)" = 0 ] || [ -n "$sudo" ] \
+            || die "missing ${need_apt[*]}: run as root (apt-get) or install them"
+        if [ -x "$root/scripts/setup.sh" ]; then
+            # the build's packages only: the demo needs no test tools
+            step "Installing build dependencies (scripts/setup.sh --build-only)"
+            $sudo "$root/scripts/setup.sh" --build-only
+        fi
+        # what setup.sh --build-only leaves out: Node.js, npm, curl
+        still=()
+        command -v node >/dev/null || still+=(nodejs)
+        command -v curl >/dev/null || still+=(curl)
+        if [ ! -x "$root/scripts/setup.sh" ]; then
+            still=("${need_apt[@]}")
+        fi
+        if [ ${#still[@]} -gt 0 ]; then
+            step "Installing ${still[*]} (apt-get)"
+            $sudo apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+                --no-install-recommends "${still[@]}" pkg-config ca-certificates
+        fi
+        # Debian's nodejs comes without npm (NodeSource's includes it)
+        if ! command -v npm >/dev/null; then
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+                --no-install-recommends npm
+        fi
     fi
     if [ ! -d "$root/js/node_modules/@x402/core" ] \
        || [ ! -x "$root/js/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" ]; then
         step "Installing the Node side (npm ci in js/)"
-        (cd "$root/js" && npm ci --no-audit --no-fund)
+        (cd "$root/js" && npm ci --no-audit --no-fund --loglevel=error)
     fi
 fi
 for t in node /usr/sbin/nginx curl; do
