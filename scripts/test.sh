@@ -69,6 +69,15 @@ if [[ $skip != *" interop "* ]] && [ -f "$root/scripts/interop-ci.sh" ]; then
     run_interop=1
 fi
 
+# libFuzzer reports every new input: keep the end (stats, or the crash)
+fuzz() {
+    FUZZ_TIME="${FUZZ_TIME:-60}" bash "$root/scripts/fuzz.sh" > "$build/fuzz.log" 2>&1
+    local rc=$?
+    tail -n 40 "$build/fuzz.log"
+    echo "(full log: $build/fuzz.log)"
+    return $rc
+}
+
 tests() {
     if [ -n "${PROVE_ARGS:-}" ]; then
         # shellcheck disable=SC2086
@@ -92,8 +101,7 @@ else
     summary+=("SKIPPED      t/: prove (no module)")
 fi
 if [[ $skip != *" fuzz "* ]] && [ -f "$root/scripts/fuzz.sh" ]; then
-    step "fuzz: ${FUZZ_TIME:-60}s libFuzzer pass" \
-        env FUZZ_TIME="${FUZZ_TIME:-60}" bash "$root/scripts/fuzz.sh"
+    step "fuzz: ${FUZZ_TIME:-60}s libFuzzer pass" fuzz
 fi
 if [ -n "$run_interop" ] && [ -n "${X402_MODULE:-}" ]; then
     step "interop: official clients, facilitator, demo" \
