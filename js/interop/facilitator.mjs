@@ -62,8 +62,10 @@ function readBody(req) {
     req.on("data", (c) => {
       n += c.length;
       if (n > MAX_BODY) {
-        rej(Object.assign(new Error("body too large"), { status: 413 }));
-        req.destroy();
+        /* answer 413, then drop the connection (the rest is not read) */
+        req.removeAllListeners("data");
+        req.pause();
+        rej(Object.assign(new Error(`body larger than ${MAX_BODY} bytes`), { status: 413 }));
         return;
       }
       chunks.push(c);
@@ -145,8 +147,13 @@ export function serve({ rpcUrl, key, port, logPath, requireVerify = false }) {
     /* Log before answering: whoever got the answer may read the log next. */
     log({ t: new Date(t0).toISOString(), id, method: req.method, path: req.url,
       status, ms: Date.now() - t0, ...extra, request: body, response: out });
-    res.writeHead(status, { "content-type": "application/json",
-      "content-length": Buffer.byteLength(text) });
+    const headers = { "content-type": "application/json",
+      "content-length": Buffer.byteLength(text) };
+    if (status === 413) {
+      headers.connection = "close";
+      res.on("finish", () => req.socket.destroy());
+    }
+    res.writeHead(status, headers);
     res.end(text);
   });
   server.keepAliveTimeout = 65000;
