@@ -115,7 +115,7 @@ EOC
 }
 
 my $files = '';
-for my $d (qw(sync after async local local-after)) {
+for my $d (qw(sync after async local local-after local-async)) {
     $files .= ">>> $d/static/doc.json\n{\"doc\":\"$d\",\"paid\":true}\n";
 }
 
@@ -152,6 +152,11 @@ $locations
         location /local/static/ {
             x402_price 0.001;
             x402_verify local;
+        }
+        location /local-async/static/ {
+            x402_price 0.001;
+            x402_verify local;
+            x402_settle async;
         }
         location /local-after/static/ {
             x402_price 0.001;
@@ -373,6 +378,26 @@ for my $loc (qw(local local-after)) {
            "$name: the facilitator refused the settlement");
         is_deeply(balances(), $b0, "$name: no tokens moved");
     }
+}
+
+# credit advance (x402_verify local + async): the content is served on the
+# local checks alone, by design; when the settlement then fails, no tokens
+# move and the failure is the operator's risk (PRODUCT.md, Request flow 4)
+for my $v (2, 1) {
+    my $name = "v$v local-async insufficient balance (credit advance)";
+    my $b0 = balances();
+    my $r = pay($v, "/local-async/static/doc.json", account => 'poor');
+    is($r->{status}, 200, "$name: served on local checks");
+    my $deadline = time + 10;
+    my @s;
+    while (time < $deadline) {
+        @s = settles_of(nonce_of($r));
+        last if @s;
+        sleep 0.2;
+    }
+    ok(@s && !grep({ $_->{response}{success} } @s),
+       "$name: the background settlement was refused by the facilitator");
+    is_deeply(balances(), $b0, "$name: no tokens moved");
 }
 
 # reused authorizations and expired ones, every mode and version: one node
