@@ -12,7 +12,9 @@
  * Prints JSON {id, headerName, header, payload, requirement} and, with
  * send, `responses`: [{status, error, settlement}] for each of N sends of
  * the same header (N > 1 is a replay). --batch runs several jobs in one
- * process (node start-up is the slow part) and prints a JSON array.
+ * process (node start-up is the slow part) and prints a JSON array; a job
+ * may say "parallel": true (the N sends at once) and "urls": [...] (sends
+ * spread round-robin over several servers, e.g. a fleet).
  */
 import { resolve } from "node:path";
 import { fetchRequirements } from "./payments.mjs";
@@ -34,9 +36,17 @@ async function job(chain, j) {
   const out = { id: v.id, url: j.url, kind: v.kind, headerName: v.headerName,
     header: v.header, payload: v.payload, requirement: v.requirement };
   if (j.send) {
-    out.responses = [];
-    for (let i = 0; i < Number(j.times || 1); i++) {
-      out.responses.push(await sendToTarget(j.url, v));
+    const urls = j.urls || [j.url];
+    const n = Number(j.times || 1);
+    if (j.parallel) {
+      /* the same payment n times at once (round-robin over urls) */
+      out.responses = await Promise.all(Array.from({ length: n },
+        (_, i) => sendToTarget(urls[i % urls.length], v)));
+    } else {
+      out.responses = [];
+      for (let i = 0; i < n; i++) {
+        out.responses.push(await sendToTarget(urls[i % urls.length], v));
+      }
     }
   }
   return out;
