@@ -741,6 +741,8 @@ ngx_http_x402_redis_read_handler(ngx_event_t *ev)
     redisAsyncContext      *ac;
     ngx_http_x402_redis_t  *rd;
 
+    ngx_http_x402_timing_start();
+
     c = ev->data;
     rd = &ngx_http_x402_redis_worker;
     ac = rd->ac;
@@ -756,11 +758,11 @@ ngx_http_x402_redis_read_handler(ngx_event_t *ev)
         redisAsyncHandleRead(ac);
 
         if (rd->ac != ac) {
-            return;
+            break;
         }
 
         if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT)) {
-            return;
+            break;
         }
 
         /*
@@ -768,7 +770,7 @@ ngx_http_x402_redis_read_handler(ngx_event_t *ev)
          * in the socket would never raise another event.
          */
         if (ioctl(fd, FIONREAD, &n) == -1) {
-            return;
+            break;
         }
 
         if (n > 0) {
@@ -781,8 +783,10 @@ ngx_http_x402_redis_read_handler(ngx_event_t *ev)
             continue;
         }
 
-        return;
+        break;
     }
+
+    ngx_http_x402_timing_end(NGX_HTTP_X402_T_REDIS_READ);
 }
 
 
@@ -799,7 +803,11 @@ ngx_http_x402_redis_write_handler(ngx_event_t *ev)
         return;
     }
 
+    ngx_http_x402_timing_start();
+
     redisAsyncHandleWrite(rd->ac);
+
+    ngx_http_x402_timing_end(NGX_HTTP_X402_T_REDIS_WRITE);
 }
 
 

@@ -39,6 +39,8 @@ static void ngx_http_x402_store_cleanup(void *data);
 static void ngx_http_x402_store_resume(ngx_event_t *ev);
 static ngx_int_t ngx_http_x402_store_unavailable(ngx_http_x402_store_op_t *op,
     ngx_log_t *log);
+static ngx_int_t ngx_http_x402_store_reserve_op(ngx_http_request_t *r,
+    ngx_http_x402_store_op_t *op, const x402_verdict_t *v);
 
 
 static ngx_conf_num_bounds_t  ngx_http_x402_async_limit_bounds = {
@@ -194,6 +196,22 @@ ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
 
 ngx_int_t
 ngx_http_x402_store_op_reserve(ngx_http_request_t *r,
+    ngx_http_x402_store_op_t *op, const x402_verdict_t *v)
+{
+    ngx_int_t  rc;
+
+    ngx_http_x402_timing_start();
+
+    rc = ngx_http_x402_store_reserve_op(r, op, v);
+
+    ngx_http_x402_timing_end(NGX_HTTP_X402_T_RESERVE);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_x402_store_reserve_op(ngx_http_request_t *r,
     ngx_http_x402_store_op_t *op, const x402_verdict_t *v)
 {
     ngx_int_t                         rc;
@@ -469,6 +487,8 @@ ngx_http_x402_store_op_settled(ngx_http_request_t *r,
 {
     ngx_http_x402_store_main_conf_t  *smcf;
 
+    ngx_http_x402_timing_start();
+
     if (!op->reserved) {
         return;
     }
@@ -484,6 +504,8 @@ ngx_http_x402_store_op_settled(ngx_http_request_t *r,
     }
 
     op->reserved = 0;
+
+    ngx_http_x402_timing_end(NGX_HTTP_X402_T_SETTLED);
 }
 
 
@@ -1050,9 +1072,43 @@ ngx_http_x402_store_init_process(ngx_cycle_t *cycle)
 }
 
 
+#if (NGX_HTTP_X402_STORE_TIMING)
+
+ngx_http_x402_timing_t  ngx_http_x402_timing[NGX_HTTP_X402_T_MAX];
+
+#endif
+
+
 static void
 ngx_http_x402_store_exit_process(ngx_cycle_t *cycle)
 {
+#if (NGX_HTTP_X402_STORE_TIMING)
+    uint64_t    t, clock;
+    ngx_uint_t  i;
+
+    static const char  *names[] = { "reserve", "settled", "redis_read",
+                                    "redis_write" };
+
+    /* what a start/end pair costs by itself */
+    t = ngx_http_x402_now_ns();
+
+    for (i = 0; i < 1000; i++) {
+        (void) ngx_http_x402_now_ns();
+        (void) ngx_http_x402_now_ns();
+    }
+
+    clock = ngx_http_x402_now_ns() - t;
+
+    ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                  "x402 store timing: clock calls=1000 ns=%uL", clock);
+
+    for (i = 0; i < NGX_HTTP_X402_T_MAX; i++) {
+        ngx_log_error(NGX_LOG_NOTICE, cycle->log, 0,
+                      "x402 store timing: %s calls=%uL ns=%uL", names[i],
+                      ngx_http_x402_timing[i].n, ngx_http_x402_timing[i].ns);
+    }
+#endif
+
     ngx_http_x402_retry_exit_process(cycle);
     ngx_http_x402_redis_exit_process(cycle);
     ngx_http_x402_store_zone = NULL;

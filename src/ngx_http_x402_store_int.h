@@ -155,4 +155,51 @@ ngx_uint_t ngx_http_x402_store_parse_value(ngx_str_t *value,
 extern ngx_http_x402_shm_t  *ngx_http_x402_store_zone;
 
 
+/*
+ * scripts/bench-store.sh builds with -DNGX_HTTP_X402_STORE_TIMING=1: the
+ * store's entry points and Redis event handlers add up the time spent in
+ * them (thread CPU time), printed at worker exit with the cost of the
+ * clock itself, which the script subtracts. Compiled out otherwise.
+ */
+#define NGX_HTTP_X402_T_RESERVE     0
+#define NGX_HTTP_X402_T_SETTLED     1
+#define NGX_HTTP_X402_T_REDIS_READ  2
+#define NGX_HTTP_X402_T_REDIS_WRITE 3
+#define NGX_HTTP_X402_T_MAX         4
+
+#if (NGX_HTTP_X402_STORE_TIMING)
+
+typedef struct {
+    uint64_t                          n;
+    uint64_t                          ns;
+} ngx_http_x402_timing_t;
+
+extern ngx_http_x402_timing_t  ngx_http_x402_timing[NGX_HTTP_X402_T_MAX];
+
+static ngx_inline uint64_t
+ngx_http_x402_now_ns(void)
+{
+    struct timespec  ts;
+
+    /* CPU time of this thread: preemption on a busy host does not count */
+    (void) clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+
+    return (uint64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+#define ngx_http_x402_timing_start()                                         \
+    uint64_t  ngx_http_x402_t0 = ngx_http_x402_now_ns()
+
+#define ngx_http_x402_timing_end(i)                                          \
+    ngx_http_x402_timing[i].n++;                                              \
+    ngx_http_x402_timing[i].ns += ngx_http_x402_now_ns() - ngx_http_x402_t0
+
+#else
+
+#define ngx_http_x402_timing_start()
+#define ngx_http_x402_timing_end(i)
+
+#endif
+
+
 #endif /* _NGX_HTTP_X402_STORE_INT_H_INCLUDED_ */
