@@ -21,70 +21,23 @@ use warnings;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use X402::Test;
-use File::Path qw(make_path);
+use X402::Interop;
 use Time::HiRes qw(time sleep);
-use POSIX ();
-use Math::BigInt;
 use JSON::PP ();
 
-my $ROOT = repo_root();
-my $JS = "$ROOT/js/interop";
-my $PRICE = 1000;    # 0.001 USDC in atomic units
+my $PRICE = $X402::Interop::PRICE;    # 0.001 USDC in atomic units
 
 plan skip_all => 'module not built (scripts/build-module.sh or X402_MODULE)'
     unless -f module_path();
 plan skip_all => 'js/node_modules missing (npm ci in js/)'
-    unless -d "$ROOT/js/node_modules/\@x402/core";
+    unless X402::Interop::available();
 
 my %T;    # timings of each part, seconds
 my $t_all = time;
 
-# ---- node helpers ----
-
-# node('script.mjs', args...) -> (exit code, stdout)
-sub node {
-    my ($script, @args) = @_;
-    pipe(my $r, my $w) or die "pipe: $!";
-    my $pid = fork // die "fork: $!";
-    if (!$pid) {
-        close $r;
-        open STDOUT, '>&', $w or POSIX::_exit(111);
-        open STDIN, '<', '/dev/null';
-        exec('node', "$JS/$script", @args) or POSIX::_exit(112);
-    }
-    close $w;
-    local $/;
-    my $out = <$r> // '';
-    close $r;
-    waitpid $pid, 0;
-    return ($? >> 8, $out);
-}
-
-sub node_json {
-    my ($rc, $out) = node(@_);
-    my $j = eval { json_decode($out) };
-    die "node @_[0..1]: exit $rc, output not JSON: " . substr($out, 0, 300) . "\n"
-        unless $j;
-    return $j;
-}
-
-my $run = servroot() . '/interop';
-make_path($run);
-my ($chain, $fac);
-
-# stop the chain and the facilitator by their recorded pids, always
-END {
-    for my $s ($fac, $chain) {
-        next unless $s && $s->{pid};
-        kill 'TERM', $s->{pid};
-        for (1 .. 50) { last unless kill 0, $s->{pid}; sleep 0.05 }
-        kill 'KILL', $s->{pid} if kill 0, $s->{pid};
-    }
-}
-
 my $t = time;
-$chain = node_json('chain.mjs', 'start', '--run-dir', $run, '--fund', '10');
-$fac = node_json('facilitator.mjs', 'start', '--run-dir', $run);
+my $ix = X402::Interop->start;
+my ($run, $chain, $fac) = ($ix->run_dir, $ix->chain, $ix->fac);
 $T{start_chain_facilitator} = time - $t;
 ok($chain->{pid} && $fac->{pid}, "anvil ($chain->{rpcUrl}) and the official "
    . "facilitator ($fac->{url}) are running");
@@ -169,116 +122,16 @@ EOC
 $T{start_nginx} = time - $t;
 my $base = 'http://127.0.0.1:' . $ng->port;
 
-# ---- chain helpers ----
+# ---- helpers (X402::Interop) ----
 
-# Chain reads straight over JSON-RPC: no node start-up per check.
-my $RPC_ID = 0;
-
-sub rpc {
-    my ($method, @params) = @_;
-    my $body = json_encode({ jsonrpc => '2.0', id => ++$RPC_ID,
-                             method => $method, params => \@params });
-    my $raw = "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-        . "Content-Type: application/json\r\nConnection: close\r\n"
-        . 'Content-Length: ' . length($body) . "\r\n\r\n$body";
-    my $res = http_request($chain->{port}, $raw, timeout => 10);
-    die "rpc $method: " . ($res->{error} // "status $res->{status}") . "\n"
-        unless $res->{ok} && $res->{status} == 200;
-    my $j = json_decode($res->{body});
-    die "rpc $method: $j->{error}{message}\n" if $j->{error};
-    return $j->{result};
-}
-
-sub hex2dec {
-    my ($h) = @_;
-    $h =~ s/^0x//;
-    my $d = Math::BigInt->from_hex($h || '0');
-    return $d->bstr;
-}
-
-my %ADDR = (payer => $chain->{accounts}{payer}{address},
-            payer2 => $chain->{accounts}{payer2}{address},
-            poor => $chain->{accounts}{poor}{address},
-            payTo => $chain->{payTo});
-
-# token balances (atomic units, as numbers: far below 2^53 here)
-sub balances {
-    my %b;
-    for my $n (sort keys %ADDR) {
-        (my $a = lc $ADDR{$n}) =~ s/^0x//;
-        my $r = rpc('eth_call', { to => $chain->{token}{address},
-                                  data => '0x70a08231' . ('0' x 24) . $a },
-                    'latest');
-        $b{$n} = hex2dec($r) + 0;
-    }
-    return \%b;
-}
-
-my $TRANSFER_TOPIC =
-    '0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef';
-
-# the receipt of a settlement: undef unless mined with status success;
-# else {transfers => [{from, to, value}]} of the token's Transfer events
-sub tx_ok {
-    my ($hash) = @_;
-    return undef unless defined $hash && $hash =~ /^0x[0-9a-fA-F]{64}$/;
-    my $r = rpc('eth_getTransactionReceipt', $hash) or return undef;
-    return undef unless $r->{status} eq '0x1';
-    my @t;
-    for my $l (@{ $r->{logs} }) {
-        next unless lc $l->{address} eq lc $chain->{token}{address}
-            && lc $l->{topics}[0] eq $TRANSFER_TOPIC;
-        push @t, { from => '0x' . substr($l->{topics}[1], 26),
-                   to => '0x' . substr($l->{topics}[2], 26),
-                   value => hex2dec($l->{data}) };
-    }
-    return { transfers => \@t, block => hex2dec($r->{blockNumber}) };
-}
-
-sub fac_log {
-    open my $fh, '<', "$run/facilitator-requests.jsonl" or return ();
-    my @l = map { json_decode($_) } grep { /\S/ } <$fh>;
-    close $fh;
-    return @l;
-}
-
-# the facilitator's answers to settles of the authorization with this nonce
-sub settles_of {
-    my ($nonce) = @_;
-    return () unless $nonce;
-    return grep {
-        $_->{path} =~ m{/settle$}
-        && lc($_->{request}{paymentPayload}{payload}{authorization}{nonce} // '')
-           eq lc $nonce
-    } fac_log();
-}
-
-# wait until payTo has received $want more than $from (async settlement)
-sub wait_pay_to {
-    my ($from, $want, $secs) = @_;
-    my $deadline = time + ($secs // 10);
-    my $b;
-    while (time < $deadline) {
-        $b = balances();
-        return $b if $b->{payTo} - $from >= $want;
-        sleep 0.2;
-    }
-    return $b;
-}
-
-sub pay {
-    my ($v, $path, %o) = @_;
-    my @a = ('--run-dir', $run, '--url', "$base$path");
-    push @a, '--account', $o{account} if $o{account};
-    return node_json("client-v$v.mjs", @a);
-}
-
-sub nonce_of {
-    my ($r) = @_;
-    my $p = $r->{paymentPayload} or return undef;
-    return $p->{payload}{authorization}{nonce};
-}
-
+sub node { X402::Interop::node(@_) }
+sub node_json { X402::Interop::node_json(@_) }
+sub balances { $ix->balances }
+sub tx_ok { $ix->tx_ok(@_) }
+sub settles_of { $ix->settles_of(@_) }
+sub wait_pay_to { $ix->wait_pay_to(@_) }
+sub pay { my ($v, $path, %o) = @_; $ix->pay($v, "$base$path", %o) }
+sub nonce_of { X402::Interop::nonce_of(@_) }
 sub short { my $s = shift // ''; length $s > 300 ? substr($s, 0, 300) . '...' : $s }
 
 # ---- 1. official clients pay static and proxied content, every mode ----
