@@ -63,8 +63,9 @@ sub example_conf {
            {$1 . '127.0.0.1:' . ($a{app_port} || X402::Test::free_port()) . ';'}mge;
 
     # where nothing says otherwise, logs and temp files go to the prefix
-    $c = "error_log $p/logs/error.log info;\n" . $c
-        unless $c =~ /^\s*error_log\s/m && $c !~ m{^\s*error_log\s+/var}m;
+    # a main-level error_log always: without one nginx keeps the stderr it
+    # was started with (the harness's pipe) open in the daemon
+    $c = "error_log $p/logs/error.log info;\n" . $c;
     $c =~ s{^(\s*http\s*\{)}{$1\n    client_body_temp_path $p/tmp/body;\n    proxy_temp_path $p/tmp/proxy;\n    fastcgi_temp_path $p/tmp/fastcgi;\n    uwsgi_temp_path $p/tmp/uwsgi;\n    scgi_temp_path $p/tmp/scgi;\n}m
         unless $c =~ /client_body_temp_path/;
     $c = "pid $p/logs/nginx.pid;\n" . $c unless $c =~ /^\s*pid\s/m;
