@@ -1,6 +1,7 @@
-# Pricing by client class, with conf-examples/crawler-pricing.conf as
-# shipped (addresses and paths substituted): AI crawlers get a 402 with the
-# crawler price, people read free, and a crawler that pays reads.
+# Pricing by client class, with conf-examples/crawler-pricing.conf and
+# static-for-agents.conf as shipped (addresses and paths substituted): AI
+# crawlers get a 402 with the crawler price, people read free, and a
+# crawler that pays reads.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -62,7 +63,47 @@ is($r->{body}, "<p>an article</p>\n", 'GPTBot paying: the content');
 ok(defined X402::HTTP::header($r, 'PAYMENT-RESPONSE'), 'GPTBot: PAYMENT-RESPONSE');
 
 $ng->stop;
-$fac->stop;
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts');
+
+# conf-examples/static-for-agents.conf: two crawler prices, free robots.txt
+# and assets, pages verified locally and settled in the background
+{
+    my $p2 = servroot() . '/static-for-agents';
+    my ($c2, $ports2) = example_conf(
+        repo_root() . '/conf-examples/static-for-agents.conf',
+        prefix => $p2, fac_port => $fac->port);
+    my $sa = X402::Nginx->new(raw_conf => $c2, prefix => $p2,
+                              name => 'static-for-agents');
+    $sa->{port} = $ports2->[0];
+    mkdir "$p2/html/assets";
+    for my $f ('page.html', 'robots.txt', 'assets/app.css') {
+        open my $out, '>', "$p2/html/$f" or die $!;
+        print $out "$f\n";
+        close $out;
+    }
+    $sa->start;
+
+    my $res = $sa->get('/page.html', { 'User-Agent' => $BROWSER });
+    is($res->{status}, 200, 'static: people read free');
+    $res = $sa->get('/page.html', { 'User-Agent' => 'Mozilla/5.0 (compatible; Bytespider)' });
+    is($res->{status}, 402, 'static: Bytespider pays');
+    is(decode_b64_json(X402::HTTP::header($res, 'PAYMENT-REQUIRED'))->{accepts}[0]{amount},
+       '5000', 'static: the bulk price 0.005');
+    for my $f ('/robots.txt', '/assets/app.css') {
+        is($sa->get($f, { 'User-Agent' => $UA{GPTBot} })->{status}, 200,
+           "static: $f free for crawlers");
+    }
+    $res = $sa->get('/page.html', { 'User-Agent' => $UA{GPTBot} });
+    is($res->{status}, 402, 'static: GPTBot pays');
+    my ($sp) = sign_payment(payment_required => X402::HTTP::header($res, 'PAYMENT-REQUIRED'));
+    $res = $sa->get('/page.html', { 'User-Agent' => $UA{GPTBot},
+                                    'PAYMENT-SIGNATURE' => $sp });
+    is($res->{status}, 200, 'static: served on local checks (async settle)');
+    is($res->{body}, "page.html\n", 'static: the page');
+    $sa->stop;
+    unlike($sa->error_log, qr/\[(alert|crit|emerg)\]/, 'static: no alerts');
+}
+
+$fac->stop;
 
 done_testing();
