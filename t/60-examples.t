@@ -7,6 +7,8 @@ use lib 't/lib';
 use X402::Test;
 use X402::Examples qw(example_files example_conf);
 
+plan skip_all => 'module not built' unless -f module_path();
+
 my @files = example_files();
 ok(scalar(grep { m{/(add-to-existing-site|static-for-agents|fleet-redis)\.conf$} } @files) == 3,
    'the three uses have an example');
