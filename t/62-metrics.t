@@ -316,6 +316,17 @@ EOC
     $fac3->stop;
 }
 
+# README's Metrics table names exactly the families served
+{
+    open my $fh, '<', "$ROOT/README.md" or die $!;
+    my $readme = do { local $/; <$fh> };
+    my ($section) = $readme =~ /^## Metrics\n(.*?)^## /ms;
+    my %doc = map { $_ => 1 } ($section // '') =~ /^\|\s*`(x402_\w+)`/mg;
+    my %served = map { $_->{name} => 1 } @{ $m->{families} || [] };
+    is(join(' ', sort keys %doc), join(' ', sort keys %served),
+       'README documents every metric family, and only those');
+}
+
 sub sample_reason {
     my ($p, $outcome) = @_;
     for my $s (@{ $p->{samples} }) {
