@@ -230,6 +230,33 @@ is(sample($m, 'x402_revenue_atomic_total', network => 'eip155:84532',
    '680564733841876926926749214863536424914',
    'revenue: exact sum (2000 + 2 * (2^128 + 1))');
 
+# many concurrent 402s over both workers: every one counted, none twice
+{
+    my $base = sample($m, 'x402_payment_required_total', format => 'json');
+    my ($procs, $each) = (8, 50);
+    my @kids;
+    for (1 .. $procs) {
+        my $pid = fork // die "fork: $!";
+        if (!$pid) {
+            my $bad = 0;
+            for (1 .. $each) {
+                my $res = $ng->get('/paid/a');
+                $bad++ unless $res->{ok} && $res->{status} == 402;
+            }
+            POSIX::_exit($bad ? 1 : 0);
+        }
+        push @kids, $pid;
+    }
+    my $failed = 0;
+    for (@kids) { waitpid $_, 0; $failed++ if $? }
+    is($failed, 0, "$procs concurrent clients x $each requests: all 402");
+    select(undef, undef, undef, 0.3);
+    my $after = scrape($ng);
+    is(sample($after, 'x402_payment_required_total', format => 'json') - $base,
+       $procs * $each, 'every concurrent 402 counted exactly once');
+    $m = $after;
+}
+
 # the facilitator goes away: an error, counted
 $fac->stop;
 my ($lost) = sign_payment(payment_required => $hdr);
