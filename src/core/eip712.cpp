@@ -1,6 +1,7 @@
 #include "eip712.hpp"
 
 #include <cstring>
+#include <initializer_list>
 
 #include "hex.hpp"
 #include "x402/x402.h"
@@ -25,6 +26,17 @@ std::optional<U256> u256_from_decimal(std::string_view s) noexcept
 {
     if (s.empty() || s.size() > X402_MAX_AMOUNT_DIGITS) {
         return std::nullopt;
+    }
+    // Up to 19 digits fit in 64 bits: timestamps and amounts usually do.
+    if (s.size() <= 19) {
+        uint64_t v = 0;
+        for (char c : s) {
+            if (c < '0' || c > '9') {
+                return std::nullopt;
+            }
+            v = v * 10 + uint64_t(c - '0');
+        }
+        return u256_from_u64(v);
     }
     // Schoolbook multiply-by-10-and-add over 32-bit limbs, least
     // significant first; a carry out of the top limb is an overflow.
@@ -78,14 +90,69 @@ U256 u256_from_u64(uint64_t v) noexcept
     return out;
 }
 
+namespace {
+
+// Nibble value of each character, 0x10 for a non-hex one: one load a digit
+// instead of three range tests (addresses are decoded four times a
+// verification).
+constexpr std::array<uint8_t, 256> make_nibbles()
+{
+    std::array<uint8_t, 256> t{};
+    for (int c = 0; c < 256; c++) {
+        int v = hex_value(static_cast<char>(c));
+        t[c] = v < 0 ? 0x10 : static_cast<uint8_t>(v);
+    }
+    return t;
+}
+
+constexpr std::array<uint8_t, 256> nibbles = make_nibbles();
+
+}  // namespace
+
+bool hex_to_bytes(std::string_view digits, uint8_t *out, size_t len) noexcept
+{
+    if (digits.size() != 2 * len) {
+        return false;
+    }
+    auto d = reinterpret_cast<const unsigned char *>(digits.data());
+    unsigned bad = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned hi = nibbles[d[2 * i]], lo = nibbles[d[2 * i + 1]];
+        bad |= hi | lo;
+        out[i] = static_cast<uint8_t>(hi << 4 | (lo & 0x0f));
+    }
+    return (bad & 0x10) == 0;
+}
+
 std::optional<Address> address_from_hex(std::string_view s) noexcept
 {
-    auto digits = strip_0x(s);
     Address a;
-    if (!digits || !hex_decode_to(*digits, a.data(), a.size())) {
+    if (s.size() != 42 || s[0] != '0' || s[1] != 'x' ||
+        !hex_to_bytes(s.substr(2), a.data(), a.size())) {
         return std::nullopt;
     }
     return a;
+}
+
+bool address_text_equal(std::string_view a, std::string_view b) noexcept
+{
+    for (std::string_view *s : {&a, &b}) {
+        if (s->size() >= 2 && (*s)[0] == '0' && (*s)[1] == 'x') {
+            s->remove_prefix(2);
+        }
+        if (s->size() != 40) {
+            return false;
+        }
+    }
+    auto pa = reinterpret_cast<const unsigned char *>(a.data());
+    auto pb = reinterpret_cast<const unsigned char *>(b.data());
+    unsigned bad = 0, diff = 0;
+    for (size_t i = 0; i < 40; i++) {
+        unsigned x = nibbles[pa[i]], y = nibbles[pb[i]];
+        bad |= x | y;
+        diff |= x ^ y;
+    }
+    return (bad & 0x10) == 0 && diff == 0;
 }
 
 namespace {

@@ -25,9 +25,17 @@ std::optional<uint64_t> u256_to_u64(const U256 &v) noexcept;
 
 U256 u256_from_u64(uint64_t v) noexcept;
 
+// Exactly 2 * len hex digits (either case, no "0x") into out; false on any
+// other character or length. out is written even on failure.
+bool hex_to_bytes(std::string_view digits, uint8_t *out, size_t len) noexcept;
+
 // "0x" + 40 hex digits, any case (checksums are not this function's
 // business: hashing uses the 20 bytes, x402-notes 2.7).
 std::optional<Address> address_from_hex(std::string_view s) noexcept;
+
+// address_equal (address.hpp) with one table load a digit instead of
+// three range tests: both 40 hex digits, "0x" optional, same 20 bytes.
+bool address_text_equal(std::string_view a, std::string_view b) noexcept;
 
 // keccak256 of the EIP712Domain and TransferWithAuthorization type strings;
 // constants (checked against keccak of the strings in the tests).

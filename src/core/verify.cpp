@@ -41,10 +41,10 @@ const char *v2_difference(const x402_payment_s &p, const x402_requirement_t &r)
     if (p.amount != sv(r.amount)) {
         return "accepted.amount is not the offered amount";
     }
-    if (!address_equal(p.asset, sv(r.asset))) {
+    if (!address_text_equal(p.asset, sv(r.asset))) {
         return "accepted.asset is not the offered asset";
     }
-    if (!address_equal(p.pay_to, sv(r.pay_to))) {
+    if (!address_text_equal(p.pay_to, sv(r.pay_to))) {
         return "accepted.payTo is not the offered payTo";
     }
     if (p.max_timeout != r.max_timeout) {
