@@ -10,6 +10,8 @@ use Digest::MD5 qw(md5_hex);
 plan skip_all => 'module not built' unless -f module_path();
 plan skip_all => 'curl without HTTP/2'
     unless (`curl --version 2>/dev/null` // '') =~ /HTTP2/;
+plan skip_all => 'nginx without HTTP/2'
+    unless `@{[nginx_binary()]} -V 2>&1` =~ /--with-http_v2_module/;
 
 my $PAY_TO = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
 my $big = join '', map { sprintf "%07d h2 body line\n", $_ } 1 .. 40000;
