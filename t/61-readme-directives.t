@@ -89,4 +89,9 @@ for my $v (sort keys %variables) {
          "variable \$$v ($variables{$v}) is documented in README.md");
 }
 
+# every configuration example is listed
+for my $f (map { s{.*/}{}r } glob "$root/conf-examples/*.conf") {
+    like($readme, qr{\(conf-examples/\Q$f\E\)}, "conf-examples/$f is listed in README.md");
+}
+
 done_testing();
