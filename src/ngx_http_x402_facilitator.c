@@ -23,6 +23,9 @@ static ngx_int_t ngx_http_x402_facilitator_body(ngx_http_request_t *r,
 
 static ngx_str_t  ngx_http_x402_post_method = { 4, (u_char *) "POST " };
 
+/* once per worker: a configuration mistake, not a per-request event */
+static ngx_uint_t  ngx_http_x402_warned_internal;
+
 
 ngx_int_t
 ngx_http_x402_facilitator_call(ngx_http_request_t *r,
@@ -197,8 +200,9 @@ ngx_http_x402_facilitator_done(ngx_http_request_t *sr, void *data,
 {
     ngx_http_x402_ctx_t *ctx = data;
 
-    ngx_buf_t             *b;
-    ngx_http_x402_call_t  *call;
+    ngx_buf_t                 *b;
+    ngx_http_x402_call_t      *call;
+    ngx_http_core_loc_conf_t  *clcf;
 
     if (sr == ctx->verify.sr) {
         call = &ctx->verify;
@@ -241,6 +245,17 @@ ngx_http_x402_facilitator_done(ngx_http_request_t *sr, void *data,
     }
 
     call->elapsed = ngx_current_msec - call->start;
+
+    clcf = ngx_http_get_module_loc_conf(sr, ngx_http_core_module);
+
+    if (!clcf->internal && !ngx_http_x402_warned_internal) {
+        ngx_http_x402_warned_internal = 1;
+
+        ngx_log_error(NGX_LOG_WARN, sr->connection->log, 0,
+                      "x402: the facilitator location serving \"%V\" is "
+                      "not \"internal\": clients can reach the facilitator "
+                      "through it", &sr->uri);
+    }
 
     ngx_log_debug4(NGX_LOG_DEBUG_HTTP, sr->connection->log, 0,
                    "x402: facilitator \"%V\" done: rc %i status %ui "

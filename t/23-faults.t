@@ -265,3 +265,24 @@ ok(!$r->{ok} || $r->{status} >= 500, 'too big: no content');
 unlike($r->{body} // '', qr/content/, 'too big: nothing served');
 --- error_log
 too big subrequest response
+
+
+
+=== TEST 13: a facilitator location that is not internal works, with a warning
+--- http_config eval: $main::LOG
+--- config eval
+my $c = $main::PAY; $c =~ s/internal;//; $c
+--- user_files
+>>> doc.txt
+content
+--- facilitator
+verify: default
+settle: default
+--- more_headers eval
+"PAYMENT-SIGNATURE: " . sign_payment(amount => '1000')
+--- request
+GET /doc.txt
+--- response_body
+content
+--- error_log
+x402: the facilitator location serving "/_x402/verify" is not "internal"
