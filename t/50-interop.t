@@ -86,6 +86,9 @@ my $ng = start_nginx(
             default_type application/json;
             return 200 '{"from":"upstream"}';
         }
+        location = /api/boom {
+            return 503 '{"from":"upstream","error":"down"}';
+        }
         location / {
             return 404;
         }
@@ -183,15 +186,17 @@ for my $m (@modes) {
 }
 $T{clients_pay} = time - $t;
 
-# ---- 2. under `after`, a 404 costs nothing ----
+# ---- 2. under `after`, a 404 or an upstream error costs nothing ----
 
 $t = time;
-for my $path ('/after/static/missing.json', '/after/api/missing') {
+for my $case (['/after/static/missing.json', 404], ['/after/api/missing', 404],
+              ['/after/api/boom', 503]) {
+    my ($path, $status) = @$case;
     for my $v (2, 1) {
-        my $name = "v$v after 404 $path";
+        my $name = "v$v after $status $path";
         my $b0 = balances();
         my $r = pay($v, $path);
-        is($r->{status}, 404, "$name: 404 passed through");
+        is($r->{status}, $status, "$name: $status passed through");
         ok(!($r->{settlement} && $r->{settlement}{success}), "$name: no settlement header");
         is(scalar(settles_of(nonce_of($r))), 0, "$name: no settle reached the facilitator");
         my $b1 = balances();
