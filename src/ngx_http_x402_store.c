@@ -287,6 +287,12 @@ ngx_http_x402_store_reserve_op(ngx_http_request_t *r,
     rc = ngx_http_x402_redis_reserve(op);
 
     if (rc == NGX_AGAIN) {
+        /*
+         * Notice a client that goes away meanwhile (as limit_req's delay
+         * does): the request is finalized, its pool cleanup detaches the
+         * command, and the reply finds no request.
+         */
+        r->read_event_handler = ngx_http_test_reading;
         return NGX_AGAIN;
     }
 
@@ -452,6 +458,7 @@ ngx_http_x402_store_resume(ngx_event_t *ev)
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, c->log, 0,
                    "x402 store resume: result %ui", op->result);
 
+    r->read_event_handler = ngx_http_block_reading;
     r->write_event_handler(r);
 
     ngx_http_run_posted_requests(c);
