@@ -233,6 +233,7 @@ balances() { node "$interop/balances.mjs" --run-dir "$run" --pretty payer payTo;
 
 step "Balances before"
 balances
+before=$(node "$interop/balances.mjs" --run-dir "$run" payer payTo)
 
 step "An unpaid request: GET /reports/today.json"
 curl -s -D "$run/unpaid.headers" -o "$run/unpaid.body" "$base/reports/today.json" || true
@@ -271,6 +272,13 @@ done
 
 step "Balances after (3 paid requests at 0.001 USDC)"
 balances
+after=$(node "$interop/balances.mjs" --run-dir "$run" payer payTo)
+# exactly 3 x 1000 atomic units from the payer to payTo, read from the chain
+node -e '
+const [b, a] = [JSON.parse(process.argv[1]).balances, JSON.parse(process.argv[2]).balances];
+const paid = BigInt(b.payer) - BigInt(a.payer), got = BigInt(a.payTo) - BigInt(b.payTo);
+console.log(`payer paid ${paid}, payTo received ${got} (atomic units; 3000 expected)`);
+process.exit(paid === 3000n && got === 3000n ? 0 : 1);' "$before" "$after" || ok=0
 
 if [ "$ok" = 1 ]; then
     printf '\n%sThe demo paid through nginx and settled on the local chain.%s\n' "$G" "$N"
