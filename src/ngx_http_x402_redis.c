@@ -357,7 +357,7 @@ ngx_http_x402_redis_log_down(ngx_uint_t level, const char *what,
     rd = &ngx_http_x402_redis_worker;
 
     /* once a second at most: an outage must not flood the log */
-    if (rd->logged == ngx_time()) {
+    if (rd->conf == NULL || rd->logged == ngx_time()) {
         return;
     }
 

@@ -32,6 +32,9 @@ typedef struct {
     u_char                      id[32];
     ngx_uint_t                  attempts;
     time_t                      valid_before;
+    uint64_t                    scope;
+    time_t                      expire;
+    ngx_uint_t                  redis;
     ngx_http_request_t         *r;
     ngx_uint_t                  status;
     ngx_str_t                   body;
@@ -55,6 +58,9 @@ typedef struct {
     u_char                      id[32];
     ngx_uint_t                  attempts;
     time_t                      valid_before;
+    uint64_t                    scope;
+    time_t                      expire;
+    ngx_uint_t                  redis;
     ngx_uint_t                  server;
     size_t                      uri_len;
     size_t                      body_len;
@@ -169,6 +175,9 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
     }
 
     ngx_memcpy(p->id, op->id, 32);
+    p->scope = op->scope;
+    p->expire = op->expire;
+    p->redis = (op->backend == NGX_HTTP_X402_BACKEND_REDIS);
     p->valid_before = op->valid_before;
     p->lease_until = ngx_current_msec + NGX_HTTP_X402_ASYNC_LEASE;
     p->lease_pid = ngx_pid;
@@ -398,6 +407,9 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
         }
 
         ngx_memcpy(job->id, p->id, 32);
+        job->scope = p->scope;
+        job->expire = p->expire;
+        job->redis = p->redis;
         job->valid_before = p->valid_before;
         job->server = p->server;
         job->uri_len = p->uri_len;
@@ -582,6 +594,9 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     ngx_memcpy(rt->id, p->id, 32);
     rt->attempts = p->attempts;
     rt->valid_before = p->valid_before;
+    rt->scope = p->scope;
+    rt->expire = p->expire;
+    rt->redis = p->redis;
     rt->r = r;
 
     cln = ngx_http_cleanup_add(r, 0);
@@ -823,6 +838,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
     x402_str_t                  body;
     x402_allocator_t            a;
     x402_facilitator_result_t   res;
+    ngx_http_x402_store_op_t    op;
 
     rt->finished = 1;
 
@@ -863,6 +879,17 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         ngx_http_x402_metrics_settled_request(&rt->sent);
         ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_OK, &text, log);
+
+        if (rt->redis) {
+            /* the fleet learns it too (grants elsewhere) */
+            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
+            ngx_memcpy(op.id, rt->id, 32);
+            op.scope = rt->scope;
+            op.expire = rt->expire;
+            op.settled_at = ngx_time();
+            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_SETTLED, &text);
+        }
+
         return;
     }
 

@@ -65,6 +65,9 @@ typedef struct {
 typedef struct {
     ngx_queue_t                       queue;
     u_char                            id[32];
+    uint64_t                          scope;
+    time_t                            expire;
+    ngx_uint_t                        redis;      /* reserved there too */
     time_t                            valid_before;
     ngx_msec_t                        next_try;
     ngx_msec_t                        lease_until;

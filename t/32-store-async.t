@@ -93,6 +93,33 @@ like($ng->error_log, qr/async settlement of payment [0-9a-f]{64} LOST/,
 unlike($ng->error_log, qr/\[alert\]|exited on signal/, 'no alerts');
 $ng->stop;
 
+# ---- with redis: a retried settlement is recorded there too ----
+
+SKIP: {
+    skip 'no redis-server', 3 unless `which redis-server` =~ /\S/;
+    my $redis = X402::Redis->start;
+    my $rport = $redis->port;
+    $fac->set_script("verify: default\nsettle: 502 {}\n");
+    my $ngr = start_nginx(
+        workers => 2,
+        http_config => store_http_config(
+            "    x402_redis 127.0.0.1:$rport prefix=t32:;\n"),
+        config => store_server_config($fport, settle => 'async',
+                                      extra => $status_loc),
+    );
+    my ($rp) = payments_for($ngr, 1);
+    is($ngr->get('/paid/', { 'PAYMENT-SIGNATURE' => $rp->[0] })->{status},
+       200, 'redis: served on credit');
+    ok(wait_for(3, sub { counters($ngr)->[0] == 1 }), 'redis: pending');
+    $fac->set_script("verify: default\nsettle: default\n");
+    ok(wait_for(8, sub {
+        my $k = $redis->cmd('KEYS', 't32:*');
+        @$k == 1 && ($redis->cmd('GET', $k->[0]) // '') =~ /^S\|/ }),
+       'the retried settlement is recorded in redis');
+    $ngr->stop;
+    $redis->stop;
+}
+
 # ---- back-pressure: a full queue settles synchronously ----
 
 $fac->set_script("verify: default\nsettle: delay=1500 default\n");
