@@ -10,10 +10,10 @@
  *
  * Flow for the glue (access phase):
  *
- *     rc = ngx_http_x402_store_op_reserve(r, &ctx->store, &verdict);
+ *     rc = ngx_http_x402_store_op_reserve(r, op, &verdict);
  *     NGX_AGAIN: return NGX_AGAIN; the request is re-entered through
- *                r->write_event_handler once ctx->store.done is set
- *     NGX_OK:    ctx->store.result says what to do:
+ *                r->write_event_handler once op->done is set
+ *     NGX_OK:    op->result says what to do:
  *                FRESH       reserved for this request: verify / settle
  *                REUSED      a grant applies: serve, settle nothing
  *                REPLAYED    402, $x402_status "replayed"
@@ -21,16 +21,21 @@
  *     NGX_ERROR: 500
  *
  * then, for a FRESH reservation, exactly one of
- *     ngx_http_x402_store_op_settled()   the facilitator settled (tx hash)
- *     ngx_http_x402_store_op_failed()    the facilitator refused the payment:
- *                                     later presentations are refused too
- *     ngx_http_x402_store_op_release()   nothing was served and nothing settled
- *                                     (facilitator unreachable in sync mode):
- *                                     the client may present it again
- *     ngx_http_x402_store_op_async_begin() x402_settle async: the settlement is
- *                                     queued in the zone before serving; then
- *                                     ngx_http_x402_store_op_async_done() with the
- *                                     background settle's outcome.
+ *     ngx_http_x402_store_op_settled()
+ *         the facilitator settled (tx hash);
+ *     ngx_http_x402_store_op_failed()
+ *         the facilitator refused the payment: later presentations are
+ *         refused too, with that reason;
+ *     ngx_http_x402_store_op_release()
+ *         nothing was served and nothing settled (facilitator unreachable
+ *         in sync mode, a response >= 400 in after mode): the client may
+ *         present it again;
+ *     ngx_http_x402_store_op_async_begin()
+ *         x402_settle async: the settlement is queued in the zone before
+ *         serving, then ngx_http_x402_store_op_async_done() gets the
+ *         background settle's outcome.
+ * A reservation with none of these (the request died) stays reserved until
+ * it expires: never served twice.
  *
  * The op lives in the glue's request ctx (r->pool); the store registers its
  * own r->pool cleanup, so a request that goes away mid-command leaves no
