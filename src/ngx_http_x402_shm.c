@@ -80,6 +80,153 @@ ngx_http_x402_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
 }
 
 
+/*
+ * A reload that resizes the zone gets a new, empty one (nginx only reuses
+ * a zone of the same size). The old zone is still mapped while the new
+ * cycle initializes: its unexpired records and queued settlements are
+ * copied over, so that no payment can be presented again because of a
+ * configuration change.
+ */
+static void
+ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
+{
+    size_t                    size;
+    time_t                    now;
+    ngx_uint_t                i, copied, dropped, pending, level;
+    ngx_queue_t              *q;
+    ngx_list_part_t          *part;
+    ngx_shm_zone_t           *oz;
+    ngx_rbtree_node_t        *node, *nn, *sentinel;
+    ngx_http_x402_rec_t      *rec, *nrec;
+    ngx_http_x402_shm_t      *octx;
+    ngx_http_x402_pending_t  *p, *np;
+
+    if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
+        return;
+    }
+
+    octx = NULL;
+    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
+    oz = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            oz = part->elts;
+            i = 0;
+        }
+
+        if (oz[i].tag == shm_zone->tag
+            && oz[i].shm.name.len == shm_zone->shm.name.len
+            && ngx_strncmp(oz[i].shm.name.data, shm_zone->shm.name.data,
+                           shm_zone->shm.name.len)
+               == 0
+            && oz[i].data && oz[i].shm.addr != shm_zone->shm.addr)
+        {
+            octx = oz[i].data;
+            break;
+        }
+    }
+
+    if (octx == NULL || octx->sh == NULL) {
+        return;
+    }
+
+    now = ngx_time();
+    copied = 0;
+    dropped = 0;
+    pending = 0;
+    size = offsetof(ngx_rbtree_node_t, color) + sizeof(ngx_http_x402_rec_t);
+
+    ngx_shmtx_lock(&octx->shpool->mutex);
+
+    sentinel = octx->sh->rbtree.sentinel;
+
+    if (octx->sh->rbtree.root != sentinel) {
+
+        for (node = ngx_rbtree_min(octx->sh->rbtree.root, sentinel);
+             node;
+             node = ngx_rbtree_next(&octx->sh->rbtree, node))
+        {
+            rec = (ngx_http_x402_rec_t *) &node->color;
+
+            if ((time_t) rec->enode.key < now) {
+                continue;
+            }
+
+            nn = ngx_slab_alloc_locked(ctx->shpool, size);
+            if (nn == NULL) {
+                dropped++;
+                continue;
+            }
+
+            nn->key = node->key;
+            nrec = (ngx_http_x402_rec_t *) &nn->color;
+            ngx_memcpy(nrec, rec, sizeof(ngx_http_x402_rec_t));
+            ngx_memzero(&nrec->enode, sizeof(ngx_rbtree_node_t));
+            nrec->enode.key = rec->enode.key;
+
+            ngx_rbtree_insert(&ctx->sh->rbtree, nn);
+            ngx_rbtree_insert(&ctx->sh->expiry, &nrec->enode);
+            ctx->sh->counters.records++;
+            copied++;
+        }
+    }
+
+    for (q = ngx_queue_head(&octx->sh->pending);
+         q != ngx_queue_sentinel(&octx->sh->pending);
+         q = ngx_queue_next(q))
+    {
+        p = ngx_queue_data(q, ngx_http_x402_pending_t, queue);
+        size = offsetof(ngx_http_x402_pending_t, data) + p->uri_len
+               + p->body_len;
+
+        np = ngx_slab_alloc_locked(ctx->shpool, size);
+        if (np == NULL) {
+            dropped++;
+            continue;
+        }
+
+        ngx_memcpy(np, p, size);
+        ngx_queue_insert_tail(&ctx->sh->pending, &np->queue);
+        ctx->sh->counters.pending++;
+        pending++;
+    }
+
+    /* the history goes on: counters are monotonic for the metrics */
+    ctx->sh->counters.reserved = octx->sh->counters.reserved;
+    ctx->sh->counters.replayed = octx->sh->counters.replayed;
+    ctx->sh->counters.reused = octx->sh->counters.reused;
+    ctx->sh->counters.settled = octx->sh->counters.settled;
+    ctx->sh->counters.failed = octx->sh->counters.failed;
+    ctx->sh->counters.released = octx->sh->counters.released;
+    ctx->sh->counters.full = octx->sh->counters.full;
+    ctx->sh->counters.evicted = octx->sh->counters.evicted;
+    ctx->sh->counters.redis_errors = octx->sh->counters.redis_errors;
+    ctx->sh->counters.redis_fallback = octx->sh->counters.redis_fallback;
+    ctx->sh->counters.redis_refused = octx->sh->counters.redis_refused;
+    ctx->sh->counters.async_queued = octx->sh->counters.async_queued;
+    ctx->sh->counters.async_sync = octx->sh->counters.async_sync;
+    ctx->sh->counters.async_settled = octx->sh->counters.async_settled;
+    ctx->sh->counters.async_retries = octx->sh->counters.async_retries;
+    ctx->sh->counters.async_lost = octx->sh->counters.async_lost;
+
+    ngx_shmtx_unlock(&octx->shpool->mutex);
+
+    level = dropped ? NGX_LOG_ALERT : NGX_LOG_NOTICE;
+
+    ngx_log_error(level, ngx_cycle->log, 0,
+                  "x402: zone \"%V\" resized: %ui authorizations and %ui "
+                  "queued settlements carried over, %ui did not fit",
+                  &shm_zone->shm.name, copied, pending, dropped);
+}
+
+
 ngx_int_t
 ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
@@ -132,6 +279,8 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     /* a full zone is reported by the store itself, with what it did */
     ctx->shpool->log_nomem = 0;
+
+    ngx_http_x402_shm_migrate(shm_zone, ctx);
 
     return NGX_OK;
 }

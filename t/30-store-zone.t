@@ -87,6 +87,20 @@ sub settles { scalar grep { $_->{endpoint} eq 'settle' } $fac->requests }
                                         => $pays[0][0] })->{status},
        402, 'an older payment too');
     unlike($ng->error_log, qr/\[(alert|emerg|crit)\]/, 'no alerts');
+
+    # a reload that resizes the zone carries the records over
+    $ng->reload(http_config => store_http_config(
+                                   "    x402_zone payments:2m;\n"));
+    like($ng->error_log,
+         qr/zone "payments" resized: 2[12] authorizations and 0 queued/,
+         'resized: records carried over (logged)');
+    is($ng->get('/paid/', $h)->{status}, 402,
+       'replay after a resizing reload: 402');
+    is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $pays[5][0] })->{status},
+       402, 'an older payment too');
+    my ($p2) = payments_for($ng, 1);
+    is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p2->[0] })->{status},
+       200, 'new payments are recorded in the new zone');
     $ng->stop;
 }
 
