@@ -182,6 +182,33 @@ sub x402_log {
     $fac->stop;
 }
 
+# keepalive: paid, unpaid and paid again on one connection, pipelined
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: delay=200 default\n");
+    my $up = free_port();
+    my $ng = start_nginx(confs($fac, $up), user_files => $files);
+    my @pay = map { $_->[0] } sign_payments(2, amount => '1000');
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
+        or die "connect: $!";
+    print $s "GET /doc.txt HTTP/1.1\r\nHost: localhost\r\nPAYMENT-SIGNATURE: $pay[0]\r\n\r\n"
+           . "GET /doc.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"
+           . "GET /big.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+           . "PAYMENT-SIGNATURE: $pay[1]\r\n\r\n";
+    my $buf = '';
+    $s->blocking(1);
+    while (sysread($s, my $chunk, 65536)) { $buf .= $chunk; }
+    my @st = $buf =~ m{HTTP/1\.1 (\d{3}) }g;
+    is("@st", "200 402 200", "keepalive: paid, unpaid, paid") or diag(substr($buf, 0, 3000));
+    my @pr = $buf =~ m{^PAYMENT-RESPONSE: (\S+)}mg;
+    is(scalar @pr, 2, 'keepalive: two settlements');
+    like($buf, qr/paid content\n.*0060000 the quick brown fox\n\z/s,
+         'keepalive: bodies in order, complete');
+    is(join(' ', map { $_->{endpoint} } $fac->requests),
+       'verify settle verify settle', 'keepalive: facilitator calls');
+    $ng->stop;
+    $fac->stop;
+}
+
 # a response whose body comes late or streams (an upstream that flushes,
 # then sleeps): held while settling, then released at once, without waiting
 # for the next buffer; nothing is lost when the settlement finishes before
