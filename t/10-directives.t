@@ -436,3 +436,42 @@ static file
 ["upstream /free/a?b=c ", "static file\n"]
 --- response_headers eval
 ["X-Upstream: yes\n!PAYMENT-REQUIRED\n!PAYMENT-RESPONSE", "!PAYMENT-REQUIRED\n!Cache-Control"]
+
+
+
+=== TEST 28: a chain outside the table has no default asset
+--- config
+location /a {
+    x402_price 0.001;
+    x402_pay_to 0x209693Bc6afc0C5328bA36FaF03C514EF312287C;
+    x402_network eip155:999999;
+    x402_facilitator /_x402/;
+}
+--- must_die
+--- error_log eval
+[qr/"x402_price" needs "x402_asset": network "eip155:999999" has no default asset in \S+nginx\.conf:\d+/]
+
+
+
+=== TEST 29: ... and works with an explicit token
+--- config
+location /a {
+    x402_price 0.5;
+    x402_pay_to 0x209693Bc6afc0C5328bA36FaF03C514EF312287C;
+    x402_network eip155:999999;
+    x402_asset 0x1111111111111111111111111111111111111111 name=Token version=1 decimals=2;
+    x402_facilitator /_x402/;
+}
+--- user_files
+>>> a
+x
+--- request
+GET /a
+--- error_code: 402
+--- response_headers_like
+PAYMENT-REQUIRED: ^eyJ
+--- perl
+my $r = $ng->get('/a');
+my $pr = decode_b64_json(X402::HTTP::header($r, 'PAYMENT-REQUIRED'));
+is($pr->{accepts}[0]{network}, 'eip155:999999', 'unknown chain: CAIP-2 network');
+is($pr->{accepts}[0]{amount}, '50', 'unknown chain: 2 decimals');
