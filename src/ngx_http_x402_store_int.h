@@ -22,7 +22,7 @@
 /* async settlement queue */
 #define NGX_HTTP_X402_ASYNC_BODY_MAX   32768
 #define NGX_HTTP_X402_ASYNC_URI_MAX    512
-#define NGX_HTTP_X402_ASYNC_LEASE      30000    /* ms an attempt may take */
+#define NGX_HTTP_X402_ASYNC_LEASE      90000    /* ms an attempt may take */
 #define NGX_HTTP_X402_ASYNC_FIRST      1000     /* ms before the 1st retry */
 #define NGX_HTTP_X402_ASYNC_BACKOFF    60000    /* ms, cap of the backoff */
 #define NGX_HTTP_X402_ASYNC_TICK       500      /* ms between scans */
