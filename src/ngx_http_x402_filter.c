@@ -55,6 +55,8 @@ static ngx_str_t  ngx_http_x402_expose_key =
     ngx_string("Access-Control-Expose-Headers");
 static ngx_str_t  ngx_http_x402_expose_value =
     ngx_string("PAYMENT-RESPONSE, X-PAYMENT-RESPONSE");
+static ngx_str_t  ngx_http_x402_cache_key = ngx_string("Cache-Control");
+static ngx_str_t  ngx_http_x402_cache_value = ngx_string("no-store");
 
 
 ngx_int_t
@@ -411,6 +413,13 @@ ngx_http_x402_replace(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
         ngx_str_set(&r->headers_out.content_type, "application/json");
         r->headers_out.content_type_len = r->headers_out.content_type.len;
         r->headers_out.content_length_n = body.len;
+
+        if (ngx_http_x402_push_header(r, &ngx_http_x402_cache_key,
+                                      &ngx_http_x402_cache_value)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
     }
 
     r->headers_out.status = status;
