@@ -10,7 +10,7 @@
  * Exit 0 when every check passed. Prints one line per check and timings.
  */
 import { execFile } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -136,6 +136,10 @@ async function main() {
   }
   console.log(`1..${checks}`);
   console.log(`# timings (ms): ${JSON.stringify(times)}`);
+  /* a run dir of our own making goes, unless something failed */
+  if (!args["run-dir"] && !args.keep && !failed) {
+    rmSync(runDir, { recursive: true, force: true });
+  }
   if (failed) {
     console.log(`# ${failed} of ${checks} checks failed`);
     process.exitCode = 1;
