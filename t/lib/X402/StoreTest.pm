@@ -108,6 +108,8 @@ sub concurrent_gets {
 # the store log of $ng as [uri, status, x402_status, store, id, pending]
 sub log_records {
     my ($ng) = @_;
+    # nginx logs a request after its response went out: give it a moment
+    sleep 0.15;
     open my $fh, '<', $ng->prefix . '/logs/store.log' or return ();
     my @r;
     while (<$fh>) {
