@@ -186,4 +186,26 @@ $ng1->stop;
 $ng2->stop;
 $redis->stop;
 
+# ---- password and db; a wrong password is the fail mode, logged ----
+
+my $auth = X402::Redis->start;
+my $aport = $auth->port;
+$auth->cmd('CONFIG', 'SET', 'requirepass', 'sekret');
+my $nga = fleet(name => 'auth', redis_port => $aport,
+                redis_opts => 'password=sekret db=3 prefix=auth:');
+my $ngb = fleet(name => 'badauth', redis_port => $aport,
+                redis_opts => 'password=wrong timeout=300ms');
+my @ap = payments_for($nga, 2);
+is($nga->get('/paid/', { 'PAYMENT-SIGNATURE' => $ap[0][0] })->{status}, 200,
+   'password and db: served');
+my $k = `redis-cli -p $aport -a sekret --no-auth-warning -n 3 KEYS 'auth:*'`;
+like($k, qr/^auth:[0-9a-f]{64}$/m, 'the record is in db 3 under the prefix');
+is($ngb->get('/paid/', { 'PAYMENT-SIGNATURE' => $ap[1][0] })->{status}, 503,
+   'wrong password: fail=closed 503');
+like($ngb->error_log, qr/AUTH/, 'the AUTH failure is logged');
+unlike($ngb->error_log, qr/exited on signal|\[alert\]/, 'no crash');
+$nga->stop;
+$ngb->stop;
+$auth->stop;
+
 done_testing();
