@@ -61,6 +61,7 @@ typedef struct {
     ngx_msec_t                   backoff;
     ngx_event_t                  connect_timer;
     ngx_event_t                  reconnect;
+    ngx_event_t                  sync;
     ngx_log_t                   *log;
     time_t                       logged;
     unsigned                     exiting:1;
@@ -73,6 +74,7 @@ static void ngx_http_x402_redis_schedule(void);
 static void ngx_http_x402_redis_drop(void);
 static void ngx_http_x402_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_connect_timeout(ngx_event_t *ev);
+static void ngx_http_x402_redis_sync_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_op_timeout(ngx_event_t *ev);
 static void ngx_http_x402_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_write_handler(ngx_event_t *ev);
@@ -314,6 +316,11 @@ ngx_http_x402_redis_init_process(ngx_cycle_t *cycle,
     rd->connect_timer.log = cycle->log;
     rd->connect_timer.cancelable = 1;
 
+    rd->sync.handler = ngx_http_x402_redis_sync_handler;
+    rd->sync.data = rd;
+    rd->sync.log = cycle->log;
+    rd->sync.cancelable = 1;
+
     /* non-blocking: the worker starts serving while this connects */
     ngx_http_x402_redis_connect();
 
@@ -340,6 +347,10 @@ ngx_http_x402_redis_exit_process(ngx_cycle_t *cycle)
 
     if (rd->connect_timer.timer_set) {
         ngx_del_timer(&rd->connect_timer);
+    }
+
+    if (rd->sync.timer_set) {
+        ngx_del_timer(&rd->sync);
     }
 
     ngx_http_x402_redis_drop();
@@ -563,6 +574,11 @@ ngx_http_x402_redis_connected(const redisAsyncContext *ac, int status)
 
     rd->state = NGX_HTTP_X402_REDIS_READY;
     rd->backoff = NGX_HTTP_X402_REDIS_BACKOFF_MIN;
+
+    /* what fail=open recorded locally meanwhile goes to the fleet */
+    if (!rd->sync.timer_set) {
+        ngx_add_timer(&rd->sync, 1);
+    }
 
     if (rd->was_down) {
         rd->was_down = 0;
@@ -1151,4 +1167,73 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
     }
 
     ngx_free(op);
+}
+
+
+/*
+ * Records taken with fail=open while Redis was unreachable are pushed to
+ * it once it is back: a reservation only where Redis has nothing, an
+ * outcome unless Redis says settled. Other nginx then refuse a replay of
+ * a payment served here during the outage (as long as it is unexpired).
+ */
+static void
+ngx_http_x402_redis_sync_handler(ngx_event_t *ev)
+{
+    u_char                     vbuf[256], tbuf[NGX_TIME_T_LEN + 4];
+    ngx_str_t                  value, ttl, token;
+    ngx_uint_t                 i, n, pushed;
+    ngx_uint_t                 states[32];
+    ngx_http_x402_redis_t     *rd;
+    ngx_http_x402_redis_op_t  *op;
+    ngx_http_x402_store_op_t   ops[32];
+
+    rd = &ngx_http_x402_redis_worker;
+
+    if (rd->conf == NULL || rd->state != NGX_HTTP_X402_REDIS_READY
+        || ngx_http_x402_store_zone == NULL)
+    {
+        return;
+    }
+
+    n = ngx_http_x402_shm_take_unsynced(ngx_http_x402_store_zone, ops, 32,
+                                        states);
+    pushed = 0;
+
+    for (i = 0; i < n; i++) {
+
+        if (states[i] != NGX_HTTP_X402_REC_RESERVED) {
+            ngx_http_x402_redis_set(&ops[i], states[i], &ops[i].tx);
+            pushed++;
+            continue;
+        }
+
+        op = ngx_http_x402_redis_op(NGX_HTTP_X402_REDIS_OP_SET, NULL);
+        if (op == NULL) {
+            break;
+        }
+
+        ngx_str_set(&token, "0000000000000000");
+        ops[i].settled_at = 0;
+        value.data = vbuf;
+        value.len = ngx_http_x402_redis_value(vbuf, &ops[i], 'R', &token);
+
+        if (ngx_http_x402_redis_send(op, ngx_http_x402_redis_reserve_lua,
+                                     &ops[i], &value,
+                                     ngx_http_x402_redis_ttl(&ops[i], tbuf,
+                                                             &ttl))
+            == NGX_OK)
+        {
+            pushed++;
+        }
+    }
+
+    if (pushed) {
+        ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
+                      "x402: redis: %ui payment record(s) taken while it "
+                      "was unreachable pushed to it", pushed);
+    }
+
+    if (n == 32 && !rd->exiting) {
+        ngx_add_timer(ev, 10);
+    }
 }

@@ -334,6 +334,10 @@ ngx_http_x402_shm_free_locked(ngx_http_x402_shm_t *zone,
 
     node = ngx_http_x402_rec_node(rec);
 
+    if (rec->unsynced) {
+        zone->sh->unsynced--;
+    }
+
     ngx_rbtree_delete(&zone->sh->rbtree, node);
     ngx_rbtree_delete(&zone->sh->expiry, &rec->enode);
     ngx_slab_free_locked(zone->shpool, node);
@@ -436,6 +440,7 @@ ngx_http_x402_shm_insert_locked(ngx_http_x402_shm_t *zone,
 
     rec->state = (u_char) state;
     rec->async = 0;
+    rec->unsynced = 0;
     rec->text_len = 0;
     rec->settled_at = 0;
     rec->scope = op->scope;
@@ -593,6 +598,12 @@ ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone, ngx_http_x402_store_op_t *op,
 
     rec->state = (u_char) state;
 
+    if (op->fallback && !rec->unsynced) {
+        /* recorded while Redis was away: pushed there when it is back */
+        rec->unsynced = 1;
+        zone->sh->unsynced++;
+    }
+
     if (state == NGX_HTTP_X402_REC_SETTLED) {
         rec->settled_at = op->settled_at ? op->settled_at : now;
     }
@@ -624,4 +635,70 @@ ngx_http_x402_shm_delete(ngx_http_x402_shm_t *zone, u_char *id)
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * Up to n records recorded while Redis was unreachable (fail=open), copied
+ * into ops (id, scope, expire, settled_at, text) with their states; their
+ * flags are cleared. Expired ones are skipped: nobody can present them.
+ */
+ngx_uint_t
+ngx_http_x402_shm_take_unsynced(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_store_op_t *ops, ngx_uint_t n, ngx_uint_t *states)
+{
+    time_t                now;
+    ngx_uint_t            got;
+    ngx_rbtree_node_t    *node, *sentinel;
+    ngx_http_x402_rec_t  *rec;
+
+    if (zone->sh->unsynced == 0) {
+        return 0;
+    }
+
+    now = ngx_time();
+    got = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    sentinel = zone->sh->rbtree.sentinel;
+
+    if (zone->sh->rbtree.root == sentinel) {
+        goto done;
+    }
+
+    for (node = ngx_rbtree_min(zone->sh->rbtree.root, sentinel);
+         node && got < n && zone->sh->unsynced;
+         node = ngx_rbtree_next(&zone->sh->rbtree, node))
+    {
+        rec = (ngx_http_x402_rec_t *) &node->color;
+
+        if (!rec->unsynced) {
+            continue;
+        }
+
+        rec->unsynced = 0;
+        zone->sh->unsynced--;
+
+        if ((time_t) rec->enode.key < now) {
+            continue;
+        }
+
+        ngx_memzero(&ops[got], sizeof(ngx_http_x402_store_op_t));
+        ngx_memcpy(ops[got].id, rec->id, 32);
+        ops[got].scope = rec->scope;
+        ops[got].expire = (time_t) rec->enode.key;
+        ops[got].settled_at = rec->settled_at;
+        ngx_memcpy(ops[got].text, rec->text, rec->text_len);
+        ops[got].tx.data = ops[got].text;
+        ops[got].tx.len = rec->text_len;
+        states[got] = rec->state;
+        got++;
+    }
+
+done:
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return got;
 }

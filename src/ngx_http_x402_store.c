@@ -315,6 +315,8 @@ ngx_http_x402_store_unavailable(ngx_http_x402_store_op_t *op, ngx_log_t *log)
         /* the zone's reservation stands: replay-proof on this host */
         op->fallback = 1;
         op->result = NGX_HTTP_X402_STORE_FRESH;
+        ngx_http_x402_shm_set(smcf->zone, op, NGX_HTTP_X402_REC_RESERVED,
+                              NULL);
         (void) ngx_atomic_fetch_add(
                           &smcf->zone->sh->counters.redis_fallback, 1);
 

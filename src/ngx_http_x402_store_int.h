@@ -37,6 +37,7 @@ typedef struct {
     ngx_queue_t                       pending;    /* async settlements */
     ngx_http_x402_store_counters_t    counters;
     ngx_uint_t                        version;
+    ngx_uint_t                        unsynced;   /* records to push */
 } ngx_http_x402_shm_sh_t;
 
 
@@ -53,6 +54,7 @@ typedef struct {
     u_char                            state;
     u_char                            text_len;
     u_char                            async;      /* queued for settling */
+    u_char                            unsynced;   /* not in Redis yet */
     ngx_rbtree_node_t                 enode;      /* key: expire */
     time_t                            settled_at;
     uint64_t                          scope;
@@ -119,6 +121,8 @@ void ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone,
 void ngx_http_x402_shm_delete(ngx_http_x402_shm_t *zone, u_char *id);
 ngx_http_x402_rec_t *ngx_http_x402_shm_lookup(ngx_http_x402_shm_sh_t *sh,
     u_char *id);
+ngx_uint_t ngx_http_x402_shm_take_unsynced(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_store_op_t *ops, ngx_uint_t n, ngx_uint_t *states);
 ngx_uint_t ngx_http_x402_grant_applies(ngx_uint_t state, uint64_t rec_scope,
     time_t settled_at, uint64_t scope, time_t valid_before, time_t grant,
     time_t now);

@@ -131,6 +131,14 @@ ok(wait_for(5, sub {
    'fail=open instance uses redis again');
 like($ng1->error_log, qr/connected again/, 'recovery is logged');
 
+# what fail=open served during the outage is pushed to redis: the other
+# instances refuse it now
+ok(wait_for(5, sub { $open->error_log =~ /pushed to it/ }),
+   'fail=open instance pushed its outage records to redis');
+# (/other/: $ng1 has a grant for /paid/, which would rightly reuse it)
+is($ng1->get('/other/', { 'PAYMENT-SIGNATURE' => $p[1][0] })->{status}, 402,
+   'a payment served during the outage is refused by the other instance');
+
 for my $ng ($ng1, $ng2, $open) {
     unlike($ng->error_log, qr/exited on signal|\[alert\]/,
            'no worker crashed');
