@@ -50,10 +50,19 @@ core() {
     cmake -S "$root" -B "$core_build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
           -DX402_TESTS=ON > "$core_build.cmake.log" 2>&1 \
         || { cat "$core_build.cmake.log"; return 1; }
-    cmake --build "$core_build" -j"$jobs" 2>&1 | grep -Ev '^\[ *[0-9]+%\]' || true
-    [ "${PIPESTATUS[0]}" -eq 0 ] || return 1
-    ctest --test-dir "$core_build" --output-on-failure -j"$jobs" 2>&1 | tail -n 40
-    return "${PIPESTATUS[0]}"
+    if ! cmake --build "$core_build" -j"$jobs" > "$core_build.build.log" 2>&1; then
+        grep -E 'error|Error' "$core_build.build.log" | head -40
+        echo "core build failed (full log: $core_build.build.log)"
+        return 1
+    fi
+    ctest --test-dir "$core_build" --output-on-failure -j"$jobs" > "$core_build.ctest.log" 2>&1
+    local rc=$?
+    if [ $rc -ne 0 ]; then
+        cat "$core_build.ctest.log"
+    else
+        tail -n 3 "$core_build.ctest.log"
+    fi
+    return $rc
 }
 
 module() {
