@@ -44,12 +44,29 @@
 #define NGX_HTTP_X402_REDIS_INFLIGHT_MAX 4096
 
 
+#define NGX_HTTP_X402_REDIS_VALUE_MAX    192
+#define NGX_HTTP_X402_REDIS_RELEASES     256
+
+
 typedef struct {
     ngx_event_t                  timer;
     ngx_http_x402_store_op_t    *sop;        /* NULL: nobody waits */
     ngx_uint_t                   kind;
     u_char                       id[32];
+    /* a reserve: our value, to take the reservation back if nobody will
+     * use it (the request left, or it was refused with fail=closed) */
+    unsigned                     release:1;
+    size_t                       value_len;
+    u_char                       value[NGX_HTTP_X402_REDIS_VALUE_MAX];
 } ngx_http_x402_redis_op_t;
+
+
+/* reservations to take back once Redis answers again */
+typedef struct {
+    u_char                       id[32];
+    size_t                       value_len;
+    u_char                       value[NGX_HTTP_X402_REDIS_VALUE_MAX];
+} ngx_http_x402_redis_release_t;
 
 
 typedef struct {
@@ -62,6 +79,8 @@ typedef struct {
     ngx_event_t                  connect_timer;
     ngx_event_t                  reconnect;
     ngx_event_t                  sync;
+    ngx_uint_t                   nreleases;
+    ngx_http_x402_redis_release_t  *releases;
     ngx_log_t                   *log;
     time_t                       logged;
     unsigned                     exiting:1;
@@ -75,6 +94,8 @@ static void ngx_http_x402_redis_drop(void);
 static void ngx_http_x402_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_x402_redis_sync_handler(ngx_event_t *ev);
+static void ngx_http_x402_redis_take_back(u_char *id, u_char *value,
+    size_t len);
 static void ngx_http_x402_redis_op_timeout(ngx_event_t *ev);
 static void ngx_http_x402_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_write_handler(ngx_event_t *ev);
@@ -320,6 +341,13 @@ ngx_http_x402_redis_init_process(ngx_cycle_t *cycle,
     rd->sync.data = rd;
     rd->sync.log = cycle->log;
     rd->sync.cancelable = 1;
+
+    rd->releases = ngx_palloc(cycle->pool,
+                              NGX_HTTP_X402_REDIS_RELEASES
+                              * sizeof(ngx_http_x402_redis_release_t));
+    if (rd->releases == NULL) {
+        return NGX_ERROR;
+    }
 
     /* non-blocking: the worker starts serving while this connects */
     ngx_http_x402_redis_connect();
@@ -973,6 +1001,9 @@ ngx_http_x402_redis_reserve(ngx_http_x402_store_op_t *sop)
     value.data = vbuf;
     value.len = ngx_http_x402_redis_value(vbuf, sop, 'R', &token);
 
+    op->value_len = ngx_min(value.len, NGX_HTTP_X402_REDIS_VALUE_MAX);
+    ngx_memcpy(op->value, value.data, op->value_len);
+
     if (ngx_http_x402_redis_send(op, ngx_http_x402_redis_reserve_lua, sop,
                                  &value, ngx_http_x402_redis_ttl(sop, tbuf,
                                                                  &ttl))
@@ -1064,9 +1095,58 @@ ngx_http_x402_redis_detach(ngx_http_x402_store_op_t *sop)
     op = sop->pending;
 
     if (op) {
+        /* the request is gone before the answer: nothing was served */
         op->sop = NULL;
+        op->release = 1;
         sop->pending = NULL;
     }
+}
+
+
+/* A reservation of ours nobody will use: delete it (only if still ours). */
+static void
+ngx_http_x402_redis_take_back(u_char *id, u_char *value, size_t len)
+{
+    u_char                     key[32];
+    ngx_str_t                  v, empty;
+    ngx_http_x402_redis_t     *rd;
+    ngx_http_x402_redis_op_t  *op;
+    ngx_http_x402_store_op_t   sop;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    op = ngx_http_x402_redis_op(NGX_HTTP_X402_REDIS_OP_RELEASE, NULL);
+
+    if (op == NULL) {
+        if (rd->conf == NULL || rd->releases == NULL) {
+            return;
+        }
+
+        /* after the reconnect; the oldest go first when it is full */
+        if (rd->nreleases == NGX_HTTP_X402_REDIS_RELEASES) {
+            ngx_memmove(&rd->releases[0], &rd->releases[1],
+                        (NGX_HTTP_X402_REDIS_RELEASES - 1)
+                        * sizeof(ngx_http_x402_redis_release_t));
+            rd->nreleases--;
+        }
+
+        ngx_memcpy(rd->releases[rd->nreleases].id, id, 32);
+        ngx_memcpy(rd->releases[rd->nreleases].value, value, len);
+        rd->releases[rd->nreleases].value_len = len;
+        rd->nreleases++;
+        return;
+    }
+
+    ngx_memcpy(key, id, 32);
+    ngx_memzero(&sop, sizeof(ngx_http_x402_store_op_t));
+    ngx_memcpy(sop.id, key, 32);
+
+    v.data = value;
+    v.len = len;
+    ngx_str_null(&empty);
+
+    (void) ngx_http_x402_redis_send(op, ngx_http_x402_redis_release_lua, &sop,
+                                    &v, &empty);
 }
 
 
@@ -1087,6 +1167,17 @@ ngx_http_x402_redis_op_timeout(ngx_event_t *ev)
 
     sop = op->sop;
     op->sop = NULL;
+
+    if (op->kind == NGX_HTTP_X402_REDIS_OP_RESERVE
+        && (sop == NULL || !ngx_http_x402_redis_worker.conf->fail_open))
+    {
+        /*
+         * Refused (fail=closed) or gone: should the command land after
+         * all, the reservation is taken back once Redis answers again.
+         * With fail=open the payment is served here: it stays reserved.
+         */
+        op->release = 1;
+    }
 
     if (sop) {
         sop->pending = NULL;
@@ -1136,12 +1227,26 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
         }
     }
 
+    if (op->kind == NGX_HTTP_X402_REDIS_OP_RESERVE && sop == NULL
+        && op->release && !rd->exiting
+        && (rr == NULL || rr->type == REDIS_REPLY_NIL))
+    {
+        /* NIL: it is ours; NULL: it may be */
+        ngx_http_x402_redis_take_back(op->id, op->value, op->value_len);
+    }
+
     if (op->kind == NGX_HTTP_X402_REDIS_OP_RESERVE) {
 
         if (sop) {
             sop->pending = NULL;
 
             if (rr == NULL || rr->type == REDIS_REPLY_ERROR) {
+                if (rr == NULL && !rd->conf->fail_open && !rd->exiting) {
+                    /* the connection died: it may have landed */
+                    ngx_http_x402_redis_take_back(op->id, op->value,
+                                                  op->value_len);
+                }
+
                 ngx_http_x402_store_redis_done(sop, NGX_ERROR, NULL);
 
             } else if (rr->type == REDIS_REPLY_NIL) {
@@ -1193,6 +1298,24 @@ ngx_http_x402_redis_sync_handler(ngx_event_t *ev)
         || ngx_http_x402_store_zone == NULL)
     {
         return;
+    }
+
+    /* reservations refused or abandoned while it was away */
+    while (rd->nreleases) {
+        op = ngx_http_x402_redis_op(NGX_HTTP_X402_REDIS_OP_RELEASE, NULL);
+        if (op == NULL) {
+            break;
+        }
+
+        rd->nreleases--;
+        ngx_memzero(&ops[0], sizeof(ngx_http_x402_store_op_t));
+        ngx_memcpy(ops[0].id, rd->releases[rd->nreleases].id, 32);
+        value.data = rd->releases[rd->nreleases].value;
+        value.len = rd->releases[rd->nreleases].value_len;
+        ngx_str_null(&token);
+
+        (void) ngx_http_x402_redis_send(op, ngx_http_x402_redis_release_lua,
+                                        &ops[0], &value, &token);
     }
 
     n = ngx_http_x402_shm_take_unsynced(ngx_http_x402_store_zone, ops, 32,

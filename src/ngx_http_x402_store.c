@@ -477,8 +477,17 @@ ngx_http_x402_store_cleanup(void *data)
     }
 
     if (op->pending) {
-        /* the command stays with hiredis; its reply finds no request */
+        /*
+         * Gone while Redis had not answered: nothing was served. The
+         * command stays with hiredis, its reply finds no request and
+         * takes the Redis reservation back; the local one goes now.
+         */
         ngx_http_x402_redis_detach(op);
+
+        if (op->reserved && ngx_http_x402_store_zone) {
+            ngx_http_x402_shm_delete(ngx_http_x402_store_zone, op->id);
+            op->reserved = 0;
+        }
     }
 
     /*

@@ -172,6 +172,7 @@ ok(wait_for(5, sub {
 my $st0 = $ng1->get('/paid/', { 'PAYMENT-SIGNATURE' => $st[0][0] });
 ok($st0->{status} == 200 || $st0->{status} == 402,
    "a payment refused during the stall: $st0->{status}, never 5xx now");
+diag("payment refused during the stall, presented again: $st0->{status}");
 
 # ---- a black hole: a socket that accepts and never answers ----
 

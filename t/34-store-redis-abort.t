@@ -109,6 +109,13 @@ like($ng->error_log, qr/client prematurely closed connection/,
      'nginx noticed the client leaving');
 my @l = log_records($ng);
 is($l[-1][1], 499, 'the request ended with 499') or diag explain \@l;
+ok(wait_for(2, sub { commands() >= 2 }),
+   'the late answer took the abandoned reservation back (release sent)');
+
+# nothing was served: the same payment may be presented again
+my $t0 = time;
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[0][0] })->{status}, 200,
+   'the abandoned payment can be presented again');
 
 # the worker is fine and keeps serving
 my $t = time;
