@@ -65,7 +65,20 @@ sub servroot {
     return $SERVROOT;
 }
 
+# the test process itself, not a child forked by a test
+my $MAIN_PID = $$;
+
+# killed (prove's timeout, ^C): still stop every server we started
+for my $sig (qw(INT TERM HUP)) {
+    $SIG{$sig} = sub {
+        return POSIX::_exit(1) if $$ != $MAIN_PID;
+        print STDERR "# killed by SIG$sig: stopping the servers\n";
+        exit 1;
+    };
+}
+
 END {
+    return if $$ != $MAIN_PID;
     my $status = $?;
     X402::Nginx->stop_all;
     FakeFacilitator->stop_all;
