@@ -182,6 +182,27 @@ sub x402_log {
     $fac->stop;
 }
 
+# SSI includes and add_after_body in a held response: their subrequests
+# run once the response is released, paid once
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: delay=200 default\n");
+    my $up = free_port();
+    my %c = confs($fac, $up);
+    $c{config} .= "location /ssi/ { ssi on; add_after_body /ssi/after.txt; "
+                . "addition_types text/plain text/html; }\n";
+    my $ng = start_nginx(%c, user_files => ">>> ssi/page.html\n"
+        . "[<!--# include virtual=\"/ssi/part.txt\" -->]\n"
+        . ">>> ssi/part.txt\npart\n>>> ssi/after.txt\nafter\n");
+    my $r = $ng->get('/ssi/page.html', { 'PAYMENT-SIGNATURE' => pay() });
+    is($r->{status}, 200, 'ssi: 200');
+    is($r->{body}, "[part\n]\nafter\n", 'ssi: includes and addition');
+    ok(defined X402::HTTP::header($r, 'PAYMENT-RESPONSE'), 'ssi: settled');
+    is(join(' ', map { $_->{endpoint} } $fac->requests), 'verify settle',
+       'ssi: paid once');
+    $ng->stop;
+    $fac->stop;
+}
+
 # keepalive: paid, unpaid and paid again on one connection, pipelined
 {
     my $fac = start_facilitator(script => "verify: default\nsettle: delay=200 default\n");
