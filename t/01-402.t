@@ -266,6 +266,29 @@ sub check_shapes {
 # 8. an unpaid request never reaches the facilitator
 is(scalar(my @seen = $fac->requests), 0, 'the facilitator saw nothing');
 
+# 9. the README's first example, as shipped (addresses made local by
+#    X402::Examples): the documented 402
+{
+    require X402::Examples;
+    my $prefix = servroot() . '/first-paid-location';
+    my ($conf, $ports) = X402::Examples::example_conf(
+        repo_root() . '/conf-examples/first-paid-location.conf',
+        prefix => $prefix, fac_port => $fport, root => "$prefix/html");
+    my $ex = X402::Nginx->new(name => 'first-example', prefix => $prefix,
+                              port => $ports->[0], raw_conf => $conf)->start;
+    my $r = $ex->get('/reports/q3.csv', { Host => 'localhost' });
+    my ($v2, $v1) = check_402($r, 'first example');
+    check_shapes($v2, $v1, 'first example');
+    is($v2->{resource}{url}, 'http://localhost/reports/q3.csv', 'first example: url');
+    is($v2->{accepts}[0]{amount}, '1000', 'first example: $0.001');
+    is($v2->{resource}{description}, 'Quarterly reports, one file per payment',
+       'first example: description');
+    my $free = $ex->get('/');
+    is($free->{status}, 200, 'first example: the rest stays free');
+    ok(!$free->{headers}{'payment-required'}, 'first example: no PAYMENT-REQUIRED when free');
+    $ex->stop;
+}
+
 $ng->stop;
 my $log = $ng->error_log;
 unlike($log, qr/\[(alert|emerg|crit)\]/, 'no alert, emerg or crit in error.log');
