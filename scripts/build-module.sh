@@ -72,5 +72,6 @@ X402_JOBS=$jobs make -C "$tree" -f objs/Makefile -j"$jobs" modules > "$build/mak
     exit 1
 }
 
-cp "$tree/objs/ngx_http_x402_module.so" "$build/ngx_http_x402_module.so"
+# a new inode: overwriting a .so in place crashes an nginx that has it mapped
+cp --remove-destination "$tree/objs/ngx_http_x402_module.so" "$build/ngx_http_x402_module.so"
 echo "$build/ngx_http_x402_module.so"
