@@ -136,7 +136,10 @@ sub _write_files {
 
 sub _cmd {
     my ($self, @args) = @_;
-    return (X402::Test::nginx_binary(), '-p', "$self->{prefix}/",
+    # X402_TEST_NGINX_PREFIX_CMD: words run before nginx, for nginx only
+    # (e.g. "env LD_PRELOAD=.../libasan.so" or "valgrind -q ...")
+    my @pre = split ' ', ($ENV{X402_TEST_NGINX_PREFIX_CMD} // '');
+    return (@pre, X402::Test::nginx_binary(), '-p', "$self->{prefix}/",
             '-c', $self->conf_path, @args);
 }
 
