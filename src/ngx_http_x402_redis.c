@@ -1204,6 +1204,8 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
     ngx_http_x402_store_op_t  *sop;
     ngx_http_x402_redis_op_t  *op;
 
+    static time_t  logged;
+
     rr = reply;
     op = privdata;
     rd = &ngx_http_x402_redis_worker;
@@ -1218,8 +1220,13 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
     op->sop = NULL;
 
     if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rd->log, 0,
-                      "x402: redis: %*s", (size_t) rr->len, rr->str);
+
+        /* once a second at most: a misconfigured server fails them all */
+        if (logged != ngx_time()) {
+            logged = ngx_time();
+            ngx_log_error(NGX_LOG_ERR, rd->log, 0, "x402: redis: %*s",
+                          ngx_min((size_t) rr->len, 256), rr->str);
+        }
 
         if (ngx_http_x402_store_zone) {
             (void) ngx_atomic_fetch_add(
