@@ -73,6 +73,21 @@ ngx_http_x402_facilitator_call(ngx_http_request_t *r,
 }
 
 
+/* a /verify or /settle of ours, or a settlement retry: never priced */
+
+ngx_uint_t
+ngx_http_x402_own_subrequest(ngx_http_request_t *sr)
+{
+    ngx_http_post_subrequest_t  *ps;
+
+    ps = sr->post_subrequest;
+
+    return ps != NULL
+           && (ps->handler == ngx_http_x402_facilitator_done
+               || ps->handler == ngx_http_x402_retry_post);
+}
+
+
 /*
  * Turns the subrequest into a POST with our body, the way
  * ngx.location.capture does: the request body is a memory buffer that the

@@ -138,6 +138,67 @@ ngx_http_x402_access_handler(ngx_http_request_t *r)
 }
 
 
+/*
+ * Subrequests skip the access phase, so an SSI include (or any subrequest
+ * whose body joins the response) would read a priced location free: one
+ * is served only when its client request paid (one payment per client
+ * request), when the price is free for it, or when it is our own
+ * facilitator call. A header_only subrequest (auth_request, mirror) sends
+ * no body to the client and runs before the payment: let through.
+ */
+
+ngx_int_t
+ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
+{
+    char                       amount[X402_MAX_AMOUNT_DIGITS + 1];
+    ngx_str_t                  price;
+    x402_str_t                 in;
+    const char                *err;
+    ngx_http_x402_ctx_t       *ctx;
+    ngx_http_x402_loc_conf_t  *xlcf;
+
+    if (r == r->main) {
+        return NGX_DECLINED;
+    }
+
+    xlcf = ngx_http_get_module_loc_conf(r, ngx_http_x402_module);
+
+    if (!xlcf->enable || !xlcf->priced || r->header_only
+        || ngx_http_x402_own_subrequest(r))
+    {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_x402_get_ctx(r);
+
+    if (ctx && ctx->state == NGX_HTTP_X402_STATE_PASSED) {
+        return NGX_DECLINED;
+    }
+
+    if (xlcf->offer == NULL && xlcf->price->lengths) {
+        if (ngx_http_complex_value(r, xlcf->price, &price) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        in.data = (const char *) price.data;
+        in.len = price.len;
+
+        if (x402_amount_parse(in, (unsigned) xlcf->decimals,
+                              (int) xlcf->price_atomic, amount, &err)
+            == 0)
+        {
+            return NGX_DECLINED;
+        }
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "x402: subrequest \"%V\" to a priced location refused: "
+                  "its request did not pay", &r->uri);
+
+    return NGX_HTTP_PAYMENT_REQUIRED;
+}
+
+
 static ngx_int_t
 ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
     ngx_http_x402_ctx_t *ctx)

@@ -223,6 +223,15 @@ ngx_http_x402_init(ngx_conf_t *cf)
 
     first[0] = ngx_http_x402_access_handler;
 
+    /* subrequests skip the access phase: they are checked here instead */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_x402_subrequest_handler;
+
     return ngx_http_x402_filter_init(cf);
 }
 

@@ -181,6 +181,7 @@ extern ngx_module_t  ngx_http_x402_module;
 
 /* ngx_http_x402_handler.c */
 ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
 ngx_http_x402_ctx_t *ngx_http_x402_get_ctx(ngx_http_request_t *r);
 void *ngx_http_x402_alloc(void *pool, size_t size);
 void ngx_http_x402_set_reason(ngx_http_request_t *r,
@@ -213,6 +214,11 @@ ngx_int_t ngx_http_x402_facilitator_call(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_http_x402_call_t *call, ngx_str_t *uri,
     ngx_uint_t background);
 ngx_int_t ngx_http_x402_facilitator_broken_status(ngx_http_x402_call_t *call);
+ngx_uint_t ngx_http_x402_own_subrequest(ngx_http_request_t *sr);
+
+/* ngx_http_x402_retry.c */
+ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc);
 
 /* ngx_http_x402_filter.c */
 ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);

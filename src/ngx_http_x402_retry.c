@@ -71,7 +71,8 @@ typedef struct {
 static void ngx_http_x402_retry_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_x402_retry_start(ngx_cycle_t *cycle,
     ngx_http_x402_retry_job_t *p, ngx_http_x402_retry_t **prt);
-static ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
+/* not static: ngx_http_x402_own_subrequest() knows our subrequests by it */
+ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
 static void ngx_http_x402_retry_finish(ngx_http_request_t *r);
 static void ngx_http_x402_retry_gone(void *data);
@@ -732,7 +733,7 @@ failed_conn:
 }
 
 
-static ngx_int_t
+ngx_int_t
 ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_http_x402_retry_t  *rt = data;

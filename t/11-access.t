@@ -1,6 +1,7 @@
 # The access phase: payment runs after every other access check (nobody
 # pays for a request auth would deny), "satisfy any" lets another module's
-# OK through free, auth_request and SSI subrequests are never charged, and
+# OK through free, auth_request and SSI subrequests are never charged (and
+# served only when the request paid, t/70), and
 # internal redirects (try_files, error_page, index) never charge twice.
 use strict;
 use warnings;
@@ -199,7 +200,7 @@ verify settle
 
 
 
-=== TEST 9: SSI includes of priced parts from a free page are not charged
+=== TEST 9: SSI includes of priced parts from a free page are not charged, nor served (t/70)
 --- config eval
 "$main::PAY\nlocation = /page.html { x402 off; ssi on; }\n"
 --- user_files
@@ -211,10 +212,10 @@ part
 verify: default
 --- request
 GET /page.html
---- response_body
-[part
-]
+--- response_body_like: \A\[(?!part).*402 Payment Required
 --- facilitator_saw
+--- error_log
+to a priced location refused
 
 
 
