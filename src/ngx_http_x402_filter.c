@@ -113,6 +113,13 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
+    /*
+     * The range filter runs after us: it would turn this settled 200 into
+     * a 416 with nothing served. The whole resource is served instead.
+     */
+
+    r->allow_ranges = 0;
+
     if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
                                        &ctx->settle_uri, 0)
         != NGX_OK)
