@@ -237,6 +237,20 @@ ngx_http_x402_facilitator_done(ngx_http_request_t *sr, void *data,
         call->failed = 1;
         call->done = 1;
 
+        /*
+         * nginx terminates the client's request now (an answer too big for
+         * subrequest_output_buffer_size, the client gone): nothing is
+         * served and the payment stays reserved until it expires, but the
+         * facilitator may have settled it, so that gets a record here.
+         */
+
+        if (call == &ctx->settle && !sr->background) {
+            ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
+                          "x402: settlement of %V from %V, payment %V: "
+                          "answer lost, outcome unknown, nothing served",
+                          &ctx->amount, &ctx->payer, &ctx->payment_id);
+        }
+
     } else if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
 
         /* nginx's own error (502, 504 ...): the error page comes next */
