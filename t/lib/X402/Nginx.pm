@@ -136,16 +136,18 @@ sub _write_files {
 
 sub _cmd {
     my ($self, @args) = @_;
-    # X402_TEST_NGINX_PREFIX_CMD: words run before nginx, for nginx only
-    # (e.g. "env LD_PRELOAD=.../libasan.so" or "valgrind -q ...")
-    my @pre = split ' ', ($ENV{X402_TEST_NGINX_PREFIX_CMD} // '');
-    return (@pre, X402::Test::nginx_binary(), '-p', "$self->{prefix}/",
+    return (X402::Test::nginx_binary(), '-p', "$self->{prefix}/",
             '-c', $self->conf_path, @args);
 }
 
 # run a command, return (exit code, stdout+stderr)
 sub _run {
     my @cmd = @_;
+    # X402_TEST_NGINX_PREFIX_CMD: words run before nginx, for nginx only
+    # (e.g. "env LD_PRELOAD=.../libasan.so" or "valgrind -q ...")
+    unshift @cmd, split ' ', $ENV{X402_TEST_NGINX_PREFIX_CMD}
+        if $ENV{X402_TEST_NGINX_PREFIX_CMD}
+           && $cmd[0] eq X402::Test::nginx_binary();
     pipe(my $r, my $w) or die "pipe: $!";
     my $pid = fork // die "fork: $!";
     if (!$pid) {
