@@ -548,6 +548,12 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     /* never registered with epoll: nobody may try to add them */
     c->read->active = 1;
     c->write->active = 1;
+    /*
+     * but nginx may put timers on them: ngx_http_finalize_connection()
+     * adds lingering_timeout to c->read while the settle is in flight
+     */
+    c->read->handler = ngx_http_empty_handler;
+    c->write->handler = ngx_http_empty_handler;
     c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
     c->requests = 1;
     c->start_time = ngx_current_msec;

@@ -151,6 +151,52 @@ my @badl = bad_lines($ng->error_log);
 is(scalar @badl, 0, 'no alert/crit/crash in the log')
     or diag join "\n", @badl[0 .. ($#badl > 9 ? 9 : $#badl)];
 
+# ---- a retried settlement the facilitator holds past lingering_timeout ----
+
+# The retry's own request has a connection nobody polls; nginx puts the
+# lingering_timeout timer on it while the settle is in flight (it crashed
+# the worker when that timer fired).
+$fac->set_script("verify: default\nsettle: 502 {}\n");
+my $slow = start_nginx(
+    workers => 1,
+    name => 'slow',
+    http_config => store_http_config(),
+    config => store_server_config($fport, settle => 'async',
+                                  extra => "lingering_timeout 500ms;\n"
+                                           . "location = /store { return "
+                                           . "200 \"\$x402_pending\\n\"; }\n"),
+);
+my @q = payments_for($slow, 1);
+is($slow->get('/paid/', { 'PAYMENT-SIGNATURE' => $q[0][0] })->{status}, 200,
+   'slow: served on credit');
+ok(wait_for(5, sub { $slow->error_log =~ /failed \(attempt 1: / }),
+   'slow: the first settle failed, the payment is pending');
+$fac->set_script("verify: default\nsettle: delay=20000 default\n");
+my $seen = settles();
+ok(wait_for(5, sub { settles() > $seen }), 'slow: a retry is in flight');
+my ($w1) = $slow->worker_pids;
+sleep 1.5;
+my ($w2) = $slow->worker_pids;
+is($w2, $w1, 'slow: the worker outlives lingering_timeout');
+unlike($slow->error_log, qr/exited on signal/, 'slow: no crash');
+# QUIT waits for the settle in flight: proxy_read_timeout (5s) bounds it
+$master = $slow->pid;
+$t = time;
+kill 'QUIT', $master;
+$deadline = time + 10;
+while (time < $deadline) {
+    last unless grep { X402::Nginx::pid_alive($_) } $master, $w1;
+    sleep 0.02;
+}
+$took = time - $t;
+ok($took < 6, sprintf('slow: QUIT with a settle in flight took %.2fs '
+                      . '(proxy_read_timeout 5s)', $took));
+$slow->stop;
+like($slow->error_log, qr/attempt \d: facilitator \/settle answered HTTP 504/,
+     'slow: the timed-out attempt is requeued');
+@badl = bad_lines($slow->error_log);
+is(scalar @badl, 0, 'slow: no alert/crit/crash') or diag join "\n", @badl;
+
 # ---- single mode: master_process off, daemon on ----
 
 my $mod = module_path();
