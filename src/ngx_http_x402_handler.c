@@ -24,12 +24,20 @@
 #include "ngx_http_x402_paywall.h"
 
 
+/* x402_facilitator_parse_verify or x402_facilitator_parse_settle */
+typedef int (*ngx_http_x402_parse_pt)(int status, x402_str_t body,
+    const x402_allocator_t *a, x402_facilitator_result_t *out);
+
+
 static ngx_int_t ngx_http_x402_start(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_reserve(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_verify(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
+static int ngx_http_x402_parse_call(ngx_http_request_t *r,
+    ngx_http_x402_call_t *call, ngx_http_x402_parse_pt parse,
+    ngx_uint_t endpoint, x402_facilitator_result_t *res);
 static ngx_int_t ngx_http_x402_verified(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_proceed(ngx_http_request_t *r,
@@ -44,8 +52,6 @@ static ngx_int_t ngx_http_x402_resource_url(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_absolute_host(ngx_http_request_t *r,
     ngx_str_t *host);
-static ngx_int_t ngx_http_x402_find_payment(ngx_http_request_t *r,
-    ngx_str_t *value, int *version);
 static ngx_int_t ngx_http_x402_refuse(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, const char *reason, const char *message);
 static ngx_int_t ngx_http_x402_fail(ngx_http_request_t *r,
@@ -150,9 +156,8 @@ ngx_http_x402_access_handler(ngx_http_request_t *r)
 ngx_int_t
 ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
 {
-    char                       amount[X402_MAX_AMOUNT_DIGITS + 1];
+    u_char                     amount[X402_MAX_AMOUNT_DIGITS + 1];
     ngx_str_t                  price;
-    x402_str_t                 in;
     const char                *err;
     ngx_http_x402_ctx_t       *ctx;
     ngx_http_x402_loc_conf_t  *xlcf;
@@ -176,18 +181,16 @@ ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
     }
 
     if (xlcf->offer == NULL && xlcf->price->lengths) {
-        if (ngx_http_complex_value(r, xlcf->price, &price) != NGX_OK) {
+        switch (ngx_http_x402_variable_price(r, xlcf, amount, &price, &err)) {
+
+        case NGX_ERROR:
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
 
-        in.data = (const char *) price.data;
-        in.len = price.len;
-
-        if (x402_amount_parse(in, (unsigned) xlcf->decimals,
-                              (int) xlcf->price_atomic, amount, &err)
-            == 0)
-        {
+        case NGX_DECLINED:
             return NGX_DECLINED;
+
+        default:
+            break;
         }
     }
 
@@ -416,17 +419,20 @@ ngx_http_x402_verify(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 }
 
 
-static ngx_int_t
-ngx_http_x402_verified(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
-{
-    int                         rc;
-    ngx_str_t                   detail;
-    x402_str_t                  body;
-    x402_allocator_t            a;
-    ngx_http_x402_call_t       *call;
-    x402_facilitator_result_t   res;
+/*
+ * A facilitator call's answer parsed by the core (no answer at all is
+ * broken), and counted in the metrics: X402_FAC_OK, X402_FAC_REFUSED,
+ * X402_FAC_BROKEN, or -1 on allocation failure.
+ */
 
-    call = &ctx->verify;
+static int
+ngx_http_x402_parse_call(ngx_http_request_t *r, ngx_http_x402_call_t *call,
+    ngx_http_x402_parse_pt parse, ngx_uint_t endpoint,
+    x402_facilitator_result_t *res)
+{
+    int               rc;
+    x402_str_t        body;
+    x402_allocator_t  a;
 
     a.alloc = ngx_http_x402_alloc;
     a.ctx = r->pool;
@@ -434,18 +440,35 @@ ngx_http_x402_verified(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     body.data = (const char *) call->body.data;
     body.len = call->body.len;
 
-    ngx_memzero(&res, sizeof(x402_facilitator_result_t));
+    ngx_memzero(res, sizeof(x402_facilitator_result_t));
 
     if (call->failed) {
         rc = X402_FAC_BROKEN;
-        res.reason.data = "no response";
-        res.reason.len = sizeof("no response") - 1;
+        res->reason.data = "no response";
+        res->reason.len = sizeof("no response") - 1;
 
     } else {
-        rc = x402_facilitator_parse_verify((int) call->status, body, &a, &res);
+        rc = parse((int) call->status, body, &a, res);
     }
 
-    ngx_http_x402_count_call(NGX_HTTP_X402_METRICS_VERIFY, call, rc);
+    ngx_http_x402_count_call(endpoint, call, rc);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_x402_verified(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    int                         rc;
+    ngx_str_t                   detail;
+    ngx_http_x402_call_t       *call;
+    x402_facilitator_result_t   res;
+
+    call = &ctx->verify;
+
+    rc = ngx_http_x402_parse_call(r, call, x402_facilitator_parse_verify,
+                                  NGX_HTTP_X402_METRICS_VERIFY, &res);
 
     switch (rc) {
 
@@ -579,7 +602,7 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
     int                         rc;
     ngx_str_t                   asset, pay_to, detail;
-    x402_str_t                  body, reason, network, payer, header;
+    x402_str_t                  reason, network, payer, header;
     x402_allocator_t            a;
     ngx_http_x402_call_t       *call;
     x402_facilitator_result_t   res;
@@ -589,21 +612,8 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     a.alloc = ngx_http_x402_alloc;
     a.ctx = r->pool;
 
-    body.data = (const char *) call->body.data;
-    body.len = call->body.len;
-
-    ngx_memzero(&res, sizeof(x402_facilitator_result_t));
-
-    if (call->failed) {
-        rc = X402_FAC_BROKEN;
-        res.reason.data = "no response";
-        res.reason.len = sizeof("no response") - 1;
-
-    } else {
-        rc = x402_facilitator_parse_settle((int) call->status, body, &a, &res);
-    }
-
-    ngx_http_x402_count_call(NGX_HTTP_X402_METRICS_SETTLE, call, rc);
+    rc = ngx_http_x402_parse_call(r, call, x402_facilitator_parse_settle,
+                                  NGX_HTTP_X402_METRICS_SETTLE, &res);
 
     switch (rc) {
 
@@ -808,12 +818,45 @@ ngx_http_x402_alloc(void *pool, size_t size)
 }
 
 
+/*
+ * A price given by variables, evaluated for this request into amount
+ * (X402_MAX_AMOUNT_DIGITS + 1 bytes). Returns NGX_OK (priced),
+ * NGX_DECLINED (free), NGX_ABORT (an invalid value: *price and *err say
+ * which and why) or NGX_ERROR (the variables could not be evaluated).
+ */
+
+ngx_int_t
+ngx_http_x402_variable_price(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, u_char *amount, ngx_str_t *price,
+    const char **err)
+{
+    int         rc;
+    x402_str_t  in;
+
+    if (ngx_http_complex_value(r, xlcf->price, price) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    in.data = (const char *) price->data;
+    in.len = price->len;
+
+    rc = x402_amount_parse(in, (unsigned) xlcf->decimals,
+                           (int) xlcf->price_atomic, (char *) amount, err);
+
+    if (rc < 0) {
+        return NGX_ABORT;
+    }
+
+    return (rc == 0) ? NGX_DECLINED : NGX_OK;
+}
+
+
 static ngx_int_t
 ngx_http_x402_resolve_offer(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx)
 {
-    int                        rc;
     u_char                    *amount, *pay_to;
+    ngx_int_t                  rc;
     ngx_str_t                  price, to;
     x402_str_t                 in;
     const char                *err;
@@ -828,22 +871,18 @@ ngx_http_x402_resolve_offer(ngx_http_request_t *r,
     amount = xlcf->static_amount;
 
     if (xlcf->price->lengths) {
-        if (ngx_http_complex_value(r, xlcf->price, &price) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
         amount = ngx_pnalloc(r->pool, X402_MAX_AMOUNT_DIGITS + 1);
         if (amount == NULL) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        in.data = (const char *) price.data;
-        in.len = price.len;
+        rc = ngx_http_x402_variable_price(r, xlcf, amount, &price, &err);
 
-        rc = x402_amount_parse(in, (unsigned) xlcf->decimals,
-                               (int) xlcf->price_atomic, (char *) amount,
-                               &err);
-        if (rc < 0) {
+        if (rc == NGX_ERROR) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (rc == NGX_ABORT) {
             ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                           "x402: \"x402_price\" \"%V\" gave \"%V\": %s "
                           "(asset decimals: %ui)",
@@ -851,7 +890,7 @@ ngx_http_x402_resolve_offer(ngx_http_request_t *r,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        if (rc == 0) {
+        if (rc == NGX_DECLINED) {
             return NGX_DECLINED;
         }
     }
@@ -879,27 +918,7 @@ ngx_http_x402_resolve_offer(ngx_http_request_t *r,
         }
     }
 
-    ngx_memzero(&req, sizeof(x402_requirement_t));
-
-    req.scheme.data = "exact";
-    req.scheme.len = sizeof("exact") - 1;
-    req.network = xlcf->network;
-    req.amount.data = (const char *) amount;
-    req.amount.len = ngx_strlen(amount);
-    req.asset.data = (const char *) xlcf->asset_address;
-    req.asset.len = ngx_strlen(xlcf->asset_address);
-    req.pay_to.data = (const char *) pay_to;
-    req.pay_to.len = ngx_strlen(pay_to);
-    req.asset_name.data = (const char *) xlcf->asset_name.data;
-    req.asset_name.len = xlcf->asset_name.len;
-    req.asset_version.data = (const char *) xlcf->asset_version.data;
-    req.asset_version.len = xlcf->asset_version.len;
-    req.asset_decimals = (unsigned) xlcf->decimals;
-    req.max_timeout = (uint64_t) xlcf->max_timeout;
-    req.description.data = (const char *) xlcf->description.data;
-    req.description.len = xlcf->description.len;
-    req.mime_type.data = (const char *) xlcf->mime_type.data;
-    req.mime_type.len = xlcf->mime_type.len;
+    ngx_http_x402_requirement(xlcf, amount, pay_to, &req);
 
     err = NULL;
 
@@ -1080,7 +1099,7 @@ ngx_http_x402_absolute_host(ngx_http_request_t *r, ngx_str_t *host)
  * (more than one: ambiguous, refused).
  */
 
-static ngx_int_t
+ngx_int_t
 ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
     int *version)
 {

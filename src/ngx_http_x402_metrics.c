@@ -13,6 +13,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_x402_module.h"
 #include "ngx_http_x402_metrics.h"
 #include "ngx_http_x402_store.h"
 
@@ -43,19 +44,6 @@
 #define NGX_HTTP_X402_METRICS_SETTLE_N  3
 
 
-/* $x402_status values, in the order of the issue */
-enum {
-    NGX_HTTP_X402_ST_NONE = 0,
-    NGX_HTTP_X402_ST_REQUIRED,
-    NGX_HTTP_X402_ST_INVALID,
-    NGX_HTTP_X402_ST_VERIFIED,
-    NGX_HTTP_X402_ST_SETTLED,
-    NGX_HTTP_X402_ST_REUSED,
-    NGX_HTTP_X402_ST_REPLAYED,
-    NGX_HTTP_X402_ST_ERROR,
-    NGX_HTTP_X402_ST_N
-};
-
 /* outcomes that carry a reason: invalid, replayed, error */
 #define NGX_HTTP_X402_REJECT_N  3
 
@@ -78,7 +66,7 @@ typedef struct {
     size_t                 size;
 
     ngx_atomic_t           required[2];             /* json, html */
-    ngx_atomic_t           payments[NGX_HTTP_X402_ST_N];
+    ngx_atomic_t           payments[NGX_HTTP_X402_STATUS_N];
     /* [outcome][reason]: reasons[] indexes, then "other", then "" */
     ngx_atomic_t           rejections[NGX_HTTP_X402_REJECT_N][64];
 
@@ -130,22 +118,10 @@ static ngx_str_t  ngx_http_x402_metrics_zone_name =
     ngx_string("x402_metrics");
 
 
-static ngx_str_t  ngx_http_x402_metrics_status[] = {
-    ngx_string("none"),
-    ngx_string("required"),
-    ngx_string("invalid"),
-    ngx_string("verified"),
-    ngx_string("settled"),
-    ngx_string("reused"),
-    ngx_string("replayed"),
-    ngx_string("error")
-};
-
-
 static ngx_uint_t  ngx_http_x402_metrics_reject_status[] = {
-    NGX_HTTP_X402_ST_INVALID,
-    NGX_HTTP_X402_ST_REPLAYED,
-    NGX_HTTP_X402_ST_ERROR
+    NGX_HTTP_X402_INVALID,
+    NGX_HTTP_X402_REPLAYED,
+    NGX_HTTP_X402_ERROR
 };
 
 
@@ -553,10 +529,10 @@ ngx_http_x402_metrics_log_handler(ngx_http_request_t *r)
     s.len = vv->len;
     s.data = vv->data;
 
-    st = ngx_http_x402_metrics_find(&s, ngx_http_x402_metrics_status,
-                                    NGX_HTTP_X402_ST_N);
+    st = ngx_http_x402_metrics_find(&s, ngx_http_x402_status_names,
+                                    NGX_HTTP_X402_STATUS_N);
 
-    if (st == NGX_HTTP_X402_ST_N || st == NGX_HTTP_X402_ST_NONE) {
+    if (st == NGX_HTTP_X402_STATUS_N || st == NGX_HTTP_X402_NONE) {
         return NGX_OK;
     }
 
@@ -571,7 +547,7 @@ ngx_http_x402_metrics_log_handler(ngx_http_request_t *r)
         ngx_atomic_fetch_add(&sh->required[k], 1);
     }
 
-    if (st == NGX_HTTP_X402_ST_REQUIRED) {
+    if (st == NGX_HTTP_X402_REQUIRED) {
         return NGX_OK;
     }
 
@@ -672,7 +648,7 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
     r->headers_out.content_type_lowcase = NULL;
 
     n = 64                                            /* HELP/TYPE, fixed */
-        + NGX_HTTP_X402_ST_N
+        + NGX_HTTP_X402_STATUS_N
         + NGX_HTTP_X402_REJECT_N * (NGX_HTTP_X402_METRICS_NREASONS + 2)
         + NGX_HTTP_X402_METRICS_ENDPOINTS
           * (NGX_HTTP_X402_METRICS_BUCKETS + 3 + NGX_HTTP_X402_METRICS_FAC_N)
@@ -711,9 +687,9 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
             "($x402_status).\n"
             "# TYPE x402_payments_total counter\n");
 
-    for (i = NGX_HTTP_X402_ST_INVALID; i < NGX_HTTP_X402_ST_N; i++) {
+    for (i = NGX_HTTP_X402_INVALID; i < NGX_HTTP_X402_STATUS_N; i++) {
         p = ngx_sprintf(p, "x402_payments_total{outcome=\"%V\"} %uA\n",
-                        &ngx_http_x402_metrics_status[i], sh->payments[i]);
+                        &ngx_http_x402_status_names[i], sh->payments[i]);
     }
 
     p = ngx_sprintf(p,
@@ -743,7 +719,7 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
 
             p = ngx_sprintf(p, "x402_payment_rejections_total{outcome=\"%V\","
                             "reason=\"%V\"} %uA\n",
-                            &ngx_http_x402_metrics_status[
+                            &ngx_http_x402_status_names[
                                 ngx_http_x402_metrics_reject_status[k]],
                             &v, count);
         }

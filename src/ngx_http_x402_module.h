@@ -44,6 +44,11 @@ typedef enum {
     NGX_HTTP_X402_ERROR             /* our side or the facilitator failed */
 } ngx_http_x402_status_e;
 
+#define NGX_HTTP_X402_STATUS_N  (NGX_HTTP_X402_ERROR + 1)
+
+/* the $x402_status strings, indexed by ngx_http_x402_status_e */
+extern ngx_str_t  ngx_http_x402_status_names[];
+
 
 /* the request's position in the access/filter state machine */
 typedef enum {
@@ -182,6 +187,13 @@ extern ngx_module_t  ngx_http_x402_module;
 /* ngx_http_x402_handler.c */
 ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
+void ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf,
+    u_char *amount, u_char *pay_to, x402_requirement_t *req);
+ngx_int_t ngx_http_x402_variable_price(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, u_char *amount, ngx_str_t *price,
+    const char **err);
+ngx_int_t ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
+    int *version);
 ngx_http_x402_ctx_t *ngx_http_x402_get_ctx(ngx_http_request_t *r);
 void *ngx_http_x402_alloc(void *pool, size_t size);
 void ngx_http_x402_set_reason(ngx_http_request_t *r,

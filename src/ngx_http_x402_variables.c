@@ -58,7 +58,7 @@ static ngx_http_variable_t  ngx_http_x402_vars[] = {
 };
 
 
-static ngx_str_t  ngx_http_x402_status_names[] = {
+ngx_str_t  ngx_http_x402_status_names[] = {
     ngx_string("none"),
     ngx_string("required"),
     ngx_string("invalid"),

@@ -69,13 +69,10 @@ bool printable_ascii(std::string_view s, size_t max) noexcept
     return true;
 }
 
-// Parses a bounded body into a JSON object; nullptr if not one.
+// Parses a body already checked by out_of_bounds into a JSON object;
+// nullptr if not one.
 JsonPtr parse_object(std::string_view body)
 {
-    if (body.size() > X402_MAX_FACILITATOR_LEN
-        || !json_depth_within(body, X402_MAX_JSON_DEPTH)) {
-        return nullptr;
-    }
     json_error_t error;
     JsonPtr j(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES,
                          &error));
@@ -180,15 +177,30 @@ bool json_depth_within(std::string_view text, size_t max_depth) noexcept
     return true;
 }
 
+namespace {
+
+// The size and nesting bounds of an answer, checked before jansson sees it;
+// true (and a broken) when the answer breaks one.
+bool out_of_bounds(std::string_view body, const std::string &what,
+                   FacilitatorAnswer &a)
+{
+    if (body.size() > X402_MAX_FACILITATOR_LEN) {
+        broken(a, what + " answer is larger than 65536 bytes");
+        return true;
+    }
+    if (!json_depth_within(body, X402_MAX_JSON_DEPTH)) {
+        broken(a, what + " answer nests deeper than 16 levels");
+        return true;
+    }
+    return false;
+}
+
+}  // namespace
+
 FacilitatorAnswer facilitator_parse_verify(int status, std::string_view body)
 {
     FacilitatorAnswer a;
-    if (body.size() > X402_MAX_FACILITATOR_LEN) {
-        broken(a, "facilitator /verify answer is larger than 65536 bytes");
-        return a;
-    }
-    if (!json_depth_within(body, X402_MAX_JSON_DEPTH)) {
-        broken(a, "facilitator /verify answer nests deeper than 16 levels");
+    if (out_of_bounds(body, "facilitator /verify", a)) {
         return a;
     }
     JsonPtr obj = parse_object(body);
@@ -231,12 +243,7 @@ FacilitatorAnswer facilitator_parse_verify(int status, std::string_view body)
 FacilitatorAnswer facilitator_parse_settle(int status, std::string_view body)
 {
     FacilitatorAnswer a;
-    if (body.size() > X402_MAX_FACILITATOR_LEN) {
-        broken(a, "facilitator /settle answer is larger than 65536 bytes");
-        return a;
-    }
-    if (!json_depth_within(body, X402_MAX_JSON_DEPTH)) {
-        broken(a, "facilitator /settle answer nests deeper than 16 levels");
+    if (out_of_bounds(body, "facilitator /settle", a)) {
         return a;
     }
     JsonPtr obj = parse_object(body);
