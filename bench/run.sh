@@ -23,7 +23,8 @@
 # CPU per request: the serving process's CPU time (all its threads,
 # /proc/<pid>/task/*/schedstat, ns) over the measurement ÷ requests. The
 # "recovers" column divides it by one bare secp256k1_ecdsa_recover timed in
-# the same run. Redis: redis-server's CPU per payment. Last, the module's
+# the same run; "kernel share" is the system part of that CPU time
+# (/proc/<pid>/stat stime over utime + stime). Redis: redis-server's CPU per payment. Last, the module's
 # requests/s with 1 and 2 workers. Wall-clock figures
 # on a shared machine are noisy; the ratios come from alternating
 # measurements under the same load.
@@ -64,6 +65,9 @@ cpu_ns() {
     done
     echo "$sum"
 }
+
+# user and system ticks of a process (all threads), "user sys"
+ticks() { awk '{ print $14, $15 }' "/proc/$1/stat"; }
 
 # nginx workers of the instance whose pid file is $1
 workers() { pgrep -P "$(cat "$1")" | tr '\n' ' '; }
@@ -251,15 +255,22 @@ wait_port "$pport"
 # measure LABEL PIDS PORT PATH COUNT [FILE] -> appends to results
 measure() {
     local label=$1 pidlist=$2 port=$3 path=$4 count=$5 file=${6:--}
-    local c0=0 c1=0 p r0 r1 out
-    for p in $pidlist; do c0=$((c0 + $(cpu_ns "$p"))); done
+    local c0=0 c1=0 p r0 r1 out u s u0=0 s0=0 u1=0 s1=0
+    for p in $pidlist; do
+        c0=$((c0 + $(cpu_ns "$p")))
+        read -r u s < <(ticks "$p"); u0=$((u0 + u)); s0=$((s0 + s))
+    done
     r0=$(cpu_ns "$redis_pid")
     out=$("$load" "$port" "$path" "$count" "$conn" "$file" PAYMENT-SIGNATURE \
           | sed -n 's/^result //p')
-    for p in $pidlist; do c1=$((c1 + $(cpu_ns "$p"))); done
+    for p in $pidlist; do
+        c1=$((c1 + $(cpu_ns "$p")))
+        read -r u s < <(ticks "$p"); u1=$((u1 + u)); s1=$((s1 + s))
+    done
     r1=$(cpu_ns "$redis_pid")
     # label requests 2xx 402 other errors rps p50 p99 cpu_ns redis_ns
-    echo "$label $out $((c1 - c0)) $((r1 - r0))" >> "$work/results"
+    # user_ticks sys_ticks
+    echo "$label $out $((c1 - c0)) $((r1 - r0)) $((u1 - u0)) $((s1 - s0))" >> "$work/results"
 }
 
 zw=$(workers "$work/zone/logs/nginx.pid")
@@ -322,11 +333,12 @@ my $rec = ($rec1 + $rec2) / 2;
 my (%runs, @order);
 open my $f, '<', $file or die;
 while (<$f>) {
-    my ($label, $req, $ok, $pw, $other, $err, $rps, $p50, $p99, $cpu, $rcpu) = split;
+    my ($label, $req, $ok, $pw, $other, $err, $rps, $p50, $p99, $cpu, $rcpu, $ut, $st) = split;
     push @order, $label unless $runs{$label};
     push @{ $runs{$label} }, { req => $req, ok => $ok, pw => $pw, other => $other,
         err => $err, rps => $rps, p50 => $p50, p99 => $p99,
-        cpu => $cpu / $req / 1000, rcpu => $rcpu / $req / 1000 };
+        cpu => $cpu / $req / 1000, rcpu => $rcpu / $req / 1000,
+        sys => $ut + $st ? 100 * $st / ($ut + $st) : 0 };
 }
 sub med { my @s = sort { $a <=> $b } @_; my $m = @s / 2;
           @s % 2 ? $s[$m] : ($s[$m - 1] + $s[$m]) / 2 }
@@ -337,8 +349,8 @@ sub col { my ($l, $k) = @_; map { $_->{$k} } @{ $runs{$l} } }
 my %want = ('402' => 'pw', sync => 'ok', zone => 'ok', redis => 'ok');
 printf "bare secp256k1_ecdsa_recover: %.1f µs of CPU (before %.1f, after %.1f)\n\n",
     $rec / 1000, $rec1 / 1000, $rec2 / 1000;
-print "| path | side | CPU µs/request (median, range) | in recovers | requests/s | p50 ms | p99 ms | answered as expected |\n";
-print "|---|---|---|---|---|---|---|---|\n";
+print "| path | side | CPU µs/request (median, range) | in recovers | kernel share | requests/s | p50 ms | p99 ms | answered as expected |\n";
+print "|---|---|---|---|---|---|---|---|---|\n";
 my %name = ('402' => 'unpaid 402', sync => 'paid, facilitator verify + settle (sync)',
             zone => 'paid, local verify + async, zone',
             redis => 'paid, local verify + async, x402_redis');
@@ -349,10 +361,10 @@ for my $p ('402', 'sync', 'zone', 'redis') {
         my @c = col($l, 'cpu');
         my ($good, $all) = (0, 0);
         for (@{ $runs{$l} }) { $good += $_->{ $want{$p} }; $all += $_->{req} }
-        printf "| %s | %s | %s (%s) | %.2f | %.0f | %.2f | %.2f | %d of %d |\n",
+        printf "| %s | %s | %s (%s) | %.2f | %.0f%% | %.0f | %.2f | %.2f | %d of %d |\n",
             $name{$p}, $side eq 'plain' ? 'plain nginx `return 402`' : $side eq 'module' ? 'this module' : "\@x402/express",
             fmt(med(@c)), join('–', map { fmt($_) } (sort { $a <=> $b } @c)[0, -1]),
-            med(@c) * 1000 / $rec, med(col($l, 'rps')),
+            med(@c) * 1000 / $rec, med(col($l, 'sys')), med(col($l, 'rps')),
             med(col($l, 'p50')) / 1000, med(col($l, 'p99')) / 1000, $good, $all;
     }
 }
