@@ -25,7 +25,8 @@
 # "recovers" column divides it by one bare secp256k1_ecdsa_recover timed in
 # the same run; "kernel share" is the system part of that CPU time
 # (/proc/<pid>/stat stime over utime + stime). Redis: redis-server's CPU per payment. Last, the module's
-# requests/s with 1 and 2 workers. Wall-clock figures
+# requests/s with 1 and 2 workers, and the latency of one request at a
+# time on one connection (credit advance, and plain nginx's 402 beside it). Wall-clock figures
 # on a shared machine are noisy; the ratios come from alternating
 # measurements under the same load.
 set -euo pipefail
@@ -228,6 +229,7 @@ for r in $(seq "$rounds"); do
 done
 sign_file zone1 "$pr_local" "$n"
 sign_file zone2 "$pr_zone2" "$n"
+sign_file latency "$pr_local" "$((n / 4))"
 for i in 1 2 3; do sign_file "warm-express-$i" "$pr_express" "$ne"; done
 sign_file warm-zone "$pr_local" 2000
 sign_file warm-sync "$pr_module" 2000
@@ -261,7 +263,7 @@ measure() {
         read -r u s < <(ticks "$p"); u0=$((u0 + u)); s0=$((s0 + s))
     done
     r0=$(cpu_ns "$redis_pid")
-    out=$("$load" "$port" "$path" "$count" "$conn" "$file" PAYMENT-SIGNATURE \
+    out=$("$load" "$port" "$path" "$count" "${CONNS:-$conn}" "$file" PAYMENT-SIGNATURE \
           | sed -n 's/^result //p')
     for p in $pidlist; do
         c1=$((c1 + $(cpu_ns "$p")))
@@ -325,6 +327,10 @@ say "scaling: 1 and 2 workers, credit advance (zone)"
 measure scale:1 "$zw" "$zport" /local/ "$n" "$work/pay-zone1.txt"
 measure scale:2 "$z2w" "$z2port" /local/ "$n" "$work/pay-zone2.txt"
 
+say "latency on one connection: credit advance (zone) and plain nginx's 402"
+CONNS=1 measure latency:zone "$zw" "$zport" /local/ "$((n / 4))" "$work/pay-latency.txt"
+CONNS=1 measure latency:plain "$pw" "$pport" /paid/ "$((n / 4))"
+
 # ---------------------------------------------------------------- report
 perl - "$work/results" "$recover_ns" "$recover_ns2" "$rounds" <<'EOF'
 use strict; use warnings;
@@ -385,6 +391,11 @@ for my $p ('402', 'sync', 'zone', 'redis') {
     my @r = col('module:redis', 'rcpu');
     printf "redis-server CPU per payment (x402_redis path): %.1f µs (%s)\n",
         med(@r), join('–', map { sprintf '%.1f', $_ } (sort { $a <=> $b } @r)[0, -1]);
+}
+if ($runs{'latency:zone'} && $runs{'latency:plain'}) {
+    my ($z, $p) = ($runs{'latency:zone'}[0], $runs{'latency:plain'}[0]);
+    printf "one connection, one request at a time: credit advance (zone) p50 %.3f ms, p99 %.3f ms; plain nginx 402 p50 %.3f ms, p99 %.3f ms\n",
+        $z->{p50} / 1000, $z->{p99} / 1000, $p->{p50} / 1000, $p->{p99} / 1000;
 }
 if ($runs{'scale:1'} && $runs{'scale:2'}) {
     my ($a, $b) = ($runs{'scale:1'}[0], $runs{'scale:2'}[0]);
