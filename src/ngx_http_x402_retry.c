@@ -238,6 +238,10 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
             ngx_http_x402_pending_free_locked(zone, p);
             zone->sh->counters.async_settled++;
 
+        } else if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
+            /* refused by the facilitator: final, nothing to retry */
+            ngx_http_x402_pending_free_locked(zone, p);
+
         } else {
             delay = ngx_http_x402_retry_backoff(p->attempts);
             p->next_try = ngx_current_msec + delay;
@@ -268,6 +272,21 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
         }
     }
 
+    if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
+        rec = ngx_http_x402_shm_lookup(zone->sh, id);
+
+        if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
+            /* served on credit: kept (not evictable) until it expires */
+            rec->state = NGX_HTTP_X402_REC_FAILED;
+
+            if (text) {
+                len = ngx_min(text->len, NGX_HTTP_X402_REC_TEXT_LEN);
+                ngx_memcpy(rec->text, text->data, len);
+                rec->text_len = (u_char) len;
+            }
+        }
+    }
+
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     (void) ngx_hex_dump(hex, id, 32);
@@ -284,6 +303,12 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
                       "x402: async settlement of payment %*s settled "
                       "after %ui attempt(s): %V", (size_t) 64, hex, attempts,
                       text);
+
+    } else if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "x402: async settlement of payment %*s refused by "
+                      "the facilitator (attempt %ui: %V): final, not "
+                      "retried", (size_t) 64, hex, attempts, text);
 
     } else {
         ngx_log_error(NGX_LOG_WARN, log, 0,
@@ -910,6 +935,22 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
 
     } else {
         ngx_str_set(&text, "no memory");
+    }
+
+    if (outcome == X402_FAC_REFUSED) {
+        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                       NGX_HTTP_X402_SETTLE_REFUSED, &text,
+                                       log);
+
+        if (rt->redis) {
+            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
+            ngx_memcpy(op.id, rt->id, 32);
+            op.scope = rt->scope;
+            op.expire = rt->expire;
+            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_FAILED, &text);
+        }
+
+        return;
     }
 
     ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
