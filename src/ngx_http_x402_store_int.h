@@ -40,7 +40,10 @@
  * another build of the module checks this before touching it.
  */
 #define NGX_HTTP_X402_ZONE_MAGIC       0x78343032u   /* "x402" */
+#ifndef NGX_HTTP_X402_ZONE_LAYOUT
+/* raise on any change to the structures in the zone (t/37 builds another) */
 #define NGX_HTTP_X402_ZONE_LAYOUT      2
+#endif
 
 /*
  * Every shared counter is updated with an atomic add, under the mutex or
