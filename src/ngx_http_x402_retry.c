@@ -143,7 +143,7 @@ ngx_http_x402_pending_free_locked(ngx_http_x402_shm_t *zone,
     ngx_queue_remove(&p->queue);
     ngx_slab_free_locked(zone->shpool, p);
 
-    zone->sh->counters.pending--;
+    ngx_http_x402_count(zone->sh, pending, -1);
 }
 
 
@@ -162,7 +162,7 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
 
     /* the bound on unsettled credit: beyond it, settle synchronously */
     if (zone->sh->counters.pending >= limit) {
-        zone->sh->counters.async_sync++;
+        ngx_http_x402_count(zone->sh, async_sync, 1);
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -170,7 +170,7 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
     p = ngx_slab_alloc_locked(zone->shpool, size);
 
     if (p == NULL) {
-        zone->sh->counters.async_sync++;
+        ngx_http_x402_count(zone->sh, async_sync, 1);
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -198,8 +198,8 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
         rec->async = 1;
     }
 
-    zone->sh->counters.pending++;
-    zone->sh->counters.async_queued++;
+    ngx_http_x402_count(zone->sh, pending, 1);
+    ngx_http_x402_count(zone->sh, async_queued, 1);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -236,7 +236,7 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
 
         if (outcome == NGX_HTTP_X402_SETTLE_OK) {
             ngx_http_x402_pending_free_locked(zone, p);
-            zone->sh->counters.async_settled++;
+            ngx_http_x402_count(zone->sh, async_settled, 1);
 
         } else if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
             /* refused by the facilitator: final, nothing to retry */
@@ -268,7 +268,7 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
                 rec->text_len = (u_char) len;
             }
 
-            zone->sh->counters.settled++;
+            ngx_http_x402_count(zone->sh, settled, 1);
         }
     }
 
@@ -412,7 +412,7 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
             nlost++;
 
             ngx_http_x402_pending_free_locked(zone, p);
-            zone->sh->counters.async_lost++;
+            ngx_http_x402_count(zone->sh, async_lost, 1);
             continue;
         }
 
@@ -447,7 +447,7 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
         p->lease_pid = ngx_pid;
         p->attempts++;
         job->attempts = p->attempts;
-        zone->sh->counters.async_retries++;
+        ngx_http_x402_count(zone->sh, async_retries, 1);
 
         jobs[njobs++] = job;
     }
