@@ -873,7 +873,9 @@ ngx_http_x402_shm_take_unsynced(ngx_http_x402_shm_t *zone,
         ngx_memzero(&ops[got], sizeof(ngx_http_x402_store_op_t));
         ngx_memcpy(ops[got].id, rec->id, 32);
         ops[got].scope = rec->scope;
-        ops[got].expire = ngx_max((time_t) rec->enode.key, now + 1);
+        /* a record kept for its queued settlement: another window */
+        ops[got].expire = ((time_t) rec->enode.key < now)
+                          ? now + rec->window : (time_t) rec->enode.key;
         ops[got].window = rec->window;
         ops[got].settled_at = rec->settled_at;
         ngx_memcpy(ops[got].text, rec->text, rec->text_len);
