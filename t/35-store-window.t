@@ -48,6 +48,9 @@ sub server_conf {
     location = /full {
         return 200 "\$x402_store_full\\n";
     }
+    location = /metrics {
+        x402_metrics;
+    }
     location = /_refuse/verify {
         internal;
         default_type application/json;
@@ -119,6 +122,9 @@ my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
     like($ng->error_log, qr/evicted \d+ expired or refused authorizations/,
          'refused records were evicted to make room (logged)');
     unlike($ng->error_log, qr/is full of unexpired/, 'never full');
+    like($ng->get('/metrics')->{body},
+         qr/^x402_store_refused_evicted_total [1-9]/m,
+         'metrics: x402_store_refused_evicted_total');
     $ng->stop;
 }
 

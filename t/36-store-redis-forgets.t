@@ -39,7 +39,9 @@ sub fleet {
         http_config => store_http_config(
             "    x402_redis 127.0.0.1:$rport prefix=t36: fail=$a{fail} "
             . "timeout=300ms connect_timeout=300ms;\n"),
-        config => store_server_config($fac->port),   # x402_verify local
+        # x402_verify local
+        config => store_server_config($fac->port,
+                      extra => "location = /metrics { x402_metrics; }"),
     );
 }
 
@@ -86,6 +88,12 @@ like($ng2->error_log,
 my ($secs) = $ng2->error_log =~ /until (\d+) s from now/;
 ok(defined $secs && $secs > 300 && $secs <= 300 + 60 + 10,
    'the longest record life: maxTimeoutSeconds + 60 s + 10 s (' . ($secs // '?') . ')');
+
+my $m = $ng2->get('/metrics')->{body};
+like($m, qr/^x402_store_redis_data_lost_total [1-9]/m,
+     'metrics: x402_store_redis_data_lost_total');
+like($m, qr/^x402_store_redis_unvouched_total [1-9]/m,
+     'metrics: x402_store_redis_unvouched_total');
 
 # the first nginx notices at its next reservation, pushes its records back
 is($ng1->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[1][0] })->{status}, 503,
