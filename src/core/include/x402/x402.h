@@ -252,6 +252,53 @@ int x402_settle_failure_header(x402_str_t reason, x402_str_t network,
     x402_str_t payer, const x402_allocator_t *a, x402_str_t *header);
 
 
+/* ---- Coinbase Developer Platform (CDP) facilitator authentication ---- */
+
+/*
+ * Coinbase's hosted facilitator (https://api.cdp.coinbase.com/platform/v2/x402)
+ * wants `Authorization: Bearer <JWT>` on every /verify, /settle (POST) and
+ * /supported (GET), signed by a CDP API key, as the official CDP SDKs build
+ * it (src/core/cdp_jwt.hpp cites them): header {alg, kid, typ "JWT", nonce
+ * 32 hex}, claims {sub key id, iss "cdp", aud ["cdp_service"], nbf, iat, exp
+ * = nbf + 120 s, uris ["<METHOD> <host><path>"]}.
+ */
+typedef struct x402_cdp_key_s  x402_cdp_key_t;
+
+/*
+ * Configuration time. key_id: the CDP API key id ("organizations/…/apiKeys/…"
+ * or a UUID; 1-256 printable ASCII, no spaces). secret: the key secret as
+ * CDP hands it out, surrounding whitespace ignored (it is usually read from
+ * a file):
+ *   a PEM EC P-256 private key, SEC1 "EC PRIVATE KEY" or PKCS#8
+ *   "PRIVATE KEY", unencrypted                              -> ES256;
+ *   standard base64 of 64 bytes, Ed25519 seed || public key -> EdDSA.
+ * Returns the key, or NULL with *err set to a static message naming the
+ * rule broken (NULL err too on allocation failure: "out of memory").
+ * Release with x402_cdp_key_free (a configuration pool cleanup).
+ */
+x402_cdp_key_t *x402_cdp_key_load(x402_str_t key_id, x402_str_t secret,
+    const char **err);
+void x402_cdp_key_free(x402_cdp_key_t *key);
+/* "ES256" or "EdDSA" (static), for logs. */
+const char *x402_cdp_key_alg(const x402_cdp_key_t *key);
+
+/*
+ * Per facilitator call (no I/O; one ECDSA or Ed25519 signature, tens of
+ * microseconds). method: "POST" or "GET" (upper-case letters); host: the
+ * facilitator's host as in its URL, with ":port" if not the default
+ * ("api.cdp.coinbase.com"); path: the full request path
+ * ("/platform/v2/x402/verify"); now: unix time in seconds; lifetime:
+ * seconds until exp, 0 for the SDKs' 120 (1..3600 otherwise).
+ * out receives "Bearer <JWT>", the whole Authorization header value,
+ * allocated with a (not NUL-terminated).
+ * Returns 0, or -1 with *err set (bad argument, RAND_bytes or signing
+ * failure, allocation failure).
+ */
+int x402_cdp_authorization(const x402_cdp_key_t *key, x402_str_t method,
+    x402_str_t host, x402_str_t path, int64_t now, int64_t lifetime,
+    const x402_allocator_t *a, x402_str_t *out, const char **err);
+
+
 /* ---- utilities shared with the glue ---- */
 
 /* Padded standard base64. Returns 0, -1 on allocation failure. */
