@@ -252,6 +252,52 @@ int x402_settle_failure_header(x402_str_t reason, x402_str_t network,
     x402_str_t payer, const x402_allocator_t *a, x402_str_t *header);
 
 
+/* ---- what a facilitator supports: GET /supported (x402 v2 spec 7.3) ---- */
+
+/*
+ * A parsed SupportedResponse: kinds [{x402Version, scheme, network, extra?}],
+ * extensions [names], signers {pattern: [addresses]}. Bounds and the rules
+ * are in src/core/supported.hpp (at most 256 kinds, extra at most 4096 bytes
+ * of compact JSON, ...). Parsed by each worker from the answer bytes (the
+ * glue keeps those bytes, not this object, in shared memory).
+ */
+typedef struct x402_supported_s  x402_supported_t;
+
+/*
+ * status: the HTTP status of the answer (only 200 is usable); body: its
+ * bytes. Returns the object, or NULL with *err (allocated with a) saying
+ * why, naming the offending member ("facilitator /supported: kinds[3].network
+ * is not 1..128 printable characters"); err->len == 0 on allocation failure.
+ * Release with x402_supported_free.
+ */
+x402_supported_t *x402_supported_parse(int status, x402_str_t body,
+    const x402_allocator_t *a, x402_str_t *err);
+void x402_supported_free(x402_supported_t *s);
+size_t x402_supported_count(const x402_supported_t *s);
+
+/*
+ * Is (version, scheme, network) a kind of s? Exact equality of all three, as
+ * the official resource server's getSupportedKind. Returns 1 and sets *extra
+ * to the kind's `extra` as compact JSON ("{...}", len 0 when the kind has
+ * none; it lives as long as s), or 0 when not supported.
+ */
+int x402_supported_find(const x402_supported_t *s, int version,
+    x402_str_t scheme, x402_str_t network, x402_str_t *extra);
+
+/* 1 if the facilitator lists the extension name (e.g. "bazaar"), else 0. */
+int x402_supported_has_extension(const x402_supported_t *s, x402_str_t name);
+
+/*
+ * An offer's requirement against what its facilitator supports: returns 1
+ * when the v2 kind (2, scheme, CAIP-2 network) is listed, else 0; *v1 (may
+ * be NULL) is set to 1 when the requirement's network has a v1 name and the
+ * v1 kind (1, scheme, v1 name) is listed too (else 0: v1 payments for it
+ * cannot be settled there).
+ */
+int x402_supported_requirement(const x402_supported_t *s,
+    const x402_requirement_t *r, int *v1);
+
+
 /* ---- Coinbase Developer Platform (CDP) facilitator authentication ---- */
 
 /*
