@@ -147,6 +147,15 @@ x402_offer_s::x402_offer_s(const x402_requirement_t *in, size_t n)
         t1 += ',';
         t1 += extra;
 
+        // One entry per way to pay: a second (scheme, network, asset) would
+        // be a second price or payTo for the same payment, and a v1 payment
+        // (which names no asset) could not tell them apart.
+        for (const auto &o : reqs_) {
+            check(!(o->scheme == q->scheme && o->view.network == r.network
+                    && o->asset == q->asset),
+                  "an offer lists each scheme, network and asset once");
+        }
+
         reqs_.push_back(std::move(q));
     }
 
