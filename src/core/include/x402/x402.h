@@ -117,6 +117,15 @@ typedef struct x402_offer_s  x402_offer_t;
 
 x402_offer_t *x402_offer_create(const x402_requirement_t *reqs, size_t n,
     const char **err);
+/*
+ * As x402_offer_create, with PaymentRequired.extensions: `extensions` is the
+ * compact JSON object that becomes the value of `extensions` in the v2 402
+ * (x402_bazaar_render writes one); len 0: none. At most 8192 bytes, a JSON
+ * object within 14 levels (clients echo it in their payment, which the core
+ * decodes within X402_MAX_HEADER_LEN and X402_MAX_JSON_DEPTH).
+ */
+x402_offer_t *x402_offer_create_ext(const x402_requirement_t *reqs, size_t n,
+    x402_str_t extensions, const char **err);
 void x402_offer_free(x402_offer_t *offer);
 size_t x402_offer_count(const x402_offer_t *offer);
 const x402_requirement_t *x402_offer_get(const x402_offer_t *offer, size_t i);
@@ -250,6 +259,45 @@ int x402_facilitator_parse_settle(int status, x402_str_t body,
  * omitted when empty. */
 int x402_settle_failure_header(x402_str_t reason, x402_str_t network,
     x402_str_t payer, const x402_allocator_t *a, x402_str_t *header);
+
+
+/* ---- bazaar discovery extension (coinbase/x402 specs/extensions/bazaar.md) ---- */
+
+/*
+ * What a location declares for discovery; every JSON member is text the
+ * operator wrote (len 0: absent), each at most 8192 bytes and 8 levels:
+ *   method:         GET, HEAD, DELETE (query form) or POST, PUT, PATCH
+ *                   (body form), the request method the 402 describes;
+ *   query_params:   query form: JSON object, example query parameters;
+ *   body_type:      body form: "json", "form-data" or "text";
+ *   body:           body form: JSON object or string, example body;
+ *   input_schema:   JSON object: JSON Schema of the query parameters (its
+ *                   members are merged into {"type":"object"}) or of the
+ *                   body; absent: {"properties":{}};
+ *   output_example: JSON object, example answer (output type "json");
+ *   output_schema:  JSON object merged into the example's schema
+ *                   {"type":"object"}; needs output_example.
+ */
+typedef struct {
+    x402_str_t  method;
+    x402_str_t  query_params;
+    x402_str_t  body_type;
+    x402_str_t  body;
+    x402_str_t  input_schema;
+    x402_str_t  output_example;
+    x402_str_t  output_schema;
+} x402_bazaar_t;
+
+/*
+ * out: the compact JSON {"bazaar":{"info":...,"schema":...}} that
+ * x402_offer_create_ext takes as `extensions`, built as the official
+ * @x402/extensions declareDiscoveryExtension + bazaarResourceServerExtension
+ * build it for that method (src/core/bazaar.hpp). Allocated with a, at most
+ * 8192 bytes. Returns 0, or -1 with *err naming the rule broken (static;
+ * "out of memory" on allocation failure).
+ */
+int x402_bazaar_render(const x402_bazaar_t *b, const x402_allocator_t *a,
+    x402_str_t *out, const char **err);
 
 
 /* ---- what a facilitator supports: GET /supported (x402 v2 spec 7.3) ---- */
