@@ -7,7 +7,11 @@
  * token's domain is submitted by the facilitator account, and balances move
  * by exactly the value on that token of that chain and nowhere else. The
  * same signature replayed on another token or chain reverts (the domain
- * binds name, version, chain id and contract).
+ * binds name, version, chain id and contract). Then the official stack:
+ * for each pair the official v2 client (@x402/core x402Client + @x402/evm
+ * exact) signs a payment for a requirement naming that token, and the
+ * official facilitator (facilitator.mjs buildFacilitator for that chain)
+ * verifies and settles it: balances move by exactly the amount there.
  *
  *   node js/interop/several-check.mjs [--keep]   TAP-like; exit 1 on failure
  */
@@ -16,7 +20,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { getAddress, parseSignature, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { x402Client } from "@x402/core/client";
+import { toClientEvmSigner } from "@x402/evm";
+import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { startChain } from "./chain.mjs";
+import { buildFacilitator } from "./facilitator.mjs";
 import { CHAIN_ID, SECOND_CHAIN_ID, TOKENS, artifact, parseArgs, publicClient,
   stopPid, walletClient } from "./lib.mjs";
 import { authorizationTypes } from "./payments.mjs";
@@ -108,6 +116,39 @@ async function main() {
         check(r === "", `${what} signature replayed on ${TOKENS[key2].name} of ` +
           `${chain2.network} reverts: invalid signature`, r);
       }
+    }
+
+    /* The official client and facilitator, per (chain, token). */
+    const client = new x402Client();
+    client.register("eip155:*", new ExactEvmScheme(toClientEvmSigner(payer)));
+    /* EURC and a chain outside the tables are not @x402/evm default assets. */
+    client.setSpendControls(false);
+    for (const [i, [chain, key]] of pairs.entries()) {
+      const tok = TOKENS[key];
+      const what = `official client + facilitator, ${tok.name} on ${chain.network}`;
+      const req = { scheme: "exact", network: chain.network, amount: String(10000 * (i + 1)),
+        asset: tok.address, payTo, maxTimeoutSeconds: 300,
+        extra: { name: tok.name, version: tok.version } };
+      const pr = { x402Version: 2, resource: { url: "http://127.0.0.1/several",
+        description: "", mimeType: "" }, accepts: [req] };
+      const before = await snapshot();
+      try {
+        const payload = await client.createPaymentPayload(pr);
+        const { facilitator } = buildFacilitator(chain.rpcUrl, chain.accounts.facilitator.key,
+          chain.chainId);
+        const v = await facilitator.verify(payload, req);
+        check(v.isValid === true, `${what}: verify`, JSON.stringify(v));
+        const st = await facilitator.settle(payload, req);
+        check(st.success === true && st.network === chain.network, `${what}: settle`,
+          JSON.stringify(st));
+      } catch (e) {
+        check(false, `${what}: verify and settle`, e.message);
+      }
+      const after = await snapshot();
+      const moved = pairs.map((_, j) => String(after[j][1] - before[j][1]));
+      const want = pairs.map((_, j) => (j === i ? req.amount : "0"));
+      check(JSON.stringify(moved) === JSON.stringify(want),
+        `${what}: payTo received exactly ${req.amount} there only`, JSON.stringify(moved));
     }
   } finally {
     await Promise.all([stopPid(a.pid), stopPid(b.pid)]);
