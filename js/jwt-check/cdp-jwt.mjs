@@ -6,7 +6,8 @@
 //
 // verifyCdpJwt() is what a fake CDP facilitator needs: it refuses a token
 // with a bad signature, another key id, another alg, a missing nonce, a
-// wrong issuer/audience/uris, or outside nbf..exp (jose's own checks, no
+// wrong issuer, an audience other than ["cdp_service"] (the TS SDK sends
+// none), wrong uris, or outside nbf..exp (jose's own checks, no
 // clock tolerance).
 //
 // CLI: node cdp-jwt.mjs < cases.json
@@ -50,13 +51,18 @@ export async function verifyCdpJwt(token, { publicKey, keyId, method, host, path
   const { payload, protectedHeader } = await jwtVerify(token, publicKey, {
     algorithms: [alg],
     issuer: "cdp",
-    audience: "cdp_service",
     subject: keyId,
     typ: "JWT",
     currentDate: now === undefined ? undefined : new Date(now * 1000),
     requiredClaims: ["nbf", "exp", "iat", "uris"],
     maxTokenAge: 120,
   });
+  // The Go SDK sends aud ["cdp_service"], the TypeScript SDK no aud at all:
+  // both are what the hosted facilitator accepts, anything else is not.
+  if (payload.aud !== undefined
+      && !(Array.isArray(payload.aud) && payload.aud.length === 1 && payload.aud[0] === "cdp_service")) {
+    throw new Error(`aud ${JSON.stringify(payload.aud)} is not ["cdp_service"]`);
+  }
   if (protectedHeader.kid !== keyId) throw new Error(`kid ${protectedHeader.kid} is not ${keyId}`);
   if (!/^[0-9a-f]{32}$/.test(protectedHeader.nonce ?? "")) {
     throw new Error(`header nonce ${protectedHeader.nonce} is not 16 bytes of hex`);
@@ -83,7 +89,7 @@ async function officialShape(c) {
     requestPath: c.path,
   });
   const [h, p] = t.split(".").slice(0, 2).map((x) => JSON.parse(Buffer.from(x, "base64url")));
-  return { h, p };
+  return { h, p, token: t };
 }
 
 async function main() {
@@ -103,7 +109,11 @@ async function main() {
       if (c.compareOfficial) {
         // Same header members and claims as the SDK, plus `aud` (the Go
         // SDK's default); equal values where they do not vary per token.
-        const { h, p } = await officialShape(c);
+        const { h, p, token } = await officialShape(c);
+        // The verifier a fake CDP facilitator would use takes the SDK's own
+        // token too (no aud), so it checks the real contract, not ours.
+        await verifyCdpJwt(token, { publicKey: cdpPublicKey(c.secret), keyId: c.keyId,
+          method: c.method, host: c.host, path: c.path });
         const keys = (o) => Object.keys(o).sort().join(",");
         if (keys(header) !== keys(h)) throw new Error(`header ${keys(header)} vs SDK ${keys(h)}`);
         const ours = Object.keys(payload).filter((k) => k !== "aud").sort().join(",");

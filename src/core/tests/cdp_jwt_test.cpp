@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
@@ -424,4 +425,54 @@ TEST(CdpJwt, IndependentJose)
     unlink(in.c_str());
     unlink(out.c_str());
     rmdir(dir);
+}
+
+// The stand-in for CDP's authentication the glue's test will use
+// (js/jwt-check/cdp-gate.mjs) lets through the official SDK's tokens and
+// ours for /verify, /settle and /supported, and refuses bad ones.
+TEST(CdpJwt, GateTakesOurTokens)
+{
+    if (!have_jose()) {
+        GTEST_SKIP() << "node, js/jwt-check/node_modules or js/node_modules missing";
+    }
+    std::string secret = slurp("ed25519.b64");
+    const char *err = nullptr;
+    x402_cdp_key_t *k = x402_cdp_key_load(x402_str_t{"organizations/test/apiKeys/gate", 31},
+                                          s(secret), &err);
+    ASSERT_NE(k, nullptr) << err;
+    Blocks blocks;
+    x402_allocator_t a{&Blocks::alloc, &blocks};
+    std::string list = "[";
+    for (const char *op : {"POST verify", "POST settle", "GET supported"}) {
+        std::string m(op, std::strchr(op, ' ') - op);
+        std::string path = "/platform/v2/x402/" + std::string(std::strchr(op, ' ') + 1);
+        x402_str_t out{};
+        ASSERT_EQ(x402_cdp_authorization(k, s(m), s(cdp_host), s(path), int64_t(time(nullptr)), 0,
+                                         &a, &out, &err),
+                  0)
+            << err;
+        list += std::string(list.size() > 1 ? "," : "") + "{";
+        x402::json_append_member(list, "method", m, true);
+        x402::json_append_member(list, "path", path);
+        x402::json_append_member(list, "authorization", std::string(out.data, out.len));
+        list += "}";
+    }
+    list += "]";
+    x402_cdp_key_free(k);
+    std::string in = "/tmp/x402-gate-" + std::to_string(getpid()) + ".json";
+    std::string out = in + ".out";
+    std::ofstream(in) << list;
+    std::string cmd = "node " + repo + "/js/jwt-check/cdp-gate.mjs selfcheck --core-tokens " + in
+                      + " > " + out + " 2>&1";
+    int rc = std::system(cmd.c_str());
+    std::string text = [&] {
+        std::ifstream f(out);
+        std::stringstream ss;
+        ss << f.rdbuf();
+        return ss.str();
+    }();
+    EXPECT_EQ(rc, 0) << text;
+    EXPECT_NE(text.find("1..10"), std::string::npos) << text;
+    unlink(in.c_str());
+    unlink(out.c_str());
 }
