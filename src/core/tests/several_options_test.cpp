@@ -51,6 +51,10 @@ const char *eurc = "0x808456652fdb597867f38412077A9182bf77359F";
 // A token on a local second chain (chain id 31338), as js/interop deploys.
 const char *local_token = "0x5FbDB2315678afecb367f032d93F642f64180aa3";
 constexpr int64_t now = 1800000000;
+// Chains outside the table are interned in a pool of 64 that other tests
+// fill on purpose (networks_test): intern ours before any test runs.
+const x402_network_t *const local_chain =
+    x402_network_find(x402_str_t{"eip155:31338", 12});
 
 struct Option {
     const char *network, *asset, *name, *version, *amount;
@@ -68,6 +72,7 @@ x402_requirement_t requirement(const Option &o)
     x402_requirement_t r{};
     r.scheme = s("exact");
     r.network = x402_network_find(s(o.network));
+    EXPECT_TRUE(std::strcmp(o.network, "eip155:31338") != 0 || r.network == local_chain);
     r.amount = s(o.amount);
     r.asset = s(o.asset);
     r.pay_to = s(pay_to);
@@ -182,16 +187,21 @@ struct PaymentFree {
     void operator()(x402_payment_t *p) const { x402_payment_free(p); }
 };
 
-x402_verdict_t verify(const x402_offer_t *offer, const std::string &header, int version)
+// The verdict's strings point into the payment: both live together.
+struct Checked : x402_verdict_t {
+    std::shared_ptr<x402_payment_t> payment;
+};
+
+Checked verify(const x402_offer_t *offer, const std::string &header, int version)
 {
-    x402_verdict_t v;
-    std::unique_ptr<x402_payment_t, PaymentFree> p(
-        x402_payment_decode(s(header), version, &v));
-    EXPECT_TRUE(p) << (v.message ? v.message : "");
-    if (p) {
-        x402_payment_verify(p.get(), offer, now, &v);
+    Checked c;
+    x402_verdict_t &v = c;
+    c.payment.reset(x402_payment_decode(s(header), version, &v), PaymentFree());
+    EXPECT_TRUE(c.payment) << (v.message ? v.message : "");
+    if (c.payment) {
+        x402_payment_verify(c.payment.get(), offer, now, &v);
     }
-    return v;
+    return c;
 }
 
 std::string str(x402_str_t v)
@@ -207,7 +217,7 @@ TEST(SeveralOptions, EachOptionPaidAndVerifiedUnderItsOwnDomain)
     ASSERT_TRUE(offer);
     for (size_t i = 0; i < options.size(); i++) {
         SCOPED_TRACE(options[i].name);
-        x402_verdict_t v = verify(offer.get(), payment(offer.get(), i, options[i], 2, uint8_t(i + 1)), 2);
+        Checked v = verify(offer.get(), payment(offer.get(), i, options[i], 2, uint8_t(i + 1)), 2);
         EXPECT_EQ(v.ok, 1) << (v.message ? v.message : "");
         EXPECT_EQ(v.requirement, i);
         EXPECT_EQ(str(v.asset), options[i].asset);
@@ -220,7 +230,7 @@ TEST(SeveralOptions, V2SignatureUnderAnotherOptionsDomainIsRefused)
 {
     Offer offer = make_offer(options);
     // accepted names EURC, the signature is over USDC's domain.
-    x402_verdict_t v = verify(offer.get(), payment(offer.get(), 1, options[0], 2, 9), 2);
+    Checked v = verify(offer.get(), payment(offer.get(), 1, options[0], 2, 9), 2);
     EXPECT_EQ(v.ok, 0);
     ASSERT_NE(v.reason, nullptr);
     EXPECT_STREQ(v.reason, "invalid_exact_evm_payload_signature");
@@ -233,23 +243,23 @@ TEST(SeveralOptions, V1PaymentFindsItsAssetBySignature)
     Offer offer = make_offer(options);
     for (size_t i : {0, 1, 2}) {
         SCOPED_TRACE(options[i].name);
-        x402_verdict_t v = verify(offer.get(), payment(offer.get(), i, options[i], 1, uint8_t(i + 20)), 1);
+        Checked v = verify(offer.get(), payment(offer.get(), i, options[i], 1, uint8_t(i + 20)), 1);
         EXPECT_EQ(v.ok, 1) << (v.message ? v.message : "");
         EXPECT_EQ(v.requirement, i);
         EXPECT_EQ(str(v.asset), options[i].asset);
         // The payment's identity names the asset actually paid.
-        x402_verdict_t w = verify(offer.get(), payment(offer.get(), i, options[i], 1, uint8_t(i + 20)), 1);
+        Checked w = verify(offer.get(), payment(offer.get(), i, options[i], 1, uint8_t(i + 20)), 1);
         EXPECT_STREQ(v.payment_id, w.payment_id);
     }
     // Same nonce and payer, other asset: another payment id.
-    x402_verdict_t a = verify(offer.get(), payment(offer.get(), 0, options[0], 1, 42), 1);
-    x402_verdict_t b = verify(offer.get(), payment(offer.get(), 1, options[1], 1, 42), 1);
+    Checked a = verify(offer.get(), payment(offer.get(), 0, options[0], 1, 42), 1);
+    Checked b = verify(offer.get(), payment(offer.get(), 1, options[1], 1, 42), 1);
     EXPECT_STRNE(a.payment_id, b.payment_id);
 
     // Signed under a domain no option has: refused for the signature.
     Option fake = options[1];
     fake.name = "EURC Fake";
-    x402_verdict_t v = verify(offer.get(), payment(offer.get(), 1, fake, 1, 33), 1);
+    Checked v = verify(offer.get(), payment(offer.get(), 1, fake, 1, 33), 1);
     EXPECT_EQ(v.ok, 0);
     ASSERT_NE(v.reason, nullptr);
     EXPECT_STREQ(v.reason, "invalid_exact_evm_payload_signature");
