@@ -158,6 +158,11 @@ ngx_int_t ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
 void ngx_http_x402_store_op_async_done(ngx_http_request_t *r,
     ngx_http_x402_store_op_t *op, ngx_uint_t outcome, ngx_str_t *text);
 
+/* the request's op (kept in the glue's ctx, found after internal
+ * redirects), or NULL: ngx_http_x402_store_hooks.c */
+ngx_http_x402_store_op_t *ngx_http_x402_store_request_op(
+    ngx_http_request_t *r);
+
 /* NULL when no zone is configured (x402 unused) */
 ngx_http_x402_store_counters_t *ngx_http_x402_store_counters(
     ngx_http_request_t *r);

@@ -146,3 +146,14 @@ ngx_http_x402_store_record(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         break;
     }
 }
+
+
+ngx_http_x402_store_op_t *
+ngx_http_x402_store_request_op(ngx_http_request_t *r)
+{
+    ngx_http_x402_ctx_t  *ctx;
+
+    ctx = ngx_http_x402_get_ctx(r);
+
+    return ctx ? ctx->store : NULL;
+}
