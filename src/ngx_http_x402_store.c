@@ -154,10 +154,10 @@ ngx_http_x402_hex_decode(u_char *dst, const char *src, size_t len)
 
 /*
  * The scope a grant is valid for: the virtual host (the server block's
- * first server_name and listen port, and the host asked for), the location
- * and what was paid there (network, asset, payTo, amount). A 64-bit digest
- * of those strings. Names and ports, not configuration pointers: the scope
- * holds across reloads and across a fleet sharing Redis.
+ * first server_name, and the host name asked for), the location and what
+ * was paid there (network, asset, payTo, amount). A 64-bit digest of those
+ * strings. Names, not configuration pointers or listen addresses: the
+ * scope holds across reloads and across a fleet sharing Redis.
  */
 static uint64_t
 ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
@@ -165,7 +165,6 @@ ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
     u_char                    *p, *buf;
     size_t                     len;
     uint64_t                   scope;
-    ngx_uint_t                 port;
     unsigned char              md[32];
     ngx_http_core_srv_conf_t  *cscf;
     ngx_http_core_loc_conf_t  *clcf;
@@ -173,11 +172,8 @@ ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
     cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    port = ngx_inet_get_port(r->connection->listening->sockaddr);
-
-    len = cscf->server_name.len + NGX_INT_T_LEN + r->headers_in.server.len
-          + clcf->name.len + v->network.len + v->asset.len + v->pay_to.len
-          + v->value.len + 8;
+    len = cscf->server_name.len + r->headers_in.server.len + clcf->name.len
+          + v->network.len + v->asset.len + v->pay_to.len + v->value.len + 7;
 
     buf = ngx_pnalloc(r->pool, len);
     if (buf == NULL) {
@@ -186,8 +182,6 @@ ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
 
     /* NUL separators: no two field lists hash the same bytes */
     p = ngx_cpymem(buf, cscf->server_name.data, cscf->server_name.len);
-    *p++ = '\0';
-    p = ngx_sprintf(p, "%ui", port);
     *p++ = '\0';
     p = ngx_cpymem(p, r->headers_in.server.data, r->headers_in.server.len);
     *p++ = '\0';

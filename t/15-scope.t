@@ -1,5 +1,5 @@
 # Scopes: a grant (x402_grant) is valid only on the virtual host it was
-# paid on (server block, listen port, host name) besides the location and
+# paid on (server block, host name) besides the location and
 # the offer; $x402_store survives internal redirects and is not cached from
 # before the payment was reserved.
 use strict;
@@ -71,6 +71,46 @@ EOH
     is(scalar @settles, 1, 'settled once');
 
     $ng->stop;
+    $fac->stop;
+}
+
+# the same with Redis, across a fleet: honoured by another nginx on the
+# same virtual host, not on another
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $fp = $fac->port;
+    my $redis = X402::Redis->start;
+    my $rp = $redis->port;
+    my $fac_loc = "location /_x402/ { internal; proxy_pass http://127.0.0.1:$fp/; }";
+    my @ng;
+    for my $i (1, 2) {
+        my $port = free_port();
+        my $http = <<"EOH"
+    x402_redis 127.0.0.1:$rp;
+    x402_price 0.001;
+    x402_pay_to $PAY_TO;
+    x402_network base-sepolia;
+    x402_facilitator /_x402/;
+EOH
+            . paid_server($port, 'a.example', 'a') . paid_server($port, 'b.example', 'b');
+        $http =~ s/(location \/grant\/)/$fac_loc\n        $1/g;
+        push @ng, start_nginx(port => $port, name => "fleet$i", http_config => $http,
+                              config => "location / { return 404; }\n",
+                              user_files => ">>> a/grant/x\ncontent of a\n>>> b/grant/x\ncontent of b\n");
+    }
+    my $h = sign_payment(amount => '1000');
+    my $r = $ng[0]->get('/grant/x', { Host => 'a.example', 'PAYMENT-SIGNATURE' => $h });
+    is($r->{status}, 200, 'redis: paid at one, a.example');
+    is($ng[0]->get('/grant/x', { Host => 'b.example', 'PAYMENT-SIGNATURE' => $h })->{status},
+       402, 'redis: b.example at the same nginx: 402');
+    $r = $ng[1]->get('/grant/x', { Host => 'a.example', 'PAYMENT-SIGNATURE' => $h });
+    is($r->{status}, 200, 'redis: a.example at the other nginx: the grant holds');
+    is($r->{body}, "content of a\n", 'redis: granted content');
+    $r = $ng[1]->get('/grant/x', { Host => 'b.example', 'PAYMENT-SIGNATURE' => $h });
+    is($r->{status}, 402, 'redis: b.example at the other nginx: 402');
+    unlike($r->{body}, qr/content of b/, 'redis: nothing served');
+    $_->stop for @ng;
+    $redis->stop;
     $fac->stop;
 }
 
