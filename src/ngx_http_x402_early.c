@@ -56,6 +56,12 @@ ngx_http_x402_early_status(ngx_http_request_t *r)
         return NGX_HTTP_X402_REQUIRED;
 
     case NGX_HTTP_X402_CHECK_FAILED:
+        /* $x402_reason too, for the log line of a request refused early */
+        if (ctx->reason.len == 0) {
+            ngx_http_x402_set_reason(r, ctx, ctx->checked_reason,
+                                     ngx_strlen(ctx->checked_reason));
+        }
+
         return NGX_HTTP_X402_INVALID;
 
     case NGX_OK:

@@ -75,7 +75,8 @@ my $log = $ng->access_log;
 $log = do { local $/; open my $fh, '<', "$prefix/logs/access.log"; <$fh> } // '';
 like($log, qr/" 503 x402=required/, 'access log: the throttled were unpaid');
 like($log, qr/" 200 x402=settled/, 'access log: the payers settled');
-like($log, qr/" 503 x402=invalid/, 'access log: the junk headers were invalid');
+like($log, qr/" 503 x402=invalid reason=invalid_payload/,
+     'access log: the junk headers were invalid, with the reason');
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts');
 
 done_testing();
