@@ -137,6 +137,24 @@ sub pay { scalar sign_payment(amount => '1000') }
     $fac->stop;
 }
 
+# after: a settlement refused replaces the held response with a 402 that
+# still gets the operator's "add_header ... always" (CORS) and is no-store
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: 200 {\"success\":false,\"errorReason\":\"insufficient_funds\",\"transaction\":\"\",\"network\":\"{{network}}\"}\n");
+    my %c = conf($fac);
+    $c{config} =~ s{location /after/ \{ x402_settle after; \}}
+                   {location /after/ { x402_settle after; expires 1h; add_header Access-Control-Allow-Origin "*" always; }};
+    my $ng = start_nginx(%c);
+    my $r = $ng->get('/after/doc.txt', { 'PAYMENT-SIGNATURE' => pay() });
+    is($r->{status}, 402, 'after, refused: 402');
+    is(X402::HTTP::header($r, 'Access-Control-Allow-Origin'), '*',
+       'after, refused: add_header always reaches the 402');
+    is(cc($r), 'no-store', 'after, refused: no-store, the content\'s max-age gone');
+    unlike($r->{body}, qr/^after$/m, 'after, refused: content dropped');
+    $ng->stop;
+    $fac->stop;
+}
+
 # x402_resource_url behind a TLS-terminating proxy
 {
     my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
