@@ -266,7 +266,9 @@ ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
 /*
  * Whether the ctx holds the local checks of this very request state: the
  * same location, URI and static offer (a variable price or payTo may have
- * changed since, so those are checked again).
+ * changed since, so those are checked again), and fresh: limit_req may
+ * have delayed the request since, and validBefore is checked against the
+ * clock.
  */
 
 ngx_uint_t
@@ -277,7 +279,8 @@ ngx_http_x402_checked(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
            && xlcf->offer != NULL
            && ctx->checked_uri.data == r->uri.data
            && ctx->checked_uri.len == r->uri.len
-           && ctx->checked_uri_changes == r->uri_changes;
+           && ctx->checked_uri_changes == r->uri_changes
+           && ngx_time() - ctx->checked_at <= 1;
 }
 
 
@@ -313,6 +316,7 @@ ngx_http_x402_check(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
     ctx->checked_conf = xlcf;
     ctx->checked_uri = r->uri;
     ctx->checked_uri_changes = r->uri_changes;
+    ctx->checked_at = ngx_time();
 
     rc = ngx_http_x402_check_payment(r, xlcf, ctx);
 

@@ -175,6 +175,7 @@ struct ngx_http_x402_ctx_s {
     void                       *checked_conf;   /* their location, or NULL */
     ngx_str_t                   checked_uri;
     ngx_uint_t                  checked_uri_changes;
+    time_t                      checked_at;
     ngx_int_t                   checked_rc;
     const char                 *checked_reason;
     const char                 *checked_message;

@@ -270,3 +270,26 @@ my $d = () = $log =~ /x402: payment header v2/g;
 is($d, 1, 'payment header: decoded once');
 --- facilitator_saw
 verify settle
+
+
+
+=== TEST 13: the kept local checks are not reused stale: a payment delayed by limit_req past its validBefore margin is refused
+--- http_config
+    map $x402_status $x402_key { default $binary_remote_addr; }
+    limit_req_zone $x402_key zone=slow:1m rate=20r/m;
+--- config eval
+"$main::PAY\nlocation /p/ { x402_verify local; x402_settle async; limit_req zone=slow burst=5; }\n"
+--- user_files
+>>> p/doc.txt
+paid
+--- facilitator
+verify: default
+settle: default
+--- perl
+my $h = sign_payment(amount => '1000', valid_before => time() + 8);
+my $r = $ng->get('/p/doc.txt');
+is($r->{status}, 402, 'first: 402, takes the slot');
+$r = $ng->get('/p/doc.txt', { 'PAYMENT-SIGNATURE' => $h }, timeout => 10);
+is($r->{status}, 402, 'delayed 3 s by limit_req: checked again, expired: 402');
+like($r->{body}, qr/valid_before/, 'delayed: the reason is validBefore');
+--- facilitator_saw
