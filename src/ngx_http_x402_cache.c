@@ -139,7 +139,7 @@ ngx_http_x402_cache_private(ngx_http_request_t *r)
             cc = &h[i];
         }
 
-        /* ", " for each directive, at most one a byte of the value */
+        /* ", " before each directive: at most one per byte of the value */
         len += 2 * h[i].value.len + 2;
     }
 
@@ -205,7 +205,9 @@ ngx_http_x402_cache_private(ngx_http_request_t *r)
                 if (start[n] == '"') {
                     quoted = !quoted;
 
-                } else if (start[n] == '\\' && quoted && start + n + 1 < last) {
+                } else if (start[n] == '\\' && quoted
+                           && start + n + 1 < last)
+                {
                     n++;
 
                 } else if (!quoted && start[n] == ',') {
