@@ -45,14 +45,6 @@ typedef struct {
 } ngx_http_x402_retry_t;
 
 
-typedef struct {
-    u_char                      id[32];
-    ngx_uint_t                  attempts;
-    u_char                      reason_len;
-    u_char                      reason[63];
-} ngx_http_x402_lost_t;
-
-
 /* a due entry, copied out of the zone under the lock */
 typedef struct {
     u_char                      id[32];
@@ -62,6 +54,9 @@ typedef struct {
     time_t                      expire;
     ngx_uint_t                  redis;
     ngx_uint_t                  server;
+    ngx_uint_t                  unknown;
+    u_char                      reason_len;
+    u_char                      reason[63];
     size_t                      uri_len;
     size_t                      body_len;
     u_char                      data[1];
@@ -78,220 +73,25 @@ static void ngx_http_x402_retry_finish(ngx_http_request_t *r);
 static void ngx_http_x402_retry_gone(void *data);
 static void ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
-static ngx_msec_t ngx_http_x402_retry_backoff(ngx_uint_t attempts);
+
+
+#define ngx_http_x402_due_pending(n)                                          \
+    ((ngx_http_x402_pending_t *) ((u_char *) (n)                              \
+                                  - offsetof(ngx_http_x402_pending_t, due)))
 
 
 static ngx_event_t   ngx_http_x402_retry_timer;
 static ngx_uint_t    ngx_http_x402_retry_inflight;
 static ngx_uint_t    ngx_http_x402_retry_exiting;
+static ngx_uint_t    ngx_http_x402_retry_draining;
+static uint64_t      ngx_http_x402_retry_deadline;
+
+static ngx_str_t  ngx_http_x402_no_spool = ngx_string("off: nowhere, they are lost");
 
 
 static ngx_str_t  ngx_http_x402_post_method = ngx_string("POST");
 static ngx_str_t  ngx_http_x402_content_type = ngx_string("Content-Type");
 static ngx_str_t  ngx_http_x402_json = ngx_string("application/json");
-
-
-static ngx_msec_t
-ngx_http_x402_retry_backoff(ngx_uint_t attempts)
-{
-    ngx_msec_t  delay;
-
-    delay = NGX_HTTP_X402_ASYNC_FIRST;
-
-    while (attempts-- > 1 && delay < NGX_HTTP_X402_ASYNC_BACKOFF) {
-        delay *= 2;
-    }
-
-    return ngx_min(delay, NGX_HTTP_X402_ASYNC_BACKOFF);
-}
-
-
-/* ---- the queue in the zone ---- */
-
-static ngx_http_x402_pending_t *
-ngx_http_x402_pending_find(ngx_http_x402_shm_sh_t *sh, u_char *id)
-{
-    ngx_queue_t              *q;
-    ngx_http_x402_pending_t  *p;
-
-    for (q = ngx_queue_head(&sh->pending);
-         q != ngx_queue_sentinel(&sh->pending);
-         q = ngx_queue_next(q))
-    {
-        p = ngx_queue_data(q, ngx_http_x402_pending_t, queue);
-
-        if (ngx_memcmp(p->id, id, 32) == 0) {
-            return p;
-        }
-    }
-
-    return NULL;
-}
-
-
-static void
-ngx_http_x402_pending_free_locked(ngx_http_x402_shm_t *zone,
-    ngx_http_x402_pending_t *p)
-{
-    ngx_http_x402_rec_t  *rec;
-
-    rec = ngx_http_x402_shm_lookup(zone->sh, p->id);
-    if (rec) {
-        rec->async = 0;
-    }
-
-    ngx_queue_remove(&p->queue);
-    ngx_slab_free_locked(zone->shpool, p);
-
-    zone->sh->counters.pending--;
-}
-
-
-ngx_int_t
-ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
-    ngx_http_x402_store_op_t *op, ngx_uint_t limit, ngx_uint_t server,
-    ngx_str_t *uri, ngx_str_t *body)
-{
-    size_t                    size;
-    ngx_http_x402_rec_t      *rec;
-    ngx_http_x402_pending_t  *p;
-
-    size = offsetof(ngx_http_x402_pending_t, data) + uri->len + body->len;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    /* the bound on unsettled credit: beyond it, settle synchronously */
-    if (zone->sh->counters.pending >= limit) {
-        zone->sh->counters.async_sync++;
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    p = ngx_slab_alloc_locked(zone->shpool, size);
-
-    if (p == NULL) {
-        zone->sh->counters.async_sync++;
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    ngx_memcpy(p->id, op->id, 32);
-    p->scope = op->scope;
-    p->expire = op->expire;
-    p->redis = (op->backend == NGX_HTTP_X402_BACKEND_REDIS);
-    p->valid_before = op->valid_before;
-    p->lease_until = ngx_current_msec + NGX_HTTP_X402_ASYNC_LEASE;
-    p->lease_pid = ngx_pid;
-    p->next_try = p->lease_until;
-    p->attempts = 1;
-    p->server = server;
-    p->uri_len = uri->len;
-    p->body_len = body->len;
-    p->reason_len = 0;
-    ngx_memcpy(p->data, uri->data, uri->len);
-    ngx_memcpy(p->data + uri->len, body->data, body->len);
-
-    ngx_queue_insert_tail(&zone->sh->pending, &p->queue);
-
-    rec = ngx_http_x402_shm_lookup(zone->sh, op->id);
-    if (rec) {
-        rec->async = 1;
-    }
-
-    zone->sh->counters.pending++;
-    zone->sh->counters.async_queued++;
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    return NGX_OK;
-}
-
-
-/*
- * An attempt ended: settled (the entry goes, the record says settled), or
- * not (the entry stays, with a backoff; every worker may pick it up).
- */
-void
-ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
-    ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log)
-{
-    u_char                    hex[64];
-    size_t                    len;
-    ngx_uint_t                attempts, found;
-    ngx_msec_t                delay;
-    ngx_http_x402_rec_t      *rec;
-    ngx_http_x402_pending_t  *p;
-
-    delay = 0;
-    attempts = 0;
-    found = 0;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    p = ngx_http_x402_pending_find(zone->sh, id);
-
-    if (p) {
-        found = 1;
-        attempts = p->attempts;
-
-        if (outcome == NGX_HTTP_X402_SETTLE_OK) {
-            ngx_http_x402_pending_free_locked(zone, p);
-            zone->sh->counters.async_settled++;
-
-        } else {
-            delay = ngx_http_x402_retry_backoff(p->attempts);
-            p->next_try = ngx_current_msec + delay;
-            p->lease_until = 0;
-
-            if (text) {
-                len = ngx_min(text->len, sizeof(p->reason));
-                ngx_memcpy(p->reason, text->data, len);
-                p->reason_len = (u_char) len;
-            }
-        }
-    }
-
-    if (outcome == NGX_HTTP_X402_SETTLE_OK) {
-        rec = ngx_http_x402_shm_lookup(zone->sh, id);
-
-        if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
-            rec->state = NGX_HTTP_X402_REC_SETTLED;
-            rec->settled_at = ngx_time();
-
-            if (text) {
-                len = ngx_min(text->len, NGX_HTTP_X402_REC_TEXT_LEN);
-                ngx_memcpy(rec->text, text->data, len);
-                rec->text_len = (u_char) len;
-            }
-
-            zone->sh->counters.settled++;
-        }
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    (void) ngx_hex_dump(hex, id, 32);
-
-    if (!found) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "x402: async settlement of payment %*s finished "
-                      "but was no longer queued", (size_t) 64, hex);
-        return;
-    }
-
-    if (outcome == NGX_HTTP_X402_SETTLE_OK) {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "x402: async settlement of payment %*s settled "
-                      "after %ui attempt(s): %V", (size_t) 64, hex, attempts,
-                      text);
-
-    } else {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "x402: async settlement of payment %*s failed "
-                      "(attempt %ui: %V), retrying in %Mms", (size_t) 64,
-                      hex, attempts, text, delay);
-    }
-}
 
 
 /* ---- the timer ---- */
@@ -301,13 +101,13 @@ ngx_http_x402_retry_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_x402_retry_exiting = 0;
     ngx_http_x402_retry_inflight = 0;
+    ngx_http_x402_retry_draining = 0;
 
     ngx_memzero(&ngx_http_x402_retry_timer, sizeof(ngx_event_t));
 
     ngx_http_x402_retry_timer.handler = ngx_http_x402_retry_tick;
     ngx_http_x402_retry_timer.data = cycle;
     ngx_http_x402_retry_timer.log = cycle->log;
-    /* a graceful shutdown does not wait for the next scan */
     ngx_http_x402_retry_timer.cancelable = 1;
 
     /* spread the workers' scans */
@@ -329,99 +129,245 @@ ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle)
 }
 
 
+/* the /settle body of a payment, whole, in pieces that fit a log line */
+static void
+ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex,
+    ngx_http_x402_retry_job_t *job)
+{
+    u_char      *body;
+    size_t       len, part;
+    ngx_uint_t   i, n;
+
+    body = job->data + job->uri_len;
+    len = job->body_len;
+    n = (len + 1023) / 1024;
+
+    for (i = 1; i <= n; i++) {
+        part = ngx_min(len, 1024);
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "x402: payment %*s: POST %*s with the body [%ui/%ui]: "
+                      "%*s", (size_t) 64, hex, job->uri_len, job->data, i, n,
+                      part, body);
+        body += part;
+        len -= part;
+    }
+}
+
+
+/* an owed settlement that can no longer happen: logged, counted, gone */
+static void
+ngx_http_x402_retry_give_up(ngx_http_x402_retry_job_t *job, ngx_log_t *log)
+{
+    u_char  hex[64];
+
+    (void) ngx_hex_dump(hex, job->id, 32);
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "x402: async settlement of payment %*s %s: the "
+                  "authorization expired after %ui attempt(s), last error: "
+                  "\"%*s\"; to settle it by hand, or to look it up, the "
+                  "settle request follows", (size_t) 64, hex,
+                  job->unknown ? "UNKNOWN (an answer was lost, it may have "
+                                 "settled)"
+                               : "GIVEN UP",
+                  job->attempts, job->reason_len, job->reason);
+
+    ngx_http_x402_retry_log_body(log, hex, job);
+}
+
+
+static ngx_http_x402_retry_job_t *
+ngx_http_x402_retry_job(ngx_http_x402_pending_t *p, ngx_log_t *log)
+{
+    size_t                      size;
+    ngx_http_x402_retry_job_t  *job;
+
+    size = offsetof(ngx_http_x402_retry_job_t, data) + p->uri_len
+           + p->body_len;
+
+    job = ngx_alloc(size, log);
+    if (job == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(job->id, p->id, 32);
+    job->scope = p->scope;
+    job->expire = p->expire;
+    job->redis = p->redis;
+    job->valid_before = p->valid_before;
+    job->server = p->server;
+    job->attempts = p->attempts;
+    job->unknown = p->unknown;
+    job->reason_len = p->reason_len;
+    ngx_memcpy(job->reason, p->reason, p->reason_len);
+    job->uri_len = p->uri_len;
+    job->body_len = p->body_len;
+    ngx_memcpy(job->data, p->data, p->uri_len + p->body_len);
+
+    return job;
+}
+
+
+/*
+ * A graceful stop (or the old workers of a reload): what is owed is tried
+ * once more at once, then with the usual backoff, until x402_async_drain
+ * has passed; what is left stays in the spool for the next start.
+ */
+static void
+ngx_http_x402_retry_drain_begin(ngx_http_x402_shm_t *zone)
+{
+    uint64_t                  now;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_x402_pending_t  *p;
+
+    now = ngx_http_x402_queue_now();
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    sentinel = zone->sh->pending.sentinel;
+
+    if (zone->sh->pending.root != sentinel) {
+        for (node = ngx_rbtree_min(zone->sh->pending.root, sentinel);
+             node;
+             node = ngx_rbtree_next(&zone->sh->pending, node))
+        {
+            p = (ngx_http_x402_pending_t *) node;
+
+            if (p->lease_until == 0 && p->next_try > now) {
+                p->next_try = now;
+                ngx_http_x402_queue_reschedule_locked(zone->sh, p);
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
 static void
 ngx_http_x402_retry_tick(ngx_event_t *ev)
 {
-    u_char                      hex[64];
-    size_t                      size;
-    ngx_str_t                   text;
-    ngx_uint_t                  i, nlost, njobs;
-    ngx_msec_t                  now;
-    ngx_cycle_t                *cycle;
-    ngx_queue_t                *q, *next;
-    ngx_http_x402_shm_t        *zone;
-    ngx_http_x402_retry_t      *rt;
-    ngx_http_x402_pending_t    *p;
-    ngx_http_x402_retry_job_t  *job, *jobs[NGX_HTTP_X402_ASYNC_BATCH];
-    ngx_http_x402_lost_t        lost[NGX_HTTP_X402_ASYNC_BATCH];
+    u_char                            hex[64];
+    uint64_t                          now;
+    ngx_str_t                         text;
+    ngx_uint_t                        i, ngiven, njobs, pending;
+    ngx_cycle_t                      *cycle;
+    ngx_rbtree_node_t                *node;
+    ngx_http_x402_shm_t              *zone;
+    ngx_http_x402_retry_t            *rt;
+    ngx_http_x402_pending_t          *p;
+    ngx_http_x402_retry_job_t        *job, *jobs[NGX_HTTP_X402_ASYNC_BATCH];
+    ngx_http_x402_retry_job_t        *given[NGX_HTTP_X402_ASYNC_BATCH];
+    ngx_http_x402_store_main_conf_t  *smcf;
 
     cycle = ev->data;
     zone = ngx_http_x402_store_zone;
 
-    if (ngx_exiting || ngx_http_x402_retry_exiting || zone == NULL) {
+    if (ngx_http_x402_retry_exiting || zone == NULL) {
         return;
     }
 
-    nlost = 0;
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_x402_store_module);
+    now = ngx_http_x402_queue_now();
+
+    if (ngx_exiting && !ngx_http_x402_retry_draining) {
+
+        if (zone->sh->superseded) {
+            /* a resizing reload: the new zone has them */
+            return;
+        }
+
+        ngx_http_x402_retry_draining = 1;
+        ngx_http_x402_retry_deadline = now + smcf->async_drain;
+        ngx_http_x402_retry_drain_begin(zone);
+    }
+
+    if (ngx_http_x402_retry_draining
+        && (now >= ngx_http_x402_retry_deadline
+            || zone->sh->counters.pending == 0))
+    {
+        pending = zone->sh->counters.pending;
+
+        if (pending) {
+            ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                          "x402: exiting with %ui async settlement(s) still "
+                          "owed, left in the spool \"%V\" for the next start",
+                          pending, zone->spool ? &zone->spool->name
+                                               : &ngx_http_x402_no_spool);
+        }
+
+        return;
+    }
+
+    ngiven = 0;
     njobs = 0;
 
     if (zone->sh->counters.pending == 0) {
         goto next;
     }
 
-    now = ngx_current_msec;
-
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    for (q = ngx_queue_head(&zone->sh->pending);
-         q != ngx_queue_sentinel(&zone->sh->pending);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        p = ngx_queue_data(q, ngx_http_x402_pending_t, queue);
+    while (zone->sh->due.root != zone->sh->due.sentinel) {
 
-        if (p->lease_until && (ngx_msec_int_t) (p->lease_until - now) > 0) {
-            continue;
-        }
+        node = ngx_rbtree_min(zone->sh->due.root, zone->sh->due.sentinel);
 
-        if (p->valid_before <= ngx_time()) {
-            /* the authorization is void: nothing can settle it now */
-            if (nlost == NGX_HTTP_X402_ASYNC_BATCH) {
-                continue;
-            }
-
-            ngx_memcpy(lost[nlost].id, p->id, 32);
-            lost[nlost].attempts = p->attempts;
-            lost[nlost].reason_len = p->reason_len;
-            ngx_memcpy(lost[nlost].reason, p->reason, p->reason_len);
-            nlost++;
-
-            ngx_http_x402_pending_free_locked(zone, p);
-            zone->sh->counters.async_lost++;
-            continue;
-        }
-
-        if ((ngx_msec_int_t) (p->next_try - now) > 0
-            || njobs == NGX_HTTP_X402_ASYNC_BATCH
-            || ngx_http_x402_retry_inflight + njobs
-               >= NGX_HTTP_X402_RETRY_INFLIGHT)
-        {
-            continue;
-        }
-
-        size = offsetof(ngx_http_x402_retry_job_t, data)
-               + p->uri_len + p->body_len;
-
-        job = ngx_alloc(size, ev->log);
-        if (job == NULL) {
+        if ((uint64_t) node->key > now) {
             break;
         }
 
-        ngx_memcpy(job->id, p->id, 32);
-        job->scope = p->scope;
-        job->expire = p->expire;
-        job->redis = p->redis;
-        job->valid_before = p->valid_before;
-        job->server = p->server;
-        job->uri_len = p->uri_len;
-        job->body_len = p->body_len;
-        ngx_memcpy(job->data, p->data, p->uri_len + p->body_len);
+        p = ngx_http_x402_due_pending(node);
+
+        if ((uint64_t) p->valid_before * 1000 <= now) {
+            /* the authorization is void: nothing can settle it now */
+            if (ngiven == NGX_HTTP_X402_ASYNC_BATCH) {
+                break;
+            }
+
+            job = ngx_http_x402_retry_job(p, ev->log);
+            if (job == NULL) {
+                break;
+            }
+
+            given[ngiven++] = job;
+
+            (void) ngx_http_x402_spool_done_locked(zone, p->id,
+                                        p->unknown ? "unknown" : "given-up");
+
+            if (p->unknown) {
+                zone->sh->counters.async_unknown++;
+
+            } else {
+                zone->sh->counters.async_lost++;
+            }
+
+            ngx_http_x402_queue_free_locked(zone, p);
+            continue;
+        }
+
+        if (njobs == NGX_HTTP_X402_ASYNC_BATCH
+            || ngx_http_x402_retry_inflight + njobs
+               >= NGX_HTTP_X402_RETRY_INFLIGHT
+            || (ngx_http_x402_retry_draining
+                && now >= ngx_http_x402_retry_deadline))
+        {
+            break;
+        }
 
         /* ours for the lease: no other worker sends it meanwhile */
         p->lease_until = now + NGX_HTTP_X402_ASYNC_LEASE;
         p->lease_pid = ngx_pid;
         p->attempts++;
-        job->attempts = p->attempts;
+
+        job = ngx_http_x402_retry_job(p, ev->log);
+        if (job == NULL) {
+            p->attempts--;
+            p->lease_until = 0;
+            break;
+        }
+
+        ngx_http_x402_queue_reschedule_locked(zone->sh, p);
         zone->sh->counters.async_retries++;
 
         jobs[njobs++] = job;
@@ -429,13 +375,9 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    for (i = 0; i < nlost; i++) {
-        (void) ngx_hex_dump(hex, lost[i].id, 32);
-        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "x402: async settlement of payment %*s LOST: the "
-                      "authorization expired after %ui attempt(s), last "
-                      "error: \"%*s\"", (size_t) 64, hex, lost[i].attempts,
-                      (size_t) lost[i].reason_len, lost[i].reason);
+    for (i = 0; i < ngiven; i++) {
+        ngx_http_x402_retry_give_up(given[i], ev->log);
+        ngx_free(given[i]);
     }
 
     for (i = 0; i < njobs; i++) {
@@ -465,9 +407,22 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 
 next:
 
-    if (!ngx_exiting && !ngx_http_x402_retry_exiting) {
-        ngx_add_timer(ev, NGX_HTTP_X402_ASYNC_TICK);
+    ngx_http_x402_spool_reconcile(zone, ev->log);
+
+    if (ngx_http_x402_retry_exiting) {
+        return;
     }
+
+    /*
+     * While something is owed the timer keeps a stopping worker alive
+     * until the drain above has run; otherwise it does not delay a stop.
+     */
+    ev->cancelable = (zone->sh->counters.pending == 0
+                      && !ngx_http_x402_retry_draining);
+
+    ngx_add_timer(ev, ngx_http_x402_retry_draining
+                      ? NGX_HTTP_X402_ASYNC_DRAIN_TICK
+                      : NGX_HTTP_X402_ASYNC_TICK);
 }
 
 
@@ -912,6 +867,11 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         ngx_str_set(&text, "no memory");
     }
 
+    /* a refusal, or an answer that says nothing (it may have settled) */
     ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
-                                   NGX_HTTP_X402_SETTLE_RETRY, &text, log);
+                                   (outcome == X402_FAC_REFUSED
+                                    && rt->status < 500)
+                                   ? NGX_HTTP_X402_SETTLE_REFUSED
+                                   : NGX_HTTP_X402_SETTLE_RETRY,
+                                   &text, log);
 }

@@ -87,22 +87,20 @@ ngx_http_x402_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
  * copied over, so that no payment can be presented again because of a
  * configuration change.
  */
-static void
+static ngx_uint_t
 ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
 {
     size_t                    size;
     time_t                    now;
     ngx_uint_t                i, copied, dropped, pending, level;
-    ngx_queue_t              *q;
     ngx_list_part_t          *part;
     ngx_shm_zone_t           *oz;
     ngx_rbtree_node_t        *node, *nn, *sentinel;
     ngx_http_x402_rec_t      *rec, *nrec;
     ngx_http_x402_shm_t      *octx;
-    ngx_http_x402_pending_t  *p, *np;
 
     if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
-        return;
+        return 0;
     }
 
     octx = NULL;
@@ -134,7 +132,7 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     }
 
     if (octx == NULL || octx->sh == NULL) {
-        return;
+        return 0;
     }
 
     now = ngx_time();
@@ -178,25 +176,7 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
         }
     }
 
-    for (q = ngx_queue_head(&octx->sh->pending);
-         q != ngx_queue_sentinel(&octx->sh->pending);
-         q = ngx_queue_next(q))
-    {
-        p = ngx_queue_data(q, ngx_http_x402_pending_t, queue);
-        size = offsetof(ngx_http_x402_pending_t, data) + p->uri_len
-               + p->body_len;
-
-        np = ngx_slab_alloc_locked(ctx->shpool, size);
-        if (np == NULL) {
-            dropped++;
-            continue;
-        }
-
-        ngx_memcpy(np, p, size);
-        ngx_queue_insert_tail(&ctx->sh->pending, &np->queue);
-        ctx->sh->counters.pending++;
-        pending++;
-    }
+    pending = ngx_http_x402_queue_migrate(octx, ctx, &dropped);
 
     /* the history goes on: counters are monotonic for the metrics */
     ctx->sh->counters.reserved = octx->sh->counters.reserved;
@@ -215,6 +195,17 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     ctx->sh->counters.async_settled = octx->sh->counters.async_settled;
     ctx->sh->counters.async_retries = octx->sh->counters.async_retries;
     ctx->sh->counters.async_lost = octx->sh->counters.async_lost;
+    ctx->sh->counters.async_refused = octx->sh->counters.async_refused;
+    ctx->sh->counters.async_unanswered = octx->sh->counters.async_unanswered;
+    ctx->sh->counters.async_unknown = octx->sh->counters.async_unknown;
+    ctx->sh->counters.async_chain = octx->sh->counters.async_chain;
+    ctx->sh->counters.async_resumed = octx->sh->counters.async_resumed;
+    ctx->sh->spool_size = octx->sh->spool_size;
+
+    /* the old workers stop retrying; what they still change is reconciled
+     * from the spool once they are gone */
+    octx->sh->superseded = 1;
+    ctx->sh->reconcile_at = ngx_http_x402_queue_now() + 10000;
 
     ngx_shmtx_unlock(&octx->shpool->mutex);
 
@@ -224,6 +215,8 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
                   "x402: zone \"%V\" resized: %ui authorizations and %ui "
                   "queued settlements carried over, %ui did not fit",
                   &shm_zone->shm.name, copied, pending, dropped);
+
+    return 1;
 }
 
 
@@ -264,7 +257,7 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_http_x402_shm_rbtree_insert_value);
     ngx_rbtree_init(&ctx->sh->expiry, &ctx->sh->expiry_sentinel,
                     ngx_rbtree_insert_value);
-    ngx_queue_init(&ctx->sh->pending);
+    ngx_http_x402_queue_init(ctx->sh);
     ctx->sh->version = 1;
 
     len = sizeof(" in x402 zone \"\"") + shm_zone->shm.name.len;
@@ -280,7 +273,10 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone is reported by the store itself, with what it did */
     ctx->shpool->log_nomem = 0;
 
-    ngx_http_x402_shm_migrate(shm_zone, ctx);
+    if (!ngx_http_x402_shm_migrate(shm_zone, ctx)) {
+        /* a start: what the last run still owed is in the spool */
+        ngx_http_x402_spool_replay(ctx, shm_zone->shm.log);
+    }
 
     return NGX_OK;
 }

@@ -72,7 +72,8 @@
 
 /* async outcome */
 #define NGX_HTTP_X402_SETTLE_OK          0
-#define NGX_HTTP_X402_SETTLE_RETRY       1
+#define NGX_HTTP_X402_SETTLE_RETRY       1   /* the answer was lost */
+#define NGX_HTTP_X402_SETTLE_REFUSED     2   /* the facilitator said no */
 
 
 typedef struct ngx_http_x402_store_op_s  ngx_http_x402_store_op_t;
@@ -128,6 +129,11 @@ typedef struct {
     ngx_atomic_t           async_settled;    /* settled after queueing */
     ngx_atomic_t           async_retries;    /* retry attempts issued */
     ngx_atomic_t           async_lost;       /* expired unsettled: given up */
+    ngx_atomic_t           async_refused;    /* attempts refused */
+    ngx_atomic_t           async_unanswered; /* attempts whose answer was lost */
+    ngx_atomic_t           async_unknown;    /* expired, fate unknown */
+    ngx_atomic_t           async_chain;      /* found settled on chain */
+    ngx_atomic_t           async_resumed;    /* read back from the spool */
 } ngx_http_x402_store_counters_t;
 
 

@@ -117,9 +117,13 @@ ngx_http_x402_store_record(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
                                               &ctx->tx);
 
         } else {
+            /* a refusal, or an answer lost (it may have settled) */
             ngx_http_x402_store_op_async_done(r, op,
-                                              NGX_HTTP_X402_SETTLE_RETRY,
-                                              &ctx->reason);
+                          (ctx->status == NGX_HTTP_X402_INVALID
+                           && ctx->settle.status < 500)
+                          ? NGX_HTTP_X402_SETTLE_REFUSED
+                          : NGX_HTTP_X402_SETTLE_RETRY,
+                          &ctx->reason);
         }
 
         return;
