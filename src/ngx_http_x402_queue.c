@@ -364,11 +364,37 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
         found = 1;
         attempts = p->attempts;
 
-        if (outcome == NGX_HTTP_X402_SETTLE_OK) {
-            spooled = (ngx_http_x402_spool_done_locked(zone, id, "settled")
+        if (outcome == NGX_HTTP_X402_SETTLE_OK
+            || outcome == NGX_HTTP_X402_SETTLE_CHAIN)
+        {
+            spooled = (ngx_http_x402_spool_done_locked(zone, id,
+                                   outcome == NGX_HTTP_X402_SETTLE_OK
+                                   ? "settled" : "chain")
                        == NGX_OK);
             ngx_http_x402_queue_free_locked(zone, p);
-            zone->sh->counters.async_settled++;
+
+            if (outcome == NGX_HTTP_X402_SETTLE_OK) {
+                zone->sh->counters.async_settled++;
+
+            } else {
+                zone->sh->counters.async_chain++;
+            }
+
+        } else if (outcome == NGX_HTTP_X402_SETTLE_GIVEN_UP
+                   || outcome == NGX_HTTP_X402_SETTLE_UNKNOWN)
+        {
+            spooled = (ngx_http_x402_spool_done_locked(zone, id,
+                                   outcome == NGX_HTTP_X402_SETTLE_UNKNOWN
+                                   ? "unknown" : "given-up")
+                       == NGX_OK);
+            ngx_http_x402_queue_free_locked(zone, p);
+
+            if (outcome == NGX_HTTP_X402_SETTLE_UNKNOWN) {
+                zone->sh->counters.async_unknown++;
+
+            } else {
+                zone->sh->counters.async_lost++;
+            }
 
         } else {
             if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
@@ -393,7 +419,9 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
         }
     }
 
-    if (outcome == NGX_HTTP_X402_SETTLE_OK) {
+    if (outcome == NGX_HTTP_X402_SETTLE_OK
+        || outcome == NGX_HTTP_X402_SETTLE_CHAIN)
+    {
         rec = ngx_http_x402_shm_lookup(zone->sh, id);
 
         if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
@@ -428,11 +456,18 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
                       &zone->spool->name, (size_t) 64, hex);
     }
 
-    if (outcome == NGX_HTTP_X402_SETTLE_OK) {
+    if (outcome == NGX_HTTP_X402_SETTLE_OK
+        || outcome == NGX_HTTP_X402_SETTLE_CHAIN)
+    {
         ngx_log_error(NGX_LOG_NOTICE, log, 0,
                       "x402: async settlement of payment %*s settled "
                       "after %ui attempt(s): %V", (size_t) 64, hex, attempts,
                       text);
+
+    } else if (outcome == NGX_HTTP_X402_SETTLE_GIVEN_UP
+               || outcome == NGX_HTTP_X402_SETTLE_UNKNOWN)
+    {
+        /* the caller logged it with its body */
 
     } else {
         ngx_log_error(NGX_LOG_WARN, log, 0,

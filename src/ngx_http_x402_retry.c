@@ -39,10 +39,24 @@ typedef struct {
     ngx_uint_t                  status;
     ngx_str_t                   body;
     ngx_str_t                   sent;       /* the /settle body, metrics */
+    ngx_str_t                   uri;        /* the /settle location */
+    ngx_str_t                   rpc_uri;    /* the JSON-RPC location */
+    ngx_str_t                   rpc_body;
+    ngx_uint_t                  mode;       /* NGX_HTTP_X402_RETRY_* */
+    ngx_uint_t                  unknown;
+    u_char                      reason_len;
+    u_char                      reason[63];
+    unsigned                    asking:1;   /* the JSON-RPC call runs */
     unsigned                    got_response:1;
     unsigned                    finished:1;
     unsigned                    counted:1;
 } ngx_http_x402_retry_t;
+
+
+/* what a job does */
+#define NGX_HTTP_X402_RETRY_SETTLE    0   /* POST /settle */
+#define NGX_HTTP_X402_RETRY_ASK       1   /* ask the chain, then /settle */
+#define NGX_HTTP_X402_RETRY_FINAL     2   /* expired: ask the chain only */
 
 
 /* a due entry, copied out of the zone under the lock */
@@ -55,6 +69,7 @@ typedef struct {
     ngx_uint_t                  redis;
     ngx_uint_t                  server;
     ngx_uint_t                  unknown;
+    ngx_uint_t                  mode;
     u_char                      reason_len;
     u_char                      reason[63];
     size_t                      uri_len;
@@ -65,7 +80,12 @@ typedef struct {
 
 static void ngx_http_x402_retry_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_x402_retry_start(ngx_cycle_t *cycle,
-    ngx_http_x402_retry_job_t *p, ngx_http_x402_retry_t **prt);
+    ngx_http_x402_retry_job_t *p, ngx_str_t *rpc, ngx_http_x402_retry_t **prt);
+static ngx_int_t ngx_http_x402_retry_subrequest(ngx_http_request_t *r,
+    ngx_http_x402_retry_t *rt, ngx_str_t *uri, ngx_str_t *body);
+static void ngx_http_x402_retry_give_up(ngx_log_t *log, u_char *id,
+    ngx_uint_t unknown, ngx_uint_t attempts, u_char *reason,
+    size_t reason_len, ngx_str_t *uri, ngx_str_t *body);
 /* not static: ngx_http_x402_own_subrequest() knows our subrequests by it */
 ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
@@ -73,6 +93,9 @@ static void ngx_http_x402_retry_finish(ngx_http_request_t *r);
 static void ngx_http_x402_retry_gone(void *data);
 static void ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
+static ngx_int_t ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt,
+    ngx_log_t *log);
+static void *ngx_http_x402_retry_alloc(void *pool, size_t size);
 
 
 #define ngx_http_x402_due_pending(n)                                          \
@@ -131,24 +154,23 @@ ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle)
 
 /* the /settle body of a payment, whole, in pieces that fit a log line */
 static void
-ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex,
-    ngx_http_x402_retry_job_t *job)
+ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex, ngx_str_t *uri,
+    ngx_str_t *body)
 {
-    u_char      *body;
+    u_char      *b;
     size_t       len, part;
     ngx_uint_t   i, n;
 
-    body = job->data + job->uri_len;
-    len = job->body_len;
+    b = body->data;
+    len = body->len;
     n = (len + 1023) / 1024;
 
     for (i = 1; i <= n; i++) {
         part = ngx_min(len, 1024);
         ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "x402: payment %*s: POST %*s with the body [%ui/%ui]: "
-                      "%*s", (size_t) 64, hex, job->uri_len, job->data, i, n,
-                      part, body);
-        body += part;
+                      "x402: payment %*s: POST %V with the body [%ui/%ui]: "
+                      "%*s", (size_t) 64, hex, uri, i, n, part, b);
+        b += part;
         len -= part;
     }
 }
@@ -156,23 +178,25 @@ ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex,
 
 /* an owed settlement that can no longer happen: logged, counted, gone */
 static void
-ngx_http_x402_retry_give_up(ngx_http_x402_retry_job_t *job, ngx_log_t *log)
+ngx_http_x402_retry_give_up(ngx_log_t *log, u_char *id, ngx_uint_t unknown,
+    ngx_uint_t attempts, u_char *reason, size_t reason_len, ngx_str_t *uri,
+    ngx_str_t *body)
 {
     u_char  hex[64];
 
-    (void) ngx_hex_dump(hex, job->id, 32);
+    (void) ngx_hex_dump(hex, id, 32);
 
     ngx_log_error(NGX_LOG_ERR, log, 0,
                   "x402: async settlement of payment %*s %s: the "
                   "authorization expired after %ui attempt(s), last error: "
                   "\"%*s\"; to settle it by hand, or to look it up, the "
                   "settle request follows", (size_t) 64, hex,
-                  job->unknown ? "UNKNOWN (an answer was lost, it may have "
-                                 "settled)"
-                               : "GIVEN UP",
-                  job->attempts, job->reason_len, job->reason);
+                  unknown ? "UNKNOWN (an answer was lost, it may have "
+                            "settled)"
+                          : "GIVEN UP",
+                  attempts, reason_len, reason);
 
-    ngx_http_x402_retry_log_body(log, hex, job);
+    ngx_http_x402_retry_log_body(log, hex, uri, body);
 }
 
 
@@ -198,6 +222,7 @@ ngx_http_x402_retry_job(ngx_http_x402_pending_t *p, ngx_log_t *log)
     job->server = p->server;
     job->attempts = p->attempts;
     job->unknown = p->unknown;
+    job->mode = NGX_HTTP_X402_RETRY_SETTLE;
     job->reason_len = p->reason_len;
     ngx_memcpy(job->reason, p->reason, p->reason_len);
     job->uri_len = p->uri_len;
@@ -249,8 +274,8 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 {
     u_char                            hex[64];
     uint64_t                          now;
-    ngx_str_t                         text;
-    ngx_uint_t                        i, ngiven, njobs, pending;
+    ngx_str_t                         text, uri, body;
+    ngx_uint_t                        i, ngiven, njobs, pending, expired;
     ngx_cycle_t                      *cycle;
     ngx_rbtree_node_t                *node;
     ngx_http_x402_shm_t              *zone;
@@ -319,7 +344,9 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 
         p = ngx_http_x402_due_pending(node);
 
-        if ((uint64_t) p->valid_before * 1000 <= now) {
+        expired = ((uint64_t) p->valid_before * 1000 <= now);
+
+        if (expired && !(p->unknown && smcf->rpc.len)) {
             /* the authorization is void: nothing can settle it now */
             if (ngiven == NGX_HTTP_X402_ASYNC_BATCH) {
                 break;
@@ -367,6 +394,15 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
             break;
         }
 
+        /*
+         * An answer was lost before: the money may have moved. With a
+         * JSON-RPC location the chain says so, before anything is sent
+         * again; once expired, the chain has the last word.
+         */
+        job->mode = expired ? NGX_HTTP_X402_RETRY_FINAL
+                    : (p->unknown && smcf->rpc.len) ? NGX_HTTP_X402_RETRY_ASK
+                    : NGX_HTTP_X402_RETRY_SETTLE;
+
         ngx_http_x402_queue_reschedule_locked(zone->sh, p);
         zone->sh->counters.async_retries++;
 
@@ -376,8 +412,15 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     for (i = 0; i < ngiven; i++) {
-        ngx_http_x402_retry_give_up(given[i], ev->log);
-        ngx_free(given[i]);
+        job = given[i];
+        uri.data = job->data;
+        uri.len = job->uri_len;
+        body.data = job->data + job->uri_len;
+        body.len = job->body_len;
+        ngx_http_x402_retry_give_up(ev->log, job->id, job->unknown,
+                                    job->attempts, job->reason,
+                                    job->reason_len, &uri, &body);
+        ngx_free(job);
     }
 
     for (i = 0; i < njobs; i++) {
@@ -385,10 +428,14 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 
         (void) ngx_hex_dump(hex, job->id, 32);
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
-                      "x402: retrying async settlement of payment %*s "
-                      "(attempt %ui)", (size_t) 64, hex, job->attempts);
+                      "x402: %s async settlement of payment %*s "
+                      "(attempt %ui)",
+                      job->mode == NGX_HTTP_X402_RETRY_SETTLE
+                      ? "retrying" : "asking the chain about",
+                      (size_t) 64, hex, job->attempts);
 
-        if (ngx_http_x402_retry_start(cycle, job, &rt) != NGX_OK) {
+        if (ngx_http_x402_retry_start(cycle, job, &smcf->rpc, &rt) != NGX_OK)
+        {
             ngx_str_set(&text, "could not start a retry");
             ngx_http_x402_shm_pending_done(zone, job->id,
                                            NGX_HTTP_X402_SETTLE_RETRY, &text,
@@ -431,24 +478,23 @@ next:
 /* Builds the request and posts its subrequest; the caller runs it. */
 static ngx_int_t
 ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
-    ngx_http_x402_retry_t **prt)
+    ngx_str_t *rpc, ngx_http_x402_retry_t **prt)
 {
     u_char                           *data;
     ngx_fd_t                          fd;
-    ngx_buf_t                        *b;
-    ngx_str_t                         uri;
+    ngx_str_t                         uri, body;
+    x402_str_t                        sb, xnet, xreq;
+    x402_allocator_t                  a;
     ngx_log_t                        *log;
     ngx_pool_t                       *cpool, *pool;
-    ngx_chain_t                      *cl;
     ngx_table_elt_t                  *h;
     ngx_connection_t                 *c;
     ngx_http_log_ctx_t               *lctx;
     ngx_http_cleanup_t               *cln;
-    ngx_http_request_t               *r, *sr;
+    ngx_http_request_t               *r;
     ngx_http_x402_retry_t            *rt;
     ngx_http_core_srv_conf_t        **cscfp, *cscf;
     ngx_http_core_main_conf_t        *cmcf;
-    ngx_http_post_subrequest_t       *ps;
     ngx_http_x402_store_main_conf_t  *smcf;
 
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
@@ -554,6 +600,10 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
 
     ngx_memzero(rt, sizeof(ngx_http_x402_retry_t));
     ngx_memcpy(rt->id, p->id, 32);
+    rt->mode = p->mode;
+    rt->unknown = p->unknown;
+    rt->reason_len = p->reason_len;
+    ngx_memcpy(rt->reason, p->reason, p->reason_len);
     rt->attempts = p->attempts;
     rt->valid_before = p->valid_before;
     rt->scope = p->scope;
@@ -593,6 +643,7 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
 
     uri.data = data;
     uri.len = p->uri_len;
+    rt->uri = uri;
 
     r->uri = uri;
     r->unparsed_uri = uri;
@@ -632,46 +683,53 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     lctx->request = r;
     lctx->current_request = r;
 
-    ps = ngx_palloc(pool, sizeof(ngx_http_post_subrequest_t));
-    if (ps == NULL) {
-        goto failed_req;
+    if (p->mode != NGX_HTTP_X402_RETRY_SETTLE) {
+        /* the JSON-RPC call: <x402_rpc><CAIP-2 network> */
+        a.alloc = ngx_http_x402_retry_alloc;
+        a.ctx = pool;
+        sb.data = (const char *) rt->sent.data;
+        sb.len = rt->sent.len;
+
+        if (x402_authorization_state_request(sb, &a, &xnet, &xreq) == 0) {
+            rt->rpc_uri.len = rpc->len + xnet.len;
+            rt->rpc_uri.data = ngx_pnalloc(pool, rt->rpc_uri.len);
+            if (rt->rpc_uri.data == NULL) {
+                goto failed_req;
+            }
+
+            ngx_memcpy(ngx_cpymem(rt->rpc_uri.data, rpc->data, rpc->len),
+                       xnet.data, xnet.len);
+            rt->rpc_body.data = (u_char *) xreq.data;
+            rt->rpc_body.len = xreq.len;
+            rt->asking = 1;
+
+            if (ngx_http_x402_retry_subrequest(r, rt, &rt->rpc_uri,
+                                               &rt->rpc_body)
+                != NGX_OK)
+            {
+                goto failed_req;
+            }
+
+            *prt = rt;
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "x402: no authorizationState call can be made from "
+                      "the settle body of this payment");
+
+        if (p->mode == NGX_HTTP_X402_RETRY_FINAL) {
+            goto failed_req;
+        }
+
+        rt->mode = NGX_HTTP_X402_RETRY_SETTLE;
     }
 
-    ps->handler = ngx_http_x402_retry_post;
-    ps->data = rt;
+    body = rt->sent;
 
-    if (ngx_http_subrequest(r, &uri, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_IN_MEMORY
-                            |NGX_HTTP_SUBREQUEST_WAITED)
-        != NGX_OK)
-    {
+    if (ngx_http_x402_retry_subrequest(r, rt, &uri, &body) != NGX_OK) {
         goto failed_req;
     }
-
-    /* the stored body, POSTed as is */
-    b = ngx_calloc_buf(pool);
-    cl = ngx_alloc_chain_link(pool);
-    sr->request_body = ngx_pcalloc(pool, sizeof(ngx_http_request_body_t));
-
-    if (b == NULL || cl == NULL || sr->request_body == NULL) {
-        goto failed_req;
-    }
-
-    b->start = data + p->uri_len;
-    b->pos = b->start;
-    b->last = b->start + p->body_len;
-    b->end = b->last;
-    b->memory = 1;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    cl->buf = b;
-    cl->next = NULL;
-
-    sr->request_body->bufs = cl;
-    sr->method = NGX_HTTP_POST;
-    sr->method_name = r->method_name;
-    sr->header_only = 0;
 
     *prt = rt;
 
@@ -691,6 +749,66 @@ failed_conn:
     ngx_http_close_connection(c);
 
     return NGX_ERROR;
+}
+
+
+/* a POST of body to uri, in memory, as a subrequest of the fake request */
+static ngx_int_t
+ngx_http_x402_retry_subrequest(ngx_http_request_t *r,
+    ngx_http_x402_retry_t *rt, ngx_str_t *uri, ngx_str_t *body)
+{
+    ngx_buf_t                   *b;
+    ngx_chain_t                 *cl;
+    ngx_http_request_t          *sr;
+    ngx_http_post_subrequest_t  *ps;
+
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = ngx_http_x402_retry_post;
+    ps->data = rt;
+
+    rt->got_response = 0;
+    rt->status = 0;
+    ngx_str_null(&rt->body);
+
+    if (ngx_http_subrequest(r, uri, NULL, &sr, ps,
+                            NGX_HTTP_SUBREQUEST_IN_MEMORY
+                            |NGX_HTTP_SUBREQUEST_WAITED)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the body, POSTed as is */
+    b = ngx_calloc_buf(r->pool);
+    cl = ngx_alloc_chain_link(r->pool);
+    sr->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+
+    if (b == NULL || cl == NULL || sr->request_body == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->start = body->data;
+    b->pos = b->start;
+    b->last = b->start + body->len;
+    b->end = b->last;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    sr->request_body->bufs = cl;
+    sr->method = NGX_HTTP_POST;
+    sr->method_name = r->method_name;
+    sr->header_only = 0;
+    sr->headers_in.content_length_n = body->len;
+
+    return NGX_OK;
 }
 
 
@@ -758,7 +876,25 @@ ngx_http_x402_retry_finish(ngx_http_request_t *r)
         return;
     }
 
-    ngx_http_x402_retry_report(rt, c->log);
+    if (rt->asking && !rt->finished) {
+        rt->asking = 0;
+
+        if (ngx_http_x402_retry_chain(rt, c->log) == NGX_AGAIN) {
+            /* not used on chain: the /settle goes out again */
+            if (ngx_http_x402_retry_subrequest(r, rt, &rt->uri, &rt->sent)
+                == NGX_OK)
+            {
+                ngx_http_run_posted_requests(c);
+                return;
+            }
+
+            /* the cleanup reports it: kept for a retry */
+        }
+    }
+
+    if (!rt->finished) {
+        ngx_http_x402_retry_report(rt, c->log);
+    }
 
     /* frees rt through the cleanup */
     ngx_http_free_request(r, 0);
@@ -791,6 +927,106 @@ ngx_http_x402_retry_alloc(void *pool, size_t size)
 }
 
 
+/*
+ * The chain's answer about a payment whose /settle answer was lost.
+ * NGX_AGAIN: send the /settle (not used, or no usable answer, and the
+ * authorization still valid); NGX_OK: resolved (settled on chain, given
+ * up, unknown), rt->finished.
+ */
+static ngx_int_t
+ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
+{
+    int                state;
+    u_char             hex[64];
+    ngx_str_t          text;
+    x402_str_t         body, why;
+    x402_allocator_t   a;
+    ngx_http_x402_store_op_t  op;
+
+    a.alloc = ngx_http_x402_retry_alloc;
+    a.ctx = rt->r->pool;
+    body.data = (const char *) rt->body.data;
+    body.len = rt->body.len;
+    ngx_memzero(&why, sizeof(x402_str_t));
+
+    state = rt->got_response
+            ? x402_authorization_state_parse((int) rt->status, body, &a, &why)
+            : X402_AUTH_ERROR;
+
+    if (!rt->got_response) {
+        why.data = "JSON-RPC location unreachable";
+        why.len = sizeof("JSON-RPC location unreachable") - 1;
+    }
+
+    (void) ngx_hex_dump(hex, rt->id, 32);
+
+    if (state == X402_AUTH_USED) {
+        ngx_str_set(&text, "authorization used on chain");
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "x402: payment %*s: the chain (%V) says its "
+                      "authorization was used: settled", (size_t) 64, hex,
+                      &rt->rpc_uri);
+
+        rt->finished = 1;
+        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                       NGX_HTTP_X402_SETTLE_CHAIN, &text,
+                                       log);
+
+        if (rt->redis) {
+            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
+            ngx_memcpy(op.id, rt->id, 32);
+            op.scope = rt->scope;
+            op.expire = rt->expire;
+            op.settled_at = ngx_time();
+            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_SETTLED, &text);
+        }
+
+        return NGX_OK;
+    }
+
+    if (state == X402_AUTH_UNUSED) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "x402: payment %*s: the chain (%V) says its "
+                      "authorization was not used", (size_t) 64, hex,
+                      &rt->rpc_uri);
+
+        if (rt->mode == NGX_HTTP_X402_RETRY_FINAL) {
+            /* expired and unused: it can never settle now */
+            rt->finished = 1;
+            ngx_str_set(&text, "authorization expired unused");
+            ngx_http_x402_retry_give_up(log, rt->id, 0, rt->attempts,
+                                        rt->reason, rt->reason_len, &rt->uri,
+                                        &rt->sent);
+            ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                           NGX_HTTP_X402_SETTLE_GIVEN_UP,
+                                           &text, log);
+            return NGX_OK;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "x402: payment %*s: no usable answer from the chain "
+                  "(%V): %*s", (size_t) 64, hex, &rt->rpc_uri, why.len,
+                  why.data);
+
+    if (rt->mode == NGX_HTTP_X402_RETRY_FINAL) {
+        rt->finished = 1;
+        ngx_str_set(&text, "expired, the chain did not answer");
+        ngx_http_x402_retry_give_up(log, rt->id, 1, rt->attempts,
+                                    rt->reason, rt->reason_len, &rt->uri,
+                                    &rt->sent);
+        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                       NGX_HTTP_X402_SETTLE_UNKNOWN, &text,
+                                       log);
+        return NGX_OK;
+    }
+
+    return NGX_AGAIN;
+}
+
+
 static void
 ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
 {
@@ -805,6 +1041,15 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
     rt->finished = 1;
 
     if (ngx_http_x402_store_zone == NULL) {
+        return;
+    }
+
+    if (rt->asking) {
+        /* the request went away during the chain lookup */
+        ngx_str_set(&text, "chain lookup did not finish");
+        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                       NGX_HTTP_X402_SETTLE_RETRY, &text,
+                                       log);
         return;
     }
 

@@ -33,6 +33,8 @@ static char *ngx_http_x402_grant(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_http_x402_shm_t *ngx_http_x402_store_add_zone(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
+static char *ngx_http_x402_rpc(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_x402_store_spool_conf(ngx_conf_t *cf,
     ngx_http_x402_store_main_conf_t *smcf);
 static ngx_int_t ngx_http_x402_store_init_process(ngx_cycle_t *cycle);
@@ -85,6 +87,13 @@ static ngx_command_t  ngx_http_x402_store_commands[] = {
       ngx_conf_set_msec_slot,
       NGX_HTTP_MAIN_CONF_OFFSET,
       offsetof(ngx_http_x402_store_main_conf_t, async_drain),
+      NULL },
+
+    { ngx_string("x402_rpc"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_x402_rpc,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_x402_store_main_conf_t, rpc),
       NULL },
 
     { ngx_string("x402_async_limit"),
@@ -1111,6 +1120,38 @@ ngx_http_x402_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_http_x402_redis_parse(cf, smcf->redis);
+}
+
+
+/*
+ * x402_rpc /_x402_rpc/: the prefix of internal locations that reach a
+ * JSON-RPC endpoint of each network, asked with POST
+ * <prefix><CAIP-2 id> (/_x402_rpc/eip155:8453).
+ */
+static char *
+ngx_http_x402_rpc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char       *rv;
+    ngx_str_t  *value;
+
+    rv = ngx_conf_set_str_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len < 2 || value[1].len > 256 || value[1].data[0] != '/'
+        || value[1].data[value[1].len - 1] != '/')
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid x402_rpc \"%V\": expected a location "
+                           "prefix that starts and ends with \"/\" (the "
+                           "network's CAIP-2 id is appended)", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

@@ -74,6 +74,10 @@
 #define NGX_HTTP_X402_SETTLE_OK          0
 #define NGX_HTTP_X402_SETTLE_RETRY       1   /* the answer was lost */
 #define NGX_HTTP_X402_SETTLE_REFUSED     2   /* the facilitator said no */
+/* final, from the retries only */
+#define NGX_HTTP_X402_SETTLE_CHAIN       3   /* found used on chain */
+#define NGX_HTTP_X402_SETTLE_GIVEN_UP    4   /* expired, not used */
+#define NGX_HTTP_X402_SETTLE_UNKNOWN     5   /* expired, fate unknown */
 
 
 typedef struct ngx_http_x402_store_op_s  ngx_http_x402_store_op_t;
