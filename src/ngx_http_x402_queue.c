@@ -471,11 +471,10 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
 
     } else {
         ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "x402: async settlement of payment %*s %s "
-                      "(attempt %ui: %V), retrying in %Mms", (size_t) 64,
-                      hex,
+                      "x402: async settlement of payment %*s failed "
+                      "(attempt %ui: %V), %s, retrying in %Mms", (size_t) 64,
+                      hex, attempts, text,
                       outcome == NGX_HTTP_X402_SETTLE_REFUSED
-                      ? "failed: refused" : "failed: answer lost",
-                      attempts, text, delay);
+                      ? "refused" : "answer lost", delay);
     }
 }

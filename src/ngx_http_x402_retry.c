@@ -141,6 +141,14 @@ ngx_http_x402_retry_init_process(ngx_cycle_t *cycle)
 }
 
 
+/* something is owed now: a graceful stop waits for the drain */
+void
+ngx_http_x402_retry_owed(void)
+{
+    ngx_http_x402_retry_timer.cancelable = 0;
+}
+
+
 void
 ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle)
 {

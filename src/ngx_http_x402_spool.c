@@ -121,13 +121,26 @@ ngx_http_x402_spool_done_locked(ngx_http_x402_shm_t *zone, u_char *id,
 void
 ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone)
 {
+    ngx_file_info_t  fi;
+
     if (zone->spool == NULL
         || zone->sh->spool_size < NGX_HTTP_X402_SPOOL_COMPACT)
     {
         return;
     }
 
-    /* nothing is owed: what the file holds is all done */
+    /*
+     * Nothing is owed in this zone: what the file holds is all done,
+     * unless another zone wrote to it too (the old workers of a resizing
+     * reload, the other master of a binary upgrade): then its size is not
+     * what this zone wrote, and it stays until the next start compacts it.
+     */
+    if (ngx_fd_info(zone->spool->fd, &fi) == NGX_FILE_ERROR
+        || ngx_file_size(&fi) != zone->sh->spool_size)
+    {
+        return;
+    }
+
     if (ftruncate(zone->spool->fd, 0) == 0) {
         zone->sh->spool_size = 0;
     }
@@ -184,9 +197,10 @@ ngx_http_x402_spool_fields(u_char *p, u_char *last, ngx_str_t *f, ngx_uint_t n)
 
 
 /* one line; NGX_DECLINED: malformed */
+/* counts[0]: entries queued, counts[1]: entries found done and dropped */
 static ngx_int_t
 ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
-    ngx_uint_t *resumed)
+    ngx_uint_t *counts)
 {
     size_t                    size;
     ngx_int_t                 n;
@@ -209,7 +223,18 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
         p = ngx_http_x402_queue_find(zone->sh, id);
         if (p) {
             ngx_http_x402_queue_free_locked(zone, p);
-            (*resumed)--;
+            counts[1]++;
+        }
+
+        /* settled elsewhere (an old worker): the record says so too */
+        rec = ngx_http_x402_shm_lookup(zone->sh, id);
+
+        if (rec && rec->state == NGX_HTTP_X402_REC_RESERVED
+            && ((f[2].len == 7 && ngx_strncmp(f[2].data, "settled", 7) == 0)
+                || (f[2].len == 5 && ngx_strncmp(f[2].data, "chain", 5) == 0)))
+        {
+            rec->state = NGX_HTTP_X402_REC_SETTLED;
+            rec->settled_at = ngx_time();
         }
 
         return NGX_OK;
@@ -306,7 +331,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     ngx_memcpy(p->reason, uri.data, uri.len);
 
     ngx_http_x402_queue_insert_locked(zone->sh, p);
-    (*resumed)++;
+    counts[0]++;
 
     /* the record too: the payment is not served again meanwhile */
     ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
@@ -450,7 +475,7 @@ ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
     ssize_t      n;
     ngx_fd_t     fd;
     ngx_int_t    rc;
-    ngx_uint_t   resumed, skipped, nlines, skipping, level;
+    ngx_uint_t   resumed, skipped, nlines, skipping, level, counts[2];
 
     fd = ngx_open_file(zone->spool->name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN,
                        0);
@@ -466,7 +491,8 @@ ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
         return 0;
     }
 
-    resumed = 0;
+    counts[0] = 0;
+    counts[1] = 0;
     skipped = 0;
     nlines = 0;
     skipping = 0;
@@ -498,7 +524,7 @@ ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
                 /* a line at a time: a worker reconciling does not hold
                  * up the others for the whole file */
                 ngx_shmtx_lock(&zone->shpool->mutex);
-                rc = ngx_http_x402_spool_line(zone, pos, nl - pos, &resumed);
+                rc = ngx_http_x402_spool_line(zone, pos, nl - pos, counts);
                 ngx_shmtx_unlock(&zone->shpool->mutex);
 
                 if (rc == NGX_DECLINED) {
@@ -552,13 +578,16 @@ done:
     (void) ngx_close_file(fd);
     ngx_free(buf);
 
-    if (resumed || skipped) {
+    /* at a start the zone held nothing before */
+    resumed = start ? zone->sh->counters.pending : counts[0];
+
+    if (resumed || skipped || counts[1]) {
         level = skipped ? NGX_LOG_ALERT : NGX_LOG_NOTICE;
         ngx_log_error(level, log, 0,
                       "x402: %s %ui async settlement(s) from the spool "
-                      "\"%V\" (%ui records, %ui malformed)",
+                      "\"%V\" (%ui records, %ui found done, %ui malformed)",
                       start ? "resumed" : "reconciled", resumed,
-                      &zone->spool->name, nlines, skipped);
+                      &zone->spool->name, nlines, counts[1], skipped);
     }
 
     return resumed;

@@ -641,6 +641,7 @@ ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
 
     if (rc == NGX_OK) {
         op->async = 1;
+        ngx_http_x402_retry_owed();
     }
 
     return rc;

@@ -180,6 +180,7 @@ void ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log);
 /* retry.c */
 ngx_int_t ngx_http_x402_retry_init_process(ngx_cycle_t *cycle);
 void ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle);
+void ngx_http_x402_retry_owed(void);
 
 /* redis.c */
 char *ngx_http_x402_redis_parse(ngx_conf_t *cf,
