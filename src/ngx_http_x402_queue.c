@@ -233,6 +233,20 @@ ngx_http_x402_queue_migrate(ngx_http_x402_shm_t *from, ngx_http_x402_shm_t *to,
         }
 
         ngx_memcpy(np, p, size);
+
+        if (np->lease_until) {
+            /*
+             * An old worker is sending it now, and will report to the old
+             * zone only: its answer reaches us through the spool (the
+             * reconcile), or is lost to us. Not before that, and then as
+             * an answer lost: the chain is asked first (x402_rpc).
+             */
+            np->unknown = 1;
+            np->lease_until = ngx_min(np->lease_until,
+                                      ngx_http_x402_queue_now()
+                                      + NGX_HTTP_X402_RECONCILE_FIRST + 2000);
+        }
+
         ngx_http_x402_queue_insert_locked(to->sh, np);
         n++;
     }

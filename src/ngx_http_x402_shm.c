@@ -205,7 +205,8 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     /* the old workers stop retrying; what they still change is reconciled
      * from the spool once they are gone */
     octx->sh->superseded = 1;
-    ctx->sh->reconcile_at = ngx_http_x402_queue_now() + 10000;
+    ctx->sh->reconcile_at = ngx_http_x402_queue_now()
+                            + NGX_HTTP_X402_RECONCILE_FIRST;
 
     ngx_shmtx_unlock(&octx->shpool->mutex);
 

@@ -28,6 +28,8 @@
 #define NGX_HTTP_X402_ASYNC_TICK       500      /* ms between scans */
 #define NGX_HTTP_X402_ASYNC_BATCH      8        /* retries per scan/worker */
 #define NGX_HTTP_X402_ASYNC_DRAIN_TICK 100      /* ms between scans, stopping */
+/* ms after a resizing reload before the spool is reconciled */
+#define NGX_HTTP_X402_RECONCILE_FIRST  10000
 /* the spool is truncated when the queue empties past this many bytes */
 #define NGX_HTTP_X402_SPOOL_COMPACT    (256 * 1024)
 
