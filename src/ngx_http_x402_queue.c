@@ -237,14 +237,12 @@ ngx_http_x402_queue_migrate(ngx_http_x402_shm_t *from, ngx_http_x402_shm_t *to,
         if (np->lease_until) {
             /*
              * An old worker is sending it now, and will report to the old
-             * zone only: its answer reaches us through the spool (the
-             * reconcile), or is lost to us. Not before that, and then as
-             * an answer lost: the chain is asked first (x402_rpc).
+             * zone only: its outcome reaches us through the spool (the
+             * reconcile: "done", or "free" when it failed); if it never
+             * does, the lease ends, and the answer counts as lost: the
+             * chain is asked first (x402_rpc).
              */
             np->unknown = 1;
-            np->lease_until = ngx_min(np->lease_until,
-                                      ngx_http_x402_queue_now()
-                                      + NGX_HTTP_X402_RECONCILE_FIRST + 2000);
         }
 
         ngx_http_x402_queue_insert_locked(to->sh, np);
@@ -430,6 +428,11 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
             }
 
             ngx_http_x402_queue_reschedule_locked(zone->sh, p);
+
+            if (zone->sh->superseded) {
+                /* the new zone has it leased to us: give it back */
+                (void) ngx_http_x402_spool_free_locked(zone, id, p->unknown);
+            }
         }
     }
 

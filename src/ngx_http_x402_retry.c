@@ -109,7 +109,6 @@ static ngx_uint_t    ngx_http_x402_retry_exiting;
 static ngx_uint_t    ngx_http_x402_retry_draining;
 static uint64_t      ngx_http_x402_retry_deadline;
 
-static ngx_str_t  ngx_http_x402_no_spool = ngx_string("off: nowhere, they are lost");
 
 
 static ngx_str_t  ngx_http_x402_post_method = ngx_string("POST");
@@ -322,12 +321,17 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
     {
         pending = zone->sh->counters.pending;
 
-        if (pending) {
+        if (pending && zone->spool) {
             ngx_log_error(NGX_LOG_WARN, ev->log, 0,
                           "x402: exiting with %ui async settlement(s) still "
                           "owed, left in the spool \"%V\" for the next start",
-                          pending, zone->spool ? &zone->spool->name
-                                               : &ngx_http_x402_no_spool);
+                          pending, &zone->spool->name);
+
+        } else if (pending) {
+            ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
+                          "x402: exiting with %ui async settlement(s) still "
+                          "owed, in shared memory only (x402_spool off): "
+                          "lost if nginx stops now", pending);
         }
 
         return;

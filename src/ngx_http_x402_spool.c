@@ -10,6 +10,10 @@
  *     owe <id hex> <validBefore> <expire> <scope> <server> <redis> \
  *         <settle uri, base64> <settle body, base64>
  *     done <id hex> <settled|given-up|unknown|chain>
+ *     free <id hex> <0|1>
+ *
+ * ("free": an old worker of a resizing reload failed an attempt the new
+ * zone holds leased to it; 1 if the answer was lost.)
  *
  * Appends happen under the zone mutex, so the file's order is the queue's
  * order. When the queue empties and the file has grown past
@@ -118,14 +122,34 @@ ngx_http_x402_spool_done_locked(ngx_http_x402_shm_t *zone, u_char *id,
 }
 
 
+ngx_int_t
+ngx_http_x402_spool_free_locked(ngx_http_x402_shm_t *zone, u_char *id,
+    ngx_uint_t unknown)
+{
+    u_char  *b, line[sizeof("free  1\n") + 64];
+
+    if (zone->spool == NULL) {
+        return NGX_OK;
+    }
+
+    b = ngx_cpymem(line, "free ", 5);
+    b = ngx_hex_dump(b, id, 32);
+    b = ngx_sprintf(b, " %ui\n", unknown ? 1 : 0);
+
+    return ngx_http_x402_spool_write(zone, line, b - line);
+}
+
+
 void
 ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone)
 {
     ngx_file_info_t  fi;
 
     if (zone->spool == NULL
-        || zone->sh->spool_size < NGX_HTTP_X402_SPOOL_COMPACT)
+        || zone->sh->spool_size < NGX_HTTP_X402_SPOOL_COMPACT
+        || zone->sh->superseded)
     {
+        /* a zone left by a resizing reload: the new one owes its entries */
         return;
     }
 
@@ -235,6 +259,26 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
         {
             rec->state = NGX_HTTP_X402_REC_SETTLED;
             rec->settled_at = ngx_time();
+        }
+
+        return NGX_OK;
+    }
+
+    if (nf == 3 && f[0].len == 4 && ngx_strncmp(f[0].data, "free", 4) == 0
+        && f[1].len == 64)
+    {
+        if (ngx_http_x402_spool_hex(id, f[1].data, 32) != NGX_OK) {
+            return NGX_DECLINED;
+        }
+
+        p = ngx_http_x402_queue_find(zone->sh, id);
+
+        if (p && p->lease_until) {
+            /* the old worker's attempt ended: ours to retry now */
+            p->lease_until = 0;
+            p->next_try = ngx_http_x402_queue_now();
+            p->unknown |= (f[2].len == 1 && f[2].data[0] == '1');
+            ngx_http_x402_queue_reschedule_locked(zone->sh, p);
         }
 
         return NGX_OK;
@@ -645,9 +689,12 @@ ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log)
         return;
     }
 
-    /* ours; the next pass catches old workers that took longer */
-    zone->sh->reconcile_at = (++zone->sh->reconciles < 3)
-                             ? now + 20000 * zone->sh->reconciles : 0;
+    /* ours; the next passes catch old workers that take longer (their
+     * leases end after NGX_HTTP_X402_ASYNC_LEASE at most) */
+    zone->sh->reconciles++;
+    zone->sh->reconcile_at = (zone->sh->reconciles < 8)
+                             ? now + 1000 * (ngx_msec_t) (1 << zone->sh->reconciles)
+                             : 0;
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 

@@ -29,7 +29,7 @@
 #define NGX_HTTP_X402_ASYNC_BATCH      8        /* retries per scan/worker */
 #define NGX_HTTP_X402_ASYNC_DRAIN_TICK 100      /* ms between scans, stopping */
 /* ms after a resizing reload before the spool is reconciled */
-#define NGX_HTTP_X402_RECONCILE_FIRST  10000
+#define NGX_HTTP_X402_RECONCILE_FIRST  2000
 /* the spool is truncated when the queue empties past this many bytes */
 #define NGX_HTTP_X402_SPOOL_COMPACT    (256 * 1024)
 
@@ -175,6 +175,8 @@ ngx_int_t ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
     ngx_http_x402_pending_t *p);
 ngx_int_t ngx_http_x402_spool_done_locked(ngx_http_x402_shm_t *zone,
     u_char *id, const char *outcome);
+ngx_int_t ngx_http_x402_spool_free_locked(ngx_http_x402_shm_t *zone,
+    u_char *id, ngx_uint_t unknown);
 void ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone);
 void ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log);
 void ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log);

@@ -70,6 +70,8 @@ sub round {
     }
     ok(wait_for(5, sub { (counters($ng)->[0] // 0) == 3 }),
        "$how: three settlements owed");
+    ok(-s $ng->prefix . '/x402_spool/settlements',
+       "$how: in the spool, by default under the prefix");
 
     my $t = time;
     if ($how eq 'quit') {
@@ -163,5 +165,17 @@ is(counters($ng)->[0], 0, 'a given-up settlement is not resumed');
 $ng->stop;
 
 # ---- x402_spool off: nothing on disk, as before ----
+
+$fac->set_script("verify: default\nsettle: 500 {\"error\":\"down\"}\n");
+$ng = start_nginx(%cfg, name => 'spool-off',
+    http_config => store_http_config("    x402_spool off;\n"));
+my ($q) = payments_for($ng, 1);
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $q->[0] })->{status}, 200,
+   'off: served on credit');
+ok(wait_for(3, sub { (counters($ng)->[0] // 0) == 1 }), 'off: owed');
+ok(!-e $ng->prefix . '/x402_spool', 'off: no spool directory');
+$ng->stop;
+like($ng->error_log, qr/1 async settlement\(s\) still owed, in shared memory only \(x402_spool off\)/,
+     'off: a stop says where they are');
 
 done_testing();
