@@ -70,8 +70,7 @@ my $m = $ng->get('/metrics')->{body} // '';
 like($m, qr/^x402_async_settlements_total\{outcome="settled_on_chain"\} 1$/m,
      'counted as settled on chain');
 like($m, qr/^x402_settlements_pending 0$/m, 'nothing owed');
-my $nonce = $o->{paymentPayload}{payload}{authorization}{nonce}
-    // X402::Interop::nonce_of($o);
+my $nonce = $o->{payload}{payload}{authorization}{nonce};
 sleep 1;
 is(scalar($ix->settles_of($nonce)), 1, 'one /settle only');
 is($ix->balances->{payTo} - $b0->{payTo}, $PRICE, 'one transfer');
