@@ -653,7 +653,7 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
         + NGX_HTTP_X402_METRICS_ENDPOINTS
           * (NGX_HTTP_X402_METRICS_BUCKETS + 3 + NGX_HTTP_X402_METRICS_FAC_N)
         + NGX_HTTP_X402_METRICS_SETTLE_N
-        + 48;                                         /* store */
+        + 64;                                         /* store */
 
     /* the revenue keys printed are those present now */
     nrevenue = sh->nrevenue;
@@ -827,17 +827,20 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
             "# HELP x402_async_settlements_total "
             "Async settlements that left the queue: settled (by the "
             "facilitator), settled_on_chain (the facilitator's answer was "
-            "lost, the chain says the authorization was used), given_up "
-            "(refused until the authorization expired), unknown (expired "
-            "after an answer was lost, no chain lookup).\n"
+            "lost, the chain says the authorization was used), refused (by "
+            "the facilitator: final, not retried), given_up (expired "
+            "unsettled, not used on chain), unknown (expired after an "
+            "answer was lost, no chain lookup).\n"
             "# TYPE x402_async_settlements_total counter\n"
             "x402_async_settlements_total{outcome=\"settled\"} %uA\n"
             "x402_async_settlements_total{outcome=\"settled_on_chain\"} %uA\n"
+            "x402_async_settlements_total{outcome=\"refused\"} %uA\n"
             "x402_async_settlements_total{outcome=\"given_up\"} %uA\n"
             "x402_async_settlements_total{outcome=\"unknown\"} %uA\n"
             "# HELP x402_async_settle_failures_total "
-            "Failed async settlement attempts: refused by the facilitator, "
-            "or unanswered (timeout, 5xx, garbage: it may have settled).\n"
+            "Failed async settlement attempts: refused by the facilitator "
+            "(final), or unanswered (timeout, 5xx, garbage: it may have "
+            "settled).\n"
             "# TYPE x402_async_settle_failures_total counter\n"
             "x402_async_settle_failures_total{result=\"refused\"} %uA\n"
             "x402_async_settle_failures_total{result=\"unanswered\"} %uA\n"
@@ -845,8 +848,9 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
             "Owed async settlements read back from the spool at a start.\n"
             "# TYPE x402_async_resumed_total counter\n"
             "x402_async_resumed_total %uA\n",
-            sc->async_settled, sc->async_chain, sc->async_lost,
-            sc->async_unknown, sc->async_refused, sc->async_unanswered,
+            sc->async_settled, sc->async_chain, sc->async_refused,
+            sc->async_lost, sc->async_unknown, sc->async_refused,
+            sc->async_unanswered,
             sc->async_resumed);
 
     p = ngx_sprintf(p,
@@ -868,9 +872,24 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
             "# HELP x402_store_records "
             "Authorizations recorded in the zone.\n"
             "# TYPE x402_store_records gauge\n"
-            "x402_store_records %uA\n",
+            "x402_store_records %uA\n"
+            "# HELP x402_store_refused_evicted_total "
+            "Records of refused payments evicted to make room in a full "
+            "zone.\n"
+            "# TYPE x402_store_refused_evicted_total counter\n"
+            "x402_store_refused_evicted_total %uA\n"
+            "# HELP x402_store_redis_data_lost_total "
+            "Times this nginx found that Redis had lost its data.\n"
+            "# TYPE x402_store_redis_data_lost_total counter\n"
+            "x402_store_redis_data_lost_total %uA\n"
+            "# HELP x402_store_redis_unvouched_total "
+            "Payments Redis had not seen while it could not vouch (it "
+            "lost its data lately): 503 or facilitator verification.\n"
+            "# TYPE x402_store_redis_unvouched_total counter\n"
+            "x402_store_redis_unvouched_total %uA\n",
             sc->full, sc->redis_errors, sc->redis_fallback,
-            sc->redis_refused, sc->records);
+            sc->redis_refused, sc->records, sc->refused_evicted,
+            sc->redis_forgot, sc->redis_distrusted);
 
     p = ngx_sprintf(p,
             "# HELP x402_revenue_atomic_total "

@@ -159,7 +159,7 @@ ngx_http_x402_queue_insert_locked(ngx_http_x402_shm_sh_t *sh,
     p->due.key = ngx_http_x402_queue_due_key(p);
     ngx_rbtree_insert(&sh->due, &p->due);
 
-    sh->counters.pending++;
+    ngx_http_x402_count(sh, pending, 1);
 }
 
 
@@ -188,7 +188,7 @@ ngx_http_x402_queue_free_locked(ngx_http_x402_shm_t *zone,
     ngx_rbtree_delete(&zone->sh->due, &p->due);
     ngx_slab_free_locked(zone->shpool, p);
 
-    zone->sh->counters.pending--;
+    ngx_http_x402_count(zone->sh, pending, -1);
 
     if (zone->sh->counters.pending == 0) {
         ngx_http_x402_spool_emptied_locked(zone);
@@ -203,8 +203,8 @@ ngx_http_x402_queue_free_locked(ngx_http_x402_shm_t *zone,
  * old and the new workers share.
  */
 ngx_uint_t
-ngx_http_x402_queue_migrate(ngx_http_x402_shm_t *from, ngx_http_x402_shm_t *to,
-    ngx_uint_t *dropped)
+ngx_http_x402_queue_migrate(ngx_http_x402_shm_sh_t *from,
+    ngx_http_x402_shm_t *to, ngx_uint_t *dropped)
 {
     size_t                    size;
     ngx_uint_t                n;
@@ -212,15 +212,15 @@ ngx_http_x402_queue_migrate(ngx_http_x402_shm_t *from, ngx_http_x402_shm_t *to,
     ngx_http_x402_pending_t  *p, *np;
 
     n = 0;
-    sentinel = from->sh->pending.sentinel;
+    sentinel = from->pending.sentinel;
 
-    if (from->sh->pending.root == sentinel) {
+    if (from->pending.root == sentinel) {
         return 0;
     }
 
-    for (node = ngx_rbtree_min(from->sh->pending.root, sentinel);
+    for (node = ngx_rbtree_min(from->pending.root, sentinel);
          node;
-         node = ngx_rbtree_next(&from->sh->pending, node))
+         node = ngx_rbtree_next(&from->pending, node))
     {
         p = (ngx_http_x402_pending_t *) node;
         size = offsetof(ngx_http_x402_pending_t, data) + p->uri_len
@@ -269,7 +269,7 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
 
     /* the bound on unsettled credit: beyond it, settle synchronously */
     if (zone->sh->counters.pending >= limit) {
-        zone->sh->counters.async_sync++;
+        ngx_http_x402_count(zone->sh, async_sync, 1);
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -277,7 +277,7 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
     p = ngx_slab_alloc_locked(zone->shpool, size);
 
     if (p == NULL) {
-        zone->sh->counters.async_sync++;
+        ngx_http_x402_count(zone->sh, async_sync, 1);
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -306,7 +306,7 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
     if (ngx_http_x402_spool_owe_locked(zone, p) != NGX_OK) {
         err = ngx_errno;
         ngx_slab_free_locked(zone->shpool, p);
-        zone->sh->counters.async_sync++;
+        ngx_http_x402_count(zone->sh, async_sync, 1);
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
         ngx_log_error(NGX_LOG_ALERT, log, err,
@@ -322,7 +322,7 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
         rec->async = 1;
     }
 
-    zone->sh->counters.async_queued++;
+    ngx_http_x402_count(zone->sh, async_queued, 1);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -346,19 +346,21 @@ ngx_http_x402_queue_backoff(ngx_uint_t attempts)
 
 
 /*
- * An attempt ended: settled (the entry goes, the record says settled), or
- * not (the entry stays, with a backoff; every worker may pick it up).
- * A refusal and a lost answer are told apart: a lost answer may have moved
- * the money, so such an entry is "unknown" until the chain or a later
- * answer says otherwise.
+ * An attempt ended: settled (the entry goes, the record says settled),
+ * refused by the facilitator (final: the entry goes, the record says
+ * failed, the /settle body is logged for whoever settles it by hand), or
+ * its answer was lost (the entry stays, with a backoff; every worker may
+ * pick it up). A lost answer may have moved the money, so such an entry is
+ * "unknown" until the chain or a later answer says otherwise.
  */
 void
 ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
     ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log)
 {
-    u_char                    hex[64];
+    u_char                    hex[64], *copy;
     size_t                    len;
-    ngx_uint_t                attempts, found, spooled;
+    ngx_str_t                 uri, body;
+    ngx_uint_t                attempts, found, spooled, unknown;
     ngx_msec_t                delay;
     ngx_http_x402_rec_t      *rec;
     ngx_http_x402_pending_t  *p;
@@ -367,6 +369,10 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
     attempts = 0;
     found = 0;
     spooled = 1;
+    unknown = 0;
+    copy = NULL;
+    ngx_str_null(&uri);
+    ngx_str_null(&body);
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -386,10 +392,10 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
             ngx_http_x402_queue_free_locked(zone, p);
 
             if (outcome == NGX_HTTP_X402_SETTLE_OK) {
-                zone->sh->counters.async_settled++;
+                ngx_http_x402_count(zone->sh, async_settled, 1);
 
             } else {
-                zone->sh->counters.async_chain++;
+                ngx_http_x402_count(zone->sh, async_chain, 1);
             }
 
         } else if (outcome == NGX_HTTP_X402_SETTLE_GIVEN_UP
@@ -402,20 +408,33 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
             ngx_http_x402_queue_free_locked(zone, p);
 
             if (outcome == NGX_HTTP_X402_SETTLE_UNKNOWN) {
-                zone->sh->counters.async_unknown++;
+                ngx_http_x402_count(zone->sh, async_unknown, 1);
 
             } else {
-                zone->sh->counters.async_lost++;
+                ngx_http_x402_count(zone->sh, async_lost, 1);
             }
+
+        } else if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
+            /* final: logged below with its body, for settling by hand */
+            unknown = p->unknown;
+            copy = ngx_alloc(p->uri_len + p->body_len, log);
+
+            if (copy) {
+                ngx_memcpy(copy, p->data, p->uri_len + p->body_len);
+                uri.data = copy;
+                uri.len = p->uri_len;
+                body.data = copy + p->uri_len;
+                body.len = p->body_len;
+            }
+
+            spooled = (ngx_http_x402_spool_done_locked(zone, id, "refused")
+                       == NGX_OK);
+            ngx_http_x402_queue_free_locked(zone, p);
+            ngx_http_x402_count(zone->sh, async_refused, 1);
 
         } else {
-            if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
-                zone->sh->counters.async_refused++;
-
-            } else {
-                p->unknown = 1;
-                zone->sh->counters.async_unanswered++;
-            }
+            p->unknown = 1;
+            ngx_http_x402_count(zone->sh, async_unanswered, 1);
 
             delay = ngx_http_x402_queue_backoff(p->attempts);
             p->next_try = ngx_http_x402_queue_now() + delay;
@@ -451,7 +470,22 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
                 rec->text_len = (u_char) len;
             }
 
-            zone->sh->counters.settled++;
+            ngx_http_x402_count(zone->sh, settled, 1);
+        }
+    }
+
+    if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
+        rec = ngx_http_x402_shm_lookup(zone->sh, id);
+
+        if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
+            /* served on credit: kept (not evictable) until it expires */
+            rec->state = NGX_HTTP_X402_REC_FAILED;
+
+            if (text) {
+                len = ngx_min(text->len, NGX_HTTP_X402_REC_TEXT_LEN);
+                ngx_memcpy(rec->text, text->data, len);
+                rec->text_len = (u_char) len;
+            }
         }
     }
 
@@ -469,8 +503,10 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
     if (!spooled) {
         ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
                       "x402: could not write to the spool \"%V\" that "
-                      "payment %*s is settled: a restart will try it again",
-                      &zone->spool->name, (size_t) 64, hex);
+                      "payment %*s is %s: a restart will try it again",
+                      &zone->spool->name, (size_t) 64, hex,
+                      outcome == NGX_HTTP_X402_SETTLE_REFUSED
+                      ? "refused" : "settled");
     }
 
     if (outcome == NGX_HTTP_X402_SETTLE_OK
@@ -486,12 +522,25 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
     {
         /* the caller logged it with its body */
 
+    } else if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "x402: async settlement of payment %*s refused by "
+                      "the facilitator (attempt %ui: %V): final, not "
+                      "retried%s; to settle it by hand, the settle request "
+                      "follows", (size_t) 64, hex, attempts, text,
+                      unknown ? " (an earlier answer was lost: it may have "
+                                "settled then)"
+                              : "");
+
+        if (copy) {
+            ngx_http_x402_retry_log_body(log, hex, &uri, &body);
+            ngx_free(copy);
+        }
+
     } else {
         ngx_log_error(NGX_LOG_WARN, log, 0,
                       "x402: async settlement of payment %*s failed "
-                      "(attempt %ui: %V), %s, retrying in %Mms", (size_t) 64,
-                      hex, attempts, text,
-                      outcome == NGX_HTTP_X402_SETTLE_REFUSED
-                      ? "refused" : "answer lost", delay);
+                      "(attempt %ui: %V), answer lost, retrying in %Mms",
+                      (size_t) 64, hex, attempts, text, delay);
     }
 }

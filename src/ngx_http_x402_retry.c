@@ -160,7 +160,7 @@ ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle)
 
 
 /* the /settle body of a payment, whole, in pieces that fit a log line */
-static void
+void
 ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex, ngx_str_t *uri,
     ngx_str_t *body)
 {
@@ -375,10 +375,10 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
                                         p->unknown ? "unknown" : "given-up");
 
             if (p->unknown) {
-                zone->sh->counters.async_unknown++;
+                ngx_http_x402_count(zone->sh, async_unknown, 1);
 
             } else {
-                zone->sh->counters.async_lost++;
+                ngx_http_x402_count(zone->sh, async_lost, 1);
             }
 
             ngx_http_x402_queue_free_locked(zone, p);
@@ -416,7 +416,7 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
                     : NGX_HTTP_X402_RETRY_SETTLE;
 
         ngx_http_x402_queue_reschedule_locked(zone->sh, p);
-        zone->sh->counters.async_retries++;
+        ngx_http_x402_count(zone->sh, async_retries, 1);
 
         jobs[njobs++] = job;
     }
@@ -1124,11 +1124,24 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         ngx_str_set(&text, "no memory");
     }
 
-    /* a refusal, or an answer that says nothing (it may have settled) */
+    if (outcome == X402_FAC_REFUSED && rt->status < 500) {
+        /* refused by the facilitator: final, never retried */
+        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                       NGX_HTTP_X402_SETTLE_REFUSED, &text,
+                                       log);
+
+        if (rt->redis) {
+            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
+            ngx_memcpy(op.id, rt->id, 32);
+            op.scope = rt->scope;
+            op.expire = rt->expire;
+            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_FAILED, &text);
+        }
+
+        return;
+    }
+
+    /* an answer that says nothing (it may have settled) */
     ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
-                                   (outcome == X402_FAC_REFUSED
-                                    && rt->status < 500)
-                                   ? NGX_HTTP_X402_SETTLE_REFUSED
-                                   : NGX_HTTP_X402_SETTLE_RETRY,
-                                   &text, log);
+                                   NGX_HTTP_X402_SETTLE_RETRY, &text, log);
 }

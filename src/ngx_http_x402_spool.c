@@ -9,7 +9,7 @@
  *
  *     owe <id hex> <validBefore> <expire> <scope> <server> <redis> \
  *         <settle uri, base64> <settle body, base64>
- *     done <id hex> <settled|given-up|unknown|chain>
+ *     done <id hex> <settled|refused|given-up|unknown|chain>
  *     free <id hex> <0|1>
  *
  * ("free": an old worker of a resizing reload failed an attempt the new
@@ -250,15 +250,22 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
             counts[1]++;
         }
 
-        /* settled elsewhere (an old worker): the record says so too */
+        /* settled or refused elsewhere (an old worker): the record too */
         rec = ngx_http_x402_shm_lookup(zone->sh, id);
 
-        if (rec && rec->state == NGX_HTTP_X402_REC_RESERVED
-            && ((f[2].len == 7 && ngx_strncmp(f[2].data, "settled", 7) == 0)
-                || (f[2].len == 5 && ngx_strncmp(f[2].data, "chain", 5) == 0)))
-        {
-            rec->state = NGX_HTTP_X402_REC_SETTLED;
-            rec->settled_at = ngx_time();
+        if (rec && rec->state == NGX_HTTP_X402_REC_RESERVED) {
+
+            if ((f[2].len == 7 && ngx_strncmp(f[2].data, "settled", 7) == 0)
+                || (f[2].len == 5 && ngx_strncmp(f[2].data, "chain", 5) == 0))
+            {
+                rec->state = NGX_HTTP_X402_REC_SETTLED;
+                rec->settled_at = ngx_time();
+
+            } else if (f[2].len == 7
+                       && ngx_strncmp(f[2].data, "refused", 7) == 0)
+            {
+                rec->state = NGX_HTTP_X402_REC_FAILED;
+            }
         }
 
         return NGX_OK;
@@ -383,6 +390,10 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     op.scope = p->scope;
     op.valid_before = p->valid_before;
     op.expire = p->expire;
+    /* the server's window it was reserved with is not spooled: what was
+     * left of it, at least the margin */
+    op.window = ngx_max(p->expire - ngx_time(),
+                        (time_t) NGX_HTTP_X402_WINDOW_MARGIN);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
     ngx_http_x402_shm_reserve(zone, &op, 0, ngx_cycle->log);
@@ -390,7 +401,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
 
     if (op.result == NGX_HTTP_X402_STORE_FRESH) {
         /* not a reservation of a request: the counter is of those */
-        zone->sh->counters.reserved--;
+        ngx_http_x402_count(zone->sh, reserved, -1);
     }
 
     rec = ngx_http_x402_shm_lookup(zone->sh, id);
@@ -652,7 +663,7 @@ ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    zone->sh->counters.async_resumed += resumed;
+    ngx_http_x402_count(zone->sh, async_resumed, resumed);
 
     /* only the master has the file open yet: it may replace it */
     ngx_http_x402_spool_compact(zone, log);

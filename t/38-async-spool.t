@@ -3,8 +3,10 @@
 # response goes out; a graceful stop first tries to finish what is owed
 # within x402_async_drain, then leaves the rest there; the next start
 # replays the spool and settles them. A hard stop (TERM, KILL) loses nothing
-# that was written. A settlement given up is logged with everything needed
-# to settle it by hand.
+# that was written. A settlement the facilitator refuses is final (issue 14:
+# not retried until validBefore): it leaves the queue and the spool at once,
+# counted as refused, and is logged with everything needed to settle it by
+# hand.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -34,7 +36,10 @@ sub settled_nonces {
 
 my $status_loc = <<'EOC';
     location = /store {
-        return 200 "$x402_pending $x402_settle_lost\n";
+        return 200 "$x402_pending $x402_settle_lost $x402_settle_refused\n";
+    }
+    location = /metrics {
+        x402_metrics;
     }
 EOC
 
@@ -127,41 +132,55 @@ sub round {
 
 round($_) for qw(quit term kill);
 
-# ---- given up: the authorization expires unsettled ----
+# ---- refused: final at the first refusal, logged with its body ----
 
 # the /settle body logged for a payment, reassembled from its parts
 sub logged_body {
     my ($log, $hex) = @_;
     my %part;
-    while ($log =~ /payment $hex: POST (\S+) with the body \[(\d+)\/(\d+)\]: (.*?)(?:, client: |\n)/g) {
+    while ($log =~ /payment $hex: POST (\S+) with the body \[(\d+)\/(\d+)\]: (.*?)(?: while [a-z ]+)?(?:, client: |\n)/g) {
         $part{$2} = $4;
     }
     return join '', map { $part{$_} } sort { $a <=> $b } keys %part;
 }
 
+sub settles { scalar grep { $_->{endpoint} eq 'settle' } $fac->requests }
+
 $fac->set_script(<<'EOS');
 verify: default
 settle: 200 {"success":false,"errorReason":"insufficient_funds","transaction":"","network":"{{network}}"}
 EOS
-my $ng = start_nginx(%cfg, name => 'spool-given-up');
-my ($short) = payments_for($ng, 1, valid_before => int(time()) + 9);
+my $ng = start_nginx(%cfg, name => 'spool-refused');
+my ($short) = payments_for($ng, 1);
+my $before = settles();
 is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $short->[0] })->{status},
-   200, 'served on credit (valid 9 more seconds)');
-ok(wait_for(15, sub { (counters($ng)->[1] // 0) == 1 }),
-   '$x402_settle_lost 1 once the authorization expired');
+   200, 'served on credit');
+ok(wait_for(5, sub { (counters($ng)->[2] // 0) == 1 }),
+   '$x402_settle_refused 1 after the first refusal');
+is(counters($ng)->[0], 0, 'no longer pending');
+is(counters($ng)->[1], 0, 'not counted as given up');
+sleep 2.5;
+is(settles() - $before, 1, 'not retried');
 my ($hex) = $ng->error_log
-    =~ /async settlement of payment ([0-9a-f]{64}) GIVEN UP: the authorization expired/;
-ok($hex, 'the payment given up is logged');
+    =~ /async settlement of payment ([0-9a-f]{64}) refused by the facilitator \(attempt 1: [^)]*\): final, not retried/;
+ok($hex, 'the refusal is logged as final');
 my $body = eval { json_decode(logged_body($ng->error_log, $hex // 'x')) } || {};
 is($body->{paymentPayload}{payload}{authorization}{nonce}, nonce_of($short->[0]),
    'with its whole /settle body: the payment payload');
 is($body->{paymentRequirements}{payTo}, $PAY_TO, 'and the requirements');
 like($ng->error_log, qr/payment $hex: POST \/_x402\/settle with the body/,
      'and where it goes');
+like($ng->get('/metrics')->{body} // '',
+     qr/^x402_async_settlements_total\{outcome="refused"\} 1$/m,
+     'metrics: outcome refused');
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $short->[0] })->{status},
+   402, 'its replay is refused');
+my $spool = eval { local (@ARGV, $/) = ($ng->prefix . '/x402_spool/settlements'); <> } // '';
+like($spool, qr/^done $hex refused$/m, 'the spool says done ... refused');
 $ng->stop;
 $ng->start;
 sleep 1;
-is(counters($ng)->[0], 0, 'a given-up settlement is not resumed');
+is(counters($ng)->[0], 0, 'a refused settlement is not resumed');
 $ng->stop;
 
 # ---- x402_spool off: nothing on disk, as before ----
