@@ -1124,7 +1124,9 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         ngx_str_set(&text, "no memory");
     }
 
-    if (outcome == X402_FAC_REFUSED && rt->status < 500) {
+    if (outcome == X402_FAC_REFUSED && rt->status < 500
+        && !(rt->unknown && rt->rpc_uri.len))
+    {
         /* refused by the facilitator: final, never retried */
         ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_REFUSED, &text,
@@ -1141,7 +1143,14 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         return;
     }
 
-    /* an answer that says nothing (it may have settled) */
+    /*
+     * An answer that says nothing (it may have settled); or a refusal
+     * after an earlier answer was lost, which may only say that this
+     * earlier /settle landed meanwhile (nonce used: seen in the soak, t/82,
+     * a /settle in flight at a restart landing after the chain said "not
+     * used"): with x402_rpc the chain decides at the next look, before
+     * anything is sent again.
+     */
     ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
                                    NGX_HTTP_X402_SETTLE_RETRY, &text, log);
 }
