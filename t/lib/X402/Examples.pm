@@ -49,7 +49,11 @@ sub example_conf {
     $c =~ s{^\s*html\s*$}{}mg;
 
     $c =~ s{^(\s*load_module\s+)\S*ngx_http_x402_module\.so;}{$1$module;}m;
-    $c =~ s{^\s*user\s+[^;]*;}{}m;
+    # The example's `user` (www-data) cannot read a checkout under a 0700
+    # home (root's, on Debian): as root the workers run as root here, as in
+    # every test config (X402::Nginx); otherwise `user` would be ignored.
+    $c =~ s{^\s*user\s+[^;]*;\n?}{}m;
+    $c = "user root root;\n" . $c if $> == 0;
     $c =~ s{^(\s*pid\s+)[^;]+;}{$1$p/logs/nginx.pid;}m;
     $c =~ s{/var/log/nginx/}{$p/logs/}g;
     $c =~ s{^(\s*listen\s+)(?!127\.0\.0\.1:\d+;)[^;]+;}
