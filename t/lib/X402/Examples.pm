@@ -61,6 +61,10 @@ sub example_conf {
     $c =~ s{^(\s*listen\s+)127\.0\.0\.1:(\d+);}
            {$1 . '127.0.0.1:' . ($2 == 9402 ? free_port_for(\@ports, $a{ports}) : $2) . ';'}mge;
     $c =~ s{https://x402\.org/facilitator/}{http://127.0.0.1:$fac/}g;
+    # the facilitator named at request time (resolver + variable): its
+    # address here, plain http (an IP literal needs no resolver)
+    $c =~ s{^(\s*set\s+\$facilitator_host\s+)x402\.org;}{${1}127.0.0.1:$fac;}mg;
+    $c =~ s{https://\$facilitator_host\b}{http://\$facilitator_host}g;
     $c =~ s{(x402_redis\s+)[\w.-]+:\d+}{${1}127.0.0.1:$redis}g;
     $c =~ s{^(\s*root\s+)/srv/[^;]*;}{$1$root;}mg;
     $c =~ s{^(\s*server\s+)127\.0\.0\.1:8080;}
