@@ -79,14 +79,22 @@ fetch_debian_orig() {
 [ -x "$src/configure" ] || die "$src: no nginx source tree"
 
 # What the t/ suite and conf-examples need beyond nginx's defaults: SSL (an
-# https facilitator), HTTP/2 (t/24), auth_request (t/11), realip and
-# stub_status (examples), threads; --with-compat as for any dynamic module.
+# https facilitator), HTTP/2 (t/24), auth_request (t/11, t/70), sub and
+# addition filters (t/03, t/09, t/21: content changed after the access
+# phase), realip and stub_status (examples); the rest of the static modules
+# of Debian's nginx, so both builds offer the same directives;
+# --with-compat as for any dynamic module.
 flags=(
     --prefix="$build/prefix"
     --with-compat --with-debug --with-threads --with-pcre-jit
     --with-http_ssl_module --with-http_v2_module
-    --with-http_auth_request_module --with-http_realip_module
+    --with-http_auth_request_module --with-http_sub_module
+    --with-http_addition_module --with-http_realip_module
     --with-http_stub_status_module --with-http_slice_module
+    --with-http_dav_module --with-http_gunzip_module
+    --with-http_gzip_static_module --with-http_secure_link_module
+    --with-http_random_index_module --with-http_mp4_module
+    --with-http_flv_module
     --add-dynamic-module="$root"
 )
 say "configure $(basename "$src") ${flags[*]}"
