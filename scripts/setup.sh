@@ -45,6 +45,8 @@ test_packages=(
     redis-server libgtest-dev libgmock-dev libbenchmark-dev
     clang libclang-rt-14-dev
     perl libtest-base-perl libjson-pp-perl procps wrk
+    # t/25 reads request bodies with Debian's echo module (same nginx ABI)
+    libnginx-mod-http-echo
     # the paywall test renders the page in a real browser
     chromium
     # the Node side: viem, the official x402 parsers, clients, facilitator
