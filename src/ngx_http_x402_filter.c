@@ -98,6 +98,25 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
+    if (ctx->paid_conf
+        != ngx_http_get_module_loc_conf(r, ngx_http_x402_module))
+    {
+        /* redirected from the paid location to one it did not pay for */
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "x402: response of \"%V\", not of the location "
+                      "paid for, payment of %V from %V not settled",
+                      &r->uri, &ctx->amount, &ctx->payer);
+
+        ctx->released = 1;
+
+        ngx_http_x402_set_reason(r, ctx, "not_settled",
+                                 sizeof("not_settled") - 1);
+        ngx_http_x402_outcome(r, ctx);
+
+        return ngx_http_next_header_filter(r);
+    }
+
     if (r->headers_out.status >= NGX_HTTP_BAD_REQUEST) {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                       "x402: response status %ui, payment of %V from %V "
@@ -119,6 +138,14 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
      */
 
     r->allow_ranges = 0;
+
+    /* paid content reached by error_page: the status it named */
+
+    if (ctx->err_status) {
+        r->err_status = ctx->err_status;
+        r->headers_out.status = ctx->err_status;
+        r->headers_out.status_line.len = 0;
+    }
 
     if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
                                        &ctx->settle_uri, 0)

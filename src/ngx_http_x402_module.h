@@ -143,7 +143,6 @@ struct ngx_http_x402_ctx_s {
     ngx_str_t                   settle_uri;
 
     const x402_offer_t         *offer;
-    x402_offer_t               *own_offer;      /* per request, freed here */
     x402_payment_t             *payment;        /* freed by the cleanup */
     x402_verdict_t              verdict;
     int                         version;        /* of the payment, 1 or 2 */
@@ -170,6 +169,11 @@ struct ngx_http_x402_ctx_s {
     ngx_event_t                 release;        /* posted when settled */
 
     void                       *store;          /* ngx_http_x402_store_op_t */
+
+    /* the location the payment was granted at last, and the error_page
+     * status kept aside there (x402_settle after) */
+    void                       *paid_conf;
+    ngx_uint_t                  err_status;
 
     unsigned                    reserved:1;     /* store hook said OK */
     unsigned                    recorded:1;     /* outcome recorded once */
