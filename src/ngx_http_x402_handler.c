@@ -935,7 +935,9 @@ ngx_http_x402_get_ctx(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_x402_module);
 
-    if (ctx || !r->internal) {
+    /* r->ctx is zeroed by internal redirects and filter finalization (412) */
+
+    if (ctx || !(r->internal || r->filter_finalize)) {
         return ctx;
     }
 

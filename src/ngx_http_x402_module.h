@@ -92,6 +92,7 @@ typedef struct {
     ngx_str_t                   description;
     ngx_str_t                   mime_type;
     time_t                      max_timeout;
+    size_t                      hold_buffer_size;   /* x402_hold_buffer_size */
 
     ngx_str_t                   facilitator;    /* URI prefix */
     ngx_str_t                   verify_uri;     /* <prefix>verify */
@@ -167,6 +168,11 @@ struct ngx_http_x402_ctx_s {
     ngx_chain_t                *held;
     ngx_chain_t               **held_last;
     ngx_event_t                 release;        /* posted when settled */
+    ngx_buf_t                  *held_tail;
+    size_t                      held_size;      /* in memory */
+    size_t                      hold_limit;     /* x402_hold_buffer_size */
+    ngx_temp_file_t            *temp_file;      /* past hold_limit */
+    ngx_output_chain_ctx_t     *output;         /* once released */
 
     void                       *store;          /* ngx_http_x402_store_op_t */
 
