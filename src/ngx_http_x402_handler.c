@@ -208,6 +208,7 @@ ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
     u_char                     amount[X402_MAX_AMOUNT_DIGITS + 1];
     ngx_str_t                  price;
     const char                *err;
+    const x402_offer_t        *offer;
     ngx_http_x402_ctx_t       *ctx;
     ngx_http_x402_loc_conf_t  *xlcf;
 
@@ -226,7 +227,31 @@ ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
     ctx = ngx_http_x402_get_ctx(r);
 
     if (ctx && ctx->state == NGX_HTTP_X402_STATE_PASSED) {
-        return NGX_DECLINED;
+
+        /* the client's payment covers what its offer matches only */
+
+        switch (ngx_http_x402_location_offer(r, xlcf, &offer)) {
+
+        case NGX_OK:
+            if (offer == ctx->offer
+                || ngx_http_x402_offer_covers(offer, &ctx->verdict))
+            {
+                return NGX_DECLINED;
+            }
+
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "x402: subrequest \"%V\" to a priced location "
+                          "refused: its request's payment does not match "
+                          "the location's offer", &r->uri);
+
+            return NGX_HTTP_PAYMENT_REQUIRED;
+
+        case NGX_DECLINED:
+            return NGX_DECLINED;
+
+        default:
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (xlcf->offer == NULL && xlcf->price->lengths) {

@@ -21,7 +21,9 @@ my $files = ">>> premium/report.html\n$REPORT"
           . ">>> dear/report.html\n$DEAR"
           . ">>> other/report.html\nother payee\n"
           . ">>> free.txt\nfree\n"
-          . ">>> idx/keep\nx\n";
+          . ">>> idx/keep\nx\n"
+          . ">>> ssi/same.html\n<!--# include virtual=\"/premium/report.html\" -->\n"
+          . ">>> ssi/dear.html\n<!--# include virtual=\"/dear/report.html\" -->\n";
 
 sub confs {
     my (%a) = @_;
@@ -63,6 +65,7 @@ location /premium/ {
     location /premium/ep200/  { error_page 404 =200 /free.txt; }
 }
 location /dear/  { x402_price 0.01; }
+location /ssi/   { x402_price 0.001; ssi on; }
 location /other/ { x402_price 0.001; x402_pay_to $OTHER; }
 location \@paid {
     x402_price 0.001;
@@ -180,13 +183,20 @@ for my $mode (['after', 'facilitator'], ['after', 'local'],
         }
     }
 
+    # an SSI include buys only what the payment matches too
+    $r = $ng->get('/ssi/same.html', { 'PAYMENT-SIGNATURE' => scalar sign_payment(amount => '1000') });
+    is($r->{status}, 200, "$m SSI include, same offer: 200");
+    like($r->{body}, qr/priced report/, "$m SSI include, same offer: included");
+    $r = $ng->get('/ssi/dear.html', { 'PAYMENT-SIGNATURE' => scalar sign_payment(amount => '1000') });
+    unlike($r->{body}, qr/dear report/, "$m SSI include of a dearer location: not included");
+
     # ... and a payment for the final location itself passes there
     $r = $ng->get('/premium/app/x', { 'PAYMENT-SIGNATURE' => scalar sign_payment(amount => '1000') });
     is($r->{status}, 200, "$m X-Accel-Redirect, same offer: 200");
     is($r->{body}, $REPORT, "$m X-Accel-Redirect, same offer: content");
 
     # paid location redirecting to free content: not charged under after
-    my $before = wait_settles($fac, settles($fac) + 1);
+    my $before = settles($fac);
     for my $path ('/premium/tofree/x', '/premium/ep200/missing') {
         $r = $ng->get($path, { 'PAYMENT-SIGNATURE' => scalar sign_payment(amount => '1000') });
         is($r->{status}, 200, "$m $path: free content");
