@@ -149,6 +149,13 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
                                  sizeof("not_settled") - 1);
         ngx_http_x402_outcome(r, ctx);
 
+        if (ctx->err_status && r->headers_out.status < NGX_HTTP_BAD_REQUEST) {
+            /* the error_page status kept aside at the paid location */
+            r->err_status = ctx->err_status;
+            r->headers_out.status = ctx->err_status;
+            r->headers_out.status_line.len = 0;
+        }
+
         return ngx_http_next_header_filter(r);
     }
 
