@@ -245,15 +245,15 @@ ngx_http_x402_not_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     r->buffered &= ~NGX_HTTP_X402_BUFFERED;
 
     if (ctx->settle.issued) {
-        if (ctx->settle.done) {
-            /* settled meanwhile: recorded, so never served again */
+        if (ctx->settle.done && !ctx->settle.failed) {
+            /* the facilitator answered meanwhile: recorded as it said */
             (void) ngx_http_x402_settle_result(r, ctx);
         }
 
         /*
-         * else the settlement is in flight and its outcome unknown: the
-         * reservation keeps the payment from being served again until it
-         * expires
+         * else the settlement is in flight, or its answer lost with the
+         * request: the outcome is unknown, and the reservation keeps the
+         * payment from being served again until it expires
          */
 
         return;
