@@ -112,5 +112,23 @@ else
     printf '%s' "$want" > "$stamp"
 fi
 
+# Test-local packages kept apart from js/node_modules (js/jwt-check: jose),
+# each with its own lock.
+for lock in "$root"/js/*/package-lock.json; do
+    [ -f "$lock" ] || continue
+    dir=$(dirname "$lock")
+    stamp=$dir/node_modules/.x402-setup-stamp
+    want=$(sha256sum "$lock" | cut -d' ' -f1)
+    if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+        continue
+    fi
+    say "npm ci in js/${dir##*/}/"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) || {
+        say "npm ci in $dir failed" >&2
+        exit 1
+    }
+    printf '%s' "$want" > "$stamp"
+done
+
 say "node $(node --version), npm $(npm --version), nginx $(/usr/sbin/nginx -v 2>&1 | sed 's/.*\///')"
 say "done"

@@ -4,7 +4,9 @@
 # official facilitator understands (js/interop/token-test.mjs), and the
 # local chain + token, the official facilitator,
 # the official v1/v2 clients and a reference server built on the official
-# server code agree (js/interop/selfcheck.mjs). When this passes and
+# server code agree (js/interop/selfcheck.mjs); a second token (TestEURC)
+# and a second chain move balances only where paid
+# (js/interop/several-check.mjs). When this passes and
 # t/50-interop.t fails, the module is at fault, not the infrastructure.
 
 use strict;
@@ -48,7 +50,9 @@ sub run_checks {
 
 my $t_token = run_checks('token-test.mjs', 20);
 my $t_self = run_checks('selfcheck.mjs', 20);
-note(sprintf 'compile check %.1fs, token %.1fs, selfcheck %.1fs',
-     $t_compile, $t_token, $t_self);
+# several options (issue 12): TestEURC next to TestUSDC, and a second chain
+my $t_several = run_checks('several-check.mjs', 23);
+note(sprintf 'compile check %.1fs, token %.1fs, selfcheck %.1fs, several %.1fs',
+     $t_compile, $t_token, $t_self, $t_several);
 
 done_testing;

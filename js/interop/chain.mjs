@@ -4,7 +4,13 @@
  * token at the Base Sepolia USDC address, a Multicall3 at its canonical
  * address (the facilitator's failure diagnosis needs one), a funded payer.
  *
+ * For several options (issue 12): --tokens usdc,eurc also places TestEURC
+ * at the Base Sepolia EURC address, and --chain-id N starts another chain
+ * (e.g. 31338, SECOND_CHAIN_ID) in its own run dir; the tokens' EIP-712
+ * domains follow the chain id (computed at call time).
+ *
  *   node js/interop/chain.mjs start --run-dir DIR [--port N] [--fund 10]
+ *                                   [--chain-id 84532] [--tokens usdc]
  *   node js/interop/chain.mjs stop  --run-dir DIR
  *   node js/interop/chain.mjs mint  --run-dir DIR --to ADDR --amount 1.5
  *   node js/interop/chain.mjs drain --run-dir DIR --who poor
@@ -16,7 +22,7 @@ import { join, resolve } from "node:path";
 import { getAddress, hashDomain, pad, parseUnits } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import {
-  ANVIL_BIN, CHAIN_ID, DEFAULT_PAY_TO, DEV_KEYS, MULTICALL3_ADDRESS,
+  ANVIL_BIN, CHAIN_ID, DEFAULT_PAY_TO, DEV_KEYS, MULTICALL3_ADDRESS, TOKENS,
   USDC_ADDRESS, USDC_NAME, USDC_VERSION, artifact, freePort, parseArgs,
   publicClient, readChainState, spawnDetached, stopPid, alive, waitFor,
   walletClient, writeJson, formatUnits6,
@@ -41,17 +47,17 @@ function slotOf(art, label) {
   return pad(`0x${BigInt(s.slot).toString(16)}`, { size: 32 });
 }
 
-async function startAnvil(runDir, port) {
+async function startAnvil(runDir, port, chainId = CHAIN_ID) {
   const log = join(runDir, "anvil.log");
   /* --silent keeps the log small; chain id 84532 = Base Sepolia. */
   const pid = spawnDetached(ANVIL_BIN, ["--host", "127.0.0.1", "--port",
-    String(port), "--chain-id", String(CHAIN_ID), "--accounts", "10",
+    String(port), "--chain-id", String(chainId), "--accounts", "10",
     "--silent"], log);
   const url = `http://127.0.0.1:${port}`;
   try {
     await waitFor("anvil", async () => {
       if (!alive(pid)) throw new Error(`anvil exited, see ${log}`);
-      return (await rpc(url, "eth_chainId")) === `0x${CHAIN_ID.toString(16)}`;
+      return (await rpc(url, "eth_chainId")) === `0x${chainId.toString(16)}`;
     }, 15000, 100);
   } catch (e) {
     await stopPid(pid);
@@ -60,17 +66,42 @@ async function startAnvil(runDir, port) {
   return { pid, url, log };
 }
 
-export async function setupChain(url, { fund = "10" } = {}) {
-  const usdc = artifact("TestUSDC");
+/* Places one token (a TOKENS entry) and checks the domain it presents. */
+async function placeToken(url, chainId, tok, minter) {
+  const art = artifact(tok.artifact);
+  /* Runtime code only: no constructor runs, so set minter's slot by hand. */
+  await rpc(url, "anvil_setCode", [tok.address, art.deployedBytecode]);
+  await rpc(url, "anvil_setStorageAt", [tok.address, slotOf(art, "minter"),
+    pad(minter.address, { size: 32 })]);
+
+  /* The token must present exactly the domain the official clients sign. */
+  const pc = publicClient(url, chainId);
+  const read = (functionName) => pc.readContract({ address: tok.address,
+    abi: art.abi, functionName });
+  const [name, version, decimals, sep, m] = await Promise.all([
+    read("name"), read("version"), read("decimals"), read("DOMAIN_SEPARATOR"),
+    read("minter")]);
+  const expected = hashDomain({ domain: { name: tok.name, version: tok.version,
+    chainId, verifyingContract: tok.address },
+  types: { EIP712Domain: [
+    { name: "name", type: "string" }, { name: "version", type: "string" },
+    { name: "chainId", type: "uint256" },
+    { name: "verifyingContract", type: "address" }] } });
+  if (name !== tok.name || version !== tok.version || decimals !== tok.decimals
+      || sep !== expected || getAddress(m) !== minter.address) {
+    throw new Error(`token misconfigured: name=${name} version=${version} ` +
+      `decimals=${decimals} domain=${sep} (want ${expected}) minter=${m}`);
+  }
+  return sep;
+}
+
+export async function setupChain(url, { fund = "10", chainId = CHAIN_ID,
+  tokens = ["usdc"] } = {}) {
   const mc = artifact("Multicall3Lite");
   const minter = privateKeyToAccount(DEV_KEYS.minter);
   const accounts = Object.fromEntries(Object.entries(DEV_KEYS).map(
     ([k, key]) => [k, { address: privateKeyToAccount(key).address, key }]));
 
-  /* Runtime code only: no constructor runs, so set minter's slot by hand. */
-  await rpc(url, "anvil_setCode", [USDC_ADDRESS, usdc.deployedBytecode]);
-  await rpc(url, "anvil_setStorageAt", [USDC_ADDRESS, slotOf(usdc, "minter"),
-    pad(minter.address, { size: 32 })]);
   await rpc(url, "anvil_setCode", [MULTICALL3_ADDRESS, mc.deployedBytecode]);
   /* Gas for the facilitator's settlements (and for the test helpers). */
   for (const who of ["facilitator", "minter", "poor", "payer", "payer2"]) {
@@ -78,39 +109,28 @@ export async function setupChain(url, { fund = "10" } = {}) {
       `0x${(10n ** 21n).toString(16)}`]);
   }
 
-  /* The token must present exactly the domain the official clients sign. */
-  const pc = publicClient(url);
-  const [name, version, decimals, sep, m] = await Promise.all([
-    pc.readContract({ address: USDC_ADDRESS, abi: usdc.abi, functionName: "name" }),
-    pc.readContract({ address: USDC_ADDRESS, abi: usdc.abi, functionName: "version" }),
-    pc.readContract({ address: USDC_ADDRESS, abi: usdc.abi, functionName: "decimals" }),
-    pc.readContract({ address: USDC_ADDRESS, abi: usdc.abi,
-      functionName: "DOMAIN_SEPARATOR" }),
-    pc.readContract({ address: USDC_ADDRESS, abi: usdc.abi, functionName: "minter" }),
-  ]);
-  const expected = hashDomain({ domain: { name: USDC_NAME, version: USDC_VERSION,
-    chainId: CHAIN_ID, verifyingContract: USDC_ADDRESS },
-  types: { EIP712Domain: [
-    { name: "name", type: "string" }, { name: "version", type: "string" },
-    { name: "chainId", type: "uint256" },
-    { name: "verifyingContract", type: "address" }] } });
-  if (name !== USDC_NAME || version !== USDC_VERSION || decimals !== 6
-      || sep !== expected || getAddress(m) !== minter.address) {
-    throw new Error(`token misconfigured: name=${name} version=${version} ` +
-      `decimals=${decimals} domain=${sep} (want ${expected}) minter=${m}`);
+  const placed = {};
+  for (const key of tokens) {
+    const tok = TOKENS[key];
+    if (!tok) throw new Error(`unknown token ${key} (known: ${Object.keys(TOKENS)})`);
+    const domainSeparator = await placeToken(url, chainId, tok, minter);
+    placed[key] = { address: tok.address, name: tok.name, version: tok.version,
+      decimals: tok.decimals, domainSeparator };
+    const amount = parseUnits(String(fund), tok.decimals);
+    for (const who of ["payer", "payer2"]) {
+      await mint(url, accounts[who].address, amount, { chainId, token: key });
+    }
   }
-
-  const amount = parseUnits(String(fund), 6);
-  for (const who of ["payer", "payer2"]) {
-    await mint(url, accounts[who].address, amount);
-  }
-  return { accounts, domainSeparator: sep };
+  return { accounts, tokens: placed,
+    domainSeparator: placed.usdc?.domainSeparator };
 }
 
-export async function mint(url, to, atomic) {
-  const usdc = artifact("TestUSDC");
-  const wc = walletClient(url, DEV_KEYS.minter);
-  const hash = await wc.writeContract({ address: USDC_ADDRESS, abi: usdc.abi,
+export async function mint(url, to, atomic, { chainId = CHAIN_ID,
+  token = "usdc" } = {}) {
+  const tok = TOKENS[token];
+  const wc = walletClient(url, DEV_KEYS.minter, chainId);
+  const hash = await wc.writeContract({ address: tok.address,
+    abi: artifact(tok.artifact).abi,
     functionName: "mint", args: [getAddress(to), BigInt(atomic)] });
   const r = await wc.waitForTransactionReceipt({ hash });
   if (r.status !== "success") throw new Error(`mint reverted: ${hash}`);
@@ -130,26 +150,31 @@ export async function drain(url, key) {
   return hash;
 }
 
-export async function startChain(runDir, { port, fund = "10" } = {}) {
+export async function startChain(runDir, { port, fund = "10",
+  chainId = CHAIN_ID, tokens = ["usdc"] } = {}) {
   let lastErr;
   /* A random port can be taken between the probe and anvil's bind: retry. */
   for (let attempt = 0; attempt < 5; attempt++) {
     const p = port ? Number(port) : await freePort();
     let anvil;
     try {
-      anvil = await startAnvil(runDir, p);
+      anvil = await startAnvil(runDir, p, chainId);
     } catch (e) {
       lastErr = e;
       if (port) break;
       continue;
     }
     try {
-      const { accounts, domainSeparator } = await setupChain(anvil.url, { fund });
+      const { accounts, tokens: placed, domainSeparator } = await setupChain(
+        anvil.url, { fund, chainId, tokens });
       const state = {
         rpcUrl: anvil.url, port: p, pid: anvil.pid, log: anvil.log,
-        chainId: CHAIN_ID, network: "eip155:84532", networkV1: "base-sepolia",
-        token: { address: USDC_ADDRESS, name: USDC_NAME, version: USDC_VERSION,
-          decimals: 6, domainSeparator },
+        chainId, network: `eip155:${chainId}`,
+        networkV1: chainId === CHAIN_ID ? "base-sepolia" : null,
+        /* the first chain's USDC, as before several tokens existed */
+        token: placed.usdc && { address: USDC_ADDRESS, name: USDC_NAME,
+          version: USDC_VERSION, decimals: 6, domainSeparator },
+        tokens: placed,
         multicall3: MULTICALL3_ADDRESS,
         payTo: DEFAULT_PAY_TO,
         accounts,
@@ -172,7 +197,9 @@ async function main() {
   const runDir = resolve(args["run-dir"] || "run");
   if (cmd === "start") {
     const t0 = Date.now();
-    const st = await startChain(runDir, { port: args.port, fund: args.fund || "10" });
+    const st = await startChain(runDir, { port: args.port, fund: args.fund || "10",
+      chainId: args["chain-id"] ? Number(args["chain-id"]) : CHAIN_ID,
+      tokens: String(args.tokens || "usdc").split(",") });
     console.log(JSON.stringify({ ...st, startMs: Date.now() - t0 }, null, 2));
   } else if (cmd === "stop") {
     const st = readChainState(runDir);
@@ -181,7 +208,8 @@ async function main() {
   } else if (cmd === "mint") {
     const st = readChainState(runDir);
     const to = st.accounts[args.to]?.address || args.to;
-    const hash = await mint(st.rpcUrl, to, parseUnits(String(args.amount), 6));
+    const hash = await mint(st.rpcUrl, to, parseUnits(String(args.amount), 6),
+      { chainId: st.chainId, token: args.token || "usdc" });
     console.log(JSON.stringify({ minted: args.amount, to, transaction: hash }));
   } else if (cmd === "drain") {
     const st = readChainState(runDir);

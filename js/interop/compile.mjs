@@ -18,11 +18,14 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const contractsDir = join(root, "contracts");
 const artifactsDir = join(contractsDir, "artifacts");
 
-/* source file -> contract name */
+/* source file -> contract name (one artifact each) */
 const CONTRACTS = {
   "TestUSDC.sol": "TestUSDC",
   "Multicall3Lite.sol": "Multicall3Lite",
+  "TestEURC.sol": "TestEURC",
 };
+/* sources that are only imported (abstract bases: no artifact) */
+const IMPORTED = ["EIP3009Token.sol"];
 
 /* Pinned: anvil's default hardfork is newer, cancun is enough and stable. */
 const SETTINGS = {
@@ -42,7 +45,7 @@ function sha256(s) {
 
 export function compileAll() {
   const sources = {};
-  for (const file of Object.keys(CONTRACTS)) {
+  for (const file of [...Object.keys(CONTRACTS), ...IMPORTED]) {
     sources[file] = { content: readFileSync(join(contractsDir, file), "utf8") };
   }
   const input = { language: "Solidity", sources, settings: SETTINGS };

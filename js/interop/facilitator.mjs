@@ -35,23 +35,31 @@ import { toFacilitatorEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { ExactEvmSchemeV1 } from "@x402/evm/exact/v1/facilitator";
 import {
-  NETWORK_V1, NETWORK_V2, chainDef, freePort, parseArgs, readChainState,
+  CHAIN_ID, NETWORK_V1, NETWORK_V2, chainDef, freePort, parseArgs, readChainState,
   readJson, spawnDetached, stopPid, alive, waitFor, writeJson,
 } from "./lib.mjs";
 
 const MAX_BODY = 1 << 20;
 const SELF = fileURLToPath(import.meta.url);
 
-export function buildFacilitator(rpcUrl, key) {
+/*
+ * chainId: the chain's id (chain.json); a chain other than Base Sepolia's
+ * (a second anvil, issue 12) is registered as eip155:<id> for v2 only, as it
+ * has no v1 name.
+ */
+export function buildFacilitator(rpcUrl, key, chainId = CHAIN_ID) {
   /* A nonce manager keeps concurrent settlements from reusing a tx nonce. */
   const account = privateKeyToAccount(key, { nonceManager });
-  const client = createWalletClient({ account, chain: chainDef(rpcUrl),
+  const client = createWalletClient({ account, chain: chainDef(rpcUrl, chainId),
     transport: http(rpcUrl) }).extend(publicActions);
   const signer = toFacilitatorEvmSigner({ ...client, address: account.address },
     { confirmationTimeoutMs: 30000 });
   const facilitator = new x402Facilitator()
-    .register(NETWORK_V2, new ExactEvmScheme(signer))
-    .registerV1(NETWORK_V1, new ExactEvmSchemeV1(signer));
+    .register(chainId === CHAIN_ID ? NETWORK_V2 : `eip155:${chainId}`,
+      new ExactEvmScheme(signer));
+  if (chainId === CHAIN_ID) {
+    facilitator.registerV1(NETWORK_V1, new ExactEvmSchemeV1(signer));
+  }
   return { facilitator, address: account.address };
 }
 
@@ -78,8 +86,9 @@ function readBody(req) {
 /* JSON.stringify replacer: BigInt never appears in answers, but be safe. */
 const jsonSafe = (_k, v) => (typeof v === "bigint" ? v.toString() : v);
 
-export function serve({ rpcUrl, key, port, logPath, requireVerify = false }) {
-  const { facilitator, address } = buildFacilitator(rpcUrl, key);
+export function serve({ rpcUrl, key, port, logPath, requireVerify = false,
+  chainId = CHAIN_ID }) {
+  const { facilitator, address } = buildFacilitator(rpcUrl, key, chainId);
   /* sha256(JSON.stringify(paymentPayload)) of successful verifies. */
   const verified = new Map();
   let seq = 0;
@@ -205,7 +214,7 @@ async function main() {
     const { address } = await serve({ rpcUrl: chain.rpcUrl,
       key: chain.accounts.facilitator.key, port: Number(args.port),
       logPath: join(runDir, "facilitator-requests.jsonl"),
-      requireVerify: !!args["require-verify"] });
+      requireVerify: !!args["require-verify"], chainId: chain.chainId ?? CHAIN_ID });
     console.log(`facilitator listening on http://127.0.0.1:${args.port} ` +
       `signer ${address} rpc ${chain.rpcUrl}`);
     const bye = () => process.exit(0);

@@ -26,6 +26,23 @@ export const USDC_NAME = "USDC";
 export const USDC_VERSION = "2";
 export const USDC_DECIMALS = 6;
 export const MULTICALL3_ADDRESS = "0xcA11bde05977b3631167028862bE2a173976CA11";
+/*
+ * The second stablecoin (contracts/TestEURC.sol), placed at Circle's Base
+ * Sepolia EURC address with EURC's EIP-712 identity (FiatTokenV2: "EURC",
+ * "2", 6 decimals). Not in x402's default assets: offers name it.
+ */
+export const EURC_ADDRESS = "0x808456652fdb597867f38412077A9182bf77359F";
+export const EURC_NAME = "EURC";
+export const EURC_VERSION = "2";
+/* The second local chain's id (a second anvil), outside every x402 table. */
+export const SECOND_CHAIN_ID = 31338;
+/* token key -> where chain.mjs places it and what it must present */
+export const TOKENS = {
+  usdc: { artifact: "TestUSDC", address: USDC_ADDRESS, name: USDC_NAME,
+    version: USDC_VERSION, decimals: 6 },
+  eurc: { artifact: "TestEURC", address: EURC_ADDRESS, name: EURC_NAME,
+    version: EURC_VERSION, decimals: 6 },
+};
 /* The recipient of the examples (x402-notes 1.2); nobody holds its key here. */
 export const DEFAULT_PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
 
@@ -41,21 +58,24 @@ export const DEV_KEYS = {
   payer2: "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
 };
 
-export const chainDef = (rpcUrl) => defineChain({
-  id: CHAIN_ID,
-  name: "Base Sepolia (local anvil)",
+export const chainDef = (rpcUrl, chainId = CHAIN_ID) => defineChain({
+  id: chainId,
+  name: chainId === CHAIN_ID ? "Base Sepolia (local anvil)"
+    : `local anvil ${chainId}`,
   nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
   rpcUrls: { default: { http: [rpcUrl] } },
   contracts: { multicall3: { address: MULTICALL3_ADDRESS } },
 });
 
-export function publicClient(rpcUrl) {
-  return createPublicClient({ chain: chainDef(rpcUrl), transport: http(rpcUrl) });
+export function publicClient(rpcUrl, chainId = CHAIN_ID) {
+  return createPublicClient({ chain: chainDef(rpcUrl, chainId),
+    transport: http(rpcUrl) });
 }
 
-export function walletClient(rpcUrl, key) {
+export function walletClient(rpcUrl, key, chainId = CHAIN_ID) {
   return createWalletClient({ account: privateKeyToAccount(key),
-    chain: chainDef(rpcUrl), transport: http(rpcUrl) }).extend(publicActions);
+    chain: chainDef(rpcUrl, chainId), transport: http(rpcUrl) })
+    .extend(publicActions);
 }
 
 export function artifact(name) {

@@ -142,9 +142,17 @@ int x402_amount_parse(x402_str_t in, unsigned decimals, int atomic,
 x402_offer_t *x402_offer_create(const x402_requirement_t *reqs, size_t n,
                                 const char **err)
 {
+    return x402_offer_create_ext(reqs, n, x402_str_t{nullptr, 0}, err);
+}
+
+x402_offer_t *x402_offer_create_ext(const x402_requirement_t *reqs, size_t n,
+                                    x402_str_t extensions, const char **err)
+{
     const char *e = nullptr;
     try {
-        return std::make_unique<x402_offer_s>(reqs, n).release();
+        std::string_view ext(extensions.data ? extensions.data : "",
+                             extensions.data ? extensions.len : 0);
+        return std::make_unique<x402_offer_s>(reqs, n, ext).release();
     } catch (const x402::OfferError &oe) {
         e = oe.message;
     } catch (const std::bad_alloc &) {

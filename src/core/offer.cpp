@@ -1,8 +1,11 @@
 #include "offer.hpp"
 
+#include <jansson.h>
+
 #include <cstring>
 
 #include "address.hpp"
+#include "facilitator.hpp"
 #include "amount.hpp"
 #include "base64.hpp"
 #include "json_writer.hpp"
@@ -54,9 +57,25 @@ char *put(char *out, std::string_view s) noexcept
 
 }  // namespace
 
-x402_offer_s::x402_offer_s(const x402_requirement_t *in, size_t n)
+x402_offer_s::x402_offer_s(const x402_requirement_t *in, size_t n,
+                           std::string_view extensions)
 {
     using namespace x402;
+    if (!extensions.empty()) {
+        // Spliced verbatim into every 402: one JSON object, bounded so a
+        // client's echo of it still fits a payment header.
+        check(extensions.size() <= max_extensions_len
+                  && json_depth_within(extensions, X402_MAX_JSON_DEPTH - 2),
+              "extensions must be a JSON object of at most 8192 bytes and "
+              "14 levels");
+        json_error_t e;
+        json_t *j = json_loadb(extensions.data(), extensions.size(),
+                               JSON_REJECT_DUPLICATES, &e);
+        bool object = j != nullptr && json_is_object(j);
+        json_decref(j);
+        check(object, "extensions must be a JSON object of at most 8192 "
+                      "bytes and 14 levels");
+    }
     check(in != nullptr && n >= 1, "an offer needs at least one requirement");
     check(n <= max_offer_requirements, "an offer has at most 16 requirements");
     reqs_.reserve(n);
@@ -147,6 +166,15 @@ x402_offer_s::x402_offer_s(const x402_requirement_t *in, size_t n)
         t1 += ',';
         t1 += extra;
 
+        // One entry per way to pay: a second (scheme, network, asset) would
+        // be a second price or payTo for the same payment, and a v1 payment
+        // (which names no asset) could not tell them apart.
+        for (const auto &o : reqs_) {
+            check(!(o->scheme == q->scheme && o->view.network == r.network
+                    && o->asset == q->asset),
+                  "an offer lists each scheme, network and asset once");
+        }
+
         reqs_.push_back(std::move(q));
     }
 
@@ -159,7 +187,12 @@ x402_offer_s::x402_offer_s(const x402_requirement_t *in, size_t n)
         }
         p += reqs_[i]->v2_json;
     }
-    p += "],\"resource\":{";
+    p += ']';
+    if (!extensions.empty()) {
+        p += ",\"extensions\":";
+        p += extensions;
+    }
+    p += ",\"resource\":{";
     json_append_member(p, "description", reqs_[0]->description, true);
     json_append_member(p, "mimeType", reqs_[0]->mime_type);
     p += ",\"url\":\"";

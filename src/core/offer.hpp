@@ -21,6 +21,11 @@
 //
 // v2 resource.description/mimeType come from requirement 0 (v2 has one
 // resource per 402; v1 repeats them per requirement).
+//
+// PaymentRequired.extensions (e.g. bazaar discovery, bazaar.hpp), when the
+// offer has any, is part of the constant prefix, after accepts:
+//   {"x402Version":2,"accepts":[...],"extensions":{...},"resource":...
+// v1 has no extensions member.
 #ifndef X402_OFFER_HPP
 #define X402_OFFER_HPP
 
@@ -41,6 +46,7 @@ constexpr size_t max_mime_type_len = 256;
 constexpr size_t max_asset_name_len = 128;
 constexpr size_t max_asset_version_len = 32;
 constexpr size_t max_scheme_len = 32;
+constexpr size_t max_extensions_len = 8192;
 constexpr uint64_t max_timeout_seconds = 2147483647;
 
 constexpr std::string_view default_error_v2 = "Payment required";
@@ -63,8 +69,10 @@ struct x402_offer_s {
     };
 
     // Validates and copies; throws x402::OfferError (a static message
-    // naming the rule) or std::bad_alloc.
-    x402_offer_s(const x402_requirement_t *reqs, size_t n);
+    // naming the rule) or std::bad_alloc. extensions: the JSON object that
+    // becomes PaymentRequired.extensions in the v2 402 ("" for none).
+    x402_offer_s(const x402_requirement_t *reqs, size_t n,
+                 std::string_view extensions = {});
     x402_offer_s(const x402_offer_s &) = delete;
     x402_offer_s &operator=(const x402_offer_s &) = delete;
 

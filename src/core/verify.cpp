@@ -209,6 +209,62 @@ const x402_requirement_t *payment_match(const x402_payment_s &p,
     return candidate;
 }
 
+namespace {
+
+bool recovers_from(const x402_payment_s &p, const x402_requirement_t &r)
+{
+    auto asset = address_from_hex(sv(r.asset));
+    if (!asset) {
+        return false;
+    }
+    Hash32 domain = cached_domain_separator(sv(r.asset_name),
+                                            sv(r.asset_version),
+                                            r.network->chain_id, *asset);
+    Address signer;
+    return recover_signer(typed_data_digest(domain, struct_hash(p.auth)),
+                          p.signature.data(), p.signature.size(), signer)
+               == SigStatus::ok
+           && signer == p.auth.from;
+}
+
+// A v1 payment names scheme and network but no asset. When several offered
+// assets on that network share payTo and amount (USDC and EURC at one
+// price), the authorization alone cannot tell which was paid: the one whose
+// EIP-712 domain the signature recovers under is the one the client
+// signed for. Without a checkable signature (smart wallet) the first
+// stays, and the facilitator's /verify judges it against that one.
+const x402_requirement_t *v1_by_signature(const x402_payment_s &p,
+                                          const x402_offer_t *offer,
+                                          const x402_requirement_t *r,
+                                          x402_verdict_t *v)
+{
+    if (p.version != 1 || p.signature.size() != 65) {
+        return r;
+    }
+    size_t n = x402_offer_count(offer), twins = 0;
+    for (size_t i = 0; i < n; i++) {
+        const x402_requirement_t *q = x402_offer_get(offer, i);
+        if (q->network == r->network && sv(q->scheme) == p.scheme
+            && cheap_checks_pass(p, *q)) {
+            twins++;
+        }
+    }
+    if (twins < 2 || recovers_from(p, *r)) {
+        return r;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const x402_requirement_t *q = x402_offer_get(offer, i);
+        if (q != r && q->network == r->network && sv(q->scheme) == p.scheme
+            && cheap_checks_pass(p, *q) && recovers_from(p, *q)) {
+            v->requirement = i;
+            return q;
+        }
+    }
+    return r;
+}
+
+}  // namespace
+
 bool payment_verify(x402_payment_s &p, const x402_offer_t *offer, int64_t now,
                     x402_verdict_t *v)
 {
@@ -219,6 +275,7 @@ bool payment_verify(x402_payment_s &p, const x402_offer_t *offer, int64_t now,
     if (r == nullptr) {
         return false;
     }
+    r = v1_by_signature(p, offer, r, v);
     const x402_network_t *net = r->network;
     v->network = {net->caip2, std::strlen(net->caip2)};
 

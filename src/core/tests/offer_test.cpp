@@ -394,7 +394,11 @@ TEST(Offer, RenderAllocationFailure)
 
 TEST(Offer, RenderIsOneAllocation)
 {
-    Offer o = make({base_sepolia(), base_sepolia("5")});
+    x402_requirement_t second = base_sepolia("5");
+    const x402_network_t *base = x402_network_find(s("base"));
+    second.network = base;
+    second.asset = s(base->usdc);
+    Offer o = make({base_sepolia(), second});
     Pool pool;
     x402_str_t h{}, b{};
     ASSERT_EQ(x402_offer_render(o.get(), s("http://h/"), s(""), &pool.a, &h, &b),

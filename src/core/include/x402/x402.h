@@ -117,6 +117,15 @@ typedef struct x402_offer_s  x402_offer_t;
 
 x402_offer_t *x402_offer_create(const x402_requirement_t *reqs, size_t n,
     const char **err);
+/*
+ * As x402_offer_create, with PaymentRequired.extensions: `extensions` is the
+ * compact JSON object that becomes the value of `extensions` in the v2 402
+ * (x402_bazaar_render writes one); len 0: none. At most 8192 bytes, a JSON
+ * object within 14 levels (clients echo it in their payment, which the core
+ * decodes within X402_MAX_HEADER_LEN and X402_MAX_JSON_DEPTH).
+ */
+x402_offer_t *x402_offer_create_ext(const x402_requirement_t *reqs, size_t n,
+    x402_str_t extensions, const char **err);
 void x402_offer_free(x402_offer_t *offer);
 size_t x402_offer_count(const x402_offer_t *offer);
 const x402_requirement_t *x402_offer_get(const x402_offer_t *offer, size_t i);
@@ -250,6 +259,138 @@ int x402_facilitator_parse_settle(int status, x402_str_t body,
  * omitted when empty. */
 int x402_settle_failure_header(x402_str_t reason, x402_str_t network,
     x402_str_t payer, const x402_allocator_t *a, x402_str_t *header);
+
+
+/* ---- bazaar discovery extension (coinbase/x402 specs/extensions/bazaar.md) ---- */
+
+/*
+ * What a location declares for discovery; every JSON member is text the
+ * operator wrote (len 0: absent), each at most 8192 bytes and 8 levels:
+ *   method:         GET, HEAD, DELETE (query form) or POST, PUT, PATCH
+ *                   (body form), the request method the 402 describes;
+ *   query_params:   query form: JSON object, example query parameters;
+ *   body_type:      body form: "json", "form-data" or "text";
+ *   body:           body form: JSON object or string, example body;
+ *   input_schema:   JSON object: JSON Schema of the query parameters (its
+ *                   members are merged into {"type":"object"}) or of the
+ *                   body; absent: {"properties":{}};
+ *   output_example: JSON object, example answer (output type "json");
+ *   output_schema:  JSON object merged into the example's schema
+ *                   {"type":"object"}; needs output_example.
+ */
+typedef struct {
+    x402_str_t  method;
+    x402_str_t  query_params;
+    x402_str_t  body_type;
+    x402_str_t  body;
+    x402_str_t  input_schema;
+    x402_str_t  output_example;
+    x402_str_t  output_schema;
+} x402_bazaar_t;
+
+/*
+ * out: the compact JSON {"bazaar":{"info":...,"schema":...}} that
+ * x402_offer_create_ext takes as `extensions`, built as the official
+ * @x402/extensions declareDiscoveryExtension + bazaarResourceServerExtension
+ * build it for that method (src/core/bazaar.hpp). Allocated with a, at most
+ * 8192 bytes. Returns 0, or -1 with *err naming the rule broken (static;
+ * "out of memory" on allocation failure).
+ */
+int x402_bazaar_render(const x402_bazaar_t *b, const x402_allocator_t *a,
+    x402_str_t *out, const char **err);
+
+
+/* ---- what a facilitator supports: GET /supported (x402 v2 spec 7.3) ---- */
+
+/*
+ * A parsed SupportedResponse: kinds [{x402Version, scheme, network, extra?}],
+ * extensions [names], signers {pattern: [addresses]}. Bounds and the rules
+ * are in src/core/supported.hpp (at most 256 kinds, extra at most 4096 bytes
+ * of compact JSON, ...). Parsed by each worker from the answer bytes (the
+ * glue keeps those bytes, not this object, in shared memory).
+ */
+typedef struct x402_supported_s  x402_supported_t;
+
+/*
+ * status: the HTTP status of the answer (only 200 is usable); body: its
+ * bytes. Returns the object, or NULL with *err (allocated with a) saying
+ * why, naming the offending member ("facilitator /supported: kinds[3].network
+ * is not 1..128 printable characters"); err->len == 0 on allocation failure.
+ * Release with x402_supported_free.
+ */
+x402_supported_t *x402_supported_parse(int status, x402_str_t body,
+    const x402_allocator_t *a, x402_str_t *err);
+void x402_supported_free(x402_supported_t *s);
+size_t x402_supported_count(const x402_supported_t *s);
+
+/*
+ * Is (version, scheme, network) a kind of s? Exact equality of all three, as
+ * the official resource server's getSupportedKind. Returns 1 and sets *extra
+ * to the kind's `extra` as compact JSON ("{...}", len 0 when the kind has
+ * none; it lives as long as s), or 0 when not supported.
+ */
+int x402_supported_find(const x402_supported_t *s, int version,
+    x402_str_t scheme, x402_str_t network, x402_str_t *extra);
+
+/* 1 if the facilitator lists the extension name (e.g. "bazaar"), else 0. */
+int x402_supported_has_extension(const x402_supported_t *s, x402_str_t name);
+
+/*
+ * An offer's requirement against what its facilitator supports: returns 1
+ * when the v2 kind (2, scheme, CAIP-2 network) is listed, else 0; *v1 (may
+ * be NULL) is set to 1 when the requirement's network has a v1 name and the
+ * v1 kind (1, scheme, v1 name) is listed too (else 0: v1 payments for it
+ * cannot be settled there).
+ */
+int x402_supported_requirement(const x402_supported_t *s,
+    const x402_requirement_t *r, int *v1);
+
+
+/* ---- Coinbase Developer Platform (CDP) facilitator authentication ---- */
+
+/*
+ * Coinbase's hosted facilitator (https://api.cdp.coinbase.com/platform/v2/x402)
+ * wants `Authorization: Bearer <JWT>` on every /verify, /settle (POST) and
+ * /supported (GET), signed by a CDP API key, as the official CDP SDKs build
+ * it (src/core/cdp_jwt.hpp cites them): header {alg, kid, typ "JWT", nonce
+ * 32 hex}, claims {sub key id, iss "cdp", aud ["cdp_service"], nbf, iat, exp
+ * = nbf + 120 s, uris ["<METHOD> <host><path>"]}.
+ */
+typedef struct x402_cdp_key_s  x402_cdp_key_t;
+
+/*
+ * Configuration time. key_id: the CDP API key id ("organizations/…/apiKeys/…"
+ * or a UUID; 1-256 printable ASCII, no spaces). secret: the key secret as
+ * CDP hands it out, surrounding whitespace ignored (it is usually read from
+ * a file):
+ *   a PEM EC P-256 private key, SEC1 "EC PRIVATE KEY" or PKCS#8
+ *   "PRIVATE KEY", unencrypted                              -> ES256;
+ *   standard base64 of 64 bytes, Ed25519 seed || public key -> EdDSA.
+ * Returns the key, or NULL with *err set to a static message naming the
+ * rule broken (NULL err too on allocation failure: "out of memory").
+ * Release with x402_cdp_key_free (a configuration pool cleanup).
+ */
+x402_cdp_key_t *x402_cdp_key_load(x402_str_t key_id, x402_str_t secret,
+    const char **err);
+void x402_cdp_key_free(x402_cdp_key_t *key);
+/* "ES256" or "EdDSA" (static), for logs. */
+const char *x402_cdp_key_alg(const x402_cdp_key_t *key);
+
+/*
+ * Per facilitator call (no I/O; one ECDSA or Ed25519 signature, tens of
+ * microseconds). method: "POST" or "GET" (upper-case letters); host: the
+ * facilitator's host as in its URL, with ":port" if not the default
+ * ("api.cdp.coinbase.com"); path: the full request path
+ * ("/platform/v2/x402/verify"); now: unix time in seconds; lifetime:
+ * seconds until exp, 0 for the SDKs' 120 (1..3600 otherwise).
+ * out receives "Bearer <JWT>", the whole Authorization header value,
+ * allocated with a (not NUL-terminated).
+ * Returns 0, or -1 with *err set (bad argument, RAND_bytes or signing
+ * failure, allocation failure).
+ */
+int x402_cdp_authorization(const x402_cdp_key_t *key, x402_str_t method,
+    x402_str_t host, x402_str_t path, int64_t now, int64_t lifetime,
+    const x402_allocator_t *a, x402_str_t *out, const char **err);
 
 
 /* ---- utilities shared with the glue ---- */
