@@ -14,7 +14,8 @@
 //   --asset-name --asset-version --amount (1000) --pay-to --max-timeout (300)
 //   --resource URL --description --mime-type
 // Authorization: --valid-after (now-600) --valid-before (now+maxTimeout)
-//   --nonce (random 32 bytes) --key (Anvil #0) --now (clock override)
+//   --nonce (random 32 bytes) --key (Anvil #0; "random": a fresh key for
+//   each payment) --now (clock override)
 //   --version 1|2 (default: the requirement's; 2 otherwise)
 // Negative cases, signed validly over other values:
 //   --value-override V --to-override A --domain-name N --domain-version V
@@ -27,7 +28,7 @@
 // Output: --out header (default) | json (the payload JSON) | jsonl (one
 //   line {"header","payload","from","digest"} per payment); --count N.
 
-import { privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { getAddress, hashTypedData, toHex } from "viem";
 import { randomBytes } from "node:crypto";
 
@@ -238,7 +239,8 @@ function tamperSignature(sig, o) {
 
 async function signOne(o, picked) {
   const { version, req, resource } = picked;
-  const account = privateKeyToAccount(o.key ?? ANVIL0);
+  // --key random: a fresh key for each payment (a stranger's keys)
+  const account = privateKeyToAccount(o.key === "random" ? generatePrivateKey() : (o.key ?? ANVIL0));
   const now = Number(o.now ?? Math.floor(Date.now() / 1000));
   const maxTimeout = Number(req.maxTimeoutSeconds ?? 300);
   const amount = version === 1 ? req.maxAmountRequired : req.amount;

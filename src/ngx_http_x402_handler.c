@@ -209,6 +209,7 @@ ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
     int                v;
     ngx_int_t          rc;
     ngx_str_t          header;
+    const char        *msg;
     x402_str_t         in, body;
     x402_payment_t    *p;
     x402_verdict_t    *vd;
@@ -309,6 +310,17 @@ ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
                                     vd->reason ? vd->reason
                                                : "invalid_payload",
                                     vd->message);
+    }
+
+    if (ctx->verify_mode == NGX_HTTP_X402_VERIFY_LOCAL) {
+        /* served on local checks: validBefore within the server's window */
+        msg = ngx_http_x402_store_window_check(r, ctx);
+
+        if (msg) {
+            return ngx_http_x402_refuse(r, ctx,
+                       "invalid_exact_evm_payload_authorization_valid_before",
+                       msg);
+        }
     }
 
     if (ngx_http_x402_copy_str(r, &ctx->network, &vd->network) != NGX_OK

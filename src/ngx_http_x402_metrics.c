@@ -653,7 +653,7 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
         + NGX_HTTP_X402_METRICS_ENDPOINTS
           * (NGX_HTTP_X402_METRICS_BUCKETS + 3 + NGX_HTTP_X402_METRICS_FAC_N)
         + NGX_HTTP_X402_METRICS_SETTLE_N
-        + 32;                                         /* store */
+        + 48;                                         /* store */
 
     /* the revenue keys printed are those present now */
     nrevenue = sh->nrevenue;
@@ -841,9 +841,24 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
             "# HELP x402_store_records "
             "Authorizations recorded in the zone.\n"
             "# TYPE x402_store_records gauge\n"
-            "x402_store_records %uA\n",
+            "x402_store_records %uA\n"
+            "# HELP x402_store_refused_evicted_total "
+            "Records of refused payments evicted to make room in a full "
+            "zone.\n"
+            "# TYPE x402_store_refused_evicted_total counter\n"
+            "x402_store_refused_evicted_total %uA\n"
+            "# HELP x402_store_redis_data_lost_total "
+            "Times this nginx found that Redis had lost its data.\n"
+            "# TYPE x402_store_redis_data_lost_total counter\n"
+            "x402_store_redis_data_lost_total %uA\n"
+            "# HELP x402_store_redis_unvouched_total "
+            "Payments Redis had not seen while it could not vouch (it "
+            "lost its data lately): 503 or facilitator verification.\n"
+            "# TYPE x402_store_redis_unvouched_total counter\n"
+            "x402_store_redis_unvouched_total %uA\n",
             sc->full, sc->redis_errors, sc->redis_fallback,
-            sc->redis_refused, sc->records);
+            sc->redis_refused, sc->records, sc->refused_evicted,
+            sc->redis_forgot, sc->redis_distrusted);
 
     p = ngx_sprintf(p,
             "# HELP x402_revenue_atomic_total "

@@ -333,6 +333,7 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* 300 s like the v2 TypeScript server (x402-notes 5.4) */
     ngx_conf_merge_sec_value(conf->max_timeout, prev->max_timeout, 300);
+    ngx_http_x402_store_note_window(cf, conf->max_timeout);
 
     if (conf->facilitator.data == NULL) {
         conf->facilitator = prev->facilitator;

@@ -220,6 +220,9 @@ void ngx_http_x402_store_record(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 ngx_int_t ngx_http_x402_store_async(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
+const char *ngx_http_x402_store_window_check(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+void ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout);
 
 /* ngx_http_x402_facilitator.c */
 ngx_int_t ngx_http_x402_facilitator_call(ngx_http_request_t *r,

@@ -36,6 +36,13 @@
 #define NGX_HTTP_X402_REDIS_OP_RESERVE  0
 #define NGX_HTTP_X402_REDIS_OP_SET      1
 #define NGX_HTTP_X402_REDIS_OP_RELEASE  2
+#define NGX_HTTP_X402_REDIS_OP_SYNC     3
+#define NGX_HTTP_X402_REDIS_OP_EPOCH    4
+
+/* a TTL never exceeds this (ms arithmetic stays far from overflow) */
+#define NGX_HTTP_X402_REDIS_TTL_MAX     (366 * 86400)
+
+#define NGX_HTTP_X402_REDIS_EPOCH_MAX   64
 
 #define NGX_HTTP_X402_REDIS_BACKOFF_MIN  100
 #define NGX_HTTP_X402_REDIS_BACKOFF_MAX  2000
@@ -83,8 +90,15 @@ typedef struct {
     ngx_http_x402_redis_release_t  *releases;
     ngx_log_t                   *log;
     time_t                       logged;
+    /* the epoch record as last read ("<created>|<id>|<flag>"); 0: none */
+    size_t                       epoch_len;
+    u_char                       epoch[NGX_HTTP_X402_REDIS_EPOCH_MAX];
+    ngx_uint_t                   sync_inflight;
+    ngx_uint_t                   pushed;
+    ngx_uint_t                   push_failed;
     unsigned                     exiting:1;
     unsigned                     was_down:1;
+    unsigned                     epoch_asked:1;
 } ngx_http_x402_redis_t;
 
 
@@ -112,6 +126,9 @@ static void ngx_http_x402_redis_setup_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
 static void ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void ngx_http_x402_redis_ask_epoch(void);
+static void ngx_http_x402_redis_epoch_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
 
 
 static ngx_http_x402_redis_t  ngx_http_x402_redis_worker;
@@ -119,13 +136,33 @@ static ngx_http_x402_redis_t  ngx_http_x402_redis_worker;
 
 /*
  * Reserve: the record if there is one, else ours is set (NX semantics with
- * the old value returned, in one round trip on any Redis since 2.6).
+ * the old value returned, in one round trip on any Redis since 2.6). First
+ * the epoch record (KEYS[2]) must still be the one this worker knows
+ * (ARGV[3]; empty: asked for on this connection just before): when Redis
+ * lost its data, it is gone or new, and nothing is reserved.
  */
 static const char  ngx_http_x402_redis_reserve_lua[] =
+    "if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then "
+    "return redis.error_reply('X402EPOCH the epoch record changed') end "
     "local v = redis.call('GET', KEYS[1]) "
     "if v then return v end "
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) "
     "return false";
+
+/*
+ * The epoch record: "<created>|<id>|<flag>", made by the first nginx that
+ * finds none (ARGV[1]); flag 'l' when that nginx knew an older one (ARGV[2],
+ * "<created>|<id>": Redis lost its data), 'f' for a first start. An nginx
+ * that knew another epoch marks the present one 'l' too, so that every
+ * member of the fleet, a freshly started one included, learns of the loss.
+ */
+static const char  ngx_http_x402_redis_epoch_lua[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if not v then v = ARGV[1] redis.call('SET', KEYS[1], v) end "
+    "if ARGV[2] ~= '' and string.sub(v, -1) == 'f' "
+    "and string.sub(v, 1, string.len(ARGV[2]) + 1) ~= ARGV[2] .. '|' then "
+    "v = string.sub(v, 1, -2) .. 'l' redis.call('SET', KEYS[1], v) end "
+    "return v";
 
 /* settled or failed: a settled record is never overwritten */
 static const char  ngx_http_x402_redis_set_lua[] =
@@ -510,6 +547,176 @@ ngx_http_x402_redis_connect(void)
                                  (void *) "SELECT", "SELECT %d",
                                  (int) rd->conf->db);
     }
+
+    /* did it forget? asked before any command of ours on this connection */
+    rd->epoch_asked = 0;
+    ngx_http_x402_redis_ask_epoch();
+}
+
+
+/*
+ * Reads (or makes) the epoch record. Until its answer comes the reserves
+ * sent behind it on this connection skip the epoch check: Redis runs them
+ * after this script, and their replies come after its reply.
+ */
+static void
+ngx_http_x402_redis_ask_epoch(void)
+{
+    u_char                  *p;
+    u_char                   key[128 + 8], fresh[NGX_HTTP_X402_REDIS_EPOCH_MAX];
+    u_char                   known[NGX_HTTP_X402_REDIS_EPOCH_MAX], rnd[8];
+    uint32_t                 r;
+    const char              *argv[6];
+    size_t                   argvlen[6];
+    ngx_http_x402_shm_sh_t  *sh;
+    ngx_http_x402_redis_t   *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    if (rd->ac == NULL || rd->epoch_asked || ngx_http_x402_store_zone == NULL) {
+        return;
+    }
+
+    sh = ngx_http_x402_store_zone->sh;
+
+    p = ngx_cpymem(key, rd->conf->prefix.data, rd->conf->prefix.len);
+    p = ngx_cpymem(p, "epoch", 5);
+
+    r = (uint32_t) ngx_random();
+    ngx_memcpy(rnd, &r, 4);
+    r = (uint32_t) ngx_random() ^ (uint32_t) ngx_pid;
+    ngx_memcpy(rnd + 4, &r, 4);
+
+    ngx_shmtx_lock(&ngx_http_x402_store_zone->shpool->mutex);
+
+    if (sh->epoch_created) {
+        argvlen[5] = ngx_sprintf(known, "%T|%*s", sh->epoch_created,
+                                 (size_t) 16, sh->epoch_id) - known;
+    } else {
+        argvlen[5] = 0;
+    }
+
+    ngx_shmtx_unlock(&ngx_http_x402_store_zone->shpool->mutex);
+
+    argvlen[4] = ngx_sprintf(fresh, "%T|%*xs|%c", ngx_time(), (size_t) 8, rnd,
+                             argvlen[5] ? 'l' : 'f') - fresh;
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = ngx_http_x402_redis_epoch_lua;
+    argvlen[1] = sizeof(ngx_http_x402_redis_epoch_lua) - 1;
+    argv[2] = "1";
+    argvlen[2] = 1;
+    argv[3] = (const char *) key;
+    argvlen[3] = p - key;
+    argv[4] = (const char *) fresh;
+    argv[5] = (const char *) known;
+
+    rd->epoch_len = 0;
+
+    if (redisAsyncCommandArgv(rd->ac, ngx_http_x402_redis_epoch_reply, NULL,
+                              6, argv, argvlen)
+        == REDIS_OK)
+    {
+        rd->epoch_asked = 1;
+    }
+}
+
+
+static void
+ngx_http_x402_redis_epoch_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    u_char                  *p, *last, *bar;
+    time_t                   created, until;
+    ngx_uint_t               forgot, lost, pushed;
+    redisReply              *rr;
+    ngx_http_x402_shm_t     *zone;
+    ngx_http_x402_redis_t   *rd;
+    ngx_http_x402_shm_sh_t  *sh;
+
+    rr = reply;
+    rd = &ngx_http_x402_redis_worker;
+    rd->epoch_asked = 0;
+    zone = ngx_http_x402_store_zone;
+
+    if (rr == NULL || zone == NULL || rd->conf == NULL) {
+        return;
+    }
+
+    if (rr->type != REDIS_REPLY_STRING || rr->len < 20
+        || rr->len > NGX_HTTP_X402_REDIS_EPOCH_MAX)
+    {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "epoch record unreadable",
+                                     rr->type == REDIS_REPLY_ERROR ? rr->str
+                                                                   : NULL);
+        return;
+    }
+
+    p = (u_char *) rr->str;
+    last = p + rr->len;
+    bar = ngx_strlchr(p, last, '|');
+
+    if (bar == NULL || last - bar != 1 + 16 + 2 || bar[17] != '|'
+        || (created = ngx_atotm(p, bar - p)) == NGX_ERROR)
+    {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "epoch record malformed",
+                                     NULL);
+        return;
+    }
+
+    lost = (last[-1] == 'l');
+    sh = zone->sh;
+    forgot = 0;
+    until = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (sh->epoch_created
+        && (sh->epoch_created != created
+            || ngx_memcmp(sh->epoch_id, bar + 1, 16) != 0))
+    {
+        forgot = 1;
+    }
+
+    sh->epoch_created = created;
+    ngx_memcpy(sh->epoch_id, bar + 1, 16);
+
+    if (lost) {
+        /* every record made before it has expired by then */
+        until = created + rd->conf->horizon;
+
+        if (until > sh->distrust_until) {
+            sh->distrust_until = until;
+        }
+
+        until = sh->distrust_until;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_memcpy(rd->epoch, rr->str, rr->len);
+    rd->epoch_len = rr->len;
+
+    if (!forgot) {
+        return;
+    }
+
+    ngx_http_x402_count(sh, redis_forgot, 1);
+
+    /* what this host knows goes back to the fleet */
+    pushed = ngx_http_x402_shm_unsync_all(zone);
+
+    ngx_log_error(NGX_LOG_ERR, rd->log, 0,
+                  "x402: redis lost its data (a new epoch record %*s): "
+                  "payments it has not seen are not taken as fresh until "
+                  "%T s from now; %ui record(s) of this host pushed back",
+                  rr->len, rr->str, until > ngx_time() ? until - ngx_time() : 0,
+                  pushed);
+
+    if (!rd->sync.timer_set && !rd->exiting) {
+        ngx_add_timer(&rd->sync, 1);
+    }
 }
 
 
@@ -893,10 +1100,11 @@ static ngx_int_t
 ngx_http_x402_redis_send(ngx_http_x402_redis_op_t *op, const char *script,
     ngx_http_x402_store_op_t *sop, ngx_str_t *arg1, ngx_str_t *arg2)
 {
-    u_char                 *p;
-    u_char                  key[128 + 64];
-    const char             *argv[6];
-    size_t                  argvlen[6];
+    u_char                 *p, *e;
+    u_char                  key[128 + 64], ekey[128 + 8];
+    const char             *argv[8];
+    size_t                  argvlen[8];
+    ngx_uint_t              argc;
     ngx_http_x402_redis_t  *rd;
 
     rd = &ngx_http_x402_redis_worker;
@@ -908,19 +1116,42 @@ ngx_http_x402_redis_send(ngx_http_x402_redis_op_t *op, const char *script,
     argvlen[0] = 4;
     argv[1] = script;
     argvlen[1] = ngx_strlen(script);
-    argv[2] = "1";
-    argvlen[2] = 1;
-    argv[3] = (const char *) key;
-    argvlen[3] = p - key;
-    argv[4] = (const char *) arg1->data;
-    argvlen[4] = arg1->len;
-    argv[5] = (const char *) arg2->data;
-    argvlen[5] = arg2->len;
+
+    if (script == ngx_http_x402_redis_reserve_lua) {
+        /* KEYS[2]: the epoch record; ARGV[3]: the one this worker knows */
+        e = ngx_cpymem(ekey, rd->conf->prefix.data, rd->conf->prefix.len);
+        e = ngx_cpymem(e, "epoch", 5);
+
+        argv[2] = "2";
+        argvlen[2] = 1;
+        argv[3] = (const char *) key;
+        argvlen[3] = p - key;
+        argv[4] = (const char *) ekey;
+        argvlen[4] = e - ekey;
+        argv[5] = (const char *) arg1->data;
+        argvlen[5] = arg1->len;
+        argv[6] = (const char *) arg2->data;
+        argvlen[6] = arg2->len;
+        argv[7] = (const char *) rd->epoch;
+        argvlen[7] = rd->epoch_len;
+        argc = 8;
+
+    } else {
+        argv[2] = "1";
+        argvlen[2] = 1;
+        argv[3] = (const char *) key;
+        argvlen[3] = p - key;
+        argv[4] = (const char *) arg1->data;
+        argvlen[4] = arg1->len;
+        argv[5] = (const char *) arg2->data;
+        argvlen[5] = arg2->len;
+        argc = arg2->len ? 6 : 5;
+    }
 
     ngx_memcpy(op->id, sop->id, 32);
 
     if (redisAsyncCommandArgv(rd->ac, ngx_http_x402_redis_reply, op,
-                              arg2->len ? 6 : 5, argv, argvlen)
+                              (int) argc, argv, argvlen)
         != REDIS_OK)
     {
         ngx_free(op);
@@ -960,10 +1191,14 @@ ngx_http_x402_redis_ttl(ngx_http_x402_store_op_t *sop, u_char *buf,
 {
     time_t  ttl;
 
+    /* expire is bounded by the server's window; clamped all the same */
     ttl = sop->expire - ngx_time();
 
     if (ttl < 1) {
         ttl = 1;
+
+    } else if (ttl > NGX_HTTP_X402_REDIS_TTL_MAX) {
+        ttl = NGX_HTTP_X402_REDIS_TTL_MAX;
     }
 
     s->data = buf;
@@ -985,6 +1220,11 @@ ngx_http_x402_redis_reserve(ngx_http_x402_store_op_t *sop)
     op = ngx_http_x402_redis_op(NGX_HTTP_X402_REDIS_OP_RESERVE, sop);
     if (op == NULL) {
         return NGX_DECLINED;
+    }
+
+    if (ngx_http_x402_redis_worker.epoch_len == 0) {
+        /* unknown (its last reading failed): asked again, answered first */
+        ngx_http_x402_redis_ask_epoch();
     }
 
     /* our reservation's token: a release deletes only its own */
@@ -1199,6 +1439,7 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     u_char                     hex[64];
     ngx_str_t                  value;
+    ngx_uint_t                 ok;
     redisReply                *rr;
     ngx_http_x402_redis_t     *rd;
     ngx_http_x402_store_op_t  *sop;
@@ -1219,7 +1460,13 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
     sop = op->sop;
     op->sop = NULL;
 
-    if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
+    if (rr != NULL && rr->type == REDIS_REPLY_ERROR
+        && rr->len >= 9 && ngx_strncmp(rr->str, "X402EPOCH", 9) == 0)
+    {
+        /* it forgot (or another member noticed first): read it again */
+        ngx_http_x402_redis_ask_epoch();
+
+    } else if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
 
         /* once a second at most: a misconfigured server fails them all */
         if (logged != ngx_time()) {
@@ -1254,7 +1501,11 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
                                                   op->value_len);
                 }
 
-                ngx_http_x402_store_redis_done(sop, NGX_ERROR, NULL);
+                /* NGX_DECLINED: unavailable because it forgot */
+                ngx_http_x402_store_redis_done(sop,
+                        (rr && rr->len >= 9
+                         && ngx_strncmp(rr->str, "X402EPOCH", 9) == 0)
+                        ? NGX_DECLINED : NGX_ERROR, NULL);
 
             } else if (rr->type == REDIS_REPLY_NIL) {
                 ngx_str_null(&value);
@@ -1270,7 +1521,34 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
             }
         }
 
-    } else if (rr == NULL && !rd->exiting) {
+    } else if (op->kind == NGX_HTTP_X402_REDIS_OP_SYNC) {
+
+        if (ngx_http_x402_store_zone) {
+            ok = (rr != NULL && rr->type != REDIS_REPLY_ERROR);
+            ngx_http_x402_shm_synced(ngx_http_x402_store_zone, op->id, ok);
+
+            if (ok) {
+                rd->pushed++;
+
+            } else {
+                rd->push_failed++;
+            }
+        }
+
+        if (rd->sync_inflight) {
+            rd->sync_inflight--;
+        }
+
+        if (rd->sync_inflight == 0 && !rd->exiting
+            && !rd->sync.timer_set)
+        {
+            /* the next batch, or the failed ones again after a pause */
+            ngx_add_timer(&rd->sync, rd->push_failed ? 1000 : 1);
+        }
+
+    } else if (op->kind == NGX_HTTP_X402_REDIS_OP_SET
+               && rr == NULL && !rd->exiting)
+    {
         (void) ngx_hex_dump(hex, op->id, 32);
         ngx_log_error(NGX_LOG_ERR, rd->log, 0,
                       "x402: redis: the outcome of payment %*s was not "
@@ -1283,18 +1561,21 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
 
 /*
- * Records taken with fail=open while Redis was unreachable are pushed to
- * it once it is back: a reservation only where Redis has nothing, an
- * outcome unless Redis says settled. Other nginx then refuse a replay of
- * a payment served here during the outage (as long as it is unexpired).
+ * Records taken with fail=open while Redis was unreachable (or that Redis
+ * forgot) are pushed to it once it is back: a reservation only where Redis
+ * has nothing, an outcome unless Redis says settled. Other nginx then
+ * refuse a replay of a payment served here (as long as it is unexpired).
+ * A record stays marked until Redis confirmed its push: one that fails is
+ * pushed again, and only confirmed pushes are counted.
  */
 static void
 ngx_http_x402_redis_sync_handler(ngx_event_t *ev)
 {
     u_char                     vbuf[256], tbuf[NGX_TIME_T_LEN + 4];
     ngx_str_t                  value, ttl, token;
-    ngx_uint_t                 i, n, pushed;
+    ngx_uint_t                 i, n, level;
     ngx_uint_t                 states[32];
+    const char                *script;
     ngx_http_x402_redis_t     *rd;
     ngx_http_x402_redis_op_t  *op;
     ngx_http_x402_store_op_t   ops[32];
@@ -1325,45 +1606,70 @@ ngx_http_x402_redis_sync_handler(ngx_event_t *ev)
                                         &ops[0], &value, &token);
     }
 
+    if (rd->sync_inflight == 0) {
+        /* the previous round has ended: report it */
+        if (rd->pushed || rd->push_failed) {
+            level = rd->push_failed ? NGX_LOG_WARN : NGX_LOG_NOTICE;
+            ngx_log_error(level, ev->log, 0,
+                          "x402: redis: %ui payment record(s) taken while "
+                          "it was unreachable or had lost them pushed to it, "
+                          "%ui push(es) failed and will be retried",
+                          rd->pushed, rd->push_failed);
+        }
+
+        rd->pushed = 0;
+        rd->push_failed = 0;
+
+    } else {
+        /* a round is under way: its last answer schedules the next */
+        return;
+    }
+
     n = ngx_http_x402_shm_take_unsynced(ngx_http_x402_store_zone, ops, 32,
                                         states);
-    pushed = 0;
 
     for (i = 0; i < n; i++) {
 
-        if (states[i] != NGX_HTTP_X402_REC_RESERVED) {
-            ngx_http_x402_redis_set(&ops[i], states[i], &ops[i].tx);
-            pushed++;
+        op = ngx_http_x402_redis_op(NGX_HTTP_X402_REDIS_OP_SYNC, NULL);
+        if (op == NULL) {
+            /* kept marked: pushed at the next connect or round */
+            ngx_http_x402_shm_synced(ngx_http_x402_store_zone, ops[i].id, 0);
+            rd->push_failed++;
             continue;
         }
 
-        op = ngx_http_x402_redis_op(NGX_HTTP_X402_REDIS_OP_SET, NULL);
-        if (op == NULL) {
-            break;
+        if (states[i] == NGX_HTTP_X402_REC_RESERVED) {
+            ngx_str_set(&token, "0000000000000000");
+            ops[i].settled_at = 0;
+            value.data = vbuf;
+            value.len = ngx_http_x402_redis_value(vbuf, &ops[i], 'R',
+                                                  &token);
+            script = ngx_http_x402_redis_reserve_lua;
+
+        } else {
+            value.data = vbuf;
+            value.len = ngx_http_x402_redis_value(vbuf, &ops[i],
+                               states[i] == NGX_HTTP_X402_REC_SETTLED
+                               ? 'S' : 'F', &ops[i].tx);
+            script = ngx_http_x402_redis_set_lua;
         }
 
-        ngx_str_set(&token, "0000000000000000");
-        ops[i].settled_at = 0;
-        value.data = vbuf;
-        value.len = ngx_http_x402_redis_value(vbuf, &ops[i], 'R', &token);
-
-        if (ngx_http_x402_redis_send(op, ngx_http_x402_redis_reserve_lua,
-                                     &ops[i], &value,
+        if (ngx_http_x402_redis_send(op, script, &ops[i], &value,
                                      ngx_http_x402_redis_ttl(&ops[i], tbuf,
                                                              &ttl))
-            == NGX_OK)
+            != NGX_OK)
         {
-            pushed++;
+            ngx_http_x402_shm_synced(ngx_http_x402_store_zone, ops[i].id, 0);
+            rd->push_failed++;
+            continue;
         }
+
+        rd->sync_inflight++;
     }
 
-    if (pushed) {
-        ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
-                      "x402: redis: %ui payment record(s) taken while it "
-                      "was unreachable pushed to it", pushed);
-    }
-
-    if (n == 32 && !rd->exiting) {
-        ngx_add_timer(ev, 10);
+    if (rd->sync_inflight == 0 && rd->push_failed && !rd->exiting
+        && !ev->timer_set)
+    {
+        ngx_add_timer(ev, 1000);
     }
 }

@@ -143,7 +143,7 @@ ngx_http_x402_pending_free_locked(ngx_http_x402_shm_t *zone,
     ngx_queue_remove(&p->queue);
     ngx_slab_free_locked(zone->shpool, p);
 
-    zone->sh->counters.pending--;
+    ngx_http_x402_count(zone->sh, pending, -1);
 }
 
 
@@ -162,7 +162,7 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
 
     /* the bound on unsettled credit: beyond it, settle synchronously */
     if (zone->sh->counters.pending >= limit) {
-        zone->sh->counters.async_sync++;
+        ngx_http_x402_count(zone->sh, async_sync, 1);
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -170,7 +170,7 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
     p = ngx_slab_alloc_locked(zone->shpool, size);
 
     if (p == NULL) {
-        zone->sh->counters.async_sync++;
+        ngx_http_x402_count(zone->sh, async_sync, 1);
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;
     }
@@ -198,8 +198,8 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
         rec->async = 1;
     }
 
-    zone->sh->counters.pending++;
-    zone->sh->counters.async_queued++;
+    ngx_http_x402_count(zone->sh, pending, 1);
+    ngx_http_x402_count(zone->sh, async_queued, 1);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -236,7 +236,11 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
 
         if (outcome == NGX_HTTP_X402_SETTLE_OK) {
             ngx_http_x402_pending_free_locked(zone, p);
-            zone->sh->counters.async_settled++;
+            ngx_http_x402_count(zone->sh, async_settled, 1);
+
+        } else if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
+            /* refused by the facilitator: final, nothing to retry */
+            ngx_http_x402_pending_free_locked(zone, p);
 
         } else {
             delay = ngx_http_x402_retry_backoff(p->attempts);
@@ -264,7 +268,22 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
                 rec->text_len = (u_char) len;
             }
 
-            zone->sh->counters.settled++;
+            ngx_http_x402_count(zone->sh, settled, 1);
+        }
+    }
+
+    if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
+        rec = ngx_http_x402_shm_lookup(zone->sh, id);
+
+        if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
+            /* served on credit: kept (not evictable) until it expires */
+            rec->state = NGX_HTTP_X402_REC_FAILED;
+
+            if (text) {
+                len = ngx_min(text->len, NGX_HTTP_X402_REC_TEXT_LEN);
+                ngx_memcpy(rec->text, text->data, len);
+                rec->text_len = (u_char) len;
+            }
         }
     }
 
@@ -284,6 +303,12 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
                       "x402: async settlement of payment %*s settled "
                       "after %ui attempt(s): %V", (size_t) 64, hex, attempts,
                       text);
+
+    } else if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "x402: async settlement of payment %*s refused by "
+                      "the facilitator (attempt %ui: %V): final, not "
+                      "retried", (size_t) 64, hex, attempts, text);
 
     } else {
         ngx_log_error(NGX_LOG_WARN, log, 0,
@@ -387,7 +412,7 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
             nlost++;
 
             ngx_http_x402_pending_free_locked(zone, p);
-            zone->sh->counters.async_lost++;
+            ngx_http_x402_count(zone->sh, async_lost, 1);
             continue;
         }
 
@@ -422,7 +447,7 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
         p->lease_pid = ngx_pid;
         p->attempts++;
         job->attempts = p->attempts;
-        zone->sh->counters.async_retries++;
+        ngx_http_x402_count(zone->sh, async_retries, 1);
 
         jobs[njobs++] = job;
     }
@@ -910,6 +935,22 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
 
     } else {
         ngx_str_set(&text, "no memory");
+    }
+
+    if (outcome == X402_FAC_REFUSED) {
+        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                       NGX_HTTP_X402_SETTLE_REFUSED, &text,
+                                       log);
+
+        if (rt->redis) {
+            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
+            ngx_memcpy(op.id, rt->id, 32);
+            op.scope = rt->scope;
+            op.expire = rt->expire;
+            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_FAILED, &text);
+        }
+
+        return;
     }
 
     ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,

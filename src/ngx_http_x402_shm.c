@@ -81,13 +81,53 @@ ngx_http_x402_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
 
 
 /*
- * A reload that resizes the zone gets a new, empty one (nginx only reuses
- * a zone of the same size). The old zone is still mapped while the new
- * cycle initializes: its unexpired records and queued settlements are
- * copied over, so that no payment can be presented again because of a
- * configuration change.
+ * The zone's header says which layout wrote it. A zone made by another
+ * build of the module (a reload that loads the module from another path)
+ * is read only when its layout is this one.
  */
-static void
+static ngx_int_t
+ngx_http_x402_shm_layout_ok(ngx_http_x402_shm_sh_t *sh)
+{
+    return sh->layout == NGX_HTTP_X402_ZONE_LAYOUT
+           && sh->sh_size == sizeof(ngx_http_x402_shm_sh_t)
+           && sh->rec_size == sizeof(ngx_http_x402_rec_t)
+           && sh->pending_size == sizeof(ngx_http_x402_pending_t)
+           && sh->counters_size == sizeof(ngx_http_x402_store_counters_t);
+}
+
+
+static ngx_int_t
+ngx_http_x402_shm_layout_refused(ngx_shm_zone_t *shm_zone,
+    ngx_http_x402_shm_sh_t *sh)
+{
+    ngx_log_error(NGX_LOG_EMERG, shm_zone->shm.log, 0,
+                  "x402 zone \"%V\" was written by a module build with "
+                  "another layout (%uD, this build %d): its authorizations "
+                  "and queued settlements cannot be carried over; keep the "
+                  "previous module, or restart nginx (not reload) to start "
+                  "with an empty zone", &shm_zone->shm.name,
+                  sh->layout, NGX_HTTP_X402_ZONE_LAYOUT);
+
+    return NGX_ERROR;
+}
+
+
+/* unexpired, or kept while its settlement is queued */
+#define ngx_http_x402_rec_live(rec, now)                                      \
+    ((time_t) (rec)->enode.key >= (now) || (rec)->async)
+
+
+/*
+ * A reload that resizes the zone gets a new, empty one (nginx only reuses
+ * a zone of the same size and module): so does one that loads the module
+ * from another path. The old zone is still mapped while the new cycle
+ * initializes: its live records and queued settlements are copied over,
+ * so that no payment can be presented again because of a configuration
+ * change. The old zone is found by name and read through its slab pool
+ * (nginx's layout); its own header says whether it is ours and in which
+ * layout.
+ */
+static ngx_int_t
 ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
 {
     size_t                    size;
@@ -96,16 +136,17 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     ngx_queue_t              *q;
     ngx_list_part_t          *part;
     ngx_shm_zone_t           *oz;
+    ngx_slab_pool_t          *opool;
     ngx_rbtree_node_t        *node, *nn, *sentinel;
     ngx_http_x402_rec_t      *rec, *nrec;
-    ngx_http_x402_shm_t      *octx;
+    ngx_http_x402_shm_sh_t   *osh;
     ngx_http_x402_pending_t  *p, *np;
 
     if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
-        return;
+        return NGX_OK;
     }
 
-    octx = NULL;
+    opool = NULL;
     part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
     oz = part->elts;
 
@@ -121,20 +162,37 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
             i = 0;
         }
 
-        if (oz[i].tag == shm_zone->tag
-            && oz[i].shm.name.len == shm_zone->shm.name.len
+        if (oz[i].shm.name.len == shm_zone->shm.name.len
             && ngx_strncmp(oz[i].shm.name.data, shm_zone->shm.name.data,
                            shm_zone->shm.name.len)
                == 0
-            && oz[i].data && oz[i].shm.addr != shm_zone->shm.addr)
+            && oz[i].shm.addr && oz[i].shm.addr != shm_zone->shm.addr)
         {
-            octx = oz[i].data;
+            opool = (ngx_slab_pool_t *) oz[i].shm.addr;
             break;
         }
     }
 
-    if (octx == NULL || octx->sh == NULL) {
-        return;
+    if (opool == NULL || opool->data == NULL) {
+        return NGX_OK;
+    }
+
+    osh = opool->data;
+
+    if (oz[i].tag != shm_zone->tag
+        && ((u_char *) osh < (u_char *) opool
+            || (u_char *) osh + sizeof(ngx_http_x402_shm_sh_t)
+               > (u_char *) opool + oz[i].shm.size
+            || osh->magic != NGX_HTTP_X402_ZONE_MAGIC))
+    {
+        /* a zone of another module of the old configuration */
+        return NGX_OK;
+    }
+
+    if (osh->magic != NGX_HTTP_X402_ZONE_MAGIC
+        || !ngx_http_x402_shm_layout_ok(osh))
+    {
+        return ngx_http_x402_shm_layout_refused(shm_zone, osh);
     }
 
     now = ngx_time();
@@ -143,19 +201,19 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     pending = 0;
     size = offsetof(ngx_rbtree_node_t, color) + sizeof(ngx_http_x402_rec_t);
 
-    ngx_shmtx_lock(&octx->shpool->mutex);
+    ngx_shmtx_lock(&opool->mutex);
 
-    sentinel = octx->sh->rbtree.sentinel;
+    sentinel = osh->rbtree.sentinel;
 
-    if (octx->sh->rbtree.root != sentinel) {
+    if (osh->rbtree.root != sentinel) {
 
-        for (node = ngx_rbtree_min(octx->sh->rbtree.root, sentinel);
+        for (node = ngx_rbtree_min(osh->rbtree.root, sentinel);
              node;
-             node = ngx_rbtree_next(&octx->sh->rbtree, node))
+             node = ngx_rbtree_next(&osh->rbtree, node))
         {
             rec = (ngx_http_x402_rec_t *) &node->color;
 
-            if ((time_t) rec->enode.key < now) {
+            if (!ngx_http_x402_rec_live(rec, now)) {
                 continue;
             }
 
@@ -173,13 +231,24 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
 
             ngx_rbtree_insert(&ctx->sh->rbtree, nn);
             ngx_rbtree_insert(&ctx->sh->expiry, &nrec->enode);
+
+            if (nrec->refused) {
+                ngx_queue_insert_tail(&ctx->sh->refused, &nrec->rqueue);
+            }
+
+            if (nrec->unsynced != NGX_HTTP_X402_SYNC_NONE) {
+                /* an answer for the old zone's push would be lost */
+                nrec->unsynced = NGX_HTTP_X402_SYNC_TODO;
+                ctx->sh->unsynced++;
+            }
+
             ctx->sh->counters.records++;
             copied++;
         }
     }
 
-    for (q = ngx_queue_head(&octx->sh->pending);
-         q != ngx_queue_sentinel(&octx->sh->pending);
+    for (q = ngx_queue_head(&osh->pending);
+         q != ngx_queue_sentinel(&osh->pending);
          q = ngx_queue_next(q))
     {
         p = ngx_queue_data(q, ngx_http_x402_pending_t, queue);
@@ -199,24 +268,32 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     }
 
     /* the history goes on: counters are monotonic for the metrics */
-    ctx->sh->counters.reserved = octx->sh->counters.reserved;
-    ctx->sh->counters.replayed = octx->sh->counters.replayed;
-    ctx->sh->counters.reused = octx->sh->counters.reused;
-    ctx->sh->counters.settled = octx->sh->counters.settled;
-    ctx->sh->counters.failed = octx->sh->counters.failed;
-    ctx->sh->counters.released = octx->sh->counters.released;
-    ctx->sh->counters.full = octx->sh->counters.full;
-    ctx->sh->counters.evicted = octx->sh->counters.evicted;
-    ctx->sh->counters.redis_errors = octx->sh->counters.redis_errors;
-    ctx->sh->counters.redis_fallback = octx->sh->counters.redis_fallback;
-    ctx->sh->counters.redis_refused = octx->sh->counters.redis_refused;
-    ctx->sh->counters.async_queued = octx->sh->counters.async_queued;
-    ctx->sh->counters.async_sync = octx->sh->counters.async_sync;
-    ctx->sh->counters.async_settled = octx->sh->counters.async_settled;
-    ctx->sh->counters.async_retries = octx->sh->counters.async_retries;
-    ctx->sh->counters.async_lost = octx->sh->counters.async_lost;
+    ctx->sh->counters.reserved = osh->counters.reserved;
+    ctx->sh->counters.replayed = osh->counters.replayed;
+    ctx->sh->counters.reused = osh->counters.reused;
+    ctx->sh->counters.settled = osh->counters.settled;
+    ctx->sh->counters.failed = osh->counters.failed;
+    ctx->sh->counters.released = osh->counters.released;
+    ctx->sh->counters.full = osh->counters.full;
+    ctx->sh->counters.evicted = osh->counters.evicted;
+    ctx->sh->counters.redis_errors = osh->counters.redis_errors;
+    ctx->sh->counters.redis_fallback = osh->counters.redis_fallback;
+    ctx->sh->counters.redis_refused = osh->counters.redis_refused;
+    ctx->sh->counters.async_queued = osh->counters.async_queued;
+    ctx->sh->counters.async_sync = osh->counters.async_sync;
+    ctx->sh->counters.async_settled = osh->counters.async_settled;
+    ctx->sh->counters.async_retries = osh->counters.async_retries;
+    ctx->sh->counters.async_lost = osh->counters.async_lost;
+    ctx->sh->counters.refused_evicted = osh->counters.refused_evicted;
+    ctx->sh->counters.redis_forgot = osh->counters.redis_forgot;
+    ctx->sh->counters.redis_distrusted = osh->counters.redis_distrusted;
 
-    ngx_shmtx_unlock(&octx->shpool->mutex);
+    /* what this host knows of the fleet store goes on too */
+    ctx->sh->epoch_created = osh->epoch_created;
+    ngx_memcpy(ctx->sh->epoch_id, osh->epoch_id, sizeof(osh->epoch_id));
+    ctx->sh->distrust_until = osh->distrust_until;
+
+    ngx_shmtx_unlock(&opool->mutex);
 
     level = dropped ? NGX_LOG_ALERT : NGX_LOG_NOTICE;
 
@@ -224,6 +301,8 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
                   "x402: zone \"%V\" resized: %ui authorizations and %ui "
                   "queued settlements carried over, %ui did not fit",
                   &shm_zone->shm.name, copied, pending, dropped);
+
+    return NGX_OK;
 }
 
 
@@ -237,17 +316,21 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx = shm_zone->data;
 
-    if (octx) {
-        /* reload with the same size: keep every record */
-        ctx->sh = octx->sh;
-        ctx->shpool = octx->shpool;
-        return NGX_OK;
-    }
-
     ctx->shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
-    if (shm_zone->shm.exists) {
+    if (octx || shm_zone->shm.exists) {
+        /*
+         * reload with the same size and module: keep every record. Read
+         * through the slab pool, not the old configuration's context.
+         */
         ctx->sh = ctx->shpool->data;
+
+        if (ctx->sh->magic != NGX_HTTP_X402_ZONE_MAGIC
+            || !ngx_http_x402_shm_layout_ok(ctx->sh))
+        {
+            return ngx_http_x402_shm_layout_refused(shm_zone, ctx->sh);
+        }
+
         return NGX_OK;
     }
 
@@ -265,7 +348,14 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_rbtree_init(&ctx->sh->expiry, &ctx->sh->expiry_sentinel,
                     ngx_rbtree_insert_value);
     ngx_queue_init(&ctx->sh->pending);
+    ngx_queue_init(&ctx->sh->refused);
     ctx->sh->version = 1;
+    ctx->sh->magic = NGX_HTTP_X402_ZONE_MAGIC;
+    ctx->sh->layout = NGX_HTTP_X402_ZONE_LAYOUT;
+    ctx->sh->sh_size = sizeof(ngx_http_x402_shm_sh_t);
+    ctx->sh->rec_size = sizeof(ngx_http_x402_rec_t);
+    ctx->sh->pending_size = sizeof(ngx_http_x402_pending_t);
+    ctx->sh->counters_size = sizeof(ngx_http_x402_store_counters_t);
 
     len = sizeof(" in x402 zone \"\"") + shm_zone->shm.name.len;
 
@@ -280,9 +370,7 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone is reported by the store itself, with what it did */
     ctx->shpool->log_nomem = 0;
 
-    ngx_http_x402_shm_migrate(shm_zone, ctx);
-
-    return NGX_OK;
+    return ngx_http_x402_shm_migrate(shm_zone, ctx);
 }
 
 
@@ -334,15 +422,34 @@ ngx_http_x402_shm_free_locked(ngx_http_x402_shm_t *zone,
 
     node = ngx_http_x402_rec_node(rec);
 
-    if (rec->unsynced) {
+    if (rec->unsynced != NGX_HTTP_X402_SYNC_NONE) {
         zone->sh->unsynced--;
+    }
+
+    if (rec->refused) {
+        ngx_queue_remove(&rec->rqueue);
     }
 
     ngx_rbtree_delete(&zone->sh->rbtree, node);
     ngx_rbtree_delete(&zone->sh->expiry, &rec->enode);
     ngx_slab_free_locked(zone->shpool, node);
 
-    zone->sh->counters.records--;
+    ngx_http_x402_count(zone->sh, records, -1);
+}
+
+
+static void
+ngx_http_x402_shm_rekey_locked(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_rec_t *rec, time_t expire)
+{
+    if ((time_t) rec->enode.key == expire) {
+        return;
+    }
+
+    ngx_rbtree_delete(&zone->sh->expiry, &rec->enode);
+    ngx_memzero(&rec->enode, sizeof(ngx_rbtree_node_t));
+    rec->enode.key = (ngx_rbtree_key_t) expire;
+    ngx_rbtree_insert(&zone->sh->expiry, &rec->enode);
 }
 
 
@@ -352,6 +459,7 @@ ngx_http_x402_shm_expire(ngx_http_x402_shm_t *zone, time_t now, ngx_uint_t n)
 {
     ngx_uint_t            removed;
     ngx_rbtree_node_t    *en, *sentinel;
+    ngx_http_x402_rec_t  *rec;
 
     removed = 0;
     sentinel = zone->sh->expiry.sentinel;
@@ -368,7 +476,45 @@ ngx_http_x402_shm_expire(ngx_http_x402_shm_t *zone, time_t now, ngx_uint_t n)
             break;
         }
 
-        ngx_http_x402_shm_free_locked(zone, ngx_http_x402_enode_rec(en));
+        rec = ngx_http_x402_enode_rec(en);
+
+        if (rec->async) {
+            /*
+             * Its settlement is still queued: served, not settled, so
+             * nothing else refuses a replay yet. Kept for another window
+             * (queued entries are bounded by x402_async_limit).
+             */
+            ngx_http_x402_shm_rekey_locked(zone, rec, now + rec->window);
+            continue;
+        }
+
+        ngx_http_x402_shm_free_locked(zone, rec);
+        removed++;
+    }
+
+    return removed;
+}
+
+
+/*
+ * Records of payments refused before anything was served (by /verify or
+ * /settle) only spare the facilitator a second refusal: when the zone is
+ * full they go first, oldest first, so that refused payments can never
+ * crowd out the ones being served.
+ */
+static ngx_uint_t
+ngx_http_x402_shm_evict_refused(ngx_http_x402_shm_t *zone, ngx_uint_t n)
+{
+    ngx_uint_t            removed;
+    ngx_queue_t          *q;
+    ngx_http_x402_rec_t  *rec;
+
+    removed = 0;
+
+    while (n-- && !ngx_queue_empty(&zone->sh->refused)) {
+        q = ngx_queue_head(&zone->sh->refused);
+        rec = ngx_queue_data(q, ngx_http_x402_rec_t, rqueue);
+        ngx_http_x402_shm_free_locked(zone, rec);
         removed++;
     }
 
@@ -404,6 +550,7 @@ ngx_http_x402_shm_alloc_locked(ngx_http_x402_shm_t *zone, time_t now,
     ngx_uint_t *evicted)
 {
     size_t              size;
+    ngx_uint_t          n;
     ngx_rbtree_node_t  *node;
 
     size = offsetof(ngx_rbtree_node_t, color) + sizeof(ngx_http_x402_rec_t);
@@ -417,9 +564,20 @@ ngx_http_x402_shm_alloc_locked(ngx_http_x402_shm_t *zone, time_t now,
          * (64 records: some microseconds under the lock).
          */
         *evicted = ngx_http_x402_shm_expire(zone, now, 64);
-        zone->sh->counters.evicted += *evicted;
+        ngx_http_x402_count(zone->sh, evicted, *evicted);
 
         if (*evicted) {
+            node = ngx_slab_alloc_locked(zone->shpool, size);
+        }
+    }
+
+    if (node == NULL) {
+        n = ngx_http_x402_shm_evict_refused(zone,
+                                            NGX_HTTP_X402_EVICT_BATCH);
+        ngx_http_x402_count(zone->sh, refused_evicted, n);
+        *evicted += n;
+
+        if (n) {
             node = ngx_slab_alloc_locked(zone->shpool, size);
         }
     }
@@ -440,9 +598,11 @@ ngx_http_x402_shm_insert_locked(ngx_http_x402_shm_t *zone,
 
     rec->state = (u_char) state;
     rec->async = 0;
-    rec->unsynced = 0;
+    rec->unsynced = NGX_HTTP_X402_SYNC_NONE;
+    rec->refused = 0;
     rec->text_len = 0;
     rec->settled_at = 0;
+    rec->window = op->window;
     rec->scope = op->scope;
     ngx_memcpy(rec->id, op->id, 32);
     ngx_memzero(&rec->enode, sizeof(ngx_rbtree_node_t));
@@ -451,7 +611,7 @@ ngx_http_x402_shm_insert_locked(ngx_http_x402_shm_t *zone,
     ngx_rbtree_insert(&zone->sh->rbtree, node);
     ngx_rbtree_insert(&zone->sh->expiry, &rec->enode);
 
-    zone->sh->counters.records++;
+    ngx_http_x402_count(zone->sh, records, 1);
 }
 
 
@@ -476,7 +636,7 @@ ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
 
     rec = ngx_http_x402_shm_lookup(zone->sh, op->id);
 
-    if (rec && (time_t) rec->enode.key < now) {
+    if (rec && !ngx_http_x402_rec_live(rec, now)) {
         ngx_http_x402_shm_free_locked(zone, rec);
         rec = NULL;
     }
@@ -493,11 +653,11 @@ ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
             ngx_memcpy(op->text, rec->text, rec->text_len);
             op->tx.data = op->text;
             op->tx.len = rec->text_len;
-            zone->sh->counters.reused++;
+            ngx_http_x402_count(zone->sh, reused, 1);
 
         } else {
             op->result = NGX_HTTP_X402_STORE_REPLAYED;
-            zone->sh->counters.replayed++;
+            ngx_http_x402_count(zone->sh, replayed, 1);
 
             if (state == NGX_HTTP_X402_REC_FAILED) {
                 ngx_memcpy(op->text, rec->text, rec->text_len);
@@ -521,7 +681,7 @@ ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
     node = ngx_http_x402_shm_alloc_locked(zone, now, &evicted);
 
     if (node == NULL) {
-        zone->sh->counters.full++;
+        ngx_http_x402_count(zone->sh, full, 1);
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
         ngx_log_error(NGX_LOG_ALERT, log, 0,
@@ -537,14 +697,15 @@ ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
 
     ngx_http_x402_shm_insert_locked(zone, node, op,
                                     NGX_HTTP_X402_REC_RESERVED);
-    zone->sh->counters.reserved++;
+    ngx_http_x402_count(zone->sh, reserved, 1);
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     if (evicted) {
         ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "x402: zone \"%V\" full: evicted %ui expired "
-                      "authorizations", &zone->shm_zone->shm.name, evicted);
+                      "x402: zone \"%V\" full: evicted %ui expired or "
+                      "refused authorizations", &zone->shm_zone->shm.name,
+                      evicted);
     }
 
     op->result = NGX_HTTP_X402_STORE_FRESH;
@@ -555,8 +716,10 @@ ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
 
 /*
  * Sets the state of op's record, creating it when missing (a Redis record
- * mirrored into the zone). Transitions out of settled are refused: a
- * settlement is never forgotten.
+ * mirrored into the zone), and its expiry to op->expire. Transitions out of
+ * settled are refused: a settlement is never forgotten. A failed record of
+ * a payment that was not served (not async) may be evicted when the zone is
+ * full.
  */
 void
 ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone, ngx_http_x402_store_op_t *op,
@@ -582,7 +745,7 @@ ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone, ngx_http_x402_store_op_t *op,
 
         node = ngx_http_x402_shm_alloc_locked(zone, now, &evicted);
         if (node == NULL) {
-            zone->sh->counters.full++;
+            ngx_http_x402_count(zone->sh, full, 1);
             goto done;
         }
 
@@ -598,10 +761,29 @@ ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone, ngx_http_x402_store_op_t *op,
 
     rec->state = (u_char) state;
 
-    if (op->fallback && !rec->unsynced) {
+    if (op->expire >= now) {
+        ngx_http_x402_shm_rekey_locked(zone, rec, op->expire);
+    }
+
+    if (state == NGX_HTTP_X402_REC_FAILED && !op->async && !rec->async) {
+        if (!rec->refused) {
+            rec->refused = 1;
+            ngx_queue_insert_tail(&zone->sh->refused, &rec->rqueue);
+        }
+
+    } else if (rec->refused) {
+        rec->refused = 0;
+        ngx_queue_remove(&rec->rqueue);
+    }
+
+    if (op->fallback) {
         /* recorded while Redis was away: pushed there when it is back */
-        rec->unsynced = 1;
-        zone->sh->unsynced++;
+        if (rec->unsynced == NGX_HTTP_X402_SYNC_NONE) {
+            zone->sh->unsynced++;
+        }
+
+        /* a push in flight carries the old state: push again */
+        rec->unsynced = NGX_HTTP_X402_SYNC_TODO;
     }
 
     if (state == NGX_HTTP_X402_REC_SETTLED) {
@@ -639,9 +821,12 @@ ngx_http_x402_shm_delete(ngx_http_x402_shm_t *zone, u_char *id)
 
 
 /*
- * Up to n records recorded while Redis was unreachable (fail=open), copied
- * into ops (id, scope, expire, settled_at, text) with their states; their
- * flags are cleared. Expired ones are skipped: nobody can present them.
+ * Up to n records recorded while Redis was unreachable (fail=open), or
+ * that Redis forgot, copied into ops (id, scope, expire, settled_at, text)
+ * with their states, and marked as being pushed: a record stays marked
+ * until Redis has confirmed it (ngx_http_x402_shm_synced), so that a push
+ * that fails is tried again and nothing is dropped. Expired ones are
+ * unmarked: nobody can present them any more.
  */
 ngx_uint_t
 ngx_http_x402_shm_take_unsynced(ngx_http_x402_shm_t *zone,
@@ -668,26 +853,30 @@ ngx_http_x402_shm_take_unsynced(ngx_http_x402_shm_t *zone,
     }
 
     for (node = ngx_rbtree_min(zone->sh->rbtree.root, sentinel);
-         node && got < n && zone->sh->unsynced;
+         node && got < n;
          node = ngx_rbtree_next(&zone->sh->rbtree, node))
     {
         rec = (ngx_http_x402_rec_t *) &node->color;
 
-        if (!rec->unsynced) {
+        if (rec->unsynced != NGX_HTTP_X402_SYNC_TODO) {
             continue;
         }
 
-        rec->unsynced = 0;
-        zone->sh->unsynced--;
-
-        if ((time_t) rec->enode.key < now) {
+        if (!ngx_http_x402_rec_live(rec, now)) {
+            rec->unsynced = NGX_HTTP_X402_SYNC_NONE;
+            zone->sh->unsynced--;
             continue;
         }
+
+        rec->unsynced = NGX_HTTP_X402_SYNC_SENT;
 
         ngx_memzero(&ops[got], sizeof(ngx_http_x402_store_op_t));
         ngx_memcpy(ops[got].id, rec->id, 32);
         ops[got].scope = rec->scope;
-        ops[got].expire = (time_t) rec->enode.key;
+        /* a record kept for its queued settlement: another window */
+        ops[got].expire = ((time_t) rec->enode.key < now)
+                          ? now + rec->window : (time_t) rec->enode.key;
+        ops[got].window = rec->window;
         ops[got].settled_at = rec->settled_at;
         ngx_memcpy(ops[got].text, rec->text, rec->text_len);
         ops[got].tx.data = ops[got].text;
@@ -701,4 +890,79 @@ done:
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
     return got;
+}
+
+
+/*
+ * A push has ended: confirmed by Redis (ok), or not (the record is pushed
+ * again at the next sync). A record changed meanwhile is TODO again and
+ * stays so.
+ */
+void
+ngx_http_x402_shm_synced(ngx_http_x402_shm_t *zone, u_char *id,
+    ngx_uint_t ok)
+{
+    ngx_http_x402_rec_t  *rec;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    rec = ngx_http_x402_shm_lookup(zone->sh, id);
+
+    if (rec && rec->unsynced == NGX_HTTP_X402_SYNC_SENT) {
+        if (ok) {
+            rec->unsynced = NGX_HTTP_X402_SYNC_NONE;
+            zone->sh->unsynced--;
+
+        } else {
+            rec->unsynced = NGX_HTTP_X402_SYNC_TODO;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * Redis lost its data: every live record here is pushed to it again, so
+ * that the fleet learns back what this host knows. Returns how many.
+ */
+ngx_uint_t
+ngx_http_x402_shm_unsync_all(ngx_http_x402_shm_t *zone)
+{
+    time_t                now;
+    ngx_uint_t            n;
+    ngx_rbtree_node_t    *node, *sentinel;
+    ngx_http_x402_rec_t  *rec;
+
+    now = ngx_time();
+    n = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    sentinel = zone->sh->rbtree.sentinel;
+
+    if (zone->sh->rbtree.root != sentinel) {
+
+        for (node = ngx_rbtree_min(zone->sh->rbtree.root, sentinel);
+             node;
+             node = ngx_rbtree_next(&zone->sh->rbtree, node))
+        {
+            rec = (ngx_http_x402_rec_t *) &node->color;
+
+            if (!ngx_http_x402_rec_live(rec, now)) {
+                continue;
+            }
+
+            if (rec->unsynced == NGX_HTTP_X402_SYNC_NONE) {
+                zone->sh->unsynced++;
+            }
+
+            rec->unsynced = NGX_HTTP_X402_SYNC_TODO;
+            n++;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    return n;
 }

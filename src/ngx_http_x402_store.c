@@ -39,8 +39,13 @@ static void ngx_http_x402_store_cleanup(void *data);
 static void ngx_http_x402_store_resume(ngx_event_t *ev);
 static ngx_int_t ngx_http_x402_store_unavailable(ngx_http_x402_store_op_t *op,
     ngx_log_t *log);
+static void ngx_http_x402_store_distrusted(ngx_http_x402_store_op_t *op,
+    ngx_http_x402_store_main_conf_t *smcf, ngx_log_t *log);
 static ngx_int_t ngx_http_x402_store_reserve_op(ngx_http_request_t *r,
-    ngx_http_x402_store_op_t *op, const x402_verdict_t *v);
+    ngx_http_x402_store_op_t *op, const x402_verdict_t *v,
+    time_t max_timeout);
+static time_t ngx_http_x402_store_expire(ngx_http_x402_store_op_t *op,
+    time_t from, time_t keep);
 
 
 static ngx_conf_num_bounds_t  ngx_http_x402_async_limit_bounds = {
@@ -194,15 +199,36 @@ ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
 }
 
 
+/*
+ * When a record may go: the server's window (maxTimeoutSeconds + margin, or
+ * the grant when longer) from `from`, or validBefore + slack if sooner.
+ * validBefore is a client's number: it only ever shortens the life.
+ */
+static time_t
+ngx_http_x402_store_expire(ngx_http_x402_store_op_t *op, time_t from,
+    time_t keep)
+{
+    time_t  end;
+
+    end = from + ngx_max(op->window, keep);
+
+    if (op->valid_before < end - NGX_HTTP_X402_EXPIRE_SLACK) {
+        end = op->valid_before + NGX_HTTP_X402_EXPIRE_SLACK;
+    }
+
+    return end;
+}
+
+
 ngx_int_t
 ngx_http_x402_store_op_reserve(ngx_http_request_t *r,
-    ngx_http_x402_store_op_t *op, const x402_verdict_t *v)
+    ngx_http_x402_store_op_t *op, const x402_verdict_t *v, time_t max_timeout)
 {
     ngx_int_t  rc;
 
     ngx_http_x402_timing_start();
 
-    rc = ngx_http_x402_store_reserve_op(r, op, v);
+    rc = ngx_http_x402_store_reserve_op(r, op, v, max_timeout);
 
     ngx_http_x402_timing_end(NGX_HTTP_X402_T_RESERVE);
 
@@ -212,7 +238,7 @@ ngx_http_x402_store_op_reserve(ngx_http_request_t *r,
 
 static ngx_int_t
 ngx_http_x402_store_reserve_op(ngx_http_request_t *r,
-    ngx_http_x402_store_op_t *op, const x402_verdict_t *v)
+    ngx_http_x402_store_op_t *op, const x402_verdict_t *v, time_t max_timeout)
 {
     ngx_int_t                         rc;
     ngx_pool_cleanup_t               *cln;
@@ -245,15 +271,24 @@ ngx_http_x402_store_reserve_op(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    if (v->valid_before > (uint64_t) NGX_MAX_TIME_T_VALUE / 2) {
-        /* the core bounds validBefore; this only keeps the sum finite */
-        op->valid_before = NGX_MAX_TIME_T_VALUE / 2;
+    /*
+     * validBefore is a uint256 the client chose (the core saturates it at
+     * UINT64_MAX): clamped here far below any sum that could overflow.
+     */
+    if (v->valid_before > (uint64_t) NGX_MAX_INT32_VALUE * 4) {
+        op->valid_before = (time_t) NGX_MAX_INT32_VALUE * 4;
 
     } else {
         op->valid_before = (time_t) v->valid_before;
     }
 
-    op->expire = op->valid_before + NGX_HTTP_X402_EXPIRE_SLACK;
+    if (max_timeout <= 0 || max_timeout > 86400) {
+        max_timeout = 86400;
+    }
+
+    op->window = max_timeout + NGX_HTTP_X402_WINDOW_MARGIN;
+    op->grant = (slcf->grant > 0) ? slcf->grant : 0;
+    op->expire = ngx_http_x402_store_expire(op, ngx_time(), 0);
     op->scope = ngx_http_x402_store_scope(r, v);
     op->request = r;
 
@@ -315,6 +350,12 @@ ngx_http_x402_store_unavailable(ngx_http_x402_store_op_t *op, ngx_log_t *log)
         /* the zone's reservation stands: replay-proof on this host */
         op->fallback = 1;
         op->result = NGX_HTTP_X402_STORE_FRESH;
+
+        if (ngx_time() < smcf->zone->sh->distrust_until) {
+            /* it lost its data lately: see ngx_http_x402_store_distrusted */
+            op->verify_forced = 1;
+        }
+
         ngx_http_x402_shm_set(smcf->zone, op, NGX_HTTP_X402_REC_RESERVED,
                               NULL);
         (void) ngx_atomic_fetch_add(
@@ -349,6 +390,46 @@ ngx_http_x402_store_unavailable(ngx_http_x402_store_op_t *op, ngx_log_t *log)
 }
 
 
+/*
+ * A payment Redis says it never saw, while Redis cannot vouch for that
+ * (it lost its data less than the longest record life ago): fail=closed
+ * refuses it (503), fail=open serves it as when Redis is away, and has it
+ * verified by the facilitator (a settled payment's nonce is used on chain).
+ * Either way the Redis reservation stays for the fleet to see... unless
+ * refused, then it is taken back.
+ */
+static void
+ngx_http_x402_store_distrusted(ngx_http_x402_store_op_t *op,
+    ngx_http_x402_store_main_conf_t *smcf, ngx_log_t *log)
+{
+    static time_t  logged;
+
+    ngx_http_x402_count(smcf->zone->sh, redis_distrusted, 1);
+
+    if (smcf->redis->fail_open) {
+        op->verify_forced = 1;
+
+    } else {
+        ngx_http_x402_redis_release(op);
+        ngx_http_x402_shm_delete(smcf->zone, op->id);
+        op->reserved = 0;
+        op->result = NGX_HTTP_X402_STORE_UNAVAILABLE;
+        ngx_str_set(&op->reason, "authorization store lost its data lately");
+    }
+
+    if (logged != ngx_time()) {
+        logged = ngx_time();
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "x402: redis lost its data %T s ago or less and cannot "
+                      "vouch for a payment it has not seen: %s",
+                      smcf->redis->horizon,
+                      smcf->redis->fail_open
+                      ? "fail=open, verified by the facilitator"
+                      : "fail=closed, refused with 503");
+    }
+}
+
+
 /* The reply to a reservation sent to Redis, from the hiredis callback. */
 void
 ngx_http_x402_store_redis_done(ngx_http_x402_store_op_t *op, ngx_int_t rc,
@@ -371,6 +452,12 @@ ngx_http_x402_store_redis_done(ngx_http_x402_store_op_t *op, ngx_int_t rc,
 
     if (rc != NGX_OK) {
         (void) ngx_http_x402_store_unavailable(op, log);
+
+        if (rc == NGX_DECLINED && op->result == NGX_HTTP_X402_STORE_FRESH) {
+            /* it has just forgotten: as in ngx_http_x402_store_distrusted */
+            op->verify_forced = 1;
+        }
+
         goto resume;
     }
 
@@ -379,6 +466,16 @@ ngx_http_x402_store_redis_done(ngx_http_x402_store_op_t *op, ngx_int_t rc,
         op->backend = NGX_HTTP_X402_BACKEND_REDIS;
         op->result = NGX_HTTP_X402_STORE_FRESH;
         op->done = 1;
+
+        if (ngx_time() < smcf->zone->sh->distrust_until) {
+            /*
+             * ...or Redis lost its data lately and forgot that it has:
+             * until every record made before the loss has expired, it
+             * cannot vouch. Replays it refuses stay refused.
+             */
+            ngx_http_x402_store_distrusted(op, smcf, log);
+        }
+
         goto resume;
     }
 
@@ -514,8 +611,10 @@ ngx_http_x402_store_op_settled(ngx_http_request_t *r,
     smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
 
     op->settled_at = ngx_time();
+    /* a grant keeps it for its length; else the server's window */
+    op->expire = ngx_http_x402_store_expire(op, op->settled_at, op->grant);
     ngx_http_x402_shm_set(smcf->zone, op, NGX_HTTP_X402_REC_SETTLED, tx);
-    (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.settled, 1);
+    ngx_http_x402_count(smcf->zone->sh, settled, 1);
 
     if (op->backend == NGX_HTTP_X402_BACKEND_REDIS) {
         ngx_http_x402_redis_set(op, NGX_HTTP_X402_REC_SETTLED, tx);
@@ -539,8 +638,10 @@ ngx_http_x402_store_op_failed(ngx_http_request_t *r,
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
 
+    /* nothing was served: evictable, and kept no longer than the window */
+    op->expire = ngx_http_x402_store_expire(op, ngx_time(), 0);
     ngx_http_x402_shm_set(smcf->zone, op, NGX_HTTP_X402_REC_FAILED, reason);
-    (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.failed, 1);
+    ngx_http_x402_count(smcf->zone->sh, failed, 1);
 
     if (op->backend == NGX_HTTP_X402_BACKEND_REDIS) {
         ngx_http_x402_redis_set(op, NGX_HTTP_X402_REC_FAILED, reason);
@@ -563,7 +664,7 @@ ngx_http_x402_store_op_release(ngx_http_request_t *r,
     smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
 
     ngx_http_x402_shm_delete(smcf->zone, op->id);
-    (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.released, 1);
+    ngx_http_x402_count(smcf->zone->sh, released, 1);
 
     if (op->backend == NGX_HTTP_X402_BACKEND_REDIS) {
         ngx_http_x402_redis_release(op);
@@ -593,7 +694,7 @@ ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
         || uri->len > NGX_HTTP_X402_ASYNC_URI_MAX
         || body->len > NGX_HTTP_X402_ASYNC_BODY_MAX)
     {
-        (void) ngx_atomic_fetch_add(&smcf->zone->sh->counters.async_sync, 1);
+        ngx_http_x402_count(smcf->zone->sh, async_sync, 1);
         return NGX_DECLINED;
     }
 
@@ -638,9 +739,21 @@ ngx_http_x402_store_op_async_done(ngx_http_request_t *r,
 
     if (outcome == NGX_HTTP_X402_SETTLE_OK) {
         op->settled_at = ngx_time();
+        op->expire = ngx_http_x402_store_expire(op, op->settled_at,
+                                                op->grant);
 
         if (op->backend == NGX_HTTP_X402_BACKEND_REDIS) {
             ngx_http_x402_redis_set(op, NGX_HTTP_X402_REC_SETTLED, text);
+        }
+
+        op->reserved = 0;
+
+    } else if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
+        /* final; served on credit, so kept (not evictable) for the window */
+        op->expire = ngx_http_x402_store_expire(op, ngx_time(), 0);
+
+        if (op->backend == NGX_HTTP_X402_BACKEND_REDIS) {
+            ngx_http_x402_redis_set(op, NGX_HTTP_X402_REC_FAILED, text);
         }
 
         op->reserved = 0;
@@ -919,7 +1032,15 @@ ngx_http_x402_store_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_x402_store_loc_conf_t *prev = parent;
     ngx_http_x402_store_loc_conf_t *conf = child;
 
+    ngx_http_x402_store_main_conf_t  *smcf;
+
     ngx_conf_merge_sec_value(conf->grant, prev->grant, 0);
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_x402_store_module);
+
+    if (conf->grant > smcf->window_max) {
+        smcf->window_max = conf->grant;
+    }
 
     return NGX_CONF_OK;
 }
@@ -1080,6 +1201,12 @@ ngx_http_x402_store_init_process(ngx_cycle_t *cycle)
 
     ngx_http_x402_store_zone = smcf->zone;
 
+    if (smcf->redis) {
+        /* no record made before a loss outlives this */
+        smcf->redis->horizon = smcf->window_max
+                               + NGX_HTTP_X402_EXPIRE_SLACK;
+    }
+
     if (smcf->redis
         && ngx_http_x402_redis_init_process(cycle, smcf->redis) != NGX_OK)
     {
@@ -1130,4 +1257,22 @@ ngx_http_x402_store_exit_process(ngx_cycle_t *cycle)
     ngx_http_x402_retry_exit_process(cycle);
     ngx_http_x402_redis_exit_process(cycle);
     ngx_http_x402_store_zone = NULL;
+}
+
+
+/*
+ * Called by the x402 module for every location's maxTimeoutSeconds: the
+ * longest record life of the configuration (see ngx_http_x402_store_int.h).
+ */
+void
+ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_x402_store_module);
+
+    if (smcf && max_timeout + NGX_HTTP_X402_WINDOW_MARGIN > smcf->window_max)
+    {
+        smcf->window_max = max_timeout + NGX_HTTP_X402_WINDOW_MARGIN;
+    }
 }

@@ -70,9 +70,18 @@
 /* tx hash (0x + 64 hex), or a failure reason, kept with a record */
 #define NGX_HTTP_X402_REC_TEXT_LEN       96
 
+/*
+ * The server's window is a requirement's maxTimeoutSeconds plus this
+ * margin (client clock skew): see ngx_http_x402_store_int.h.
+ */
+#define NGX_HTTP_X402_WINDOW_MARGIN      60
+#define NGX_HTTP_X402_WINDOW_MARGIN_TEXT "60"
+
 /* async outcome */
 #define NGX_HTTP_X402_SETTLE_OK          0
 #define NGX_HTTP_X402_SETTLE_RETRY       1
+/* the facilitator refused the settlement: final, never retried */
+#define NGX_HTTP_X402_SETTLE_REFUSED     2
 
 
 typedef struct ngx_http_x402_store_op_s  ngx_http_x402_store_op_t;
@@ -90,6 +99,12 @@ struct ngx_http_x402_store_op_s {
     unsigned               fallback:1;     /* Redis down, fail=open */
     unsigned               async:1;        /* queued for async settlement */
     unsigned               cleanup_set:1;
+    /*
+     * FRESH, but Redis forgot its data lately and cannot vouch that the
+     * fleet never saw this payment (fail=open): the glue has it verified
+     * by the facilitator, whose /verify refuses a nonce used on chain.
+     */
+    unsigned               verify_forced:1;
 
     ngx_http_request_t    *request;
     void                  *pending;        /* in-flight Redis command */
@@ -99,6 +114,8 @@ struct ngx_http_x402_store_op_s {
     uint64_t               scope;
     time_t                 valid_before;
     time_t                 expire;
+    time_t                 window;         /* maxTimeoutSeconds + margin */
+    time_t                 grant;
     time_t                 settled_at;
     u_char                 owner[16];      /* Redis: our reservation token */
     u_char                 text[NGX_HTTP_X402_REC_TEXT_LEN];
@@ -128,11 +145,19 @@ typedef struct {
     ngx_atomic_t           async_settled;    /* settled after queueing */
     ngx_atomic_t           async_retries;    /* retry attempts issued */
     ngx_atomic_t           async_lost;       /* expired unsettled: given up */
+    ngx_atomic_t           refused_evicted;  /* refused records evicted */
+    ngx_atomic_t           redis_forgot;     /* Redis lost its data */
+    ngx_atomic_t           redis_distrusted; /* payments it could not vouch */
 } ngx_http_x402_store_counters_t;
 
 
+/*
+ * max_timeout: the matched requirement's maxTimeoutSeconds, which bounds
+ * how long the record is kept (with validBefore, whichever ends first).
+ */
 ngx_int_t ngx_http_x402_store_op_reserve(ngx_http_request_t *r,
-    ngx_http_x402_store_op_t *op, const x402_verdict_t *v);
+    ngx_http_x402_store_op_t *op, const x402_verdict_t *v,
+    time_t max_timeout);
 void ngx_http_x402_store_op_settled(ngx_http_request_t *r,
     ngx_http_x402_store_op_t *op, ngx_str_t *tx);
 void ngx_http_x402_store_op_failed(ngx_http_request_t *r,
@@ -152,11 +177,16 @@ void ngx_http_x402_store_op_release(ngx_http_request_t *r,
 ngx_int_t ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
     ngx_http_x402_store_op_t *op, ngx_str_t *uri, ngx_str_t *body);
 
-/* The background settle's outcome: NGX_HTTP_X402_SETTLE_OK with the tx, or
- * NGX_HTTP_X402_SETTLE_RETRY with a reason (refused, unreachable, garbage):
- * the settlement stays queued and the workers retry it with backoff. */
+/* The background settle's outcome: NGX_HTTP_X402_SETTLE_OK with the tx,
+ * NGX_HTTP_X402_SETTLE_REFUSED with the facilitator's reason (final: the
+ * entry goes, the record says failed), or NGX_HTTP_X402_SETTLE_RETRY with a
+ * reason (unreachable, garbage): the settlement stays queued and the
+ * workers retry it with backoff. */
 void ngx_http_x402_store_op_async_done(ngx_http_request_t *r,
     ngx_http_x402_store_op_t *op, ngx_uint_t outcome, ngx_str_t *text);
+
+/* the longest record life: each location's maxTimeoutSeconds, at merge */
+void ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout);
 
 /* NULL when no zone is configured (x402 unused) */
 ngx_http_x402_store_counters_t *ngx_http_x402_store_counters(

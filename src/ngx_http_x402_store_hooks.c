@@ -19,6 +19,7 @@ ngx_int_t
 ngx_http_x402_store_reserve(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
     ngx_int_t                  rc;
+    const x402_requirement_t  *req;
     ngx_http_x402_store_op_t  *op;
 
     op = ctx->store;
@@ -31,7 +32,12 @@ ngx_http_x402_store_reserve(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 
         ctx->store = op;
 
-        rc = ngx_http_x402_store_op_reserve(r, op, &ctx->verdict);
+        /* the matched requirement's maxTimeoutSeconds bounds the record */
+        req = x402_offer_get(ctx->offer, ctx->verdict.requirement);
+
+        rc = ngx_http_x402_store_op_reserve(r, op, &ctx->verdict,
+                                            req ? (time_t) req->max_timeout
+                                                : 0);
 
         if (rc == NGX_ERROR) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -49,6 +55,18 @@ ngx_http_x402_store_reserve(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     switch (op->result) {
 
     case NGX_HTTP_X402_STORE_FRESH:
+
+        if (op->verify_forced
+            && ctx->verify_mode != NGX_HTTP_X402_VERIFY_FACILITATOR)
+        {
+            /* Redis forgot lately: the chain refuses a used nonce */
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "x402: payment %V verified by the facilitator: "
+                          "the fleet store lost its data lately",
+                          &ctx->payment_id);
+            ctx->verify_mode = NGX_HTTP_X402_VERIFY_FACILITATOR;
+        }
+
         return NGX_OK;
 
     case NGX_HTTP_X402_STORE_REUSED:
@@ -111,10 +129,15 @@ ngx_http_x402_store_record(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     }
 
     if (op->async) {
-        /* queued: settled, or kept for the workers to retry */
+        /* queued: settled, refused (final), or kept for the workers */
         if (ctx->status == NGX_HTTP_X402_SETTLED) {
             ngx_http_x402_store_op_async_done(r, op, NGX_HTTP_X402_SETTLE_OK,
                                               &ctx->tx);
+
+        } else if (ctx->status == NGX_HTTP_X402_INVALID) {
+            ngx_http_x402_store_op_async_done(r, op,
+                                              NGX_HTTP_X402_SETTLE_REFUSED,
+                                              &ctx->reason);
 
         } else {
             ngx_http_x402_store_op_async_done(r, op,
@@ -145,4 +168,38 @@ ngx_http_x402_store_record(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         ngx_http_x402_store_op_release(r, op);
         break;
     }
+}
+
+
+/*
+ * x402_verify local serves on local checks alone: an authorization whose
+ * validBefore lies beyond now + maxTimeoutSeconds + margin is refused, so
+ * that the record of a served payment (bounded by that window) outlives
+ * the authorization itself. Official clients sign validBefore = now +
+ * maxTimeoutSeconds. Returns NULL, or the message for the 402.
+ */
+const char *
+ngx_http_x402_store_window_check(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx)
+{
+    time_t                     now;
+    const x402_requirement_t  *req;
+
+    req = x402_offer_get(ctx->offer, ctx->verdict.requirement);
+    now = ngx_time();
+
+    if (req == NULL || now < 0) {
+        return NULL;
+    }
+
+    /* uint64 on both sides: validBefore is saturated, the rest is small */
+    if (ctx->verdict.valid_before
+        <= (uint64_t) now + req->max_timeout + NGX_HTTP_X402_WINDOW_MARGIN)
+    {
+        return NULL;
+    }
+
+    return "authorization.validBefore is more than maxTimeoutSeconds + "
+           NGX_HTTP_X402_WINDOW_MARGIN_TEXT " s ahead: x402_verify local "
+           "serves only authorizations that end within the server's window";
 }

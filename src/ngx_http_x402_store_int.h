@@ -19,6 +19,39 @@
  */
 #define NGX_HTTP_X402_EXPIRE_SLACK     10
 
+/*
+ * The server's window: no record outlives min(validBefore + slack,
+ * t + maxTimeoutSeconds + margin) (t: reservation, settlement), so no
+ * client-chosen number decides how long a record pins the zone or Redis.
+ * What keeps a served payment from being served twice past the window:
+ * x402_verify local refuses validBefore beyond now + maxTimeoutSeconds +
+ * margin (the record then covers the authorization's whole life), and a
+ * facilitator's /verify refuses an authorization whose nonce is used on
+ * chain (a settled payment); a payment whose settlement is still queued is
+ * kept until it ends (rec->async). The margin (NGX_HTTP_X402_WINDOW_MARGIN,
+ * ngx_http_x402_store.h) covers client clock skew.
+ */
+
+/* refused at reservation or settlement, nothing served: evicted first */
+#define NGX_HTTP_X402_EVICT_BATCH      64
+
+/*
+ * The zone's layout: a reload that reuses or migrates a zone made by
+ * another build of the module checks this before touching it.
+ */
+#define NGX_HTTP_X402_ZONE_MAGIC       0x78343032u   /* "x402" */
+#ifndef NGX_HTTP_X402_ZONE_LAYOUT
+/* raise on any change to the structures in the zone (t/37 builds another) */
+#define NGX_HTTP_X402_ZONE_LAYOUT      2
+#endif
+
+/*
+ * Every shared counter is updated with an atomic add, under the mutex or
+ * not: a plain ++ under the mutex would lose a concurrent lock-free add.
+ */
+#define ngx_http_x402_count(sh, name, n)                                      \
+    (void) ngx_atomic_fetch_add(&(sh)->counters.name, (ngx_atomic_int_t) (n))
+
 /* async settlement queue */
 #define NGX_HTTP_X402_ASYNC_BODY_MAX   32768
 #define NGX_HTTP_X402_ASYNC_URI_MAX    512
@@ -30,14 +63,28 @@
 
 
 typedef struct {
+    /* first, at a fixed offset: checked before anything else is read */
+    uint32_t                          magic;      /* ZONE_MAGIC */
+    uint32_t                          layout;     /* ZONE_LAYOUT */
+    size_t                            sh_size;
+    size_t                            rec_size;
+    size_t                            pending_size;
+    size_t                            counters_size;
+
     ngx_rbtree_t                      rbtree;     /* records by id */
     ngx_rbtree_node_t                 sentinel;
     ngx_rbtree_t                      expiry;     /* records by expire */
     ngx_rbtree_node_t                 expiry_sentinel;
     ngx_queue_t                       pending;    /* async settlements */
+    ngx_queue_t                       refused;    /* evictable records */
     ngx_http_x402_store_counters_t    counters;
     ngx_uint_t                        version;
     ngx_uint_t                        unsynced;   /* records to push */
+
+    /* the Redis epoch this host last saw (see redis.c), 0: none */
+    time_t                            epoch_created;
+    u_char                            epoch_id[16];
+    time_t                            distrust_until;
 } ngx_http_x402_shm_sh_t;
 
 
@@ -54,13 +101,22 @@ typedef struct {
     u_char                            state;
     u_char                            text_len;
     u_char                            async;      /* queued for settling */
-    u_char                            unsynced;   /* not in Redis yet */
+    u_char                            unsynced;   /* SYNC_*: Redis push */
+    u_char                            refused;    /* in sh->refused */
     ngx_rbtree_node_t                 enode;      /* key: expire */
+    ngx_queue_t                       rqueue;     /* sh->refused */
+    time_t                            window;     /* the server's bound */
     time_t                            settled_at;
     uint64_t                          scope;
     u_char                            id[32];
     u_char                            text[NGX_HTTP_X402_REC_TEXT_LEN];
 } ngx_http_x402_rec_t;
+
+
+/* rec->unsynced */
+#define NGX_HTTP_X402_SYNC_NONE        0
+#define NGX_HTTP_X402_SYNC_TODO        1      /* to push to Redis */
+#define NGX_HTTP_X402_SYNC_SENT        2      /* pushed, no answer yet */
 
 
 /* a queued async settlement; data holds the uri then the body */
@@ -95,6 +151,8 @@ typedef struct {
     ngx_msec_t                        connect_timeout;
     ngx_msec_t                        timeout;
     ngx_flag_t                        fail_open;
+    /* how long after Redis lost its data it cannot vouch (longest record) */
+    time_t                            horizon;
 } ngx_http_x402_redis_conf_t;
 
 
@@ -104,6 +162,9 @@ typedef struct {
     ngx_uint_t                        async_limit;
     ngx_uint_t                        log_level;
     ngx_http_conf_ctx_t              *http_ctx;
+    /* the longest record life configured: maxTimeoutSeconds + margin,
+     * or a grant */
+    time_t                            window_max;
 } ngx_http_x402_store_main_conf_t;
 
 
@@ -123,6 +184,9 @@ ngx_http_x402_rec_t *ngx_http_x402_shm_lookup(ngx_http_x402_shm_sh_t *sh,
     u_char *id);
 ngx_uint_t ngx_http_x402_shm_take_unsynced(ngx_http_x402_shm_t *zone,
     ngx_http_x402_store_op_t *ops, ngx_uint_t n, ngx_uint_t *states);
+void ngx_http_x402_shm_synced(ngx_http_x402_shm_t *zone, u_char *id,
+    ngx_uint_t ok);
+ngx_uint_t ngx_http_x402_shm_unsync_all(ngx_http_x402_shm_t *zone);
 ngx_uint_t ngx_http_x402_grant_applies(ngx_uint_t state, uint64_t rec_scope,
     time_t settled_at, uint64_t scope, time_t valid_before, time_t grant,
     time_t now);

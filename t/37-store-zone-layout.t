@@ -1,0 +1,89 @@
+# The store zone across a reload that loads the module from another file
+# (issue 9, item 9). nginx reuses a shared zone only for the same module
+# object, so such a reload gets a new zone: the old one is found by name,
+# its header (magic, layout, structure sizes) says whether this build can
+# read it, and then its records are carried over (a served payment stays
+# refused) -- or, written by a build with another layout, the reload is
+# refused with an emerg naming the zone, and the running configuration
+# keeps serving with its records.
+use strict;
+use warnings;
+use lib 't/lib';
+use X402::Test;
+use X402::StoreTest;
+use File::Copy qw(copy);
+use Time::HiRes qw(time sleep);
+
+plan skip_all => 'module not built' unless -f module_path();
+
+my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+my $dir = servroot();
+
+# two files with the same build: two module objects for the dynamic loader
+copy(module_path(), "$dir/a.so") or die "copy: $!";
+copy(module_path(), "$dir/b.so") or die "copy: $!";
+
+my $server = store_server_config($fac->port);
+
+my $ng = start_nginx(
+    module => 0,
+    workers => 2,
+    main_config => "load_module $dir/a.so;",
+    http_config => store_http_config(),
+    config => $server,
+);
+
+my @p = payments_for($ng, 4);
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[0][0] })->{status}, 200,
+   'a payment served (module a.so)');
+
+$ng->reload(main_config => "load_module $dir/b.so;");
+like($ng->error_log, qr/zone "x402" resized: 1 authorizations/,
+     'reload with the module from another file: the record is carried over');
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[0][0] })->{status}, 402,
+   'the served payment is still refused');
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[1][0] })->{status}, 200,
+   'a new one is served');
+
+# ---- a build with another zone layout ----
+
+SKIP: {
+    # built once into build/ (about a minute), then reused
+    my $other = repo_root() . '/build/t37-layout';
+    if (!-f "$other/ngx_http_x402_module.so") {
+        my $rc = system('bash', '-c',
+            "BUILD_DIR=$other X402_NGINX_CC_OPT=-DNGX_HTTP_X402_ZONE_LAYOUT=99 "
+            . repo_root() . "/scripts/build-module.sh "
+            . ">$dir/layout-build.log 2>&1");
+        skip 'cannot build the module with another layout', 4 if $rc;
+    }
+    copy("$other/ngx_http_x402_module.so", "$dir/c.so") or die "copy: $!";
+
+    # the config now loads c.so; a HUP by hand: the reload must fail
+    my $conf = $ng->prefix . '/conf/nginx.conf';
+    open my $fh, '<', $conf or die "$conf: $!";
+    my $text = do { local $/; <$fh> };
+    close $fh;
+    $text =~ s{load_module \S+/b\.so;}{load_module $dir/c.so;}
+        or die "no load_module b.so in $conf\n";
+    open $fh, '>', $conf or die "$conf: $!";
+    print $fh $text;
+    close $fh;
+
+    my $before = length $ng->error_log;
+    kill 'HUP', $ng->pid;
+    ok(wait_for(10, sub {
+        substr($ng->error_log, $before) =~ /was written by a module build/ }),
+       'a zone with another layout: the reload is refused');
+    like(substr($ng->error_log, $before),
+         qr/\[emerg\].*x402 zone "x402" was written by a module build with another layout \(2, this build 99\)/,
+         'with an emerg naming the zone and both layouts');
+    is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[1][0] })->{status}, 402,
+       'the running configuration keeps its records');
+    is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[2][0] })->{status}, 200,
+       'and serves');
+}
+$ng->stop;
+$fac->stop;
+
+done_testing();
