@@ -16,6 +16,10 @@
 #include "ngx_http_x402_store_int.h"
 
 
+/* the zone of the running configuration (set by the store's init_process) */
+ngx_http_x402_shm_t  *ngx_http_x402_store_zone;
+
+
 #define ngx_http_x402_rec_node(rec)                                           \
     ((ngx_rbtree_node_t *) ((u_char *) (rec)                                  \
                             - offsetof(ngx_rbtree_node_t, color)))

@@ -118,10 +118,6 @@ ngx_module_t  ngx_http_x402_store_module = {
 };
 
 
-/* the zone of the running configuration, for the retry timer */
-ngx_http_x402_shm_t  *ngx_http_x402_store_zone;
-
-
 static ngx_int_t
 ngx_http_x402_hex_decode(u_char *dst, const char *src, size_t len)
 {
@@ -1208,7 +1204,9 @@ ngx_http_x402_store_init_process(ngx_cycle_t *cycle)
     }
 
     if (smcf->redis
-        && ngx_http_x402_redis_init_process(cycle, smcf->redis) != NGX_OK)
+        && ngx_http_x402_redis_init_process(cycle, smcf->redis,
+                                            ngx_http_x402_store_redis_done)
+           != NGX_OK)
     {
         return NGX_ERROR;
     }
