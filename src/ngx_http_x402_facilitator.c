@@ -140,6 +140,19 @@ ngx_http_x402_facilitator_body(ngx_http_request_t *r, ngx_http_request_t *sr,
 
     sr->request_body = rb;
 
+    /*
+     * headers_in is a struct copy of the client's: besides the list, its
+     * pointers and arrays (Cookie, X-Forwarded-For read by
+     * $proxy_add_x_forwarded_for, Host, User-Agent ...) would hand the
+     * client's headers to the facilitator location's variables. Nothing of
+     * them is kept.
+     */
+
+    ngx_memzero(&sr->headers_in, sizeof(ngx_http_headers_in_t));
+
+    sr->headers_in.content_length_n = body->len;
+    sr->headers_in.keep_alive_n = -1;
+
     if (ngx_list_init(&sr->headers_in.headers, r->pool, 2,
                       sizeof(ngx_table_elt_t))
         != NGX_OK)
@@ -173,29 +186,6 @@ ngx_http_x402_facilitator_body(ngx_http_request_t *r, ngx_http_request_t *sr,
     h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
 #if (nginx_version >= 1023000)
     h->next = NULL;
-#endif
-
-    /* the parent's pointers would name headers not in our list */
-
-    sr->headers_in.content_length = NULL;
-    sr->headers_in.transfer_encoding = NULL;
-    sr->headers_in.chunked = 0;
-    sr->headers_in.content_length_n = body->len;
-    sr->headers_in.authorization = NULL;
-    sr->headers_in.user_agent = NULL;
-    sr->headers_in.referer = NULL;
-    sr->headers_in.range = NULL;
-    sr->headers_in.if_range = NULL;
-    sr->headers_in.if_modified_since = NULL;
-    sr->headers_in.if_unmodified_since = NULL;
-    sr->headers_in.if_match = NULL;
-    sr->headers_in.if_none_match = NULL;
-    sr->headers_in.expect = NULL;
-    sr->headers_in.te = NULL;
-    sr->headers_in.upgrade = NULL;
-    sr->headers_in.content_range = NULL;
-#if (NGX_HTTP_GZIP || NGX_HTTP_HEADERS)
-    sr->headers_in.accept_encoding = NULL;
 #endif
 
     return NGX_OK;

@@ -31,6 +31,8 @@ typedef int (*ngx_http_x402_parse_pt)(int status, x402_str_t body,
 
 static ngx_int_t ngx_http_x402_start(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_check_payment(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_reserve(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_verify(ngx_http_request_t *r,
@@ -44,12 +46,11 @@ static ngx_int_t ngx_http_x402_proceed(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_settled(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
-static ngx_http_x402_ctx_t *ngx_http_x402_create_ctx(ngx_http_request_t *r);
 static void ngx_http_x402_ctx_cleanup(void *data);
 static ngx_int_t ngx_http_x402_resolve_offer(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_resource_url(ngx_http_request_t *r,
-    ngx_http_x402_ctx_t *ctx);
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_absolute_host(ngx_http_request_t *r,
     ngx_str_t *host);
 static ngx_int_t ngx_http_x402_refuse(ngx_http_request_t *r,
@@ -97,7 +98,7 @@ ngx_http_x402_access_handler(ngx_http_request_t *r)
 
     if (ctx == NULL || ctx->state == NGX_HTTP_X402_STATE_NEW) {
 
-        if (!xlcf->enable || !xlcf->priced) {
+        if (!xlcf->enable || !xlcf->priced || ngx_http_x402_preflight(r)) {
             return NGX_DECLINED;
         }
 
@@ -206,6 +207,129 @@ static ngx_int_t
 ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
     ngx_http_x402_ctx_t *ctx)
 {
+    ngx_int_t  rc;
+
+    if (ctx == NULL) {
+        ctx = ngx_http_x402_create_ctx(r);
+        if (ctx == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+    }
+
+    /* $x402_status may have run the local checks already (preaccess) */
+
+    if (ngx_http_x402_checked(r, xlcf, ctx)) {
+        rc = ctx->checked_rc;
+
+    } else {
+        rc = ngx_http_x402_check(r, xlcf, ctx);
+    }
+
+    ctx->checked_conf = NULL;
+
+    switch (rc) {
+
+    case NGX_DECLINED:
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "x402: price is free for this request");
+        return NGX_DECLINED;
+
+    case NGX_HTTP_X402_CHECK_NONE:
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "x402: no payment header, 402");
+
+        ctx->status = NGX_HTTP_X402_REQUIRED;
+
+        return ngx_http_x402_send_402(r, ctx, NULL, NULL);
+
+    case NGX_HTTP_X402_CHECK_FAILED:
+        return ngx_http_x402_refuse(r, ctx, ctx->checked_reason,
+                                    ctx->checked_message);
+
+    case NGX_OK:
+        ctx->state = NGX_HTTP_X402_STATE_RESERVING;
+        return ngx_http_x402_reserve(r, ctx);
+
+    default:
+        ctx->status = NGX_HTTP_X402_ERROR;
+        ctx->state = NGX_HTTP_X402_STATE_FINAL;
+
+        if (ctx->reason.len == 0) {
+            ngx_str_set(&ctx->reason, "configuration");
+        }
+
+        return rc;
+    }
+}
+
+
+/*
+ * Whether the ctx holds the local checks of this very request state: the
+ * same location, URI and static offer (a variable price or payTo may have
+ * changed since, so those are checked again), and fresh: limit_req may
+ * have delayed the request since, and validBefore is checked against the
+ * clock.
+ */
+
+ngx_uint_t
+ngx_http_x402_checked(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
+    ngx_http_x402_ctx_t *ctx)
+{
+    return ctx->checked_conf == xlcf
+           && xlcf->offer != NULL
+           && ctx->checked_uri.data == r->uri.data
+           && ctx->checked_uri.len == r->uri.len
+           && ctx->checked_uri_changes == r->uri_changes
+           && ngx_time() - ctx->checked_at <= 1;
+}
+
+
+/*
+ * The local checks, no network and nothing sent: the offer, the payment
+ * header, its decoding and its match against the offer. Returns
+ * NGX_DECLINED (free here), NGX_HTTP_X402_CHECK_NONE (no payment header),
+ * NGX_HTTP_X402_CHECK_FAILED (refused: ctx->checked_reason/_message),
+ * NGX_OK (passed: the facilitator body is ready) or an HTTP error status.
+ * The result is kept in the ctx (see ngx_http_x402_checked) so that an
+ * early $x402_status and the access phase share one run.
+ */
+
+ngx_int_t
+ngx_http_x402_check(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
+    ngx_http_x402_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    /* a previous run's (another location, another URI) results go */
+
+    if (ctx->payment) {
+        x402_payment_free(ctx->payment);
+        ctx->payment = NULL;
+    }
+
+    ngx_memzero(&ctx->verdict, sizeof(x402_verdict_t));
+    ngx_str_null(&ctx->payer);
+    ngx_str_null(&ctx->payment_id);
+    ngx_str_null(&ctx->fac_body);
+    ctx->version = 0;
+
+    ctx->checked_conf = xlcf;
+    ctx->checked_uri = r->uri;
+    ctx->checked_uri_changes = r->uri_changes;
+    ctx->checked_at = ngx_time();
+
+    rc = ngx_http_x402_check_payment(r, xlcf, ctx);
+
+    ctx->checked_rc = rc;
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_x402_check_payment(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx)
+{
     int                v;
     ngx_int_t          rc;
     ngx_str_t          header;
@@ -214,13 +338,6 @@ ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
     x402_payment_t    *p;
     x402_verdict_t    *vd;
     x402_allocator_t   a;
-
-    if (ctx == NULL) {
-        ctx = ngx_http_x402_create_ctx(r);
-        if (ctx == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-    }
 
     ctx->settle_mode = xlcf->settle;
     ctx->verify_mode = xlcf->verify;
@@ -231,38 +348,23 @@ ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
     rc = ngx_http_x402_resolve_offer(r, xlcf, ctx);
 
     if (rc != NGX_OK) {
-        if (rc == NGX_DECLINED) {
-            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                           "x402: price is free for this request");
-            return NGX_DECLINED;
-        }
-
-        ctx->status = NGX_HTTP_X402_ERROR;
-        ctx->state = NGX_HTTP_X402_STATE_FINAL;
-        ngx_str_set(&ctx->reason, "configuration");
-
         return rc;
     }
 
-    if (ngx_http_x402_resource_url(r, ctx) != NGX_OK) {
+    if (ngx_http_x402_resource_url(r, xlcf, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     rc = ngx_http_x402_find_payment(r, &header, &v);
 
     if (rc == NGX_DECLINED) {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "x402: no payment header, 402");
-
-        ctx->status = NGX_HTTP_X402_REQUIRED;
-
-        return ngx_http_x402_send_402(r, ctx, NULL, NULL);
+        return NGX_HTTP_X402_CHECK_NONE;
     }
 
     if (rc == NGX_DONE) {
-        return ngx_http_x402_refuse(r, ctx, "invalid_payload",
-                                    "more than one payment header "
-                                    "(PAYMENT-SIGNATURE, X-PAYMENT)");
+        ctx->checked_reason = "invalid_payload";
+        ctx->checked_message = "more than one payment header of one name";
+        return NGX_HTTP_X402_CHECK_FAILED;
     }
 
     ctx->version = v;
@@ -285,7 +387,9 @@ ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
-        return ngx_http_x402_refuse(r, ctx, vd->reason, vd->message);
+        ctx->checked_reason = vd->reason;
+        ctx->checked_message = vd->message;
+        return NGX_HTTP_X402_CHECK_FAILED;
     }
 
     ctx->payment = p;
@@ -306,10 +410,9 @@ ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
     }
 
     if (rc != 0 || !vd->ok) {
-        return ngx_http_x402_refuse(r, ctx,
-                                    vd->reason ? vd->reason
-                                               : "invalid_payload",
-                                    vd->message);
+        ctx->checked_reason = vd->reason ? vd->reason : "invalid_payload";
+        ctx->checked_message = vd->message;
+        return NGX_HTTP_X402_CHECK_FAILED;
     }
 
     if (ctx->verify_mode == NGX_HTTP_X402_VERIFY_LOCAL) {
@@ -317,9 +420,10 @@ ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
         msg = ngx_http_x402_store_window_check(r, ctx);
 
         if (msg) {
-            return ngx_http_x402_refuse(r, ctx,
-                       "invalid_exact_evm_payload_authorization_valid_before",
-                       msg);
+            ctx->checked_reason =
+                "invalid_exact_evm_payload_authorization_valid_before";
+            ctx->checked_message = msg;
+            return NGX_HTTP_X402_CHECK_FAILED;
         }
     }
 
@@ -354,9 +458,7 @@ ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
     ctx->fac_body.data = (u_char *) body.data;
     ctx->fac_body.len = body.len;
 
-    ctx->state = NGX_HTTP_X402_STATE_RESERVING;
-
-    return ngx_http_x402_reserve(r, ctx);
+    return NGX_OK;
 }
 
 
@@ -740,7 +842,7 @@ ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 }
 
 
-static ngx_http_x402_ctx_t *
+ngx_http_x402_ctx_t *
 ngx_http_x402_create_ctx(ngx_http_request_t *r)
 {
     ngx_pool_cleanup_t   *cln;
@@ -968,7 +1070,8 @@ done:
 
 
 static ngx_int_t
-ngx_http_x402_resource_url(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+ngx_http_x402_resource_url(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx)
 {
     u_char                    *p;
     size_t                     len;
@@ -977,6 +1080,29 @@ ngx_http_x402_resource_url(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     ngx_http_core_srv_conf_t  *cscf;
     u_char                     addr[NGX_SOCKADDR_STRLEN];
     ngx_str_t                  s;
+
+    if (xlcf->resource_url) {
+        /* x402_resource_url: the public URL behind a proxy or TLS offload */
+
+        if (ngx_http_complex_value(r, xlcf->resource_url, &ctx->resource_url)
+            != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        if (ctx->resource_url.len == 0
+            || ctx->resource_url.len > NGX_HTTP_X402_MAX_RESOURCE_URL)
+        {
+            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                          "x402: \"x402_resource_url\" \"%V\" gave %uz "
+                          "bytes: must be 1 to %d", &xlcf->resource_url->value,
+                          ctx->resource_url.len,
+                          NGX_HTTP_X402_MAX_RESOURCE_URL);
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
 
     ngx_str_set(&scheme, "http");
     port = 0;
@@ -1107,19 +1233,24 @@ ngx_http_x402_absolute_host(ngx_http_request_t *r, ngx_str_t *host)
 
 /*
  * PAYMENT-SIGNATURE (v2) or X-PAYMENT (v1), names compared
- * case-insensitively. Returns NGX_OK, NGX_DECLINED (none) or NGX_DONE
- * (more than one: ambiguous, refused).
+ * case-insensitively. Some wallets send both: PAYMENT-SIGNATURE wins, as in
+ * the official v2 server. Returns NGX_OK, NGX_DECLINED (none) or NGX_DONE
+ * (the chosen header repeated: ambiguous, refused).
  */
 
 ngx_int_t
 ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
     int *version)
 {
-    ngx_uint_t        i, n;
+    ngx_str_t         v1, v2;
+    ngx_uint_t        i, n1, n2;
     ngx_list_part_t  *part;
     ngx_table_elt_t  *h;
 
-    n = 0;
+    n1 = 0;
+    n2 = 0;
+    ngx_str_null(&v1);
+    ngx_str_null(&v2);
 
     part = &r->headers_in.headers.part;
     h = part->elts;
@@ -1141,9 +1272,8 @@ ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
                                sizeof("PAYMENT-SIGNATURE") - 1)
                == 0)
         {
-            *value = h[i].value;
-            *version = 2;
-            n++;
+            v2 = h[i].value;
+            n2++;
             continue;
         }
 
@@ -1152,17 +1282,79 @@ ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
                                sizeof("X-PAYMENT") - 1)
                == 0)
         {
-            *value = h[i].value;
-            *version = 1;
-            n++;
+            v1 = h[i].value;
+            n1++;
         }
     }
 
-    if (n == 0) {
-        return NGX_DECLINED;
+    if (n2) {
+        *value = v2;
+        *version = 2;
+        return (n2 == 1) ? NGX_OK : NGX_DONE;
     }
 
-    return (n == 1) ? NGX_OK : NGX_DONE;
+    if (n1) {
+        *value = v1;
+        *version = 1;
+        return (n1 == 1) ? NGX_OK : NGX_DONE;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+/*
+ * A CORS preflight (Fetch standard: OPTIONS with Origin and
+ * Access-Control-Request-Method) carries no payment and gets no content:
+ * it is never charged and reaches the location's own handling.
+ */
+
+ngx_uint_t
+ngx_http_x402_preflight(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    if (r->method != NGX_HTTP_OPTIONS) {
+        return 0;
+    }
+
+    n = 0;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Origin") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Origin",
+                               sizeof("Origin") - 1)
+               == 0)
+        {
+            n |= 1;
+
+        } else if (h[i].key.len == sizeof("Access-Control-Request-Method") - 1
+                   && ngx_strncasecmp(h[i].key.data,
+                                  (u_char *) "Access-Control-Request-Method",
+                                  sizeof("Access-Control-Request-Method") - 1)
+                      == 0)
+        {
+            n |= 2;
+        }
+    }
+
+    return n == 3;
 }
 
 
@@ -1444,6 +1636,12 @@ ngx_http_x402_finish(ngx_http_request_t *r, ngx_uint_t status,
     r->headers_out.content_type = ngx_http_x402_json_type;
     r->headers_out.content_type_len = ngx_http_x402_json_type.len;
     r->headers_out.content_length_n = body->len;
+
+    /*
+     * reached through error_page (404 -> a priced URI): the status it set
+     * would replace ours, and a 402 a client can pay would read as a 404
+     */
+    r->err_status = 0;
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {

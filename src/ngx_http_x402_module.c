@@ -128,6 +128,13 @@ static ngx_command_t  ngx_http_x402_commands[] = {
       0,
       NULL },
 
+    { ngx_string("x402_resource_url"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_x402_loc_conf_t, resource_url),
+      NULL },
+
     { ngx_string("x402_settle"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_conf_set_enum_slot,
@@ -269,6 +276,7 @@ ngx_http_x402_create_loc_conf(ngx_conf_t *cf)
     conf->settle = NGX_CONF_UNSET_UINT;
     conf->verify = NGX_CONF_UNSET_UINT;
     conf->log_level = NGX_CONF_UNSET_UINT;
+    conf->resource_url = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -318,6 +326,7 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     }
 
     ngx_conf_merge_ptr_value(conf->network, prev->network, NULL);
+    ngx_conf_merge_ptr_value(conf->resource_url, prev->resource_url, NULL);
 
     if (conf->asset == NGX_CONF_UNSET_PTR) {
         conf->asset = prev->asset;

@@ -50,6 +50,14 @@ typedef enum {
 extern ngx_str_t  ngx_http_x402_status_names[];
 
 
+/* ngx_http_x402_check() results, besides NGX_OK, NGX_DECLINED, statuses */
+#define NGX_HTTP_X402_CHECK_NONE        1   /* no payment header */
+#define NGX_HTTP_X402_CHECK_FAILED      2   /* refused by the local checks */
+
+/* x402_resource_url: bounds what a variable can put into every 402 */
+#define NGX_HTTP_X402_MAX_RESOURCE_URL  4096
+
+
 /* the request's position in the access/filter state machine */
 typedef enum {
     NGX_HTTP_X402_STATE_NEW = 0,
@@ -109,6 +117,8 @@ typedef struct {
     u_char                     *asset_address;  /* checksummed */
     u_char                      static_pay_to[43];
 
+    ngx_http_complex_value_t   *resource_url;   /* x402_resource_url */
+
     /* the offer when nothing depends on variables, else NULL */
     x402_offer_t               *offer;
     u_char                      static_amount[X402_MAX_AMOUNT_DIGITS + 1];
@@ -161,6 +171,15 @@ struct ngx_http_x402_ctx_s {
 
     ngx_str_t                   settle_header;  /* PAYMENT-RESPONSE value */
 
+    /* the local checks, run once (see ngx_http_x402_checked) */
+    void                       *checked_conf;   /* their location, or NULL */
+    ngx_str_t                   checked_uri;
+    ngx_uint_t                  checked_uri_changes;
+    time_t                      checked_at;
+    ngx_int_t                   checked_rc;
+    const char                 *checked_reason;
+    const char                 *checked_message;
+
     ngx_http_x402_call_t        verify;
     ngx_http_x402_call_t        settle;
 
@@ -195,6 +214,12 @@ ngx_int_t ngx_http_x402_variable_price(ngx_http_request_t *r,
 ngx_int_t ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
     int *version);
 ngx_http_x402_ctx_t *ngx_http_x402_get_ctx(ngx_http_request_t *r);
+ngx_http_x402_ctx_t *ngx_http_x402_create_ctx(ngx_http_request_t *r);
+ngx_int_t ngx_http_x402_check(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
+ngx_uint_t ngx_http_x402_checked(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
+ngx_uint_t ngx_http_x402_preflight(ngx_http_request_t *r);
 void *ngx_http_x402_alloc(void *pool, size_t size);
 void ngx_http_x402_set_reason(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, const char *reason, size_t len);

@@ -439,6 +439,7 @@ ngx_http_x402_paywall_send(ngx_http_request_t *r, const x402_offer_t *offer,
     b->last_in_chain = 1;
 
     r->headers_out.status = NGX_HTTP_PAYMENT_REQUIRED;
+    r->err_status = 0;      /* reached through error_page: still a 402 */
     r->headers_out.content_length_n = page.len;
     ngx_str_set(&r->headers_out.content_type, "text/html; charset=utf-8");
     r->headers_out.content_type_len = sizeof("text/html") - 1;

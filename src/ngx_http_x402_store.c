@@ -154,8 +154,11 @@ ngx_http_x402_hex_decode(u_char *dst, const char *src, size_t len)
 
 
 /*
- * The scope a grant is valid for: the location and what was paid there
- * (network, asset, payTo, amount). A 64-bit digest of those strings.
+ * The scope a grant is valid for: the virtual host (the server block's
+ * first server_name, and the host name asked for), the location and what
+ * was paid there (network, asset, payTo, amount). A 64-bit digest of those
+ * strings. Names, not configuration pointers or listen addresses: the
+ * scope holds across reloads and across a fleet sharing Redis.
  */
 static uint64_t
 ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
@@ -164,12 +167,14 @@ ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
     size_t                     len;
     uint64_t                   scope;
     unsigned char              md[32];
+    ngx_http_core_srv_conf_t  *cscf;
     ngx_http_core_loc_conf_t  *clcf;
 
+    cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
 
-    len = clcf->name.len + v->network.len + v->asset.len + v->pay_to.len
-          + v->value.len + 5;
+    len = cscf->server_name.len + r->headers_in.server.len + clcf->name.len
+          + v->network.len + v->asset.len + v->pay_to.len + v->value.len + 7;
 
     buf = ngx_pnalloc(r->pool, len);
     if (buf == NULL) {
@@ -177,7 +182,11 @@ ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
     }
 
     /* NUL separators: no two field lists hash the same bytes */
-    p = ngx_cpymem(buf, clcf->name.data, clcf->name.len);
+    p = ngx_cpymem(buf, cscf->server_name.data, cscf->server_name.len);
+    *p++ = '\0';
+    p = ngx_cpymem(p, r->headers_in.server.data, r->headers_in.server.len);
+    *p++ = '\0';
+    p = ngx_cpymem(p, clcf->name.data, clcf->name.len);
     *p++ = '\0';
     p = ngx_cpymem(p, v->network.data, v->network.len);
     *p++ = '\0';
@@ -890,7 +899,9 @@ ngx_http_x402_store_var_backend(ngx_http_request_t *r,
 {
     ngx_http_x402_store_op_t  *op;
 
-    op = ngx_http_get_module_ctx(r->main, ngx_http_x402_store_module);
+    /* not r->ctx: internal redirects zero it */
+
+    op = ngx_http_x402_store_request_op(r);
 
     if (op == NULL || !op->done) {
         v->not_found = 1;
@@ -931,7 +942,7 @@ static ngx_http_variable_t  ngx_http_x402_store_vars[] = {
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
     { ngx_string("x402_store"), NULL, ngx_http_x402_store_var_backend,
-      0, 0, 0 },
+      0, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
       ngx_http_null_variable
 };

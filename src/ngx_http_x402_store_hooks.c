@@ -203,3 +203,14 @@ ngx_http_x402_store_window_check(ngx_http_request_t *r,
            NGX_HTTP_X402_WINDOW_MARGIN_TEXT " s ahead: x402_verify local "
            "serves only authorizations that end within the server's window";
 }
+
+
+ngx_http_x402_store_op_t *
+ngx_http_x402_store_request_op(ngx_http_request_t *r)
+{
+    ngx_http_x402_ctx_t  *ctx;
+
+    ctx = ngx_http_x402_get_ctx(r);
+
+    return ctx ? ctx->store : NULL;
+}

@@ -99,7 +99,7 @@ ngx_http_x402_status_variable(ngx_http_request_t *r,
 
     ctx = ngx_http_x402_get_ctx(r);
 
-    if (ctx) {
+    if (ctx && ctx->state != NGX_HTTP_X402_STATE_NEW) {
         status = (ngx_uint_t) ctx->status;
 
     } else {

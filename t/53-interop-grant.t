@@ -49,6 +49,8 @@ my $files = join '', map { ">>> $_/doc.json\n{\"doc\":\"$_\"}\n" }
 
 my $ng = start_nginx(name => 'grant', config => $conf, user_files => $files);
 my $base = 'http://127.0.0.1:' . $ng->port;
+# a grant is scoped by the host name too: present again as the client did
+my $host = "\nHost: 127.0.0.1:" . $ng->port;
 
 my @modes = qw(sync after async);
 my $b0 = $ix->balances;
@@ -68,7 +70,7 @@ for my $i (0 .. 3) {
     my $name = $i < 3 ? "v2 $modes[$i]" : 'v1 sync';
     (my $path = $o->{url}) =~ s{^http://[^/]+}{};
     my @r = ($o->{responses}[0],
-             map { $ng->get($path, "$o->{headerName}: $o->{header}") } 1 .. 2);
+             map { $ng->get($path, "$o->{headerName}: $o->{header}$host") } 1 .. 2);
     is(join(' ', map { $_->{status} } @r), '200 200 200',
        "$name: paid once, presented three times within the grant")
         or diag(join ' | ', map { "$_->{status} " . ($_->{error} // $_->{body} // '') } @r);
@@ -84,9 +86,9 @@ for my $i (0 .. 3) {
 for my $i (0 .. 2) {
     my $o = $out[$i];
     # /dear/ has another price: the payment does not match its requirement
-    my $res = $ng->get('/dear/doc.json', "PAYMENT-SIGNATURE: $o->{header}");
+    my $res = $ng->get('/dear/doc.json', "PAYMENT-SIGNATURE: $o->{header}$host");
     is($res->{status}, 402, "v2 $modes[$i] grant does not open another price");
-    my $res2 = $ng->get('/nogrant/doc.json', "PAYMENT-SIGNATURE: $o->{header}");
+    my $res2 = $ng->get('/nogrant/doc.json', "PAYMENT-SIGNATURE: $o->{header}$host");
     is($res2->{status}, 402, "v2 $modes[$i] grant does not open another location");
 }
 

@@ -42,6 +42,17 @@ is(join(' ', @st[11 .. 14]), join(' ', (503) x 4),
 my $r402 = $ng->get('/api/x', { 'User-Agent' => 'agent' });
 is($r402->{status}, 503, 'still throttled without payment');
 
+# a junk payment header, or one failing the local checks, is no way around
+# the limit: $x402_status is "invalid" in preaccess already
+is($ng->get('/api/x', { 'X-PAYMENT' => 'junk' })->{status}, 503,
+   'junk X-PAYMENT: still throttled');
+is($ng->get('/api/x', { 'PAYMENT-SIGNATURE' => 'bm90IGpzb24=' })->{status}, 503,
+   'junk PAYMENT-SIGNATURE: still throttled');
+is($ng->get('/api/x', { 'PAYMENT-SIGNATURE' =>
+                        scalar sign_payment(network => 'base', amount => '999',
+                        pay_to => '0x209693Bc6afc0C5328bA36FaF03C514EF312287C') })->{status},
+   503, 'wrong amount: still throttled');
+
 # the requirement is the location's: take it from a 402 of another
 # location's twin (the throttled request carries none), i.e. build it
 my @pay = sign_payments(12, network => 'base', amount => '1000',
@@ -64,6 +75,8 @@ my $log = $ng->access_log;
 $log = do { local $/; open my $fh, '<', "$prefix/logs/access.log"; <$fh> } // '';
 like($log, qr/" 503 x402=required/, 'access log: the throttled were unpaid');
 like($log, qr/" 200 x402=settled/, 'access log: the payers settled');
+like($log, qr/" 503 x402=invalid reason=invalid_payload/,
+     'access log: the junk headers were invalid, with the reason');
 unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'no alerts');
 
 done_testing();
