@@ -127,8 +127,11 @@ static ngx_uint_t  ngx_http_x402_metrics_reject_status[] = {
 
 /*
  * The reason label is bounded to the x402 spec's invalidReason /
- * errorReason names (TS, Go, Python and legacy facilitators, x402-notes
- * 2.4) and the module's own; anything else a facilitator says is "other".
+ * errorReason names (coinbase/x402 specs/x402-specification-v2.md 9,
+ * "Error Handling", and the facilitators' codes in
+ * typescript/packages/mechanisms/evm/src/exact/facilitator/errors.ts,
+ * go/mechanisms/evm/exact/facilitator/errors.go) and the module's own;
+ * anything else a facilitator says is "other".
  */
 static ngx_str_t  ngx_http_x402_metrics_reasons[] = {
     ngx_string("insufficient_funds"),
