@@ -27,14 +27,14 @@ use warnings;
 # be called by higher ones, never the other way round.
 my @layers = (
     [ 0 => qw(ctx paywall) ],
-    [ 1 => qw(shm) ],
-    [ 2 => qw(redis_conn spool queue) ],
+    [ 1 => qw(shm queue spool) ],
+    [ 2 => qw(redis_conn) ],
     [ 3 => qw(redis) ],
-    [ 4 => qw(store metrics_zone) ],
-    [ 5 => qw(request response facilitator metrics) ],
-    [ 6 => qw(settle retry) ],
-    [ 7 => qw(handler filter variables cache) ],
-    [ 8 => qw(module store_conf) ],
+    [ 4 => qw(store) ],
+    [ 5 => qw(request response facilitator metrics store_hooks retry) ],
+    [ 6 => qw(settle) ],
+    [ 7 => qw(handler filter cache variables) ],
+    [ 8 => qw(module store_module) ],
 );
 
 my $verbose = 0;

@@ -20,7 +20,6 @@
 #include <x402/x402.h>
 
 
-
 #define NGX_HTTP_X402_METRICS_MAGIC     0x78343032u  /* "x402" */
 #define NGX_HTTP_X402_METRICS_VERSION   1
 
