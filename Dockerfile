@@ -17,7 +17,7 @@ RUN bash scripts/setup.sh --build-only \
 FROM debian:12
 RUN apt-get update -qq \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        nginx ca-certificates libsecp256k1-1 libjansson4 libhiredis0.14 libstdc++6 \
+        nginx ca-certificates libsecp256k1-1 libjansson4 libsimdjson14 libhiredis0.14 libstdc++6 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/ngx_http_x402_module.so /usr/lib/nginx/modules/ngx_http_x402_module.so
 COPY conf-examples/ /etc/nginx/conf-examples/

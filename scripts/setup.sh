@@ -27,7 +27,7 @@ build_packages=(
     # nginx to load the module into, and its sources for the module build
     nginx nginx-dev libpcre2-dev zlib1g-dev libssl-dev
     # the C++ core and the store
-    libsecp256k1-dev libjansson-dev libhiredis-dev
+    libsecp256k1-dev libjansson-dev libsimdjson-dev libhiredis-dev
 )
 test_packages=(
     git curl

@@ -631,7 +631,7 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
         + NGX_HTTP_X402_METRICS_ENDPOINTS
           * (NGX_HTTP_X402_METRICS_BUCKETS + 3 + NGX_HTTP_X402_METRICS_FAC_N)
         + NGX_HTTP_X402_METRICS_SETTLE_N
-        + 48;                                         /* store */
+        + 64;                                         /* store */
 
     /* the revenue keys printed are those present now */
     nrevenue = sh->nrevenue;
@@ -799,6 +799,37 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
             "# TYPE x402_settlements_lost_total counter\n"
             "x402_settlements_lost_total %uA\n",
             sc->pending, sc->async_retries, sc->async_lost);
+
+    /* what became of the settlements owed (issue 14: durable, and known) */
+    p = ngx_sprintf(p,
+            "# HELP x402_async_settlements_total "
+            "Async settlements that left the queue: settled (by the "
+            "facilitator), settled_on_chain (the facilitator's answer was "
+            "lost, the chain says the authorization was used), refused (by "
+            "the facilitator: final, not retried), given_up (expired "
+            "unsettled, not used on chain), unknown (expired after an "
+            "answer was lost, no chain lookup).\n"
+            "# TYPE x402_async_settlements_total counter\n"
+            "x402_async_settlements_total{outcome=\"settled\"} %uA\n"
+            "x402_async_settlements_total{outcome=\"settled_on_chain\"} %uA\n"
+            "x402_async_settlements_total{outcome=\"refused\"} %uA\n"
+            "x402_async_settlements_total{outcome=\"given_up\"} %uA\n"
+            "x402_async_settlements_total{outcome=\"unknown\"} %uA\n"
+            "# HELP x402_async_settle_failures_total "
+            "Failed async settlement attempts: refused by the facilitator "
+            "(final), or unanswered (timeout, 5xx, garbage: it may have "
+            "settled).\n"
+            "# TYPE x402_async_settle_failures_total counter\n"
+            "x402_async_settle_failures_total{result=\"refused\"} %uA\n"
+            "x402_async_settle_failures_total{result=\"unanswered\"} %uA\n"
+            "# HELP x402_async_resumed_total "
+            "Owed async settlements read back from the spool at a start.\n"
+            "# TYPE x402_async_resumed_total counter\n"
+            "x402_async_resumed_total %uA\n",
+            sc->async_settled, sc->async_chain, sc->async_refused,
+            sc->async_lost, sc->async_unknown, sc->async_refused,
+            sc->async_unanswered,
+            sc->async_resumed);
 
     p = ngx_sprintf(p,
             "# HELP x402_store_errors_total "

@@ -39,18 +39,24 @@ typedef struct {
     ngx_uint_t                  status;
     ngx_str_t                   body;
     ngx_str_t                   sent;       /* the /settle body, metrics */
+    ngx_str_t                   uri;        /* the /settle location */
+    ngx_str_t                   rpc_uri;    /* the JSON-RPC location */
+    ngx_str_t                   rpc_body;
+    ngx_uint_t                  mode;       /* NGX_HTTP_X402_RETRY_* */
+    ngx_uint_t                  unknown;
+    u_char                      reason_len;
+    u_char                      reason[63];
+    unsigned                    asking:1;   /* the JSON-RPC call runs */
     unsigned                    got_response:1;
     unsigned                    finished:1;
     unsigned                    counted:1;
 } ngx_http_x402_retry_t;
 
 
-typedef struct {
-    u_char                      id[32];
-    ngx_uint_t                  attempts;
-    u_char                      reason_len;
-    u_char                      reason[63];
-} ngx_http_x402_lost_t;
+/* what a job does */
+#define NGX_HTTP_X402_RETRY_SETTLE    0   /* POST /settle */
+#define NGX_HTTP_X402_RETRY_ASK       1   /* ask the chain, then /settle */
+#define NGX_HTTP_X402_RETRY_FINAL     2   /* expired: ask the chain only */
 
 
 /* a due entry, copied out of the zone under the lock */
@@ -62,6 +68,10 @@ typedef struct {
     time_t                      expire;
     ngx_uint_t                  redis;
     ngx_uint_t                  server;
+    ngx_uint_t                  unknown;
+    ngx_uint_t                  mode;
+    u_char                      reason_len;
+    u_char                      reason[63];
     size_t                      uri_len;
     size_t                      body_len;
     u_char                      data[1];
@@ -70,7 +80,12 @@ typedef struct {
 
 static void ngx_http_x402_retry_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_x402_retry_start(ngx_cycle_t *cycle,
-    ngx_http_x402_retry_job_t *p, ngx_http_x402_retry_t **prt);
+    ngx_http_x402_retry_job_t *p, ngx_str_t *rpc, ngx_http_x402_retry_t **prt);
+static ngx_int_t ngx_http_x402_retry_subrequest(ngx_http_request_t *r,
+    ngx_http_x402_retry_t *rt, ngx_str_t *uri, ngx_str_t *body);
+static void ngx_http_x402_retry_give_up(ngx_log_t *log, u_char *id,
+    ngx_uint_t unknown, ngx_uint_t attempts, u_char *reason,
+    size_t reason_len, ngx_str_t *uri, ngx_str_t *body);
 /* not static: ngx_http_x402_own_subrequest() knows our subrequests by it */
 ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
@@ -78,245 +93,27 @@ static void ngx_http_x402_retry_finish(ngx_http_request_t *r);
 static void ngx_http_x402_retry_gone(void *data);
 static void ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
-static ngx_msec_t ngx_http_x402_retry_backoff(ngx_uint_t attempts);
+static ngx_int_t ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt,
+    ngx_log_t *log);
+static void *ngx_http_x402_retry_alloc(void *pool, size_t size);
+
+
+#define ngx_http_x402_due_pending(n)                                          \
+    ((ngx_http_x402_pending_t *) ((u_char *) (n)                              \
+                                  - offsetof(ngx_http_x402_pending_t, due)))
 
 
 static ngx_event_t   ngx_http_x402_retry_timer;
 static ngx_uint_t    ngx_http_x402_retry_inflight;
 static ngx_uint_t    ngx_http_x402_retry_exiting;
+static ngx_uint_t    ngx_http_x402_retry_draining;
+static uint64_t      ngx_http_x402_retry_deadline;
+
 
 
 static ngx_str_t  ngx_http_x402_post_method = ngx_string("POST");
 static ngx_str_t  ngx_http_x402_content_type = ngx_string("Content-Type");
 static ngx_str_t  ngx_http_x402_json = ngx_string("application/json");
-
-
-static ngx_msec_t
-ngx_http_x402_retry_backoff(ngx_uint_t attempts)
-{
-    ngx_msec_t  delay;
-
-    delay = NGX_HTTP_X402_ASYNC_FIRST;
-
-    while (attempts-- > 1 && delay < NGX_HTTP_X402_ASYNC_BACKOFF) {
-        delay *= 2;
-    }
-
-    return ngx_min(delay, NGX_HTTP_X402_ASYNC_BACKOFF);
-}
-
-
-/* ---- the queue in the zone ---- */
-
-static ngx_http_x402_pending_t *
-ngx_http_x402_pending_find(ngx_http_x402_shm_sh_t *sh, u_char *id)
-{
-    ngx_queue_t              *q;
-    ngx_http_x402_pending_t  *p;
-
-    for (q = ngx_queue_head(&sh->pending);
-         q != ngx_queue_sentinel(&sh->pending);
-         q = ngx_queue_next(q))
-    {
-        p = ngx_queue_data(q, ngx_http_x402_pending_t, queue);
-
-        if (ngx_memcmp(p->id, id, 32) == 0) {
-            return p;
-        }
-    }
-
-    return NULL;
-}
-
-
-static void
-ngx_http_x402_pending_free_locked(ngx_http_x402_shm_t *zone,
-    ngx_http_x402_pending_t *p)
-{
-    ngx_http_x402_rec_t  *rec;
-
-    rec = ngx_http_x402_shm_lookup(zone->sh, p->id);
-    if (rec) {
-        rec->async = 0;
-    }
-
-    ngx_queue_remove(&p->queue);
-    ngx_slab_free_locked(zone->shpool, p);
-
-    ngx_http_x402_count(zone->sh, pending, -1);
-}
-
-
-ngx_int_t
-ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
-    ngx_http_x402_store_op_t *op, ngx_uint_t limit, ngx_uint_t server,
-    ngx_str_t *uri, ngx_str_t *body)
-{
-    size_t                    size;
-    ngx_http_x402_rec_t      *rec;
-    ngx_http_x402_pending_t  *p;
-
-    size = offsetof(ngx_http_x402_pending_t, data) + uri->len + body->len;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    /* the bound on unsettled credit: beyond it, settle synchronously */
-    if (zone->sh->counters.pending >= limit) {
-        ngx_http_x402_count(zone->sh, async_sync, 1);
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    p = ngx_slab_alloc_locked(zone->shpool, size);
-
-    if (p == NULL) {
-        ngx_http_x402_count(zone->sh, async_sync, 1);
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        return NGX_DECLINED;
-    }
-
-    ngx_memcpy(p->id, op->id, 32);
-    p->scope = op->scope;
-    p->expire = op->expire;
-    p->redis = (op->backend == NGX_HTTP_X402_BACKEND_REDIS);
-    p->valid_before = op->valid_before;
-    p->lease_until = ngx_current_msec + NGX_HTTP_X402_ASYNC_LEASE;
-    p->lease_pid = ngx_pid;
-    p->next_try = p->lease_until;
-    p->attempts = 1;
-    p->server = server;
-    p->uri_len = uri->len;
-    p->body_len = body->len;
-    p->reason_len = 0;
-    ngx_memcpy(p->data, uri->data, uri->len);
-    ngx_memcpy(p->data + uri->len, body->data, body->len);
-
-    ngx_queue_insert_tail(&zone->sh->pending, &p->queue);
-
-    rec = ngx_http_x402_shm_lookup(zone->sh, op->id);
-    if (rec) {
-        rec->async = 1;
-    }
-
-    ngx_http_x402_count(zone->sh, pending, 1);
-    ngx_http_x402_count(zone->sh, async_queued, 1);
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    return NGX_OK;
-}
-
-
-/*
- * An attempt ended: settled (the entry goes, the record says settled), or
- * not (the entry stays, with a backoff; every worker may pick it up).
- */
-void
-ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
-    ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log)
-{
-    u_char                    hex[64];
-    size_t                    len;
-    ngx_uint_t                attempts, found;
-    ngx_msec_t                delay;
-    ngx_http_x402_rec_t      *rec;
-    ngx_http_x402_pending_t  *p;
-
-    delay = 0;
-    attempts = 0;
-    found = 0;
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    p = ngx_http_x402_pending_find(zone->sh, id);
-
-    if (p) {
-        found = 1;
-        attempts = p->attempts;
-
-        if (outcome == NGX_HTTP_X402_SETTLE_OK) {
-            ngx_http_x402_pending_free_locked(zone, p);
-            ngx_http_x402_count(zone->sh, async_settled, 1);
-
-        } else if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
-            /* refused by the facilitator: final, nothing to retry */
-            ngx_http_x402_pending_free_locked(zone, p);
-
-        } else {
-            delay = ngx_http_x402_retry_backoff(p->attempts);
-            p->next_try = ngx_current_msec + delay;
-            p->lease_until = 0;
-
-            if (text) {
-                len = ngx_min(text->len, sizeof(p->reason));
-                ngx_memcpy(p->reason, text->data, len);
-                p->reason_len = (u_char) len;
-            }
-        }
-    }
-
-    if (outcome == NGX_HTTP_X402_SETTLE_OK) {
-        rec = ngx_http_x402_shm_lookup(zone->sh, id);
-
-        if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
-            rec->state = NGX_HTTP_X402_REC_SETTLED;
-            rec->settled_at = ngx_time();
-
-            if (text) {
-                len = ngx_min(text->len, NGX_HTTP_X402_REC_TEXT_LEN);
-                ngx_memcpy(rec->text, text->data, len);
-                rec->text_len = (u_char) len;
-            }
-
-            ngx_http_x402_count(zone->sh, settled, 1);
-        }
-    }
-
-    if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
-        rec = ngx_http_x402_shm_lookup(zone->sh, id);
-
-        if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
-            /* served on credit: kept (not evictable) until it expires */
-            rec->state = NGX_HTTP_X402_REC_FAILED;
-
-            if (text) {
-                len = ngx_min(text->len, NGX_HTTP_X402_REC_TEXT_LEN);
-                ngx_memcpy(rec->text, text->data, len);
-                rec->text_len = (u_char) len;
-            }
-        }
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    (void) ngx_hex_dump(hex, id, 32);
-
-    if (!found) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "x402: async settlement of payment %*s finished "
-                      "but was no longer queued", (size_t) 64, hex);
-        return;
-    }
-
-    if (outcome == NGX_HTTP_X402_SETTLE_OK) {
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "x402: async settlement of payment %*s settled "
-                      "after %ui attempt(s): %V", (size_t) 64, hex, attempts,
-                      text);
-
-    } else if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "x402: async settlement of payment %*s refused by "
-                      "the facilitator (attempt %ui: %V): final, not "
-                      "retried", (size_t) 64, hex, attempts, text);
-
-    } else {
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "x402: async settlement of payment %*s failed "
-                      "(attempt %ui: %V), retrying in %Mms", (size_t) 64,
-                      hex, attempts, text, delay);
-    }
-}
 
 
 /* ---- the timer ---- */
@@ -326,13 +123,13 @@ ngx_http_x402_retry_init_process(ngx_cycle_t *cycle)
 {
     ngx_http_x402_retry_exiting = 0;
     ngx_http_x402_retry_inflight = 0;
+    ngx_http_x402_retry_draining = 0;
 
     ngx_memzero(&ngx_http_x402_retry_timer, sizeof(ngx_event_t));
 
     ngx_http_x402_retry_timer.handler = ngx_http_x402_retry_tick;
     ngx_http_x402_retry_timer.data = cycle;
     ngx_http_x402_retry_timer.log = cycle->log;
-    /* a graceful shutdown does not wait for the next scan */
     ngx_http_x402_retry_timer.cancelable = 1;
 
     /* spread the workers' scans */
@@ -340,6 +137,14 @@ ngx_http_x402_retry_init_process(ngx_cycle_t *cycle)
                   NGX_HTTP_X402_ASYNC_TICK + ngx_random() % 100);
 
     return NGX_OK;
+}
+
+
+/* something is owed now: a graceful stop waits for the drain */
+void
+ngx_http_x402_retry_owed(void)
+{
+    ngx_http_x402_retry_timer.cancelable = 0;
 }
 
 
@@ -354,99 +159,263 @@ ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle)
 }
 
 
+/* the /settle body of a payment, whole, in pieces that fit a log line */
+void
+ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex, ngx_str_t *uri,
+    ngx_str_t *body)
+{
+    u_char      *b;
+    size_t       len, part;
+    ngx_uint_t   i, n;
+
+    b = body->data;
+    len = body->len;
+    n = (len + 1023) / 1024;
+
+    for (i = 1; i <= n; i++) {
+        part = ngx_min(len, 1024);
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "x402: payment %*s: POST %V with the body [%ui/%ui]: "
+                      "%*s", (size_t) 64, hex, uri, i, n, part, b);
+        b += part;
+        len -= part;
+    }
+}
+
+
+/* an owed settlement that can no longer happen: logged, counted, gone */
+static void
+ngx_http_x402_retry_give_up(ngx_log_t *log, u_char *id, ngx_uint_t unknown,
+    ngx_uint_t attempts, u_char *reason, size_t reason_len, ngx_str_t *uri,
+    ngx_str_t *body)
+{
+    u_char  hex[64];
+
+    (void) ngx_hex_dump(hex, id, 32);
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "x402: async settlement of payment %*s %s: the "
+                  "authorization expired after %ui attempt(s), last error: "
+                  "\"%*s\"; to settle it by hand, or to look it up, the "
+                  "settle request follows", (size_t) 64, hex,
+                  unknown ? "UNKNOWN (an answer was lost, it may have "
+                            "settled)"
+                          : "GIVEN UP",
+                  attempts, reason_len, reason);
+
+    ngx_http_x402_retry_log_body(log, hex, uri, body);
+}
+
+
+static ngx_http_x402_retry_job_t *
+ngx_http_x402_retry_job(ngx_http_x402_pending_t *p, ngx_log_t *log)
+{
+    size_t                      size;
+    ngx_http_x402_retry_job_t  *job;
+
+    size = offsetof(ngx_http_x402_retry_job_t, data) + p->uri_len
+           + p->body_len;
+
+    job = ngx_alloc(size, log);
+    if (job == NULL) {
+        return NULL;
+    }
+
+    ngx_memcpy(job->id, p->id, 32);
+    job->scope = p->scope;
+    job->expire = p->expire;
+    job->redis = p->redis;
+    job->valid_before = p->valid_before;
+    job->server = p->server;
+    job->attempts = p->attempts;
+    job->unknown = p->unknown;
+    job->mode = NGX_HTTP_X402_RETRY_SETTLE;
+    job->reason_len = p->reason_len;
+    ngx_memcpy(job->reason, p->reason, p->reason_len);
+    job->uri_len = p->uri_len;
+    job->body_len = p->body_len;
+    ngx_memcpy(job->data, p->data, p->uri_len + p->body_len);
+
+    return job;
+}
+
+
+/*
+ * A graceful stop (or the old workers of a reload): what is owed is tried
+ * once more at once, then with the usual backoff, until x402_async_drain
+ * has passed; what is left stays in the spool for the next start.
+ */
+static void
+ngx_http_x402_retry_drain_begin(ngx_http_x402_shm_t *zone)
+{
+    uint64_t                  now;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_x402_pending_t  *p;
+
+    now = ngx_http_x402_queue_now();
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    sentinel = zone->sh->pending.sentinel;
+
+    if (zone->sh->pending.root != sentinel) {
+        for (node = ngx_rbtree_min(zone->sh->pending.root, sentinel);
+             node;
+             node = ngx_rbtree_next(&zone->sh->pending, node))
+        {
+            p = (ngx_http_x402_pending_t *) node;
+
+            if (p->lease_until == 0 && p->next_try > now) {
+                p->next_try = now;
+                ngx_http_x402_queue_reschedule_locked(zone->sh, p);
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
 static void
 ngx_http_x402_retry_tick(ngx_event_t *ev)
 {
-    u_char                      hex[64];
-    size_t                      size;
-    ngx_str_t                   text;
-    ngx_uint_t                  i, nlost, njobs;
-    ngx_msec_t                  now;
-    ngx_cycle_t                *cycle;
-    ngx_queue_t                *q, *next;
-    ngx_http_x402_shm_t        *zone;
-    ngx_http_x402_retry_t      *rt;
-    ngx_http_x402_pending_t    *p;
-    ngx_http_x402_retry_job_t  *job, *jobs[NGX_HTTP_X402_ASYNC_BATCH];
-    ngx_http_x402_lost_t        lost[NGX_HTTP_X402_ASYNC_BATCH];
+    u_char                            hex[64];
+    uint64_t                          now;
+    ngx_str_t                         text, uri, body;
+    ngx_uint_t                        i, ngiven, njobs, pending, expired;
+    ngx_cycle_t                      *cycle;
+    ngx_rbtree_node_t                *node;
+    ngx_http_x402_shm_t              *zone;
+    ngx_http_x402_retry_t            *rt;
+    ngx_http_x402_pending_t          *p;
+    ngx_http_x402_retry_job_t        *job, *jobs[NGX_HTTP_X402_ASYNC_BATCH];
+    ngx_http_x402_retry_job_t        *given[NGX_HTTP_X402_ASYNC_BATCH];
+    ngx_http_x402_store_main_conf_t  *smcf;
 
     cycle = ev->data;
     zone = ngx_http_x402_store_zone;
 
-    if (ngx_exiting || ngx_http_x402_retry_exiting || zone == NULL) {
+    if (ngx_http_x402_retry_exiting || zone == NULL) {
         return;
     }
 
-    nlost = 0;
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_x402_store_module);
+    now = ngx_http_x402_queue_now();
+
+    if (ngx_exiting && !ngx_http_x402_retry_draining) {
+
+        if (zone->sh->superseded) {
+            /* a resizing reload: the new zone has them */
+            return;
+        }
+
+        ngx_http_x402_retry_draining = 1;
+        ngx_http_x402_retry_deadline = now + smcf->async_drain;
+        ngx_http_x402_retry_drain_begin(zone);
+    }
+
+    if (ngx_http_x402_retry_draining
+        && (now >= ngx_http_x402_retry_deadline
+            || zone->sh->counters.pending == 0))
+    {
+        pending = zone->sh->counters.pending;
+
+        if (pending && zone->spool) {
+            ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                          "x402: exiting with %ui async settlement(s) still "
+                          "owed, left in the spool \"%V\" for the next start",
+                          pending, &zone->spool->name);
+
+        } else if (pending) {
+            ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
+                          "x402: exiting with %ui async settlement(s) still "
+                          "owed, in shared memory only (x402_spool off): "
+                          "lost if nginx stops now", pending);
+        }
+
+        return;
+    }
+
+    ngiven = 0;
     njobs = 0;
 
     if (zone->sh->counters.pending == 0) {
         goto next;
     }
 
-    now = ngx_current_msec;
-
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    for (q = ngx_queue_head(&zone->sh->pending);
-         q != ngx_queue_sentinel(&zone->sh->pending);
-         q = next)
-    {
-        next = ngx_queue_next(q);
-        p = ngx_queue_data(q, ngx_http_x402_pending_t, queue);
+    while (zone->sh->due.root != zone->sh->due.sentinel) {
 
-        if (p->lease_until && (ngx_msec_int_t) (p->lease_until - now) > 0) {
-            continue;
-        }
+        node = ngx_rbtree_min(zone->sh->due.root, zone->sh->due.sentinel);
 
-        if (p->valid_before <= ngx_time()) {
-            /* the authorization is void: nothing can settle it now */
-            if (nlost == NGX_HTTP_X402_ASYNC_BATCH) {
-                continue;
-            }
-
-            ngx_memcpy(lost[nlost].id, p->id, 32);
-            lost[nlost].attempts = p->attempts;
-            lost[nlost].reason_len = p->reason_len;
-            ngx_memcpy(lost[nlost].reason, p->reason, p->reason_len);
-            nlost++;
-
-            ngx_http_x402_pending_free_locked(zone, p);
-            ngx_http_x402_count(zone->sh, async_lost, 1);
-            continue;
-        }
-
-        if ((ngx_msec_int_t) (p->next_try - now) > 0
-            || njobs == NGX_HTTP_X402_ASYNC_BATCH
-            || ngx_http_x402_retry_inflight + njobs
-               >= NGX_HTTP_X402_RETRY_INFLIGHT)
-        {
-            continue;
-        }
-
-        size = offsetof(ngx_http_x402_retry_job_t, data)
-               + p->uri_len + p->body_len;
-
-        job = ngx_alloc(size, ev->log);
-        if (job == NULL) {
+        if ((uint64_t) node->key > now) {
             break;
         }
 
-        ngx_memcpy(job->id, p->id, 32);
-        job->scope = p->scope;
-        job->expire = p->expire;
-        job->redis = p->redis;
-        job->valid_before = p->valid_before;
-        job->server = p->server;
-        job->uri_len = p->uri_len;
-        job->body_len = p->body_len;
-        ngx_memcpy(job->data, p->data, p->uri_len + p->body_len);
+        p = ngx_http_x402_due_pending(node);
+
+        expired = ((uint64_t) p->valid_before * 1000 <= now);
+
+        if (expired && !(p->unknown && smcf->rpc.len)) {
+            /* the authorization is void: nothing can settle it now */
+            if (ngiven == NGX_HTTP_X402_ASYNC_BATCH) {
+                break;
+            }
+
+            job = ngx_http_x402_retry_job(p, ev->log);
+            if (job == NULL) {
+                break;
+            }
+
+            given[ngiven++] = job;
+
+            (void) ngx_http_x402_spool_done_locked(zone, p->id,
+                                        p->unknown ? "unknown" : "given-up");
+
+            if (p->unknown) {
+                ngx_http_x402_count(zone->sh, async_unknown, 1);
+
+            } else {
+                ngx_http_x402_count(zone->sh, async_lost, 1);
+            }
+
+            ngx_http_x402_queue_free_locked(zone, p);
+            continue;
+        }
+
+        if (njobs == NGX_HTTP_X402_ASYNC_BATCH
+            || ngx_http_x402_retry_inflight + njobs
+               >= NGX_HTTP_X402_RETRY_INFLIGHT
+            || (ngx_http_x402_retry_draining
+                && now >= ngx_http_x402_retry_deadline))
+        {
+            break;
+        }
 
         /* ours for the lease: no other worker sends it meanwhile */
         p->lease_until = now + NGX_HTTP_X402_ASYNC_LEASE;
         p->lease_pid = ngx_pid;
         p->attempts++;
-        job->attempts = p->attempts;
+
+        job = ngx_http_x402_retry_job(p, ev->log);
+        if (job == NULL) {
+            p->attempts--;
+            p->lease_until = 0;
+            break;
+        }
+
+        /*
+         * An answer was lost before: the money may have moved. With a
+         * JSON-RPC location the chain says so, before anything is sent
+         * again; once expired, the chain has the last word.
+         */
+        job->mode = expired ? NGX_HTTP_X402_RETRY_FINAL
+                    : (p->unknown && smcf->rpc.len) ? NGX_HTTP_X402_RETRY_ASK
+                    : NGX_HTTP_X402_RETRY_SETTLE;
+
+        ngx_http_x402_queue_reschedule_locked(zone->sh, p);
         ngx_http_x402_count(zone->sh, async_retries, 1);
 
         jobs[njobs++] = job;
@@ -454,13 +423,16 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    for (i = 0; i < nlost; i++) {
-        (void) ngx_hex_dump(hex, lost[i].id, 32);
-        ngx_log_error(NGX_LOG_ERR, ev->log, 0,
-                      "x402: async settlement of payment %*s LOST: the "
-                      "authorization expired after %ui attempt(s), last "
-                      "error: \"%*s\"", (size_t) 64, hex, lost[i].attempts,
-                      (size_t) lost[i].reason_len, lost[i].reason);
+    for (i = 0; i < ngiven; i++) {
+        job = given[i];
+        uri.data = job->data;
+        uri.len = job->uri_len;
+        body.data = job->data + job->uri_len;
+        body.len = job->body_len;
+        ngx_http_x402_retry_give_up(ev->log, job->id, job->unknown,
+                                    job->attempts, job->reason,
+                                    job->reason_len, &uri, &body);
+        ngx_free(job);
     }
 
     for (i = 0; i < njobs; i++) {
@@ -468,10 +440,14 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 
         (void) ngx_hex_dump(hex, job->id, 32);
         ngx_log_error(NGX_LOG_NOTICE, ev->log, 0,
-                      "x402: retrying async settlement of payment %*s "
-                      "(attempt %ui)", (size_t) 64, hex, job->attempts);
+                      "x402: %s async settlement of payment %*s "
+                      "(attempt %ui)",
+                      job->mode == NGX_HTTP_X402_RETRY_SETTLE
+                      ? "retrying" : "asking the chain about",
+                      (size_t) 64, hex, job->attempts);
 
-        if (ngx_http_x402_retry_start(cycle, job, &rt) != NGX_OK) {
+        if (ngx_http_x402_retry_start(cycle, job, &smcf->rpc, &rt) != NGX_OK)
+        {
             ngx_str_set(&text, "could not start a retry");
             ngx_http_x402_shm_pending_done(zone, job->id,
                                            NGX_HTTP_X402_SETTLE_RETRY, &text,
@@ -490,9 +466,22 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 
 next:
 
-    if (!ngx_exiting && !ngx_http_x402_retry_exiting) {
-        ngx_add_timer(ev, NGX_HTTP_X402_ASYNC_TICK);
+    ngx_http_x402_spool_reconcile(zone, ev->log);
+
+    if (ngx_http_x402_retry_exiting) {
+        return;
     }
+
+    /*
+     * While something is owed the timer keeps a stopping worker alive
+     * until the drain above has run; otherwise it does not delay a stop.
+     */
+    ev->cancelable = (zone->sh->counters.pending == 0
+                      && !ngx_http_x402_retry_draining);
+
+    ngx_add_timer(ev, ngx_http_x402_retry_draining
+                      ? NGX_HTTP_X402_ASYNC_DRAIN_TICK
+                      : NGX_HTTP_X402_ASYNC_TICK);
 }
 
 
@@ -501,24 +490,23 @@ next:
 /* Builds the request and posts its subrequest; the caller runs it. */
 static ngx_int_t
 ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
-    ngx_http_x402_retry_t **prt)
+    ngx_str_t *rpc, ngx_http_x402_retry_t **prt)
 {
     u_char                           *data;
     ngx_fd_t                          fd;
-    ngx_buf_t                        *b;
-    ngx_str_t                         uri;
+    ngx_str_t                         uri, body;
+    x402_str_t                        sb, xnet, xreq;
+    x402_allocator_t                  a;
     ngx_log_t                        *log;
     ngx_pool_t                       *cpool, *pool;
-    ngx_chain_t                      *cl;
     ngx_table_elt_t                  *h;
     ngx_connection_t                 *c;
     ngx_http_log_ctx_t               *lctx;
     ngx_http_cleanup_t               *cln;
-    ngx_http_request_t               *r, *sr;
+    ngx_http_request_t               *r;
     ngx_http_x402_retry_t            *rt;
     ngx_http_core_srv_conf_t        **cscfp, *cscf;
     ngx_http_core_main_conf_t        *cmcf;
-    ngx_http_post_subrequest_t       *ps;
     ngx_http_x402_store_main_conf_t  *smcf;
 
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
@@ -624,6 +612,10 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
 
     ngx_memzero(rt, sizeof(ngx_http_x402_retry_t));
     ngx_memcpy(rt->id, p->id, 32);
+    rt->mode = p->mode;
+    rt->unknown = p->unknown;
+    rt->reason_len = p->reason_len;
+    ngx_memcpy(rt->reason, p->reason, p->reason_len);
     rt->attempts = p->attempts;
     rt->valid_before = p->valid_before;
     rt->scope = p->scope;
@@ -663,6 +655,7 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
 
     uri.data = data;
     uri.len = p->uri_len;
+    rt->uri = uri;
 
     r->uri = uri;
     r->unparsed_uri = uri;
@@ -702,46 +695,53 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     lctx->request = r;
     lctx->current_request = r;
 
-    ps = ngx_palloc(pool, sizeof(ngx_http_post_subrequest_t));
-    if (ps == NULL) {
-        goto failed_req;
+    if (p->mode != NGX_HTTP_X402_RETRY_SETTLE) {
+        /* the JSON-RPC call: <x402_rpc><CAIP-2 network> */
+        a.alloc = ngx_http_x402_retry_alloc;
+        a.ctx = pool;
+        sb.data = (const char *) rt->sent.data;
+        sb.len = rt->sent.len;
+
+        if (x402_authorization_state_request(sb, &a, &xnet, &xreq) == 0) {
+            rt->rpc_uri.len = rpc->len + xnet.len;
+            rt->rpc_uri.data = ngx_pnalloc(pool, rt->rpc_uri.len);
+            if (rt->rpc_uri.data == NULL) {
+                goto failed_req;
+            }
+
+            ngx_memcpy(ngx_cpymem(rt->rpc_uri.data, rpc->data, rpc->len),
+                       xnet.data, xnet.len);
+            rt->rpc_body.data = (u_char *) xreq.data;
+            rt->rpc_body.len = xreq.len;
+            rt->asking = 1;
+
+            if (ngx_http_x402_retry_subrequest(r, rt, &rt->rpc_uri,
+                                               &rt->rpc_body)
+                != NGX_OK)
+            {
+                goto failed_req;
+            }
+
+            *prt = rt;
+            return NGX_OK;
+        }
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "x402: no authorizationState call can be made from "
+                      "the settle body of this payment");
+
+        if (p->mode == NGX_HTTP_X402_RETRY_FINAL) {
+            goto failed_req;
+        }
+
+        rt->mode = NGX_HTTP_X402_RETRY_SETTLE;
     }
 
-    ps->handler = ngx_http_x402_retry_post;
-    ps->data = rt;
+    body = rt->sent;
 
-    if (ngx_http_subrequest(r, &uri, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_IN_MEMORY
-                            |NGX_HTTP_SUBREQUEST_WAITED)
-        != NGX_OK)
-    {
+    if (ngx_http_x402_retry_subrequest(r, rt, &uri, &body) != NGX_OK) {
         goto failed_req;
     }
-
-    /* the stored body, POSTed as is */
-    b = ngx_calloc_buf(pool);
-    cl = ngx_alloc_chain_link(pool);
-    sr->request_body = ngx_pcalloc(pool, sizeof(ngx_http_request_body_t));
-
-    if (b == NULL || cl == NULL || sr->request_body == NULL) {
-        goto failed_req;
-    }
-
-    b->start = data + p->uri_len;
-    b->pos = b->start;
-    b->last = b->start + p->body_len;
-    b->end = b->last;
-    b->memory = 1;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    cl->buf = b;
-    cl->next = NULL;
-
-    sr->request_body->bufs = cl;
-    sr->method = NGX_HTTP_POST;
-    sr->method_name = r->method_name;
-    sr->header_only = 0;
 
     *prt = rt;
 
@@ -761,6 +761,66 @@ failed_conn:
     ngx_http_close_connection(c);
 
     return NGX_ERROR;
+}
+
+
+/* a POST of body to uri, in memory, as a subrequest of the fake request */
+static ngx_int_t
+ngx_http_x402_retry_subrequest(ngx_http_request_t *r,
+    ngx_http_x402_retry_t *rt, ngx_str_t *uri, ngx_str_t *body)
+{
+    ngx_buf_t                   *b;
+    ngx_chain_t                 *cl;
+    ngx_http_request_t          *sr;
+    ngx_http_post_subrequest_t  *ps;
+
+    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        return NGX_ERROR;
+    }
+
+    ps->handler = ngx_http_x402_retry_post;
+    ps->data = rt;
+
+    rt->got_response = 0;
+    rt->status = 0;
+    ngx_str_null(&rt->body);
+
+    if (ngx_http_subrequest(r, uri, NULL, &sr, ps,
+                            NGX_HTTP_SUBREQUEST_IN_MEMORY
+                            |NGX_HTTP_SUBREQUEST_WAITED)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    /* the body, POSTed as is */
+    b = ngx_calloc_buf(r->pool);
+    cl = ngx_alloc_chain_link(r->pool);
+    sr->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
+
+    if (b == NULL || cl == NULL || sr->request_body == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->start = body->data;
+    b->pos = b->start;
+    b->last = b->start + body->len;
+    b->end = b->last;
+    b->memory = 1;
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    cl->buf = b;
+    cl->next = NULL;
+
+    sr->request_body->bufs = cl;
+    sr->method = NGX_HTTP_POST;
+    sr->method_name = r->method_name;
+    sr->header_only = 0;
+    sr->headers_in.content_length_n = body->len;
+
+    return NGX_OK;
 }
 
 
@@ -828,7 +888,25 @@ ngx_http_x402_retry_finish(ngx_http_request_t *r)
         return;
     }
 
-    ngx_http_x402_retry_report(rt, c->log);
+    if (rt->asking && !rt->finished) {
+        rt->asking = 0;
+
+        if (ngx_http_x402_retry_chain(rt, c->log) == NGX_AGAIN) {
+            /* not used on chain: the /settle goes out again */
+            if (ngx_http_x402_retry_subrequest(r, rt, &rt->uri, &rt->sent)
+                == NGX_OK)
+            {
+                ngx_http_run_posted_requests(c);
+                return;
+            }
+
+            /* the cleanup reports it: kept for a retry */
+        }
+    }
+
+    if (!rt->finished) {
+        ngx_http_x402_retry_report(rt, c->log);
+    }
 
     /* frees rt through the cleanup */
     ngx_http_free_request(r, 0);
@@ -861,6 +939,106 @@ ngx_http_x402_retry_alloc(void *pool, size_t size)
 }
 
 
+/*
+ * The chain's answer about a payment whose /settle answer was lost.
+ * NGX_AGAIN: send the /settle (not used, or no usable answer, and the
+ * authorization still valid); NGX_OK: resolved (settled on chain, given
+ * up, unknown), rt->finished.
+ */
+static ngx_int_t
+ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
+{
+    int                state;
+    u_char             hex[64];
+    ngx_str_t          text;
+    x402_str_t         body, why;
+    x402_allocator_t   a;
+    ngx_http_x402_store_op_t  op;
+
+    a.alloc = ngx_http_x402_retry_alloc;
+    a.ctx = rt->r->pool;
+    body.data = (const char *) rt->body.data;
+    body.len = rt->body.len;
+    ngx_memzero(&why, sizeof(x402_str_t));
+
+    state = rt->got_response
+            ? x402_authorization_state_parse((int) rt->status, body, &a, &why)
+            : X402_AUTH_ERROR;
+
+    if (!rt->got_response) {
+        why.data = "JSON-RPC location unreachable";
+        why.len = sizeof("JSON-RPC location unreachable") - 1;
+    }
+
+    (void) ngx_hex_dump(hex, rt->id, 32);
+
+    if (state == X402_AUTH_USED) {
+        ngx_str_set(&text, "authorization used on chain");
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "x402: payment %*s: the chain (%V) says its "
+                      "authorization was used: settled", (size_t) 64, hex,
+                      &rt->rpc_uri);
+
+        rt->finished = 1;
+        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                       NGX_HTTP_X402_SETTLE_CHAIN, &text,
+                                       log);
+
+        if (rt->redis) {
+            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
+            ngx_memcpy(op.id, rt->id, 32);
+            op.scope = rt->scope;
+            op.expire = rt->expire;
+            op.settled_at = ngx_time();
+            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_SETTLED, &text);
+        }
+
+        return NGX_OK;
+    }
+
+    if (state == X402_AUTH_UNUSED) {
+        ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                      "x402: payment %*s: the chain (%V) says its "
+                      "authorization was not used", (size_t) 64, hex,
+                      &rt->rpc_uri);
+
+        if (rt->mode == NGX_HTTP_X402_RETRY_FINAL) {
+            /* expired and unused: it can never settle now */
+            rt->finished = 1;
+            ngx_str_set(&text, "authorization expired unused");
+            ngx_http_x402_retry_give_up(log, rt->id, 0, rt->attempts,
+                                        rt->reason, rt->reason_len, &rt->uri,
+                                        &rt->sent);
+            ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                           NGX_HTTP_X402_SETTLE_GIVEN_UP,
+                                           &text, log);
+            return NGX_OK;
+        }
+
+        return NGX_AGAIN;
+    }
+
+    ngx_log_error(NGX_LOG_WARN, log, 0,
+                  "x402: payment %*s: no usable answer from the chain "
+                  "(%V): %*s", (size_t) 64, hex, &rt->rpc_uri, why.len,
+                  why.data);
+
+    if (rt->mode == NGX_HTTP_X402_RETRY_FINAL) {
+        rt->finished = 1;
+        ngx_str_set(&text, "expired, the chain did not answer");
+        ngx_http_x402_retry_give_up(log, rt->id, 1, rt->attempts,
+                                    rt->reason, rt->reason_len, &rt->uri,
+                                    &rt->sent);
+        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                       NGX_HTTP_X402_SETTLE_UNKNOWN, &text,
+                                       log);
+        return NGX_OK;
+    }
+
+    return NGX_AGAIN;
+}
+
+
 static void
 ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
 {
@@ -875,6 +1053,15 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
     rt->finished = 1;
 
     if (ngx_http_x402_store_zone == NULL) {
+        return;
+    }
+
+    if (rt->asking) {
+        /* the request went away during the chain lookup */
+        ngx_str_set(&text, "chain lookup did not finish");
+        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+                                       NGX_HTTP_X402_SETTLE_RETRY, &text,
+                                       log);
         return;
     }
 
@@ -937,7 +1124,10 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         ngx_str_set(&text, "no memory");
     }
 
-    if (outcome == X402_FAC_REFUSED) {
+    if (outcome == X402_FAC_REFUSED && rt->status < 500
+        && !(rt->unknown && rt->rpc_uri.len))
+    {
+        /* refused by the facilitator: final, never retried */
         ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_REFUSED, &text,
                                        log);
@@ -953,6 +1143,14 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         return;
     }
 
+    /*
+     * An answer that says nothing (it may have settled); or a refusal
+     * after an earlier answer was lost, which may only say that this
+     * earlier /settle landed meanwhile (nonce used: seen in the soak, t/82,
+     * a /settle in flight at a restart landing after the chain said "not
+     * used"): with x402_rpc the chain decides at the next look, before
+     * anything is sent again.
+     */
     ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
                                    NGX_HTTP_X402_SETTLE_RETRY, &text, log);
 }

@@ -132,7 +132,8 @@ ngx_http_x402_shm_layout_refused(ngx_shm_zone_t *shm_zone,
  * so that no payment can be presented again because of a configuration
  * change. The old zone is found by name and read through its slab pool
  * (nginx's layout); its own header says whether it is ours and in which
- * layout.
+ * layout. NGX_DONE: carried over; NGX_OK: no old zone (a start);
+ * NGX_ERROR: an old zone this build cannot read.
  */
 static ngx_int_t
 ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
@@ -140,14 +141,12 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     size_t                    size;
     time_t                    now;
     ngx_uint_t                i, copied, dropped, pending, level;
-    ngx_queue_t              *q;
     ngx_list_part_t          *part;
     ngx_shm_zone_t           *oz;
     ngx_slab_pool_t          *opool;
     ngx_rbtree_node_t        *node, *nn, *sentinel;
     ngx_http_x402_rec_t      *rec, *nrec;
     ngx_http_x402_shm_sh_t   *osh;
-    ngx_http_x402_pending_t  *p, *np;
 
     if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
         return NGX_OK;
@@ -254,25 +253,7 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
         }
     }
 
-    for (q = ngx_queue_head(&osh->pending);
-         q != ngx_queue_sentinel(&osh->pending);
-         q = ngx_queue_next(q))
-    {
-        p = ngx_queue_data(q, ngx_http_x402_pending_t, queue);
-        size = offsetof(ngx_http_x402_pending_t, data) + p->uri_len
-               + p->body_len;
-
-        np = ngx_slab_alloc_locked(ctx->shpool, size);
-        if (np == NULL) {
-            dropped++;
-            continue;
-        }
-
-        ngx_memcpy(np, p, size);
-        ngx_queue_insert_tail(&ctx->sh->pending, &np->queue);
-        ctx->sh->counters.pending++;
-        pending++;
-    }
+    pending = ngx_http_x402_queue_migrate(osh, ctx, &dropped);
 
     /* the history goes on: counters are monotonic for the metrics */
     ctx->sh->counters.reserved = osh->counters.reserved;
@@ -291,9 +272,21 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     ctx->sh->counters.async_settled = osh->counters.async_settled;
     ctx->sh->counters.async_retries = osh->counters.async_retries;
     ctx->sh->counters.async_lost = osh->counters.async_lost;
+    ctx->sh->counters.async_refused = osh->counters.async_refused;
+    ctx->sh->counters.async_unanswered = osh->counters.async_unanswered;
+    ctx->sh->counters.async_unknown = osh->counters.async_unknown;
+    ctx->sh->counters.async_chain = osh->counters.async_chain;
+    ctx->sh->counters.async_resumed = osh->counters.async_resumed;
     ctx->sh->counters.refused_evicted = osh->counters.refused_evicted;
     ctx->sh->counters.redis_forgot = osh->counters.redis_forgot;
     ctx->sh->counters.redis_distrusted = osh->counters.redis_distrusted;
+    ctx->sh->spool_size = osh->spool_size;
+
+    /* the old workers stop retrying; what they still change is reconciled
+     * from the spool once they are gone */
+    osh->superseded = 1;
+    ctx->sh->reconcile_at = ngx_http_x402_queue_now()
+                            + NGX_HTTP_X402_RECONCILE_FIRST;
 
     /* what this host knows of the fleet store goes on too */
     ctx->sh->epoch_created = osh->epoch_created;
@@ -309,7 +302,7 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
                   "queued settlements carried over, %ui did not fit",
                   &shm_zone->shm.name, copied, pending, dropped);
 
-    return NGX_OK;
+    return NGX_DONE;
 }
 
 
@@ -319,6 +312,7 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_http_x402_shm_t  *octx = data;
 
     size_t                len;
+    ngx_int_t             rc;
     ngx_http_x402_shm_t  *ctx;
 
     ctx = shm_zone->data;
@@ -354,7 +348,7 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
                     ngx_http_x402_shm_rbtree_insert_value);
     ngx_rbtree_init(&ctx->sh->expiry, &ctx->sh->expiry_sentinel,
                     ngx_rbtree_insert_value);
-    ngx_queue_init(&ctx->sh->pending);
+    ngx_http_x402_queue_init(ctx->sh);
     ngx_queue_init(&ctx->sh->refused);
     ctx->sh->version = 1;
     ctx->sh->magic = NGX_HTTP_X402_ZONE_MAGIC;
@@ -377,7 +371,14 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     /* a full zone is reported by the store itself, with what it did */
     ctx->shpool->log_nomem = 0;
 
-    return ngx_http_x402_shm_migrate(shm_zone, ctx);
+    rc = ngx_http_x402_shm_migrate(shm_zone, ctx);
+
+    if (rc == NGX_OK) {
+        /* a start: what the last run still owed is in the spool */
+        ngx_http_x402_spool_replay(ctx, shm_zone->shm.log);
+    }
+
+    return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;
 }
 
 

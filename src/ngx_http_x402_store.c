@@ -33,6 +33,10 @@ static char *ngx_http_x402_grant(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_http_x402_shm_t *ngx_http_x402_store_add_zone(ngx_conf_t *cf,
     ngx_str_t *name, size_t size);
+static char *ngx_http_x402_rpc(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_x402_store_spool_conf(ngx_conf_t *cf,
+    ngx_http_x402_store_main_conf_t *smcf);
 static ngx_int_t ngx_http_x402_store_init_process(ngx_cycle_t *cycle);
 static void ngx_http_x402_store_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_x402_store_cleanup(void *data);
@@ -74,6 +78,27 @@ static ngx_command_t  ngx_http_x402_store_commands[] = {
       ngx_http_x402_grant,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_x402_store_loc_conf_t, grant),
+      NULL },
+
+    { ngx_string("x402_spool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_x402_store_main_conf_t, spool),
+      NULL },
+
+    { ngx_string("x402_async_drain"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_x402_store_main_conf_t, async_drain),
+      NULL },
+
+    { ngx_string("x402_rpc"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_x402_rpc,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_x402_store_main_conf_t, rpc),
       NULL },
 
     { ngx_string("x402_async_limit"),
@@ -717,10 +742,12 @@ ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
     }
 
     rc = ngx_http_x402_shm_pending_add(smcf->zone, op, smcf->async_limit,
-                                       server, uri, body);
+                                       server, uri, body,
+                                       r->connection->log);
 
     if (rc == NGX_OK) {
         op->async = 1;
+        ngx_http_x402_retry_owed();
     }
 
     return rc;
@@ -937,6 +964,16 @@ static ngx_http_variable_t  ngx_http_x402_store_vars[] = {
       offsetof(ngx_http_x402_store_counters_t, async_lost),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("x402_settle_refused"), NULL,
+      ngx_http_x402_store_var_counter,
+      offsetof(ngx_http_x402_store_counters_t, async_refused),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
+    { ngx_string("x402_settle_unknown"), NULL,
+      ngx_http_x402_store_var_counter,
+      offsetof(ngx_http_x402_store_counters_t, async_unknown),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("x402_store_full"), NULL, ngx_http_x402_store_var_counter,
       offsetof(ngx_http_x402_store_counters_t, full),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
@@ -987,6 +1024,7 @@ ngx_http_x402_store_create_main_conf(ngx_conf_t *cf)
      */
 
     smcf->async_limit = NGX_CONF_UNSET_UINT;
+    smcf->async_drain = NGX_CONF_UNSET_MSEC;
     smcf->http_ctx = cf->ctx;
 
     return smcf;
@@ -1001,6 +1039,7 @@ ngx_http_x402_store_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_str_t  name;
 
     ngx_conf_init_uint_value(smcf->async_limit, 1024);
+    ngx_conf_init_msec_value(smcf->async_drain, 3000);
 
     if (smcf->zone == NULL) {
         /* replay protection is on by default: an implicit zone */
@@ -1011,6 +1050,69 @@ ngx_http_x402_store_init_main_conf(ngx_conf_t *cf, void *conf)
         if (smcf->zone == NULL) {
             return NGX_CONF_ERROR;
         }
+    }
+
+    return ngx_http_x402_store_spool_conf(cf, smcf);
+}
+
+
+/*
+ * x402_spool DIR (default: x402_spool under the prefix, created at start
+ * like nginx's temp paths) or off. The file in it is opened by the master
+ * in append mode, as logs are: the workers inherit it whatever user they
+ * run as, and USR1 reopens it.
+ */
+static char *
+ngx_http_x402_store_spool_conf(ngx_conf_t *cf,
+    ngx_http_x402_store_main_conf_t *smcf)
+{
+    ngx_str_t    name;
+    ngx_path_t  *path;
+
+    if (smcf->spool.data == NULL) {
+        ngx_str_set(&smcf->spool, "x402_spool");
+    }
+
+    if (smcf->spool.len == 3 && ngx_strncmp(smcf->spool.data, "off", 3) == 0)
+    {
+        return NGX_CONF_OK;
+    }
+
+    path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));
+    if (path == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    path->name = smcf->spool;
+
+    while (path->name.len > 1
+           && path->name.data[path->name.len - 1] == '/')
+    {
+        path->name.len--;
+    }
+
+    if (ngx_conf_full_name(cf->cycle, &path->name, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    path->conf_file = cf->conf_file->file.name.data;
+    path->line = cf->conf_file->line;
+
+    if (ngx_add_path(cf, &path) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    name.len = path->name.len + sizeof("/settlements") - 1;
+    name.data = ngx_pnalloc(cf->pool, name.len + 1);
+    if (name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(name.data, "%V/settlements%Z", &path->name);
+
+    smcf->zone->spool = ngx_conf_open_file(cf->cycle, &name);
+    if (smcf->zone->spool == NULL) {
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;
@@ -1152,6 +1254,38 @@ ngx_http_x402_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return ngx_http_x402_redis_parse(cf, smcf->redis);
+}
+
+
+/*
+ * x402_rpc /_x402_rpc/: the prefix of internal locations that reach a
+ * JSON-RPC endpoint of each network, asked with POST
+ * <prefix><CAIP-2 id> (/_x402_rpc/eip155:8453).
+ */
+static char *
+ngx_http_x402_rpc(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char       *rv;
+    ngx_str_t  *value;
+
+    rv = ngx_conf_set_str_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    value = cf->args->elts;
+
+    if (value[1].len < 2 || value[1].len > 256 || value[1].data[0] != '/'
+        || value[1].data[value[1].len - 1] != '/')
+    {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid x402_rpc \"%V\": expected a location "
+                           "prefix that starts and ends with \"/\" (the "
+                           "network's CAIP-2 id is appended)", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
 }
 
 

@@ -79,9 +79,13 @@
 
 /* async outcome */
 #define NGX_HTTP_X402_SETTLE_OK          0
-#define NGX_HTTP_X402_SETTLE_RETRY       1
+#define NGX_HTTP_X402_SETTLE_RETRY       1   /* the answer was lost */
 /* the facilitator refused the settlement: final, never retried */
 #define NGX_HTTP_X402_SETTLE_REFUSED     2
+/* final, from the retries only */
+#define NGX_HTTP_X402_SETTLE_CHAIN       3   /* found used on chain */
+#define NGX_HTTP_X402_SETTLE_GIVEN_UP    4   /* expired, not used */
+#define NGX_HTTP_X402_SETTLE_UNKNOWN     5   /* expired, fate unknown */
 
 
 typedef struct ngx_http_x402_store_op_s  ngx_http_x402_store_op_t;
@@ -145,6 +149,11 @@ typedef struct {
     ngx_atomic_t           async_settled;    /* settled after queueing */
     ngx_atomic_t           async_retries;    /* retry attempts issued */
     ngx_atomic_t           async_lost;       /* expired unsettled: given up */
+    ngx_atomic_t           async_refused;    /* refused: final */
+    ngx_atomic_t           async_unanswered; /* attempts whose answer was lost */
+    ngx_atomic_t           async_unknown;    /* expired, fate unknown */
+    ngx_atomic_t           async_chain;      /* found settled on chain */
+    ngx_atomic_t           async_resumed;    /* read back from the spool */
     ngx_atomic_t           refused_evicted;  /* refused records evicted */
     ngx_atomic_t           redis_forgot;     /* Redis lost its data */
     ngx_atomic_t           redis_distrusted; /* payments it could not vouch */

@@ -134,15 +134,14 @@ ngx_http_x402_store_record(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
             ngx_http_x402_store_op_async_done(r, op, NGX_HTTP_X402_SETTLE_OK,
                                               &ctx->tx);
 
-        } else if (ctx->status == NGX_HTTP_X402_INVALID) {
-            ngx_http_x402_store_op_async_done(r, op,
-                                              NGX_HTTP_X402_SETTLE_REFUSED,
-                                              &ctx->reason);
-
         } else {
+            /* a refusal (final), or an answer lost (it may have settled) */
             ngx_http_x402_store_op_async_done(r, op,
-                                              NGX_HTTP_X402_SETTLE_RETRY,
-                                              &ctx->reason);
+                          (ctx->status == NGX_HTTP_X402_INVALID
+                           && ctx->settle.status < 500)
+                          ? NGX_HTTP_X402_SETTLE_REFUSED
+                          : NGX_HTTP_X402_SETTLE_RETRY,
+                          &ctx->reason);
         }
 
         return;

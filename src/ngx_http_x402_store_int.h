@@ -42,7 +42,7 @@
 #define NGX_HTTP_X402_ZONE_MAGIC       0x78343032u   /* "x402" */
 #ifndef NGX_HTTP_X402_ZONE_LAYOUT
 /* raise on any change to the structures in the zone (t/37 builds another) */
-#define NGX_HTTP_X402_ZONE_LAYOUT      2
+#define NGX_HTTP_X402_ZONE_LAYOUT      3
 #endif
 
 /*
@@ -60,6 +60,11 @@
 #define NGX_HTTP_X402_ASYNC_BACKOFF    60000    /* ms, cap of the backoff */
 #define NGX_HTTP_X402_ASYNC_TICK       500      /* ms between scans */
 #define NGX_HTTP_X402_ASYNC_BATCH      8        /* retries per scan/worker */
+#define NGX_HTTP_X402_ASYNC_DRAIN_TICK 100      /* ms between scans, stopping */
+/* ms after a resizing reload before the spool is reconciled */
+#define NGX_HTTP_X402_RECONCILE_FIRST  2000
+/* the spool is truncated when the queue empties past this many bytes */
+#define NGX_HTTP_X402_SPOOL_COMPACT    (256 * 1024)
 
 
 typedef struct {
@@ -75,11 +80,18 @@ typedef struct {
     ngx_rbtree_node_t                 sentinel;
     ngx_rbtree_t                      expiry;     /* records by expire */
     ngx_rbtree_node_t                 expiry_sentinel;
-    ngx_queue_t                       pending;    /* async settlements */
     ngx_queue_t                       refused;    /* evictable records */
     ngx_http_x402_store_counters_t    counters;
     ngx_uint_t                        version;
     ngx_uint_t                        unsynced;   /* records to push */
+    ngx_rbtree_t                      pending;    /* async settlements by id */
+    ngx_rbtree_node_t                 pending_sentinel;
+    ngx_rbtree_t                      due;        /* ... by next look (ms) */
+    ngx_rbtree_node_t                 due_sentinel;
+    off_t                             spool_size; /* appended since emptied */
+    ngx_uint_t                        superseded; /* a resize moved the queue */
+    uint64_t                          reconcile_at; /* ms: read the spool */
+    ngx_uint_t                        reconciles;
 
     /* the Redis epoch this host last saw (see redis.c), 0: none */
     time_t                            epoch_created;
@@ -92,6 +104,7 @@ typedef struct {
     ngx_http_x402_shm_sh_t           *sh;
     ngx_slab_pool_t                  *shpool;
     ngx_shm_zone_t                   *shm_zone;
+    ngx_open_file_t                  *spool;      /* NULL: x402_spool off */
 } ngx_http_x402_shm_t;
 
 
@@ -119,19 +132,27 @@ typedef struct {
 #define NGX_HTTP_X402_SYNC_SENT        2      /* pushed, no answer yet */
 
 
-/* a queued async settlement; data holds the uri then the body */
+/*
+ * A queued async settlement, in two rbtrees of the zone: by id (key: the
+ * first bytes of id) and by when a worker should look at it next (key: wall
+ * clock ms: the next attempt, the end of a lease, or validBefore), so that
+ * neither a lookup nor the timer's scan walks the queue. data holds the uri
+ * then the body.
+ */
 typedef struct {
-    ngx_queue_t                       queue;
+    ngx_rbtree_node_t                 node;       /* by id: must be first */
+    ngx_rbtree_node_t                 due;        /* by next look */
     u_char                            id[32];
     uint64_t                          scope;
     time_t                            expire;
     ngx_uint_t                        redis;      /* reserved there too */
     time_t                            valid_before;
-    ngx_msec_t                        next_try;
-    ngx_msec_t                        lease_until;
+    uint64_t                          next_try;   /* wall clock ms */
+    uint64_t                          lease_until; /* wall clock ms, 0: none */
     ngx_pid_t                         lease_pid;
     ngx_uint_t                        attempts;
     ngx_uint_t                        server;
+    ngx_uint_t                        unknown;    /* an answer was lost */
     size_t                            uri_len;
     size_t                            body_len;
     u_char                            reason_len;
@@ -160,6 +181,9 @@ typedef struct {
     ngx_http_x402_shm_t              *zone;
     ngx_http_x402_redis_conf_t       *redis;
     ngx_uint_t                        async_limit;
+    ngx_msec_t                        async_drain;
+    ngx_str_t                         spool;      /* directory; "off" */
+    ngx_str_t                         rpc;        /* JSON-RPC location */
     ngx_uint_t                        log_level;
     ngx_http_conf_ctx_t              *http_ctx;
     /* the longest record life configured: maxTimeoutSeconds + margin,
@@ -191,15 +215,42 @@ ngx_uint_t ngx_http_x402_grant_applies(ngx_uint_t state, uint64_t rec_scope,
     time_t settled_at, uint64_t scope, time_t valid_before, time_t grant,
     time_t now);
 
+/* queue.c: the queue of owed async settlements in the zone */
+void ngx_http_x402_queue_init(ngx_http_x402_shm_sh_t *sh);
+uint64_t ngx_http_x402_queue_now(void);
+ngx_http_x402_pending_t *ngx_http_x402_queue_find(ngx_http_x402_shm_sh_t *sh,
+    u_char *id);
+void ngx_http_x402_queue_insert_locked(ngx_http_x402_shm_sh_t *sh,
+    ngx_http_x402_pending_t *p);
+void ngx_http_x402_queue_reschedule_locked(ngx_http_x402_shm_sh_t *sh,
+    ngx_http_x402_pending_t *p);
+void ngx_http_x402_queue_free_locked(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_pending_t *p);
+ngx_uint_t ngx_http_x402_queue_migrate(ngx_http_x402_shm_sh_t *from,
+    ngx_http_x402_shm_t *to, ngx_uint_t *dropped);
 ngx_int_t ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
     ngx_http_x402_store_op_t *op, ngx_uint_t limit, ngx_uint_t server,
-    ngx_str_t *uri, ngx_str_t *body);
+    ngx_str_t *uri, ngx_str_t *body, ngx_log_t *log);
 void ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
     ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log);
+
+/* spool.c: the same queue on disk (x402_spool), written like a log */
+ngx_int_t ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_pending_t *p);
+ngx_int_t ngx_http_x402_spool_done_locked(ngx_http_x402_shm_t *zone,
+    u_char *id, const char *outcome);
+ngx_int_t ngx_http_x402_spool_free_locked(ngx_http_x402_shm_t *zone,
+    u_char *id, ngx_uint_t unknown);
+void ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone);
+void ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log);
+void ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log);
 
 /* retry.c */
 ngx_int_t ngx_http_x402_retry_init_process(ngx_cycle_t *cycle);
 void ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle);
+void ngx_http_x402_retry_owed(void);
+void ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex, ngx_str_t *uri,
+    ngx_str_t *body);
 
 /* redis_conn.c: the worker's hiredis connection on nginx events */
 #define NGX_HTTP_X402_REDIS_DOWN        0

@@ -22,7 +22,7 @@ sub settles { scalar grep { $_->{endpoint} eq 'settle' } $fac->requests }
 
 my $status_loc = <<'EOC';
     location = /store {
-        return 200 "$x402_pending $x402_settle_lost\n";
+        return 200 "$x402_pending $x402_settle_lost $x402_settle_unknown\n";
     }
 EOC
 
@@ -79,17 +79,32 @@ $fac->set_script("verify: default\nsettle: default\n");
 ok(wait_for(8, sub { counters($ng)->[0] == 0 }),
    'settled by the new workers');
 
-# ---- lost: the authorization expires first ----
+# ---- the authorization expires first: unknown, or given up ----
 
+# a 502 says nothing: the settlement may have happened (issue 14: not "lost")
 $fac->set_script("verify: default\nsettle: 502 {}\n");
 my ($short) = payments_for($ng, 1, valid_before => int(time()) + 9);
 is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $short->[0] })->{status},
    200, 'served on credit (valid 9 more seconds)');
-ok(wait_for(15, sub { counters($ng)->[1] == 1 }),
-   '$x402_settle_lost 1 once the authorization expired');
+ok(wait_for(15, sub { (counters($ng)->[2] // 0) == 1 }),
+   '$x402_settle_unknown 1 once the authorization expired');
 is(counters($ng)->[0], 0, 'no longer pending');
-like($ng->error_log, qr/async settlement of payment [0-9a-f]{64} LOST/,
-     'the loss is logged');
+is(counters($ng)->[1], 0, 'not counted as given up');
+like($ng->error_log, qr/async settlement of payment [0-9a-f]{64} UNKNOWN/,
+     'the unknown fate is logged');
+
+# a refusal is final at once (issue 14): not retried until it expires
+$fac->set_script("verify: default\nsettle: 200 {\"success\":false,\"errorReason\":\"insufficient_funds\",\"transaction\":\"\",\"network\":\"{{network}}\"}\n");
+($short) = payments_for($ng, 1, valid_before => int(time()) + 9);
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $short->[0] })->{status},
+   200, 'served on credit (valid 9 more seconds)');
+ok(wait_for(3, sub { counters($ng)->[0] == 0 }),
+   'refused: no longer pending, before it expires');
+like($ng->error_log, qr/async settlement of payment [0-9a-f]{64} refused by the facilitator .*final, not retried/,
+     'the refusal is logged as final');
+sleep 10;
+is(counters($ng)->[1], 0, 'not given up when it expires');
+unlike($ng->error_log, qr/GIVEN UP/, 'nothing logged as given up');
 unlike($ng->error_log, qr/\[alert\]|exited on signal/, 'no alerts');
 $ng->stop;
 

@@ -1,23 +1,12 @@
 #include "payment.hpp"
 
-#include <jansson.h>
+#include <simdjson.h>
 
+#include <algorithm>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <optional>
-
-#if defined(__SANITIZE_ADDRESS__)
-#define X402_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define X402_ASAN 1
-#endif
-#endif
-#ifdef X402_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
+#include <vector>
 
 #include "address.hpp"
 #include "base64.hpp"
@@ -27,115 +16,25 @@ namespace x402 {
 
 namespace {
 
-struct JsonFree {
-    void operator()(json_t *j) const noexcept { json_decref(j); }
-};
-using JsonPtr = std::unique_ptr<json_t, JsonFree>;
+using Json = simdjson::dom::element;
 
-// jansson allocates every value, key, string and hash table of a parse
-// separately: under malloc and free that was 7% of a decode. While a
-// decode parses, its allocations come from this bump arena on the
-// decoder's stack instead, and nothing is freed one by one; every jansson
-// value dies before the decode returns (the payment copies what it keeps).
-// jansson's allocator hooks are process-wide, so outside an open arena
-// (facilitator answers, the glue) they are plain malloc and free, and free
-// skips pointers into the arena open on its thread. Arenas do not nest: an
-// arena opened while another is open on the thread passes through to
-// malloc.
-class JsonArena {
-public:
-    JsonArena() noexcept
-    {
-        // Installed once, before the first arena opens; a parse already
-        // running elsewhere frees its malloc'd values through release(),
-        // which passes them to free().
-        static const bool installed = [] {
-            json_set_alloc_funcs(alloc, release);
-            return true;
-        }();
-        (void) installed;
-        if (open_ == nullptr) {
-            open_ = this;
-#ifdef X402_ASAN
-            // Unallocated arena bytes stay poisoned: ASan still sees an
-            // overflow out of a jansson allocation.
-            ASAN_POISON_MEMORY_REGION(buf_, sizeof(buf_));
-#endif
-        }
-    }
-
-    ~JsonArena()
-    {
-        if (open_ == this) {
-            open_ = nullptr;
-#ifdef X402_ASAN
-            ASAN_UNPOISON_MEMORY_REGION(buf_, sizeof(buf_));
-#endif
-        }
-    }
-
-    JsonArena(const JsonArena &) = delete;
-    JsonArena &operator=(const JsonArena &) = delete;
-
-private:
-    // A typical payload (about 800 bytes of JSON) takes about 100
-    // allocations and 5 KiB; larger ones overflow to malloc.
-    static constexpr size_t capacity = 16384;
-    static constexpr size_t align = 16;
-
-#ifdef X402_ASAN
-    // Under ASan each block is preceded by its size, so that a free
-    // poisons it and a use after jansson's free is caught.
-    static constexpr size_t header = align;
-#else
-    static constexpr size_t header = 0;
-#endif
-
-    static void *alloc(size_t n) noexcept
-    {
-        JsonArena *a = open_;
-        size_t room = a != nullptr ? capacity - a->used_ : 0;
-        if (room >= header && n <= room - header) {
-            unsigned char *p = a->buf_ + a->used_ + header;
-            size_t rounded = (header + n + align - 1) & ~(align - 1);
-            a->used_ += rounded < room ? rounded : room;
-#ifdef X402_ASAN
-            ASAN_UNPOISON_MEMORY_REGION(p - header, header + n);
-            std::memcpy(p - header, &n, sizeof(n));
-            ASAN_POISON_MEMORY_REGION(p - header, header);
-#endif
-            return p;
-        }
-        return std::malloc(n);
-    }
-
-    static void release(void *p) noexcept
-    {
-        JsonArena *a = open_;
-        if (a != nullptr &&
-            reinterpret_cast<uintptr_t>(p) -
-                    reinterpret_cast<uintptr_t>(a->buf_) <
-                capacity) {
-#ifdef X402_ASAN
-            auto *b = static_cast<unsigned char *>(p);
-            size_t n;
-            ASAN_UNPOISON_MEMORY_REGION(b - header, header);
-            std::memcpy(&n, b - header, sizeof(n));
-            ASAN_POISON_MEMORY_REGION(b - header, header + n);
-#endif
-            return;  // the whole arena goes when the decode ends
-        }
-        std::free(p);
-    }
-
-    // Trivially destructible: the module's TLS needs no destructors.
-    static thread_local JsonArena *open_;
-
-    size_t used_ = 0;
-    alignas(align) unsigned char buf_[capacity];
-};
-
-thread_local JsonArena *JsonArena::open_ = nullptr;
+// simdjson (Debian's libsimdjson) parses a payload in about a tenth of
+// jansson's instructions; jansson's lexer alone was 0.28 of a signature
+// recovery. One DOM parser per thread, sized once for the largest header,
+// so a decode allocates nothing; it is made on the first decode (nginx
+// workers, never the master) and lives as long as the thread.
+simdjson::dom::parser &json_parser()
+{
+    thread_local simdjson::dom::parser parser = [] {
+        simdjson::dom::parser p(X402_MAX_HEADER_LEN);
+        // the largest decoded header; a failure leaves parse() to
+        // allocate (and report CAPACITY or MEMALLOC: a refused payment)
+        simdjson::error_code e = p.allocate(X402_MAX_HEADER_LEN / 4 * 3);
+        (void) e;
+        return p;
+    }();
+    return parser;
+}
 
 // Thrown inside the decoder only, caught in payment_decode: a shape error
 // with its static reason and message.
@@ -150,59 +49,124 @@ struct Invalid {
     throw Invalid{reason, message};
 }
 
-// Depth of nested containers, with the top-level object at depth 1;
-// stops descending once over the limit so the walk stays bounded.
-bool depth_within(const json_t *j, int depth, int limit)
+// What jansson's strict mode checked and simdjson's DOM does not: no key
+// twice in an object (x402-notes: a payload must mean one thing) and no NUL
+// in a string or key. Also the nesting bound, with the top-level object at
+// depth 1; the walk stops descending once over it, so it stays bounded.
+enum class Walk { ok, too_deep, bad };
+
+bool has_nul(std::string_view s)
 {
-    if (!json_is_object(j) && !json_is_array(j)) {
-        return true;
-    }
-    if (depth > limit) {
-        return false;
-    }
-    if (json_is_object(j)) {
-        const char *key;
-        json_t *val;
-        json_object_foreach(const_cast<json_t *>(j), key, val) {
-            if (!depth_within(val, depth + 1, limit)) {
-                return false;
-            }
-        }
-    } else {
-        size_t i;
-        json_t *val;
-        json_array_foreach(j, i, val) {
-            if (!depth_within(val, depth + 1, limit)) {
-                return false;
-            }
-        }
-    }
-    return true;
+    return std::memchr(s.data(), '\0', s.size()) != nullptr;
 }
 
-const json_t *object_at(const json_t *obj, const char *key,
-                        const char *missing)
+Walk walk(Json j, int depth)
 {
-    const json_t *j = json_object_get(obj, key);
-    if (!json_is_object(j)) {
-        fail(missing);
+    switch (j.type()) {
+    case simdjson::dom::element_type::STRING:
+        return has_nul(std::string_view(j)) ? Walk::bad : Walk::ok;
+    case simdjson::dom::element_type::ARRAY:
+        if (depth > X402_MAX_JSON_DEPTH) {
+            return Walk::too_deep;
+        }
+        for (Json v : simdjson::dom::array(j)) {
+            if (Walk w = walk(v, depth + 1); w != Walk::ok) {
+                return w;
+            }
+        }
+        return Walk::ok;
+    case simdjson::dom::element_type::OBJECT: {
+        if (depth > X402_MAX_JSON_DEPTH) {
+            return Walk::too_deep;
+        }
+        simdjson::dom::object o(j);
+        // Small objects (every one an x402 payload has) compare keys pair
+        // by pair; large ones sort, so a crafted 16 KiB object of short
+        // keys costs n log n, not n^2.
+        size_t n = o.size();
+        if (n <= 16) {
+            std::string_view keys[16];
+            size_t k = 0;
+            for (auto field : o) {
+                for (size_t i = 0; i < k; i++) {
+                    if (keys[i] == field.key) {
+                        return Walk::bad;
+                    }
+                }
+                keys[k++] = field.key;
+            }
+        } else {
+            std::vector<std::string_view> keys;
+            keys.reserve(n);
+            for (auto field : o) {
+                keys.push_back(field.key);
+            }
+            std::sort(keys.begin(), keys.end());
+            if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) {
+                return Walk::bad;
+            }
+        }
+        for (auto field : o) {
+            if (has_nul(field.key)) {
+                return Walk::bad;
+            }
+            if (Walk w = walk(field.value, depth + 1); w != Walk::ok) {
+                return w;
+            }
+        }
+        return Walk::ok;
     }
-    return j;
+    default:
+        return Walk::ok;
+    }
 }
 
-std::string_view string_at(const json_t *obj, const char *key,
-                           const char *missing)
+// The member of an object, nullopt if absent.
+std::optional<Json> member(Json obj, std::string_view key)
 {
-    const json_t *j = json_object_get(obj, key);
-    if (!json_is_string(j)) {
+    Json v;
+    if (simdjson::dom::object(obj).at_key(key).get(v) != simdjson::SUCCESS) {
+        return std::nullopt;
+    }
+    return v;
+}
+
+bool is_object(const std::optional<Json> &j)
+{
+    return j && j->is_object();
+}
+
+bool is_string(const std::optional<Json> &j)
+{
+    return j && j->is_string();
+}
+
+std::string_view string_of(Json j)
+{
+    return std::string_view(j);
+}
+
+Json object_at(Json obj, const char *key, const char *missing)
+{
+    auto j = member(obj, key);
+    if (!is_object(j)) {
         fail(missing);
     }
-    return {json_string_value(j), json_string_length(j)};
+    return *j;
+}
+
+std::string_view string_at(Json obj, const char *key, const char *missing)
+{
+    auto j = member(obj, key);
+    if (!is_string(j)) {
+        fail(missing);
+    }
+    return string_of(*j);
 }
 
 // A decimal-string uint256 of the authorization (x402-notes 1.5: the SDKs
 // send strings; Go's decoder rejects numbers, and so do we).
-U256 decimal_at(const json_t *obj, const char *key, const char *bad,
+U256 decimal_at(Json obj, const char *key, const char *bad,
                 std::string *copy)
 {
     std::string_view s = string_at(obj, key, bad);
@@ -222,7 +186,7 @@ uint64_t saturate(const U256 &v)
     return u ? *u : UINT64_MAX;
 }
 
-void parse_address_at(const json_t *obj, const char *key, const char *bad,
+void parse_address_at(Json obj, const char *key, const char *bad,
                       std::string &copy, Address &bytes)
 {
     std::string_view s = string_at(obj, key, bad);
@@ -234,19 +198,21 @@ void parse_address_at(const json_t *obj, const char *key, const char *bad,
     bytes = *a;
 }
 
-void parse_exact_evm_payload(const json_t *root, x402_payment_s &p)
+void parse_exact_evm_payload(Json root, x402_payment_s &p)
 {
-    const json_t *payload = json_object_get(root, "payload");
-    if (!json_is_object(payload)) {
+    auto payload_m = member(root, "payload");
+    if (!is_object(payload_m)) {
         fail("payload must be an object");
     }
-    const json_t *auth = json_object_get(payload, "authorization");
-    if (auth == nullptr && json_object_get(payload, "permit2Authorization")) {
+    Json payload = *payload_m;
+    auto auth_m = member(payload, "authorization");
+    if (!auth_m && member(payload, "permit2Authorization")) {
         fail("Permit2 payloads are not accepted here: EIP-3009 only");
     }
-    if (!json_is_object(auth)) {
+    if (!is_object(auth_m)) {
         fail("payload.authorization must be an object");
     }
+    Json auth = *auth_m;
 
     parse_address_at(auth, "from", "payload.authorization.from must be "
                      "0x + 40 hex digits", p.from, p.auth.from);
@@ -299,16 +265,16 @@ void parse_exact_evm_payload(const json_t *root, x402_payment_s &p)
     checksum_hex40(std::string_view(p.from).substr(2), p.payer_cs + 2);
 }
 
-void parse_v1(const json_t *root, x402_payment_s &p)
+void parse_v1(Json root, x402_payment_s &p)
 {
     p.scheme.assign(string_at(root, "scheme", "scheme must be a string"));
     p.network.assign(string_at(root, "network", "network must be a string"));
     parse_exact_evm_payload(root, p);
 }
 
-void parse_v2(const json_t *root, x402_payment_s &p)
+void parse_v2(Json root, x402_payment_s &p)
 {
-    const json_t *acc = object_at(root, "accepted",
+    Json acc = object_at(root, "accepted",
                                   "accepted must be an object (the chosen "
                                   "requirement)");
     p.scheme.assign(string_at(acc, "scheme",
@@ -320,51 +286,51 @@ void parse_v2(const json_t *root, x402_payment_s &p)
     p.asset.assign(string_at(acc, "asset", "accepted.asset must be a string"));
     p.pay_to.assign(string_at(acc, "payTo",
                               "accepted.payTo must be a string"));
-    const json_t *mt = json_object_get(acc, "maxTimeoutSeconds");
-    if (!json_is_integer(mt) || json_integer_value(mt) < 0) {
+    // An integer as jansson read one: int64 (larger ones failed its parse).
+    int64_t mt = 0;
+    auto mt_m = member(acc, "maxTimeoutSeconds");
+    if (!mt_m || mt_m->type() != simdjson::dom::element_type::INT64 ||
+        mt_m->get_int64().get(mt) != simdjson::SUCCESS || mt < 0) {
         fail("accepted.maxTimeoutSeconds must be a non-negative integer");
     }
-    p.max_timeout = static_cast<uint64_t>(json_integer_value(mt));
+    p.max_timeout = static_cast<uint64_t>(mt);
 
-    const json_t *extra = json_object_get(acc, "extra");
-    if (extra != nullptr) {
-        if (!json_is_object(extra)) {
+    auto extra_m = member(acc, "extra");
+    if (extra_m) {
+        if (!extra_m->is_object()) {
             fail("accepted.extra must be an object");
         }
-        const json_t *name = json_object_get(extra, "name");
-        const json_t *version = json_object_get(extra, "version");
-        if (name != nullptr) {
-            if (!json_is_string(name)) {
+        auto name = member(*extra_m, "name");
+        auto version = member(*extra_m, "version");
+        if (name) {
+            if (!name->is_string()) {
                 fail("accepted.extra.name must be a string");
             }
-            p.extra_name.assign(json_string_value(name),
-                                json_string_length(name));
+            p.extra_name.assign(string_of(*name));
             p.has_extra_name = true;
         }
-        if (version != nullptr) {
-            if (!json_is_string(version)) {
+        if (version) {
+            if (!version->is_string()) {
                 fail("accepted.extra.version must be a string");
             }
-            p.extra_version.assign(json_string_value(version),
-                                   json_string_length(version));
+            p.extra_version.assign(string_of(*version));
             p.has_extra_version = true;
         }
         // x402-notes 2.1: absent or "eip3009" is the EIP-3009 variant.
-        const json_t *method = json_object_get(extra, "assetTransferMethod");
-        if (method != nullptr &&
-            !(json_is_string(method) &&
-              std::strcmp(json_string_value(method), "eip3009") == 0)) {
+        auto method = member(*extra_m, "assetTransferMethod");
+        if (method && !(method->is_string() &&
+                        string_of(*method) == "eip3009")) {
             fail("accepted.extra.assetTransferMethod is not eip3009");
         }
     }
 
     // Optional members: when present they must have their spec'd type.
-    const json_t *res = json_object_get(root, "resource");
-    if (res != nullptr && !json_is_object(res)) {
+    auto res = member(root, "resource");
+    if (res && !res->is_object()) {
         fail("resource must be an object");
     }
-    const json_t *ext = json_object_get(root, "extensions");
-    if (ext != nullptr && !json_is_object(ext)) {
+    auto ext = member(root, "extensions");
+    if (ext && !ext->is_object()) {
         fail("extensions must be an object");
     }
     parse_exact_evm_payload(root, p);
@@ -392,31 +358,42 @@ bool payment_decode(std::string_view header, int version_hint,
     }
     p.json = std::move(*decoded);
 
-    // Declared before root: the arena closes after every value is freed.
-    JsonArena arena;
-    json_error_t err;
-    JsonPtr root(json_loadb(p.json.data(), p.json.size(),
-                            JSON_REJECT_DUPLICATES, &err));
-    if (!root) {
-        *message = "payment header is not valid JSON (or repeats a key)";
+    // simdjson reads up to SIMDJSON_PADDING bytes past the end: give it
+    // them (zeros), then take them off again.
+    size_t len = p.json.size();
+    p.json.resize(len + simdjson::SIMDJSON_PADDING);
+    Json root;
+    auto error = json_parser().parse(p.json.data(), len, false).get(root);
+    p.json.resize(len);
+    if (error != simdjson::SUCCESS) {
+        *message = error == simdjson::DEPTH_ERROR
+                       ? "payment header JSON nests deeper than 16 levels"
+                       : "payment header is not valid JSON";
         return false;
     }
-    if (!json_is_object(root.get())) {
+    if (!root.is_object()) {
         *message = "payment header JSON is not an object";
         return false;
     }
-    if (!depth_within(root.get(), 1, X402_MAX_JSON_DEPTH)) {
+    switch (walk(root, 1)) {
+    case Walk::ok:
+        break;
+    case Walk::too_deep:
         *message = "payment header JSON nests deeper than 16 levels";
+        return false;
+    case Walk::bad:
+        *message = "payment header JSON repeats a key or holds a NUL";
         return false;
     }
 
-    const json_t *ver = json_object_get(root.get(), "x402Version");
-    if (!json_is_integer(ver)) {
+    auto ver = member(root, "x402Version");
+    int64_t version = 0;
+    if (!ver || ver->type() != simdjson::dom::element_type::INT64 ||
+        ver->get_int64().get(version) != simdjson::SUCCESS) {
         *reason = reason::invalid_x402_version;
         *message = "x402Version must be an integer";
         return false;
     }
-    json_int_t version = json_integer_value(ver);
     if (version != 1 && version != 2) {
         *reason = reason::invalid_x402_version;
         *message = "x402Version must be 1 or 2";
@@ -434,9 +411,9 @@ bool payment_decode(std::string_view header, int version_hint,
 
     try {
         if (p.version == 1) {
-            parse_v1(root.get(), p);
+            parse_v1(root, p);
         } else {
-            parse_v2(root.get(), p);
+            parse_v2(root, p);
         }
     } catch (const Invalid &e) {
         *reason = e.reason;

@@ -23,6 +23,14 @@ package FakeFacilitator;
 #   garbage            200 with a body that is not JSON
 #   hang               accept, read, never answer (until nginx gives up)
 #   reset              close with RST (SO_LINGER 0)
+#   chain              (rpc endpoint) answer an eth_call of
+#                      authorizationState(from, nonce) from the fake chain
+# Modifiers before the action:
+#   delay=MS           wait first
+#   chain              (settle) keep a fake chain: a nonce settles once, a
+#                      second /settle of it is refused (nonce used)
+#   lose=N             with chain: every Nth settle settles on the chain but
+#                      its answer is lost (502)
 # A hash ref { verify => [ {status, body | json, delay_ms, action} ] } works too.
 #
 # Standalone: perl t/lib/FakeFacilitator.pm --port P [--script FILE]
@@ -53,7 +61,7 @@ sub new {
         script_file => "$dir/facilitator-$port.script.json",
     }, $class;
     $self->set_script($a{script});
-    unlink $self->{log};
+    unlink $self->{log}, "$self->{log}.chain", glob("$self->{log}.count-*");
     open my $fh, '>', $self->{log} or die "$self->{log}: $!";
     close $fh;
     return $self;
@@ -86,10 +94,12 @@ sub parse_script {
             or die "facilitator script: bad line '$line'\n";
         my ($ep, $rest) = ($1, $2);
         my %e;
-        if ($rest =~ s/^delay=(\d+)\s*//) {
-            $e{delay_ms} = $1;
+        while ($rest =~ s/^(delay=(\d+)|chain|lose=(\d+))\s+//) {
+            $e{delay_ms} = $2 if defined $2;
+            $e{lose} = $3 if defined $3;
+            $e{chain} = 1 if $1 eq 'chain';
         }
-        if ($rest =~ /^(default|close|garbage|hang|reset)$/) {
+        if ($rest =~ /^(default|close|garbage|hang|reset|chain)$/) {
             $e{action} = $1;
         } elsif ($rest =~ /^(\d{3})(?:\s+(.*))?$/) {
             $e{status} = $1;
@@ -270,7 +280,28 @@ sub _serve {
         }
         my ($status, $body);
         my $vars = _vars($req);
-        if ($action eq 'garbage') {
+        if ($e->{chain} && $ep eq 'settle' && $vars->{valid_json}) {
+            if (!$self->_chain_settle($vars->{nonce})) {
+                ($status, $body) = (200, JSON::PP->new->canonical->encode({
+                    success => JSON::PP::false, transaction => '',
+                    errorReason => 'invalid_exact_evm_payload_authorization_nonce_used',
+                    network => $vars->{network}, payer => $vars->{payer} }));
+                $action = 'done';
+            } elsif ($e->{lose} && $n % $e->{lose} == $e->{lose} - 1) {
+                ($status, $body) = (502, '{}');
+                $action = 'done';
+            }
+        }
+        if ($action eq 'done') {
+            # answered above
+        } elsif ($action eq 'chain') {
+            my $j = eval { JSON::PP->new->decode($req->{body}) } || {};
+            my $data = eval { $j->{params}[0]{data} } // '';
+            my $used = length($data) == 2 + 8 + 64 + 64
+                && $self->_chain_has('0x' . lc substr($data, -64));
+            ($status, $body) = (200, '{"jsonrpc":"2.0","id":1,"result":"0x'
+                . ('0' x 63) . ($used ? '1' : '0') . '"}');
+        } elsif ($action eq 'garbage') {
             ($status, $body) = (200, "<html>this is not json\x00\xff");
         } elsif ($action eq 'default') {
             ($status, $body) = _default($ep, $req, $vars);
@@ -306,6 +337,7 @@ sub _vars {
     my $pr = ref $j->{paymentRequirements} eq 'HASH' ? $j->{paymentRequirements} : {};
     my $auth = eval { $pp->{payload}{authorization} } || {};
     return {
+        nonce   => lc((ref $auth eq 'HASH' ? $auth->{nonce} : undef) // ''),
         payer   => (ref $auth eq 'HASH' ? $auth->{from} : undef) // '',
         network => $pr->{network} // $pp->{network}
                    // eval { $pp->{accepted}{network} } // '',
@@ -341,18 +373,54 @@ sub _default {
     return (404, '{"error":"not found"}');
 }
 
+# the fake chain: settled nonces, one a line
+sub chain_file { "$_[0]{log}.chain" }
+
+sub chain_nonces {
+    my ($self) = @_;
+    open my $fh, '<', $self->chain_file or return ();
+    chomp(my @n = <$fh>);
+    return @n;
+}
+
+sub _chain_has {
+    my ($self, $nonce) = @_;
+    return scalar grep { $_ eq $nonce } $self->chain_nonces;
+}
+
+# settles nonce on the fake chain; false if it was used already
+sub _chain_settle {
+    my ($self, $nonce) = @_;
+    open my $fh, '+>>', $self->chain_file or die $self->chain_file . ": $!";
+    flock $fh, LOCK_EX;
+    seek $fh, 0, 0;
+    while (my $l = <$fh>) {
+        chomp $l;
+        return 0 if $l eq $nonce;
+    }
+    seek $fh, 0, SEEK_END;
+    print $fh "$nonce\n";
+    close $fh;
+    return 1;
+}
+
 # append under an exclusive lock; returns how many requests this endpoint
-# had before (the script index)
+# had before (the script index), kept in a counter file per endpoint so
+# that a long run does not read the whole log for each request
 sub _record {
     my ($self, $ep, $req) = @_;
     open my $fh, '+<', $self->{log} or die "$self->{log}: $!";
     flock $fh, LOCK_EX;
+    my $cf = "$self->{log}.count-$ep";
     my $n = 0;
-    my $js = JSON::PP->new;
-    while (my $l = <$fh>) {
-        my $o = eval { $js->decode($l) } or next;
-        $n++ if $o->{endpoint} eq $ep;
+    if (open my $c, '<', $cf) {
+        $n = <$c> // 0;
+        chomp $n;
+        close $c;
     }
+    open my $c, '>', $cf or die "$cf: $!";
+    print $c $n + 1, "\n";
+    close $c;
     seek $fh, 0, SEEK_END;
     print $fh JSON::PP->new->ascii->canonical->encode({
         endpoint => $ep, method => $req->{method}, path => $req->{path},

@@ -1,7 +1,7 @@
-// The decoder gives jansson a per-decode arena through the process-wide
-// allocator hooks (payment.cpp). jansson values made outside a decode, before
-// or after one, must stay ordinary heap values, and a payload too large for
-// the arena must decode the same.
+// The decoder once gave jansson a per-decode arena through the process-wide
+// allocator hooks; it parses with simdjson now (payment.cpp). jansson values
+// made before or after a decode (facilitator answers, the glue) must stay
+// ordinary heap values, and large payloads must decode the same.
 #include <gtest/gtest.h>
 #include <jansson.h>
 

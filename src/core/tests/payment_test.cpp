@@ -200,3 +200,70 @@ TEST(PaymentDecode, SmartWalletSignatureKept)
 }
 
 }  // namespace
+
+namespace {
+
+// What jansson's strict mode refused and simdjson's DOM accepts: the
+// decoder's own walk refuses it (payment.cpp), at any depth.
+void expect_refused(const std::string &json, const char *what)
+{
+    x402_verdict_t v;
+    EXPECT_EQ(decode(x402::base64_encode(json), 2, &v), nullptr) << what;
+    EXPECT_STREQ(v.reason, "invalid_payload") << what;
+}
+
+void insert_before(std::string &j, const char *anchor, const std::string &text)
+{
+    size_t at = j.find(anchor);
+    ASSERT_NE(at, std::string::npos) << anchor;
+    j.insert(at, text);
+}
+
+TEST(PaymentDecode, StrictJsonAtEveryDepth)
+{
+    std::string j = notes_v2_json;
+    x402_verdict_t v;
+    ASSERT_NE(decode(x402::base64_encode(j), 2, &v), nullptr);
+
+    std::string dup_nested = j;  // a second "value" in the authorization
+    insert_before(dup_nested, "\"validAfter\"", "\"value\":\"1\",");
+    expect_refused(dup_nested, "duplicate key in payload.authorization");
+
+    std::string dup_ext = j;  // inside an extension nobody reads
+    dup_ext.insert(dup_ext.size() - 1, ",\"extensions\":{\"a\":{\"k\":1,\"k\":2}}");
+    expect_refused(dup_ext, "duplicate key in an extension");
+
+    std::string many = ",\"extensions\":{";  // the sorted path (> 16 keys)
+    for (int i = 0; i < 40; i++) {
+        many += "\"k" + std::to_string(i) + "\":0,";
+    }
+    std::string many_ok = j;
+    many_ok.insert(many_ok.size() - 1, many + "\"k40\":0}");
+    EXPECT_NE(decode(x402::base64_encode(many_ok), 2, &v), nullptr)
+        << (v.message ? v.message : "");
+    std::string many_dup = j;
+    many_dup.insert(many_dup.size() - 1, many + "\"k7\":0}");
+    expect_refused(many_dup, "duplicate among 41 keys");
+
+    std::string nul_key = j;
+    nul_key.insert(nul_key.size() - 1, ",\"extensions\":{\"a\\u0000b\":1}");
+    expect_refused(nul_key, "NUL in a key");
+
+    std::string big_timeout = j;  // above int64: jansson failed the parse
+    size_t at = big_timeout.find("\"maxTimeoutSeconds\":300");
+    ASSERT_NE(at, std::string::npos);
+    big_timeout.replace(at, 23, "\"maxTimeoutSeconds\":18446744073709551615");
+    expect_refused(big_timeout, "maxTimeoutSeconds above 2^63");
+
+    std::string real_version = j;
+    real_version.replace(real_version.find("\"x402Version\":2"), 15,
+                         "\"x402Version\":2.0");
+    x402_verdict_t rv;
+    EXPECT_EQ(decode(x402::base64_encode(real_version), 2, &rv), nullptr);
+    EXPECT_STREQ(rv.reason, "invalid_x402_version");
+
+    expect_refused("[1,2]", "top-level array");
+    expect_refused("\"x\"", "top-level string");
+}
+
+}  // namespace

@@ -253,6 +253,28 @@ int x402_facilitator_parse_verify(int status, x402_str_t body,
 int x402_facilitator_parse_settle(int status, x402_str_t body,
     const x402_allocator_t *a, x402_facilitator_result_t *out);
 
+/* ---- what the chain says (issue 14) ---- */
+
+/*
+ * From a /settle body: the JSON-RPC request of an eth_call of the asset's
+ * EIP-3009 authorizationState(from, nonce) at "latest" (*request), and the
+ * CAIP-2 id of the network to ask (*network, e.g. "eip155:84532"). Returns
+ * 0, or -1 if the body lacks the authorization, asset or a known network
+ * (or on allocation failure).
+ */
+int x402_authorization_state_request(x402_str_t settle_body,
+    const x402_allocator_t *a, x402_str_t *network, x402_str_t *request);
+
+#define X402_AUTH_UNUSED  0   /* not used: the settlement did not happen */
+#define X402_AUTH_USED    1   /* used: settled (or cancelled) */
+#define X402_AUTH_ERROR   2   /* no usable answer */
+
+/* The JSON-RPC answer (HTTP status and body); *why (allocated with a, may
+ * be NULL) says what was wrong for X402_AUTH_ERROR. */
+int x402_authorization_state_parse(int status, x402_str_t body,
+    const x402_allocator_t *a, x402_str_t *why);
+
+
 /* base64 of compact {"success":false,"errorReason":reason,"transaction":"",
  * "network":network,"payer":payer} for a refused settlement that had no
  * facilitator body to echo (response_header.len == 0 above). payer is
