@@ -24,10 +24,12 @@ use strict;
 use warnings;
 
 # layer => files (basename without ngx_http_x402_ and .o). Lower layers may
-# be called by higher ones, never the other way round.
+# be called by higher ones, never the other way round. "a+b+c" is one unit
+# split over several files: calls among them are not edges (say why in
+# src/README.md).
 my @layers = (
     [ 0 => qw(ctx paywall) ],
-    [ 1 => qw(shm queue spool) ],
+    [ 1 => qw(shm+queue+spool) ],
     [ 2 => qw(redis_conn) ],
     [ 3 => qw(redis) ],
     [ 4 => qw(store) ],
@@ -46,10 +48,15 @@ if (@ARGV && $ARGV[0] eq '-v') {
 my $build = $ENV{BUILD_DIR} || 'build';
 my $objdir = shift(@ARGV) // "$build/nginx-debian/objs/addon/src";
 
-my %layer;
+my (%layer, %unit);
 for my $l (@layers) {
     my ($n, @files) = @$l;
-    $layer{$_} = $n for @files;
+    for my $u (@files) {
+        for my $f (split /\+/, $u) {
+            $layer{$f} = $n;
+            $unit{$f} = $u;
+        }
+    }
 }
 
 opendir(my $dh, $objdir) or die "check-layers: $objdir: $! (build first)\n";
@@ -83,6 +90,8 @@ for my $f (sort keys %undef) {
     for my $s (sort keys %{ $undef{$f} }) {
         my $t = $def{$s};
         next unless defined $t and $t ne $f;
+        next if defined $unit{$f} and defined $unit{$t}
+                and $unit{$f} eq $unit{$t} and $unit{$f} =~ /\+/;
         next if $s =~ /^ngx_http_x402_(?:\w+_)?module$/;
         push @{ $edge{$f}{$t} }, $s;
     }

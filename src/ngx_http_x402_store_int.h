@@ -245,12 +245,13 @@ void ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone);
 void ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log);
 void ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log);
 
+/* queue.c: the /settle body of a payment, whole, in pieces a log line holds */
+void ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex, ngx_str_t *uri,
+    ngx_str_t *body);
+
 /* retry.c */
 ngx_int_t ngx_http_x402_retry_init_process(ngx_cycle_t *cycle);
 void ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle);
-void ngx_http_x402_retry_owed(void);
-void ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex, ngx_str_t *uri,
-    ngx_str_t *body);
 
 /* redis_conn.c: the worker's hiredis connection on nginx events */
 #define NGX_HTTP_X402_REDIS_DOWN        0
