@@ -19,8 +19,6 @@
 
 #include <x402/x402.h>
 
-#include <jansson.h>
-
 
 #define NGX_HTTP_X402_METRICS_MAGIC     0x78343032u  /* "x402" */
 #define NGX_HTTP_X402_METRICS_VERSION   1
@@ -98,6 +96,7 @@ static ngx_uint_t ngx_http_x402_metrics_find(ngx_str_t *s, ngx_str_t *set,
     ngx_uint_t n);
 static ngx_int_t ngx_http_x402_metrics_add_amount(
     ngx_http_x402_metrics_revenue_t *rv, ngx_str_t *amount);
+static void *ngx_http_x402_metrics_alloc(void *pool, size_t size);
 static u_char *ngx_http_x402_metrics_label(u_char *p, ngx_str_t *v);
 static u_char *ngx_http_x402_metrics_limbs(u_char *p, uint32_t *limb);
 static u_char *ngx_http_x402_metrics_seconds(u_char *p, ngx_atomic_uint_t ms);
@@ -127,8 +126,11 @@ static ngx_uint_t  ngx_http_x402_metrics_reject_status[] = {
 
 /*
  * The reason label is bounded to the x402 spec's invalidReason /
- * errorReason names (TS, Go, Python and legacy facilitators, x402-notes
- * 2.4) and the module's own; anything else a facilitator says is "other".
+ * errorReason names (coinbase/x402 specs/x402-specification-v2.md 9,
+ * "Error Handling", and the facilitators' codes in
+ * typescript/packages/mechanisms/evm/src/exact/facilitator/errors.ts,
+ * go/mechanisms/evm/exact/facilitator/errors.go) and the module's own;
+ * anything else a facilitator says is "other".
  */
 static ngx_str_t  ngx_http_x402_metrics_reasons[] = {
     ngx_string("insufficient_funds"),
@@ -377,11 +379,11 @@ ngx_http_x402_metrics_settlement(ngx_uint_t result, ngx_str_t *network,
 void
 ngx_http_x402_metrics_settled_request(ngx_str_t *body)
 {
-    json_t                *root, *req, *j;
     ngx_str_t              network, asset, pay_to, amount;
-    x402_str_t             name;
-    json_error_t           err;
-    const x402_network_t  *net;
+    ngx_pool_t            *pool;
+    x402_str_t             b;
+    x402_allocator_t       a;
+    x402_settle_labels_t   l;
 
     if (ngx_http_x402_metrics_sh == NULL) {
         return;
@@ -392,55 +394,24 @@ ngx_http_x402_metrics_settled_request(ngx_str_t *body)
     ngx_str_null(&pay_to);
     ngx_str_null(&amount);
 
-    root = NULL;
+    /* the core parses the body: the labels live only until counted */
+    pool = ngx_create_pool(1024, ngx_cycle->log);
 
-    if (body != NULL && body->len && body->len <= X402_MAX_FACILITATOR_LEN) {
-        root = json_loadb((const char *) body->data, body->len,
-                          JSON_REJECT_DUPLICATES, &err);
-    }
+    if (pool != NULL && body != NULL) {
+        a.alloc = ngx_http_x402_metrics_alloc;
+        a.ctx = pool;
+        b.data = (const char *) body->data;
+        b.len = body->len;
 
-    req = root ? json_object_get(root, "paymentRequirements") : NULL;
-
-    if (json_is_object(req)) {
-
-        /* v1 names the network ("base-sepolia"); the label is CAIP-2 */
-        j = json_object_get(req, "network");
-
-        if (json_is_string(j)) {
-            name.data = json_string_value(j);
-            name.len = json_string_length(j);
-
-            net = x402_network_find(name);
-
-            if (net != NULL) {
-                network.data = (u_char *) net->caip2;
-                network.len = ngx_strlen(net->caip2);
-            }
-        }
-
-        j = json_object_get(req, "asset");
-
-        if (json_is_string(j)) {
-            asset.data = (u_char *) json_string_value(j);
-            asset.len = json_string_length(j);
-        }
-
-        j = json_object_get(req, "payTo");
-
-        if (json_is_string(j)) {
-            pay_to.data = (u_char *) json_string_value(j);
-            pay_to.len = json_string_length(j);
-        }
-
-        j = json_object_get(req, "amount");
-
-        if (!json_is_string(j)) {
-            j = json_object_get(req, "maxAmountRequired");
-        }
-
-        if (json_is_string(j)) {
-            amount.data = (u_char *) json_string_value(j);
-            amount.len = json_string_length(j);
+        if (x402_settle_labels(b, &a, &l) == 0) {
+            network.data = (u_char *) l.network.data;
+            network.len = l.network.len;
+            asset.data = (u_char *) l.asset.data;
+            asset.len = l.asset.len;
+            pay_to.data = (u_char *) l.pay_to.data;
+            pay_to.len = l.pay_to.len;
+            amount.data = (u_char *) l.amount.data;
+            amount.len = l.amount.len;
         }
     }
 
@@ -448,9 +419,16 @@ ngx_http_x402_metrics_settled_request(ngx_str_t *body)
     ngx_http_x402_metrics_settlement(NGX_HTTP_X402_METRICS_SETTLE_OK,
                                      &network, &asset, &pay_to, &amount);
 
-    if (root) {
-        json_decref(root);
+    if (pool != NULL) {
+        ngx_destroy_pool(pool);
     }
+}
+
+
+static void *
+ngx_http_x402_metrics_alloc(void *pool, size_t size)
+{
+    return ngx_palloc(pool, size);
 }
 
 

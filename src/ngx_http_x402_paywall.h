@@ -3,7 +3,8 @@
  * ngx_http_x402_paywall: the HTML 402 page for browsers.
  *
  * A request is a browser's when Accept contains "text/html" and User-Agent
- * contains "Mozilla" (the reference middleware's rule, x402-notes 5.5).
+ * contains "Mozilla" (the reference middleware's rule: coinbase/x402
+ * typescript/packages/core/src/http/x402HTTPResourceServer.ts).
  * `x402_paywall on|off` (http, server, location; default on) switches the
  * built-in page; an operator replaces it with `error_page 402 /page;`,
  * which then serves browsers only: agents keep the JSON 402.

@@ -544,3 +544,27 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
                       (size_t) 64, hex, attempts, text, delay);
     }
 }
+
+
+/* the /settle body of a payment, whole, in pieces that fit a log line */
+void
+ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex, ngx_str_t *uri,
+    ngx_str_t *body)
+{
+    u_char      *b;
+    size_t       len, part;
+    ngx_uint_t   i, n;
+
+    b = body->data;
+    len = body->len;
+    n = (len + 1023) / 1024;
+
+    for (i = 1; i <= n; i++) {
+        part = ngx_min(len, 1024);
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "x402: payment %*s: POST %V with the body [%ui/%ui]: "
+                      "%*s", (size_t) 64, hex, uri, i, n, part, b);
+        b += part;
+        len -= part;
+    }
+}

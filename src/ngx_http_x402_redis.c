@@ -1,15 +1,13 @@
 
 /*
- * ngx_http_x402_redis.c: the fleet store, hiredis (0.14) async on nginx's
- * event loop.
+ * ngx_http_x402_redis.c: the fleet store's record protocol on Redis
+ * (src/README.md, layer 3), on the worker's connection of
+ * ngx_http_x402_redis_conn.c (hiredis on nginx events).
  *
- * One connection per worker. hiredis's socket is wrapped in an nginx
- * connection (ngx_get_connection) and its addRead/delRead/addWrite/delWrite/
- * cleanup hooks become nginx event calls. What hiredis 0.14 lacks is added
- * here: the address is resolved at configuration time (no getaddrinfo on a
- * name in a worker), nginx timers bound the connect and every command, a
- * stalled server is dropped and reconnected with backoff on a cancelable
- * timer, and under edge-triggered events the socket is drained.
+ * Over 800 lines as one concern: the x402_redis arguments, the Lua scripts
+ * (reserve, set, release, the epoch record), the record value format, the
+ * ops with their timers, taking reservations back, and the fail=open
+ * resync; each part depends on the others' invariants.
  *
  * Every command's privdata is a worker-owned op (ngx_alloc), never a
  * request: the request side can detach itself (r->pool cleanup) and the
@@ -21,17 +19,11 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
-#include <sys/ioctl.h>
-
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
 
 #include "ngx_http_x402_store_int.h"
 
-
-#define NGX_HTTP_X402_REDIS_DOWN        0
-#define NGX_HTTP_X402_REDIS_CONNECTING  1
-#define NGX_HTTP_X402_REDIS_READY       2
 
 #define NGX_HTTP_X402_REDIS_OP_RESERVE  0
 #define NGX_HTTP_X402_REDIS_OP_SET      1
@@ -43,9 +35,6 @@
 #define NGX_HTTP_X402_REDIS_TTL_MAX     (366 * 86400)
 
 #define NGX_HTTP_X402_REDIS_EPOCH_MAX   64
-
-#define NGX_HTTP_X402_REDIS_BACKOFF_MIN  100
-#define NGX_HTTP_X402_REDIS_BACKOFF_MAX  2000
 
 /* commands in flight per worker; beyond, the store counts as unavailable */
 #define NGX_HTTP_X402_REDIS_INFLIGHT_MAX 4096
@@ -78,18 +67,12 @@ typedef struct {
 
 typedef struct {
     ngx_http_x402_redis_conf_t  *conf;
-    redisAsyncContext           *ac;
-    ngx_connection_t            *c;
-    ngx_uint_t                   state;
+    ngx_http_x402_redis_done_pt  done;       /* the store's, for reserves */
     ngx_uint_t                   inflight;
-    ngx_msec_t                   backoff;
-    ngx_event_t                  connect_timer;
-    ngx_event_t                  reconnect;
     ngx_event_t                  sync;
     ngx_uint_t                   nreleases;
     ngx_http_x402_redis_release_t  *releases;
     ngx_log_t                   *log;
-    time_t                       logged;
     /* the epoch record as last read ("<created>|<id>|<flag>"); 0: none */
     size_t                       epoch_len;
     u_char                       epoch[NGX_HTTP_X402_REDIS_EPOCH_MAX];
@@ -97,35 +80,18 @@ typedef struct {
     ngx_uint_t                   pushed;
     ngx_uint_t                   push_failed;
     unsigned                     exiting:1;
-    unsigned                     was_down:1;
     unsigned                     epoch_asked:1;
 } ngx_http_x402_redis_t;
 
 
-static void ngx_http_x402_redis_connect(void);
-static void ngx_http_x402_redis_schedule(void);
-static void ngx_http_x402_redis_drop(void);
-static void ngx_http_x402_redis_reconnect_handler(ngx_event_t *ev);
-static void ngx_http_x402_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_x402_redis_sync_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_take_back(u_char *id, u_char *value,
     size_t len);
 static void ngx_http_x402_redis_op_timeout(ngx_event_t *ev);
-static void ngx_http_x402_redis_read_handler(ngx_event_t *ev);
-static void ngx_http_x402_redis_write_handler(ngx_event_t *ev);
-static void ngx_http_x402_redis_add_read(void *privdata);
-static void ngx_http_x402_redis_del_read(void *privdata);
-static void ngx_http_x402_redis_add_write(void *privdata);
-static void ngx_http_x402_redis_del_write(void *privdata);
-static void ngx_http_x402_redis_cleanup(void *privdata);
-static void ngx_http_x402_redis_connected(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_x402_redis_disconnected(const redisAsyncContext *ac,
-    int status);
-static void ngx_http_x402_redis_setup_reply(redisAsyncContext *ac,
-    void *reply, void *privdata);
 static void ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void ngx_http_x402_redis_connecting(void);
+static void ngx_http_x402_redis_ready(void);
 static void ngx_http_x402_redis_ask_epoch(void);
 static void ngx_http_x402_redis_epoch_reply(redisAsyncContext *ac,
     void *reply, void *privdata);
@@ -352,7 +318,7 @@ invalid:
 
 ngx_int_t
 ngx_http_x402_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_x402_redis_conf_t *rcf)
+    ngx_http_x402_redis_conf_t *rcf, ngx_http_x402_redis_done_pt done)
 {
     ngx_http_x402_redis_t  *rd;
 
@@ -362,17 +328,7 @@ ngx_http_x402_redis_init_process(ngx_cycle_t *cycle,
 
     rd->conf = rcf;
     rd->log = cycle->log;
-    rd->backoff = NGX_HTTP_X402_REDIS_BACKOFF_MIN;
-
-    rd->reconnect.handler = ngx_http_x402_redis_reconnect_handler;
-    rd->reconnect.data = rd;
-    rd->reconnect.log = cycle->log;
-    rd->reconnect.cancelable = 1;
-
-    rd->connect_timer.handler = ngx_http_x402_redis_connect_timeout;
-    rd->connect_timer.data = rd;
-    rd->connect_timer.log = cycle->log;
-    rd->connect_timer.cancelable = 1;
+    rd->done = done;
 
     rd->sync.handler = ngx_http_x402_redis_sync_handler;
     rd->sync.data = rd;
@@ -387,9 +343,35 @@ ngx_http_x402_redis_init_process(ngx_cycle_t *cycle,
     }
 
     /* non-blocking: the worker starts serving while this connects */
-    ngx_http_x402_redis_connect();
+    ngx_http_x402_redis_conn_init(cycle, rcf, ngx_http_x402_redis_connecting,
+                                  ngx_http_x402_redis_ready);
 
     return NGX_OK;
+}
+
+
+/* a new connection: did Redis forget? asked before any command of ours */
+
+static void
+ngx_http_x402_redis_connecting(void)
+{
+    ngx_http_x402_redis_worker.epoch_asked = 0;
+    ngx_http_x402_redis_ask_epoch();
+}
+
+
+/* connected: what fail=open recorded locally meanwhile goes to the fleet */
+
+static void
+ngx_http_x402_redis_ready(void)
+{
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    if (!rd->sync.timer_set) {
+        ngx_add_timer(&rd->sync, 1);
+    }
 }
 
 
@@ -406,151 +388,13 @@ ngx_http_x402_redis_exit_process(ngx_cycle_t *cycle)
 
     rd->exiting = 1;
 
-    if (rd->reconnect.timer_set) {
-        ngx_del_timer(&rd->reconnect);
-    }
-
-    if (rd->connect_timer.timer_set) {
-        ngx_del_timer(&rd->connect_timer);
-    }
-
     if (rd->sync.timer_set) {
         ngx_del_timer(&rd->sync);
     }
 
-    ngx_http_x402_redis_drop();
+    ngx_http_x402_redis_conn_exit();
 
     rd->conf = NULL;
-}
-
-
-static void
-ngx_http_x402_redis_log_down(ngx_uint_t level, const char *what,
-    const char *err)
-{
-    ngx_http_x402_redis_t  *rd;
-
-    rd = &ngx_http_x402_redis_worker;
-
-    /* once a second at most: an outage must not flood the log */
-    if (rd->conf == NULL || rd->logged == ngx_time()) {
-        return;
-    }
-
-    rd->logged = ngx_time();
-
-    if (rd->conf->unix_path.len) {
-        ngx_log_error(level, rd->log, 0, "x402: redis unix:%V: %s%s%s",
-                      &rd->conf->unix_path, what, err ? ": " : "",
-                      err ? err : "");
-
-    } else {
-        ngx_log_error(level, rd->log, 0, "x402: redis %V:%d: %s%s%s",
-                      &rd->conf->host, (int) rd->conf->port, what,
-                      err ? ": " : "", err ? err : "");
-    }
-}
-
-
-static void
-ngx_http_x402_redis_connect(void)
-{
-    ngx_connection_t       *c;
-    redisAsyncContext      *ac;
-    ngx_http_x402_redis_t  *rd;
-
-    rd = &ngx_http_x402_redis_worker;
-
-    if (rd->exiting || rd->ac) {
-        return;
-    }
-
-    /*
-     * An IP literal or a unix path: hiredis's getaddrinfo() resolves
-     * nothing, and the socket is non-blocking (EINPROGRESS).
-     */
-    if (rd->conf->unix_path.len) {
-        ac = redisAsyncConnectUnix((char *) rd->conf->unix_path.data);
-
-    } else {
-        ac = redisAsyncConnect((char *) rd->conf->host.data,
-                               (int) rd->conf->port);
-    }
-
-    if (ac == NULL) {
-        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "connect failed",
-                                     "out of memory");
-        ngx_http_x402_redis_schedule();
-        return;
-    }
-
-    if (ac->err) {
-        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "connect failed",
-                                     ac->errstr);
-        redisAsyncFree(ac);
-        ngx_http_x402_redis_schedule();
-        return;
-    }
-
-    c = ngx_get_connection(ac->c.fd, rd->log);
-    if (c == NULL) {
-        redisAsyncFree(ac);
-        ngx_http_x402_redis_schedule();
-        return;
-    }
-
-    c->data = rd;
-    c->read->handler = ngx_http_x402_redis_read_handler;
-    c->write->handler = ngx_http_x402_redis_write_handler;
-    c->read->log = rd->log;
-    c->write->log = rd->log;
-
-    ac->data = rd;
-    ac->ev.data = c;
-    ac->ev.addRead = ngx_http_x402_redis_add_read;
-    ac->ev.delRead = ngx_http_x402_redis_del_read;
-    ac->ev.addWrite = ngx_http_x402_redis_add_write;
-    ac->ev.delWrite = ngx_http_x402_redis_del_write;
-    ac->ev.cleanup = ngx_http_x402_redis_cleanup;
-
-    redisAsyncSetConnectCallback(ac, ngx_http_x402_redis_connected);
-    redisAsyncSetDisconnectCallback(ac, ngx_http_x402_redis_disconnected);
-
-    rd->ac = ac;
-    rd->c = c;
-    rd->state = NGX_HTTP_X402_REDIS_CONNECTING;
-
-    /*
-     * The connect completes with writability (hiredis's connect callback
-     * setter asks for the write event already; this is idempotent).
-     */
-    ngx_http_x402_redis_add_write(c);
-
-    if (!c->write->active) {
-        ngx_http_x402_redis_drop();
-        ngx_http_x402_redis_schedule();
-        return;
-    }
-
-    ngx_add_timer(&rd->connect_timer, rd->conf->connect_timeout);
-
-    /* queued before any command: hiredis sends them first, in order */
-    if (rd->conf->password.len) {
-        (void) redisAsyncCommand(ac, ngx_http_x402_redis_setup_reply,
-                                 (void *) "AUTH", "AUTH %b",
-                                 rd->conf->password.data,
-                                 rd->conf->password.len);
-    }
-
-    if (rd->conf->db) {
-        (void) redisAsyncCommand(ac, ngx_http_x402_redis_setup_reply,
-                                 (void *) "SELECT", "SELECT %d",
-                                 (int) rd->conf->db);
-    }
-
-    /* did it forget? asked before any command of ours on this connection */
-    rd->epoch_asked = 0;
-    ngx_http_x402_redis_ask_epoch();
 }
 
 
@@ -573,7 +417,9 @@ ngx_http_x402_redis_ask_epoch(void)
 
     rd = &ngx_http_x402_redis_worker;
 
-    if (rd->ac == NULL || rd->epoch_asked || ngx_http_x402_store_zone == NULL) {
+    if (ngx_http_x402_redis_conn.ac == NULL || rd->epoch_asked
+        || ngx_http_x402_store_zone == NULL)
+    {
         return;
     }
 
@@ -614,7 +460,8 @@ ngx_http_x402_redis_ask_epoch(void)
 
     rd->epoch_len = 0;
 
-    if (redisAsyncCommandArgv(rd->ac, ngx_http_x402_redis_epoch_reply, NULL,
+    if (redisAsyncCommandArgv(ngx_http_x402_redis_conn.ac,
+                              ngx_http_x402_redis_epoch_reply, NULL,
                               6, argv, argvlen)
         == REDIS_OK)
     {
@@ -720,348 +567,6 @@ ngx_http_x402_redis_epoch_reply(redisAsyncContext *ac, void *reply,
 }
 
 
-static void
-ngx_http_x402_redis_schedule(void)
-{
-    ngx_http_x402_redis_t  *rd;
-
-    rd = &ngx_http_x402_redis_worker;
-
-    rd->state = NGX_HTTP_X402_REDIS_DOWN;
-    rd->was_down = 1;
-
-    if (rd->exiting || rd->reconnect.timer_set) {
-        return;
-    }
-
-    ngx_add_timer(&rd->reconnect, rd->backoff);
-
-    rd->backoff *= 2;
-
-    if (rd->backoff > NGX_HTTP_X402_REDIS_BACKOFF_MAX) {
-        rd->backoff = NGX_HTTP_X402_REDIS_BACKOFF_MAX;
-    }
-}
-
-
-/* Drops the connection: every queued command's callback gets NULL. */
-static void
-ngx_http_x402_redis_drop(void)
-{
-    redisAsyncContext      *ac;
-    ngx_http_x402_redis_t  *rd;
-
-    rd = &ngx_http_x402_redis_worker;
-
-    ac = rd->ac;
-
-    if (ac == NULL) {
-        return;
-    }
-
-    rd->ac = NULL;
-    rd->state = NGX_HTTP_X402_REDIS_DOWN;
-
-    if (rd->connect_timer.timer_set) {
-        ngx_del_timer(&rd->connect_timer);
-    }
-
-    redisAsyncFree(ac);
-}
-
-
-static void
-ngx_http_x402_redis_reconnect_handler(ngx_event_t *ev)
-{
-    ngx_http_x402_redis_connect();
-}
-
-
-static void
-ngx_http_x402_redis_connect_timeout(ngx_event_t *ev)
-{
-    ngx_http_x402_redis_log_down(NGX_LOG_ERR, "connect timed out", NULL);
-
-    ngx_http_x402_redis_drop();
-    ngx_http_x402_redis_schedule();
-}
-
-
-static void
-ngx_http_x402_redis_connected(const redisAsyncContext *ac, int status)
-{
-    ngx_http_x402_redis_t  *rd;
-
-    rd = &ngx_http_x402_redis_worker;
-
-    if (rd->connect_timer.timer_set) {
-        ngx_del_timer(&rd->connect_timer);
-    }
-
-    if (status != REDIS_OK) {
-        /* hiredis frees ac after this returns */
-        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "connect failed",
-                                     ac->errstr);
-        rd->ac = NULL;
-        ngx_http_x402_redis_schedule();
-        return;
-    }
-
-    rd->state = NGX_HTTP_X402_REDIS_READY;
-    rd->backoff = NGX_HTTP_X402_REDIS_BACKOFF_MIN;
-
-    /* what fail=open recorded locally meanwhile goes to the fleet */
-    if (!rd->sync.timer_set) {
-        ngx_add_timer(&rd->sync, 1);
-    }
-
-    if (rd->was_down) {
-        rd->was_down = 0;
-        rd->logged = 0;
-        ngx_http_x402_redis_log_down(NGX_LOG_NOTICE, "connected again", NULL);
-
-    } else {
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, rd->log, 0,
-                       "x402 redis connected");
-    }
-}
-
-
-static void
-ngx_http_x402_redis_disconnected(const redisAsyncContext *ac, int status)
-{
-    ngx_http_x402_redis_t  *rd;
-
-    rd = &ngx_http_x402_redis_worker;
-
-    if (rd->ac != ac) {
-        /* dropped by us: drop() already forgot it */
-        if (!rd->exiting) {
-            ngx_http_x402_redis_schedule();
-        }
-
-        return;
-    }
-
-    rd->ac = NULL;
-
-    if (!rd->exiting) {
-        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "connection lost",
-                                     status == REDIS_OK ? NULL : ac->errstr);
-        ngx_http_x402_redis_schedule();
-    }
-}
-
-
-static void
-ngx_http_x402_redis_setup_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
-{
-    redisReply  *rr = reply;
-
-    if (rr == NULL) {
-        return;
-    }
-
-    if (rr->type == REDIS_REPLY_ERROR) {
-        ngx_http_x402_redis_log_down(NGX_LOG_ERR, (char *) privdata,
-                                     rr->str);
-        /* commands queued behind get errors: the fail mode applies */
-        redisAsyncDisconnect(ac);
-    }
-}
-
-
-/* ---- event adapter ---- */
-
-static void
-ngx_http_x402_redis_add_read(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_int_t  event;
-
-    if (c->read->active) {
-        return;
-    }
-
-    event = (ngx_event_flags & NGX_USE_CLEAR_EVENT) ? NGX_CLEAR_EVENT
-                                                    : NGX_LEVEL_EVENT;
-
-    if (ngx_add_event(c->read, NGX_READ_EVENT, event) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                      "x402: redis: adding a read event failed");
-    }
-}
-
-
-static void
-ngx_http_x402_redis_del_read(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_x402_redis_add_write(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_int_t  event;
-
-    if (c->write->active) {
-        return;
-    }
-
-    event = (ngx_event_flags & NGX_USE_CLEAR_EVENT) ? NGX_CLEAR_EVENT
-                                                    : NGX_LEVEL_EVENT;
-
-    if (ngx_add_event(c->write, NGX_WRITE_EVENT, event) != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, c->log, 0,
-                      "x402: redis: adding a write event failed");
-    }
-}
-
-
-static void
-ngx_http_x402_redis_del_write(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-/* hiredis closes the fd itself, right after this */
-static void
-ngx_http_x402_redis_cleanup(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    ngx_http_x402_redis_t  *rd;
-
-    rd = &ngx_http_x402_redis_worker;
-
-    if (rd->c == c) {
-        rd->c = NULL;
-    }
-
-    if (c->read->timer_set) {
-        ngx_del_timer(c->read);
-    }
-
-    if (c->write->timer_set) {
-        ngx_del_timer(c->write);
-    }
-
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-
-    if (c->read->active) {
-        (void) ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    if (c->write->active) {
-        (void) ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-    }
-
-    ngx_free_connection(c);
-
-    /* marks events still queued by epoll for this fd as stale */
-    c->fd = (ngx_socket_t) -1;
-}
-
-
-static void
-ngx_http_x402_redis_read_handler(ngx_event_t *ev)
-{
-    int                     n;
-    ngx_socket_t            fd;
-    ngx_connection_t       *c;
-    redisAsyncContext      *ac;
-    ngx_http_x402_redis_t  *rd;
-
-    ngx_http_x402_timing_start();
-
-    c = ev->data;
-    rd = &ngx_http_x402_redis_worker;
-    ac = rd->ac;
-
-    if (ac == NULL || rd->c != c) {
-        return;
-    }
-
-    /* saved: the context (and c) may be gone after a read */
-    fd = c->fd;
-
-    for ( ;; ) {
-        redisAsyncHandleRead(ac);
-
-        if (rd->ac != ac) {
-            break;
-        }
-
-        if (!(ngx_event_flags & NGX_USE_CLEAR_EVENT)) {
-            break;
-        }
-
-        /*
-         * Edge-triggered: hiredis reads 16k at a time, and what is left
-         * in the socket would never raise another event.
-         */
-        if (ioctl(fd, FIONREAD, &n) == -1) {
-            break;
-        }
-
-        if (n > 0) {
-            continue;
-        }
-
-        if (ev->pending_eof) {
-            /* read the EOF now: the peer is gone */
-            ev->pending_eof = 0;
-            continue;
-        }
-
-        break;
-    }
-
-    ngx_http_x402_timing_end(NGX_HTTP_X402_T_REDIS_READ);
-}
-
-
-static void
-ngx_http_x402_redis_write_handler(ngx_event_t *ev)
-{
-    ngx_connection_t       *c;
-    ngx_http_x402_redis_t  *rd;
-
-    c = ev->data;
-    rd = &ngx_http_x402_redis_worker;
-
-    if (rd->ac == NULL || rd->c != c) {
-        return;
-    }
-
-    ngx_http_x402_timing_start();
-
-    redisAsyncHandleWrite(rd->ac);
-
-    ngx_http_x402_timing_end(NGX_HTTP_X402_T_REDIS_WRITE);
-}
-
-
 /* ---- commands ---- */
 
 static ngx_http_x402_redis_op_t *
@@ -1072,8 +577,8 @@ ngx_http_x402_redis_op(ngx_uint_t kind, ngx_http_x402_store_op_t *sop)
 
     rd = &ngx_http_x402_redis_worker;
 
-    if (rd->conf == NULL || rd->ac == NULL
-        || rd->state == NGX_HTTP_X402_REDIS_DOWN
+    if (rd->conf == NULL || ngx_http_x402_redis_conn.ac == NULL
+        || ngx_http_x402_redis_conn.state == NGX_HTTP_X402_REDIS_DOWN
         || rd->inflight >= NGX_HTTP_X402_REDIS_INFLIGHT_MAX)
     {
         return NULL;
@@ -1150,7 +655,8 @@ ngx_http_x402_redis_send(ngx_http_x402_redis_op_t *op, const char *script,
 
     ngx_memcpy(op->id, sop->id, 32);
 
-    if (redisAsyncCommandArgv(rd->ac, ngx_http_x402_redis_reply, op,
+    if (redisAsyncCommandArgv(ngx_http_x402_redis_conn.ac,
+                              ngx_http_x402_redis_reply, op,
                               (int) argc, argv, argvlen)
         != REDIS_OK)
     {
@@ -1421,7 +927,7 @@ ngx_http_x402_redis_op_timeout(ngx_event_t *ev)
 
     if (sop) {
         sop->pending = NULL;
-        ngx_http_x402_store_redis_done(sop, NGX_ERROR, NULL);
+        ngx_http_x402_redis_worker.done(sop, NGX_ERROR, NULL);
     }
 
     /*
@@ -1502,22 +1008,22 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
                 }
 
                 /* NGX_DECLINED: unavailable because it forgot */
-                ngx_http_x402_store_redis_done(sop,
+                ngx_http_x402_redis_worker.done(sop,
                         (rr && rr->len >= 9
                          && ngx_strncmp(rr->str, "X402EPOCH", 9) == 0)
                         ? NGX_DECLINED : NGX_ERROR, NULL);
 
             } else if (rr->type == REDIS_REPLY_NIL) {
                 ngx_str_null(&value);
-                ngx_http_x402_store_redis_done(sop, NGX_OK, &value);
+                ngx_http_x402_redis_worker.done(sop, NGX_OK, &value);
 
             } else if (rr->type == REDIS_REPLY_STRING) {
                 value.data = (u_char *) rr->str;
                 value.len = rr->len;
-                ngx_http_x402_store_redis_done(sop, NGX_OK, &value);
+                ngx_http_x402_redis_worker.done(sop, NGX_OK, &value);
 
             } else {
-                ngx_http_x402_store_redis_done(sop, NGX_ERROR, NULL);
+                ngx_http_x402_redis_worker.done(sop, NGX_ERROR, NULL);
             }
         }
 
@@ -1582,7 +1088,8 @@ ngx_http_x402_redis_sync_handler(ngx_event_t *ev)
 
     rd = &ngx_http_x402_redis_worker;
 
-    if (rd->conf == NULL || rd->state != NGX_HTTP_X402_REDIS_READY
+    if (rd->conf == NULL
+        || ngx_http_x402_redis_conn.state != NGX_HTTP_X402_REDIS_READY
         || ngx_http_x402_store_zone == NULL)
     {
         return;

@@ -110,7 +110,6 @@ static ngx_uint_t    ngx_http_x402_retry_draining;
 static uint64_t      ngx_http_x402_retry_deadline;
 
 
-
 static ngx_str_t  ngx_http_x402_post_method = ngx_string("POST");
 static ngx_str_t  ngx_http_x402_content_type = ngx_string("Content-Type");
 static ngx_str_t  ngx_http_x402_json = ngx_string("application/json");
@@ -155,30 +154,6 @@ ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle)
 
     if (ngx_http_x402_retry_timer.timer_set) {
         ngx_del_timer(&ngx_http_x402_retry_timer);
-    }
-}
-
-
-/* the /settle body of a payment, whole, in pieces that fit a log line */
-void
-ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex, ngx_str_t *uri,
-    ngx_str_t *body)
-{
-    u_char      *b;
-    size_t       len, part;
-    ngx_uint_t   i, n;
-
-    b = body->data;
-    len = body->len;
-    n = (len + 1023) / 1024;
-
-    for (i = 1; i <= n; i++) {
-        part = ngx_min(len, 1024);
-        ngx_log_error(NGX_LOG_ERR, log, 0,
-                      "x402: payment %*s: POST %V with the body [%ui/%ui]: "
-                      "%*s", (size_t) 64, hex, uri, i, n, part, b);
-        b += part;
-        len -= part;
     }
 }
 

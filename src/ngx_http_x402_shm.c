@@ -6,7 +6,10 @@
  * one by expiry (the soonest expiring record is the tree's minimum, so the
  * oldest expired records are found in O(log n) and an unexpired one is never
  * evicted). Only memory work happens under the zone mutex; logging is done
- * after unlocking.
+ * after unlocking (src/README.md, layer 1).
+ *
+ * Over 800 lines as one concern: the zone's init, its layout check and
+ * migration on reuse, and the record operations share its invariants.
  */
 
 #include <ngx_config.h>
@@ -14,6 +17,10 @@
 #include <ngx_http.h>
 
 #include "ngx_http_x402_store_int.h"
+
+
+/* the zone of the running configuration (set by the store's init_process) */
+ngx_http_x402_shm_t  *ngx_http_x402_store_zone;
 
 
 #define ngx_http_x402_rec_node(rec)                                           \

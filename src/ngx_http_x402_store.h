@@ -206,6 +206,10 @@ ngx_http_x402_store_op_t *ngx_http_x402_store_request_op(
 ngx_http_x402_store_counters_t *ngx_http_x402_store_counters(
     ngx_http_request_t *r);
 
+/* ngx_http_x402_retry.c: a settlement was queued (async_begin said
+ * NGX_OK): a graceful stop waits for the drain */
+void ngx_http_x402_retry_owed(void);
+
 
 extern ngx_module_t  ngx_http_x402_store_module;
 

@@ -113,7 +113,13 @@ ngx_http_x402_store_async(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
                       "settles synchronously", &ctx->payment_id);
     }
 
-    return (rc == NGX_OK) ? NGX_OK : NGX_DECLINED;
+    if (rc == NGX_OK) {
+        /* something is owed now: a graceful stop waits for the drain */
+        ngx_http_x402_retry_owed();
+        return NGX_OK;
+    }
+
+    return NGX_DECLINED;
 }
 
 

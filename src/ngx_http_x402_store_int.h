@@ -1,7 +1,7 @@
 
 /*
  * ngx_http_x402_store_int.h: private to the store (store.c, shm.c, redis.c,
- * retry.c). The glue includes ngx_http_x402_store.h only.
+ * redis_conn.c, retry.c). The glue includes ngx_http_x402_store.h only.
  */
 
 #ifndef _NGX_HTTP_X402_STORE_INT_H_INCLUDED_
@@ -245,20 +245,59 @@ void ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone);
 void ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log);
 void ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log);
 
-/* retry.c */
-ngx_int_t ngx_http_x402_retry_init_process(ngx_cycle_t *cycle);
-void ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle);
-void ngx_http_x402_retry_owed(void);
+/* queue.c: the /settle body of a payment, whole, in pieces a log line holds */
 void ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex, ngx_str_t *uri,
     ngx_str_t *body);
 
-/* redis.c */
+/* retry.c */
+ngx_int_t ngx_http_x402_retry_init_process(ngx_cycle_t *cycle);
+void ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle);
+
+/* redis_conn.c: the worker's hiredis connection on nginx events */
+#define NGX_HTTP_X402_REDIS_DOWN        0
+#define NGX_HTTP_X402_REDIS_CONNECTING  1
+#define NGX_HTTP_X402_REDIS_READY       2
+
+typedef struct {
+    ngx_http_x402_redis_conf_t       *conf;
+    struct redisAsyncContext         *ac;       /* NULL: not connected */
+    ngx_connection_t                 *c;
+    ngx_uint_t                        state;
+    ngx_msec_t                        backoff;
+    ngx_event_t                       connect_timer;
+    ngx_event_t                       reconnect;
+    ngx_log_t                        *log;
+    time_t                            logged;
+    void                            (*connecting)(void);
+    void                            (*ready)(void);
+    unsigned                          exiting:1;
+    unsigned                          was_down:1;
+} ngx_http_x402_redis_conn_t;
+
+extern ngx_http_x402_redis_conn_t  ngx_http_x402_redis_conn;
+
+void ngx_http_x402_redis_conn_init(ngx_cycle_t *cycle,
+    ngx_http_x402_redis_conf_t *rcf, void (*connecting)(void),
+    void (*ready)(void));
+void ngx_http_x402_redis_conn_exit(void);
+void ngx_http_x402_redis_connect(void);
+void ngx_http_x402_redis_schedule(void);
+void ngx_http_x402_redis_drop(void);
+void ngx_http_x402_redis_log_down(ngx_uint_t level, const char *what,
+    const char *err);
+
+/* redis.c: the record protocol */
 char *ngx_http_x402_redis_parse(ngx_conf_t *cf,
     ngx_http_x402_redis_conf_t *rcf);
+/* a reserve's reply: rc NGX_OK with the stored value (value->len == 0:
+ * none, we hold it), NGX_ERROR: unavailable, NGX_DECLINED: it forgot */
+typedef void (*ngx_http_x402_redis_done_pt)(ngx_http_x402_store_op_t *op,
+    ngx_int_t rc, ngx_str_t *value);
+
 ngx_int_t ngx_http_x402_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_x402_redis_conf_t *rcf);
+    ngx_http_x402_redis_conf_t *rcf, ngx_http_x402_redis_done_pt done);
 void ngx_http_x402_redis_exit_process(ngx_cycle_t *cycle);
-/* NGX_AGAIN: sent, op resolved later via ngx_http_x402_store_redis_done;
+/* NGX_AGAIN: sent, op resolved later through the done handler;
  * NGX_DECLINED: Redis unavailable now */
 ngx_int_t ngx_http_x402_redis_reserve(ngx_http_x402_store_op_t *op);
 void ngx_http_x402_redis_set(ngx_http_x402_store_op_t *op, ngx_uint_t state,
@@ -274,6 +313,7 @@ ngx_uint_t ngx_http_x402_store_parse_value(ngx_str_t *value,
     ngx_uint_t *state, uint64_t *scope, time_t *settled_at, time_t *expire,
     ngx_str_t *text);
 
+/* shm.c: this worker's zone (set by the store's init_process) */
 extern ngx_http_x402_shm_t  *ngx_http_x402_store_zone;
 
 

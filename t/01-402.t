@@ -1,5 +1,7 @@
 # The 402 of an unpaid request to a priced location (issue 2, item 3;
-# x402-notes §1.2, §1.3, §1.4, §10.1): status, the v2 PAYMENT-REQUIRED
+# coinbase/x402 specs/transports-v2/http.md and transports-v1/http.md,
+# "Payment Required Signaling"; specs/x402-specification-v2.md 5.1):
+# status, the v2 PAYMENT-REQUIRED
 # header (standard padded base64 of compact JSON, exact fields), the v1 JSON
 # body (v1 field names), Content-Type, Cache-Control, CORS exposure, the
 # absolute resource URL with port and query, and escaping of what the

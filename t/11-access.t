@@ -24,6 +24,7 @@ EOC
 # user "u" password "p"
 our $HTPASSWD = "u:{PLAIN}p\n";
 
+repeat_each(2);
 run_tests();
 
 # the variables in the main request's access log, after internal redirects
@@ -60,8 +61,9 @@ done_testing();
 __DATA__
 
 === TEST 1: deny wins under satisfy all: 403, a valid payment is never looked at
---- config eval
-"$main::PAY\nlocation /p/ { deny all; }\n"
+--- config
+include x402-paid.conf;
+location /p/ { deny all; }
 --- user_files
 >>> p/a.txt
 a
@@ -80,8 +82,9 @@ access forbidden by rule
 
 
 === TEST 2: satisfy any: an allowed address reads free
---- config eval
-"$main::PAY\nlocation /p/ { satisfy any; allow 127.0.0.1; deny all; }\n"
+--- config
+include x402-paid.conf;
+location /p/ { satisfy any; allow 127.0.0.1; deny all; }
 --- user_files
 >>> p/a.txt
 a
@@ -98,8 +101,9 @@ a
 
 
 === TEST 3: satisfy any: everybody else pays (402, not 403)
---- config eval
-"$main::PAY\nlocation /p/ { satisfy any; allow 10.0.0.0/8; deny all; }\n"
+--- config
+include x402-paid.conf;
+location /p/ { satisfy any; allow 10.0.0.0/8; deny all; }
 --- user_files
 >>> p/a.txt
 a
@@ -112,8 +116,10 @@ PAYMENT-REQUIRED: ^eyJ
 
 
 === TEST 4: satisfy any: and a valid payment is let through
---- config eval
-"$main::PAY\nlocation /p/ { satisfy any; allow 10.0.0.0/8; deny all; }\n"
+--- no_repeat
+--- config
+include x402-paid.conf;
+location /p/ { satisfy any; allow 10.0.0.0/8; deny all; }
 --- user_files
 >>> p/a.txt
 a
@@ -134,8 +140,9 @@ verify settle
 
 
 === TEST 5: auth_basic first: no credentials is a 401, not a 402
---- config eval
-"$main::PAY\nlocation /p/ { auth_basic realm; auth_basic_user_file htpasswd; }\n"
+--- config
+include x402-paid.conf;
+location /p/ { auth_basic realm; auth_basic_user_file htpasswd; }
 --- user_files eval
 ">>> p/a.txt\na\n>>> ../conf/htpasswd\n$main::HTPASSWD"
 --- request
@@ -147,8 +154,9 @@ GET /p/a.txt
 
 
 === TEST 6: auth_basic passed, then the payment is asked for
---- config eval
-"$main::PAY\nlocation /p/ { auth_basic realm; auth_basic_user_file htpasswd; }\n"
+--- config
+include x402-paid.conf;
+location /p/ { auth_basic realm; auth_basic_user_file htpasswd; }
 --- user_files eval
 ">>> p/a.txt\na\n>>> ../conf/htpasswd\n$main::HTPASSWD"
 --- more_headers
@@ -162,8 +170,10 @@ PAYMENT-REQUIRED: ^eyJ
 
 
 === TEST 7: auth_request denies: 403, the facilitator never hears of the payment
---- config eval
-"$main::PAY\nlocation /p/ { auth_request /auth; }\nlocation = /auth { internal; x402 off; return 403; }\n"
+--- config
+include x402-paid.conf;
+location /p/ { auth_request /auth; }
+location = /auth { internal; x402 off; return 403; }
 --- user_files
 >>> p/a.txt
 a
@@ -179,8 +189,11 @@ GET /p/a.txt
 
 
 === TEST 8: auth_request to a priced location: the subrequest is not charged
---- config eval
-"$main::PAY\nlocation /p/ { auth_request /auth/ok.txt; }\nlocation /auth/ { internal; }\n"
+--- no_repeat
+--- config
+include x402-paid.conf;
+location /p/ { auth_request /auth/ok.txt; }
+location /auth/ { internal; }
 --- user_files
 >>> p/a.txt
 a
@@ -201,8 +214,9 @@ verify settle
 
 
 === TEST 9: SSI includes of priced parts from a free page are not charged, nor served (t/70)
---- config eval
-"$main::PAY\nlocation = /page.html { x402 off; ssi on; }\n"
+--- config
+include x402-paid.conf;
+location = /page.html { x402 off; ssi on; }
 --- user_files
 >>> page.html
 [<!--# include virtual="/part.txt" -->]
@@ -220,8 +234,11 @@ to a priced location refused
 
 
 === TEST 10: try_files to a named location: paid once
---- config eval
-"$main::PAY\nlocation /p/ { try_files \$uri \@back; }\nlocation \@back { rewrite ^ /b.txt break; }\n"
+--- no_repeat
+--- config
+include x402-paid.conf;
+location /p/ { try_files $uri @back; }
+location @back { rewrite ^ /b.txt break; }
 --- user_files
 >>> b.txt
 back
@@ -242,8 +259,10 @@ verify settle
 
 
 === TEST 11: index and error_page redirects after payment: paid once
---- config eval
-"$main::PAY\nlocation /p/ { error_page 404 = /p/fallback.txt; }\n"
+--- no_repeat
+--- config
+include x402-paid.conf;
+location /p/ { error_page 404 = /p/fallback.txt; }
 --- user_files
 >>> p/index.html
 index
@@ -267,8 +286,9 @@ No such file or directory
 
 
 === TEST 12: error_page 402 (a paywall) for browsers: the page, status 402, header kept, not charged again
---- config eval
-"$main::PAY\nerror_page 402 /paywall.html;\n"
+--- config
+include x402-paid.conf;
+error_page 402 /paywall.html;
 --- user_files
 >>> doc.txt
 paid content
@@ -287,8 +307,8 @@ paid content
 
 
 === TEST 13: HEAD is charged like GET, and gets no body
---- config eval
-"$main::PAY"
+--- config
+include x402-paid.conf;
 --- user_files
 >>> doc.txt
 paid content

@@ -155,7 +155,8 @@ sub x402_log {
              "refused $path: JSON");
     }
 
-    # a 500 with a JSON error is how Go facilitators refuse (x402-notes 4.4)
+    # a 500 with a JSON error is how Go facilitators refuse
+    # (coinbase/x402 e2e/facilitators/go/main.go)
     $fac->set_script("verify: default\nsettle: 500 {\"error\":\"boom\"}\n");
     my $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => pay() });
     is($r->{status}, 402, 'settle 500 with a JSON error: refused');

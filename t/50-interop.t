@@ -174,7 +174,8 @@ for my $m (@modes) {
                                  && lc $_->{to} eq lc $pay_to } @{ $tx->{transfers} }),
                    "$name: it transferred the price to payTo");
             }
-            # the official e2e facilitators insist on this (x402-notes 7):
+            # the official e2e facilitators insist on this (coinbase/x402
+            # e2e/facilitators/typescript/index.ts, the onBeforeSettle hook):
             # /verify with the same paymentPayload before /settle
             my ($s) = grep { $_->{response}{success} } settles_of(nonce_of($r));
             ok($s && $s->{verifiedBefore},

@@ -1,8 +1,9 @@
 #!/usr/bin/perl
-# Concurrency against the real facilitator and chain (issue 5; x402-notes 8,
-# pitfall 1): one payment sent many times at once is served once and
-# settled once, on one nginx with several workers and across two nginx
-# sharing a Redis; many distinct payments at once are all served and all
+# Concurrency against the real facilitator and chain (issue 5; the
+# verify-serve-settle window of x402-foundation/x402 issues #803, #1169,
+# #1805): one payment sent many times at once is served once and settled
+# once, on one nginx with several workers and across two nginx sharing a
+# Redis; many distinct payments at once are all served and all
 # paid, exactly.
 
 use strict;

@@ -272,4 +272,22 @@ int x402_settle_failure_header(x402_str_t reason, x402_str_t network,
     }
 }
 
+int x402_settle_labels(x402_str_t settle_body, const x402_allocator_t *a,
+                       x402_settle_labels_t *out)
+{
+    std::memset(out, 0, sizeof(*out));
+    try {
+        x402::SettleLabels l = x402::settle_labels(sv(settle_body));
+        if (!copy_out(a, l.network, &out->network)
+            || !copy_out(a, l.asset, &out->asset)
+            || !copy_out(a, l.pay_to, &out->pay_to)
+            || !copy_out(a, l.amount, &out->amount)) {
+            return -1;
+        }
+        return 0;
+    } catch (...) {
+        return -1;
+    }
+}
+
 }  // extern "C"

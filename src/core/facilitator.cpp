@@ -373,4 +373,40 @@ std::string facilitator_request(const x402_payment_s &p,
     return s;
 }
 
+SettleLabels settle_labels(std::string_view settle_body)
+{
+    SettleLabels l;
+    if (settle_body.empty() || settle_body.size() > X402_MAX_FACILITATOR_LEN) {
+        return l;
+    }
+    JsonPtr root = parse_object(settle_body);
+    if (!root) {
+        return l;
+    }
+    const json_t *req = json_object_get(root.get(), "paymentRequirements");
+    if (req == nullptr || !json_is_object(req)) {
+        return l;
+    }
+    std::string_view v;
+    if (get_string(req, "network", v)) {
+        // v1 names the network ("base-sepolia"); the label is CAIP-2
+        const x402_network_t *net =
+            x402_network_find(x402_str_t{v.data(), v.size()});
+        if (net != nullptr) {
+            l.network = net->caip2;
+        }
+    }
+    if (get_string(req, "asset", v)) {
+        l.asset = v;
+    }
+    if (get_string(req, "payTo", v)) {
+        l.pay_to = v;
+    }
+    if (get_string(req, "amount", v)
+        || get_string(req, "maxAmountRequired", v)) {
+        l.amount = v;
+    }
+    return l;
+}
+
 }  // namespace x402

@@ -63,6 +63,15 @@ std::string settle_failure_json(std::string_view reason,
                                 std::string_view network,
                                 std::string_view payer);
 
+// What metrics label a settlement with, from the /settle request body
+// facilitator_request built: paymentRequirements' network (as CAIP-2),
+// asset, payTo and amount (v1: maxAmountRequired); empty when absent.
+struct SettleLabels {
+    std::string network, asset, pay_to, amount;
+};
+
+SettleLabels settle_labels(std::string_view settle_body);
+
 // True if the JSON text nests arrays/objects at most max_depth deep
 // (strings are skipped, so brackets inside them do not count).
 bool json_depth_within(std::string_view text, size_t max_depth) noexcept;

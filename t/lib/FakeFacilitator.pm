@@ -1,6 +1,8 @@
 package FakeFacilitator;
 
-# A scripted x402 facilitator for the module's tests (x402-notes §4.1, §4.4):
+# A scripted x402 facilitator for the module's tests (coinbase/x402
+# specs/x402-specification-v2.md 7, "Facilitator Interface"; answers as
+# e2e/facilitators/{typescript/index.ts,go/main.go} do):
 # POST .../verify, .../settle and GET .../supported on 127.0.0.1:<port>.
 # Every request it receives is recorded (one JSON line each) so a test can
 # assert what reached it; the answer to the n-th request of an endpoint is

@@ -402,3 +402,55 @@ TEST(FacilitatorRequest, RejectsBadArguments)
 }
 
 }  // namespace
+
+
+// ---- labels of a queued settlement (metrics), from its /settle body ----
+
+TEST(SettleLabels, V2RequirementsGiveTheLabels)
+{
+    Pool pool;
+    x402_settle_labels_t l;
+    const std::string body =
+        R"({"x402Version":2,"paymentPayload":{"x402Version":2},)"
+        R"("paymentRequirements":{"scheme":"exact","network":"eip155:84532",)"
+        R"("amount":"1000","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e",)"
+        R"("payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C"}})";
+    ASSERT_EQ(x402_settle_labels(s(body), &pool.a, &l), 0);
+    EXPECT_EQ(str(l.network), "eip155:84532");
+    EXPECT_EQ(str(l.amount), "1000");
+    EXPECT_EQ(str(l.asset), "0x036CbD53842c5426634e7929541eC2318f3dCF7e");
+    EXPECT_EQ(str(l.pay_to), "0x209693Bc6afc0C5328bA36FaF03C514EF312287C");
+}
+
+TEST(SettleLabels, V1NamesTheNetworkAndMaxAmountRequired)
+{
+    Pool pool;
+    x402_settle_labels_t l;
+    const std::string body =
+        R"({"x402Version":1,"paymentPayload":{},"paymentRequirements":)"
+        R"({"network":"base-sepolia","maxAmountRequired":"2000"}})";
+    ASSERT_EQ(x402_settle_labels(s(body), &pool.a, &l), 0);
+    EXPECT_EQ(str(l.network), "eip155:84532");
+    EXPECT_EQ(str(l.amount), "2000");
+    EXPECT_EQ(l.asset.len, 0u);
+    EXPECT_EQ(l.pay_to.len, 0u);
+}
+
+TEST(SettleLabels, GarbageAndUnknownNetworksGiveNoLabels)
+{
+    Pool pool;
+    x402_settle_labels_t l;
+    for (const std::string body :
+         {std::string("not json"), std::string("[]"),
+          std::string(R"({"paymentRequirements":[]})"),
+          std::string(R"({"paymentRequirements":{"network":"mars",)"
+                      R"("amount":1000}})")}) {
+        ASSERT_EQ(x402_settle_labels(s(body), &pool.a, &l), 0) << body;
+        EXPECT_EQ(l.network.len, 0u) << body;
+        EXPECT_EQ(l.amount.len, 0u) << body;
+    }
+    pool.fail = true;
+    const std::string ok =
+        R"({"paymentRequirements":{"network":"base","amount":"1"}})";
+    EXPECT_EQ(x402_settle_labels(s(ok), &pool.a, &l), -1);
+}

@@ -10,7 +10,7 @@ package X402::Nginx;
 use strict;
 use warnings;
 use File::Path qw(make_path remove_tree);
-use File::Basename qw(dirname);
+use File::Basename qw(basename dirname);
 use POSIX ();
 use IO::Socket::INET;
 use Time::HiRes qw(sleep time);
@@ -132,6 +132,19 @@ sub _write_files {
     open my $fh, '>', $self->conf_path or die $!;
     print $fh $conf;
     close $fh;
+
+    # shared boilerplate: t/conf/NAME.conf becomes conf/NAME.conf, with the
+    # $TEST_NGINX_* of this nginx, for `include NAME.conf;`
+    for my $inc (glob(X402::Test::repo_root() . '/t/conf/*.conf')) {
+        open my $in, '<', $inc or die "$inc: $!";
+        my $text = do { local $/; <$in> };
+        close $in;
+        $text =~ s/\$TEST_NGINX_PORT\b/$self->{port}/g;
+        $text =~ s{\$(TEST_NGINX_[A-Z0-9_]+)}{$ENV{$1} // "\$$1"}ge;
+        open my $out, '>', "$p/conf/" . basename($inc) or die $!;
+        print $out $text;
+        close $out;
+    }
 }
 
 sub _cmd {

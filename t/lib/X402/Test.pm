@@ -31,13 +31,25 @@ our @EXPORT = (
        parse_response start_facilitator sign_payment sign_payments
        decode_b64_json encode_b64_json json_encode json_decode
        repo_root module_path nginx_binary free_port servroot
-       log_tail no_module_conf)
+       log_tail no_module_conf repeat_each)
 );
 
 my $ROOT = abs_path(dirname(__FILE__) . '/../../..');
 
 # set to 0 (before run_tests) for blocks that must run without the module
 our $LOAD_MODULE = 1;
+
+# repeat_each(2): every block's requests run twice on the same nginx, so
+# that state one request leaves behind (in the ctx, the pools, the zones)
+# shows up in the next; env TEST_NGINX_REPEAT_EACH overrides. A block whose
+# second pass differs by design (a payment presented again is a replay)
+# says `--- no_repeat`.
+our $REPEAT_EACH = 1;
+
+sub repeat_each {
+    $REPEAT_EACH = shift if @_;
+    return $ENV{TEST_NGINX_REPEAT_EACH} || $REPEAT_EACH;
+}
 
 sub repo_root { $ROOT }
 
@@ -311,8 +323,9 @@ sub _run_block {
         $sub->($ng, $block, $fac);
     }
 
+    my $passes = exists $block->{no_repeat} ? 1 : repeat_each();
     if (exists $block->{request} || exists $block->{raw_request}) {
-        _run_requests($block, $ng);
+        _run_requests($block, $ng, $_, $passes) for 1 .. $passes;
     }
 
     if (exists $block->{wait}) {
@@ -325,7 +338,7 @@ sub _run_block {
     $fac->stop if $fac;
 
     if ($fac && exists $block->{facilitator_saw}) {
-        my @want = _lines(_section($block, 'facilitator_saw'));
+        my @want = (_lines(_section($block, 'facilitator_saw'))) x $passes;
         my @got = map { $_->{endpoint} } $fac->requests;
         is(join(' ', @got), join(' ', map { split ' ' } @want),
            "$name: facilitator saw");
@@ -377,8 +390,9 @@ sub _unlike_text {
 }
 
 sub _run_requests {
-    my ($block, $ng) = @_;
+    my ($block, $ng, $pass, $passes) = @_;
     my $name = $block->name;
+    $name .= " (pass $pass)" if $passes && $passes > 1;
     my @reqs = exists $block->{raw_request}
         ? map { { raw => $_ } } _as_list(_section($block, 'raw_request'))
         : map { { req => $_ } } _as_list(_section($block, 'request'));

@@ -282,6 +282,21 @@ int x402_authorization_state_parse(int status, x402_str_t body,
 int x402_settle_failure_header(x402_str_t reason, x402_str_t network,
     x402_str_t payer, const x402_allocator_t *a, x402_str_t *header);
 
+/* The labels metrics count a settlement under, from a /settle request body
+ * of x402_facilitator_request (e.g. one queued for a background retry):
+ * paymentRequirements' network as CAIP-2, asset, payTo and amount (v1:
+ * maxAmountRequired), each allocated with a; len 0 when absent or not
+ * parseable. Returns 0, or -1 on allocation failure. */
+typedef struct {
+    x402_str_t  network;
+    x402_str_t  asset;
+    x402_str_t  pay_to;
+    x402_str_t  amount;
+} x402_settle_labels_t;
+
+int x402_settle_labels(x402_str_t settle_body, const x402_allocator_t *a,
+    x402_settle_labels_t *out);
+
 
 /* ---- bazaar discovery extension (coinbase/x402 specs/extensions/bazaar.md) ---- */
 
