@@ -1,0 +1,49 @@
+# Review pass (issue 9/14): attacks tried on the real nginx; each block is
+# a hole found (or a hardening) and fails on the code before its fix.
+use strict;
+use warnings;
+use lib 't/lib';
+use X402::Test;
+
+plan skip_all => 'module not built' unless -f module_path();
+
+my $PAY_TO = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
+
+# A grant paid on one server block is read on another server block that
+# listens on another port with the same server_name (or none: the usual
+# "one site per port" layout): the scope hashes names only.
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $fp = $fac->port;
+    my $port = free_port();
+    my $port2 = free_port();
+    my $http = <<"EOH";
+    x402_price 0.001;
+    x402_pay_to $PAY_TO;
+    x402_network base-sepolia;
+    x402_facilitator /_x402/;
+    server {
+        listen 127.0.0.1:$port2;
+        server_name localhost;
+        location /_x402/ { internal; proxy_pass http://127.0.0.1:$fp/; }
+        location /grant/ { x402_grant 10m; root html/b; }
+    }
+EOH
+    my $ng = start_nginx(port => $port, http_config => $http,
+                         config => "location /_x402/ { internal; proxy_pass http://127.0.0.1:$fp/; }\n"
+                                 . "location /grant/ { x402_grant 10m; root html/a; }\n",
+                         user_files => ">>> a/grant/x\ncontent of a\n>>> b/grant/x\ncontent of b on another port\n");
+    my $h = sign_payment(amount => '1000');
+    my $r = $ng->get('/grant/x', { Host => 'localhost', 'PAYMENT-SIGNATURE' => $h });
+    is($r->{status}, 200, 'grant/port: paid on the first server');
+    is($r->{body}, "content of a\n", 'grant/port: its content');
+
+    # both servers are "server_name localhost"
+    $r = X402::HTTP::http_get($port2, '/grant/x', { Host => 'localhost', 'PAYMENT-SIGNATURE' => $h });
+    is($r->{status}, 402, 'grant/port: another server block on another port: 402');
+    unlike($r->{body} // '', qr/another port/, 'grant/port: nothing served');
+    $ng->stop;
+    $fac->stop;
+}
+
+done_testing();
