@@ -50,4 +50,36 @@ EOH
     $fac->stop;
 }
 
+# A CORS preflight is not charged and reaches the location's handling; an
+# upstream that answers OPTIONS like GET (many frameworks, a PHP script)
+# then hands the priced body out free. The preflight gets the upstream's
+# status and headers, never a body.
+{
+    my $up = free_port();
+    my $http = <<"EOH";
+    server {
+        listen 127.0.0.1:$up;
+        location / { return 200 "priced body from the upstream\\n"; }
+    }
+EOH
+    my $ng = start_nginx(http_config => $http, config => <<"EOC");
+x402_price 0.001;
+x402_pay_to $PAY_TO;
+x402_network base-sepolia;
+x402_facilitator /_x402/;
+location /_x402/ { internal; return 500; }
+location /api/ { proxy_pass http://127.0.0.1:$up; }
+location /api-nobuf/ { proxy_buffering off; proxy_pass http://127.0.0.1:$up; }
+EOC
+    for my $loc ('/api/', '/api-nobuf/') {
+        my $r = $ng->request("OPTIONS ${loc}doc",
+                             "Origin: https://app.example\nAccess-Control-Request-Method: GET\n");
+        isnt($r->{status}, 402, "preflight $loc: not charged");
+        unlike($r->{body} // '', qr/priced body/, "preflight $loc: no priced body without payment");
+        my $g = $ng->get("${loc}doc");
+        is($g->{status}, 402, "GET $loc: 402");
+    }
+    $ng->stop;
+}
+
 done_testing();
