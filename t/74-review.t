@@ -80,6 +80,7 @@ EOC
         is($g->{status}, 402, "GET $loc: 402");
     }
     $ng->stop;
+    unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'preflight: no alert in the error log');
 }
 
 done_testing();
