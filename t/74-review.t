@@ -4,6 +4,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use X402::Test;
+use Time::HiRes ();
 
 plan skip_all => 'module not built' unless -f module_path();
 
@@ -81,6 +82,64 @@ EOC
     }
     $ng->stop;
     unlike($ng->error_log, qr/\[(alert|crit|emerg)\]/, 'preflight: no alert in the error log');
+}
+
+# Spool replay into a zone too small for what is owed: the replay stops
+# ("the rest stays there"), then the start compacts the spool with just the
+# queue and the rest is gone from disk: owed settlements lost.
+{
+    use X402::StoreTest;
+    my $fac = start_facilitator(script => "verify: default\nsettle: 500 {\"error\":\"down\"}\n");
+    my $fp = $fac->port;
+    my $n = 40;
+    my $zone = sub { store_http_config("    x402_zone x402:$_[0];\n") };
+    my $ng = start_nginx(name => 'spool-small', http_config => $zone->('1m'),
+                         config => store_server_config($fp, settle => 'async',
+                             extra => "location = /pending { return 200 \$x402_pending; }\n"));
+    my @p = payments_for($ng, $n);
+    my $served = grep { $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $_->[0] })->{status} == 200 } @p;
+    is($served, $n, "spool/small zone: $n served on credit");
+    ok(wait_for(5, sub { ($ng->get('/pending')->{body} // 0) == $n }), "spool/small zone: $n owed");
+    my $spool = $ng->prefix . '/x402_spool/settlements';
+    my $owed = sub {
+        open my $fh, '<', $spool or return -1;
+        my (%owe, %done);
+        while (<$fh>) { $owe{$1} = 1 if /^owe (\S+)/; $done{$1} = 1 if /^done (\S+)/; }
+        return scalar grep { !$done{$_} } keys %owe;
+    };
+    is($owed->(), $n, "spool/small zone: $n owed in the spool");
+    my $kill = sub {
+        my $pid = $ng->pid; my @w = $ng->worker_pids;
+        kill 'KILL', $pid, @w;
+        wait_for(5, sub { !grep { X402::Nginx::pid_alive($_) } $pid, @w });
+        $ng->{pid} = undef;
+    };
+    $kill->();
+
+    # restarted with a smaller zone (an operator's mistake, or a zone
+    # that also holds many records): not everything fits
+    $ng->{http_config} = $zone->('32k');
+    $ng->_write_files;
+    $ng->start;
+    sleep 0.5;
+    like($ng->error_log, qr/too small for the settlements owed/, 'spool/small zone: replay stopped');
+    $kill->();
+    is($owed->(), $n, "spool/small zone: still $n owed in the spool after that start");
+
+    # back to a big zone, facilitator up: everything settles
+    $fac->set_script("verify: default\nsettle: default\n");
+    my $since = Time::HiRes::time();
+    $ng->{http_config} = $zone->('1m');
+    $ng->_write_files;
+    $ng->start;
+    ok(wait_for(15, sub { ($ng->get('/pending')->{body} // -1) == 0 }), 'spool/small zone: nothing owed at the end');
+    my %settled;
+    $settled{$_->{json}{paymentPayload}{payload}{authorization}{nonce}} = 1
+        for grep { $_->{endpoint} eq 'settle' && $_->{t} >= $since } $fac->requests;
+    my $ok = grep { $settled{decode_b64_json($_->[0])->{payload}{authorization}{nonce}} } @p;
+    is($ok, $n, "spool/small zone: all $n settled in the end");
+    $ng->stop;
+    $fac->stop;
 }
 
 done_testing();
