@@ -520,9 +520,10 @@ failed:
 }
 
 
+/* *complete: the whole file was read (or there is none) */
 static ngx_uint_t
 ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
-    ngx_uint_t start)
+    ngx_uint_t start, ngx_uint_t *complete)
 {
     u_char      *buf, *pos, *last, *nl;
     off_t        offset;
@@ -532,9 +533,12 @@ ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
     ngx_int_t    rc;
     ngx_uint_t   resumed, skipped, nlines, skipping, level, counts[2];
 
+    *complete = 0;
+
     fd = ngx_open_file(zone->spool->name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN,
                        0);
     if (fd == NGX_INVALID_FILE) {
+        *complete = (ngx_errno == NGX_ENOENT);
         return 0;
     }
 
@@ -610,6 +614,7 @@ ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
                                               pos, last - pos);
             }
 
+            *complete = 1;
             break;
         }
 
@@ -653,20 +658,26 @@ done:
 void
 ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 {
-    ngx_uint_t  resumed;
+    ngx_uint_t  resumed, complete;
 
     if (zone->spool == NULL || ngx_test_config) {
         return;
     }
 
-    resumed = ngx_http_x402_spool_read(zone, log, 1);
+    resumed = ngx_http_x402_spool_read(zone, log, 1, &complete);
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     ngx_http_x402_count(zone->sh, async_resumed, resumed);
 
-    /* only the master has the file open yet: it may replace it */
-    ngx_http_x402_spool_compact(zone, log);
+    /*
+     * Only the master has the file open yet: it may replace it, with the
+     * queue, if the queue holds all the file owes: not after a replay cut
+     * short (a zone too small, a read error), whose rest stays on disk.
+     */
+    if (complete) {
+        ngx_http_x402_spool_compact(zone, log);
+    }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 }
@@ -681,7 +692,8 @@ ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 void
 ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 {
-    uint64_t  now;
+    uint64_t    now;
+    ngx_uint_t  complete;
 
     if (zone->spool == NULL || zone->sh->reconcile_at == 0) {
         return;
@@ -709,5 +721,5 @@ ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    (void) ngx_http_x402_spool_read(zone, log, 0);
+    (void) ngx_http_x402_spool_read(zone, log, 0, &complete);
 }
