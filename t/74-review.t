@@ -142,4 +142,31 @@ EOC
     $fac->stop;
 }
 
+# A settlement body of 32767 or 32768 bytes is accepted when queued (at
+# most NGX_HTTP_X402_ASYNC_BODY_MAX, 32768) but its base64 decodes to an
+# estimated 32769 bytes at replay: the line was taken for malformed and
+# the settlement dropped from the queue.
+{
+    use MIME::Base64 qw(encode_base64);
+    my $fac = start_facilitator(script => "verify: default\nsettle: 500 {\"error\":\"down\"}\n");
+    my $ng = X402::Nginx->new(name => 'spool-edge', http_config => store_http_config(),
+                              config => store_server_config($fac->port, settle => 'async',
+                                  extra => "location = /pending { return 200 \$x402_pending; }\n"));
+    my $dir = $ng->prefix . '/x402_spool';
+    mkdir $dir;
+    open my $fh, '>', "$dir/settlements" or die $!;
+    my $t = time + 3600;
+    for my $len (32767, 32768) {
+        my $body = '{"x":"' . ('a' x ($len - 8)) . '"}';
+        print $fh join(' ', 'owe', sprintf('%064x', $len), $t, $t, 0, 0, 0,
+                       encode_base64('/_x402/settle', ''), encode_base64($body, '')), "\n";
+    }
+    close $fh;
+    $ng->start;
+    like($ng->error_log, qr/resumed 2 async settlement\(s\)/, 'spool edge: both bodies at the size bound resumed');
+    unlike($ng->error_log, qr/malformed record/, 'spool edge: none taken for malformed');
+    $ng->stop;
+    $fac->stop;
+}
+
 done_testing();
