@@ -305,8 +305,9 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     uri.len = ngx_base64_decoded_length(f[7].len);
     body.len = ngx_base64_decoded_length(f[8].len);
 
-    if (uri.len > NGX_HTTP_X402_ASYNC_URI_MAX
-        || body.len > NGX_HTTP_X402_ASYNC_BODY_MAX)
+    /* the estimates count padding as bytes: up to 2 more than decoded */
+    if (uri.len > NGX_HTTP_X402_ASYNC_URI_MAX + 2
+        || body.len > NGX_HTTP_X402_ASYNC_BODY_MAX + 2)
     {
         return NGX_DECLINED;
     }
@@ -331,6 +332,12 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     body.data = p->data + uri.len;
 
     if (ngx_decode_base64(&body, &f[8]) != NGX_OK) {
+        goto malformed;
+    }
+
+    if (uri.len > NGX_HTTP_X402_ASYNC_URI_MAX
+        || body.len > NGX_HTTP_X402_ASYNC_BODY_MAX)
+    {
         goto malformed;
     }
 
