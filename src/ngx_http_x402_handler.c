@@ -120,6 +120,11 @@ ngx_http_x402_access_handler(ngx_http_request_t *r)
             return NGX_DECLINED;
         }
 
+        if (ctx) {
+            /* a preflight redirected (error_page: now a GET) and charged */
+            ctx->preflight = 0;
+        }
+
         return ngx_http_x402_start(r, xlcf, ctx);
     }
 
