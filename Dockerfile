@@ -1,33 +1,33 @@
-# nginx (Debian 12's own 1.22) with ngx_http_x402_module.
+# nginx (Debian 12's own 1.22) with ngx_http_x402_module, installed from the
+# project's Debian package (libnginx-mod-http-x402, see debian/).
 #
-#   docker build -t nginx-x402 .
+#   docker build -t nginx-x402 .          (or: buildah bud -t nginx-x402 .)
 #   docker run --rm -p 8080:80 -v /srv:/srv:ro nginx-x402
 #
-# The build stage installs the build dependencies and builds the module with
-# the same scripts as the README (scripts/setup.sh --build-only, then
-# scripts/build-module.sh against Debian's nginx-dev, so the module's binary
-# signature matches the nginx of the runtime stage).
+# The build stage builds the package with scripts/build-deb.sh (Debian's
+# nginx-dev, the exact nginx ABI); the runtime stage installs it with apt, so
+# the module's libraries come in as the package's Depends. The configuration
+# is conf-examples/first-paid-location.conf: edit it or mount your own over
+# /etc/nginx/nginx.conf. nginx starts without DNS: the facilitator's name is
+# resolved per request. scripts/image-test.sh builds this with buildah and
+# checks the 402.
 
 FROM debian:12 AS build
 WORKDIR /src
 COPY . .
-RUN bash scripts/setup.sh --build-only \
- && BUILD_DIR=/out scripts/build-module.sh
+RUN scripts/build-deb.sh --out /out
 
 FROM debian:12
-RUN apt-get update -qq \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        nginx ca-certificates libsecp256k1-1 libjansson4 libsimdjson14 libhiredis0.14 libstdc++6 \
- && rm -rf /var/lib/apt/lists/*
-COPY --from=build /out/ngx_http_x402_module.so /usr/lib/nginx/modules/ngx_http_x402_module.so
+COPY --from=build /out/libnginx-mod-http-x402_*.deb /tmp/
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+        ca-certificates /tmp/libnginx-mod-http-x402_*.deb > /tmp/apt.log \
+ || { tail -30 /tmp/apt.log; exit 1; } \
+ && rm -rf /var/lib/apt/lists/* /tmp/*.deb /tmp/apt.log
 COPY conf-examples/ /etc/nginx/conf-examples/
 COPY conf-examples/first-paid-location.conf /etc/nginx/nginx.conf
-# the module loads into this nginx (a configuration without the example's
-# upstream names, which would need DNS at build time)
-RUN printf 'load_module modules/ngx_http_x402_module.so;\nevents {}\nhttp {}\n' \
-        > /tmp/load.conf \
- && nginx -t -c /tmp/load.conf \
- && rm /tmp/load.conf \
+RUN mkdir -p /srv/www /srv/reports \
+ && nginx -t \
  && ln -sf /dev/stdout /var/log/nginx/access.log \
  && ln -sf /dev/stderr /var/log/nginx/error.log
 EXPOSE 80

@@ -4,6 +4,7 @@
 // the same 43-byte GIF nginx's empty_gif serves.
 //
 //   node bench/express-server.mjs PORT FACILITATOR_URL PAY_TO
+import "../js/webcrypto.mjs"; // first: global crypto on Node 18
 import express from "express";
 import { paymentMiddleware, x402ResourceServer } from "@x402/express";
 import { ExactEvmScheme } from "@x402/evm/exact/server";

@@ -25,6 +25,7 @@
 // Exit status 0 when every parser accepts, 1 with the parser's message
 // otherwise, 2 on bad usage.
 
+import "./webcrypto.mjs"; // first: global crypto on Node 18
 import { readFileSync } from "node:fs";
 
 import { x402Client } from "@x402/core/client";

@@ -28,6 +28,7 @@
 // Output: --out header (default) | json (the payload JSON) | jsonl (one
 //   line {"header","payload","from","digest"} per payment); --count N.
 
+import "./webcrypto.mjs"; // first: global crypto on Node 18
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { getAddress, hashTypedData, toHex } from "viem";
 import { randomBytes } from "node:crypto";

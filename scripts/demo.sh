@@ -103,55 +103,12 @@ mkdir -p "$pids"
 
 # ---- 1. install ----
 
-need_apt=()
-command -v node >/dev/null || need_apt+=(nodejs)
-command -v npm >/dev/null || need_apt+=(npm)
-command -v curl >/dev/null || need_apt+=(curl)
-[ -x /usr/sbin/nginx ] || need_apt+=(nginx)
-[ -f /usr/share/nginx/src/conf_flags ] || need_apt+=(nginx-dev)
-command -v cmake >/dev/null || need_apt+=(cmake)
-command -v g++ >/dev/null || need_apt+=(g++ make)
-[ -f /usr/include/secp256k1_recovery.h ] || need_apt+=(libsecp256k1-dev)
-[ -f /usr/include/jansson.h ] || need_apt+=(libjansson-dev)
-[ -f /usr/include/hiredis/hiredis.h ] || need_apt+=(libhiredis-dev)
-
 if [ "$install" = 1 ]; then
-    sudo=
-    if [ "$(id -u)" != 0 ]; then
-        command -v sudo >/dev/null && sudo=sudo
-    fi
-    if [ ${#need_apt[@]} -gt 0 ]; then
-        [ "$(id -u)" = 0 ] || [ -n "$sudo" ] \
-            || die "missing ${need_apt[*]}: run as root (apt-get) or install them"
-        if [ -x "$root/scripts/setup.sh" ]; then
-            # the build's packages only: the demo needs no test tools
-            step "Installing build dependencies (scripts/setup.sh --build-only)"
-            $sudo "$root/scripts/setup.sh" --build-only
-        fi
-        # what setup.sh --build-only leaves out: Node.js, npm, curl
-        still=()
-        command -v node >/dev/null || still+=(nodejs)
-        command -v curl >/dev/null || still+=(curl)
-        if [ ! -x "$root/scripts/setup.sh" ]; then
-            still=("${need_apt[@]}")
-        fi
-        if [ ${#still[@]} -gt 0 ]; then
-            step "Installing ${still[*]} (apt-get)"
-            $sudo apt-get update -qq
-            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-                --no-install-recommends "${still[@]}" pkg-config ca-certificates
-        fi
-        # Debian's nodejs comes without npm (NodeSource's includes it)
-        if ! command -v npm >/dev/null; then
-            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
-                --no-install-recommends npm
-        fi
-    fi
-    if [ ! -d "$root/js/node_modules/@x402/core" ] \
-       || [ ! -x "$root/js/node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil" ]; then
-        step "Installing the Node side (npm ci in js/)"
-        (cd "$root/js" && npm ci --no-audit --no-fund --loglevel=error)
-    fi
+    # the same install step as the README's test command, so that one finds
+    # everything in place (packages, the Node version check, npm ci and its
+    # stamp); apt-get's output goes to setup.sh's log
+    step "Installing what is missing (scripts/setup.sh --demo)"
+    "$root/scripts/setup.sh" --demo || die "scripts/setup.sh --demo failed"
 fi
 for t in node /usr/sbin/nginx curl; do
     command -v "$t" >/dev/null || die "$t is missing (run without --no-install)"
@@ -206,6 +163,12 @@ echo '<p>free page; try /reports/today.json or /api/quote</p>' > "$run/html/inde
 sed -e "s|@MODULE@|$so|g" -e "s|@RUN@|$run|g" -e "s|@PORT@|$port|g" \
     -e "s|@UPSTREAM_PORT@|$up_port|g" -e "s|@FACILITATOR_PORT@|$fac_port|g" \
     -e "s|@PAY_TO@|$pay_to|g" "$root/conf-examples/demo.conf" > "$run/nginx.conf"
+# The demo serves files from the checkout, which may sit under a 0700 home
+# (root's, on Debian): run as root, the workers must be root too, or they get
+# 403 for content that was paid for. A server of yours keeps its own `user`.
+if [ "$(id -u)" = 0 ]; then
+    sed -i '1i user  root root;' "$run/nginx.conf"
+fi
 if grep -v '^ *#' "$run/nginx.conf" | grep -q '@[A-Z_]*@'; then
     die "unfilled placeholder in $run/nginx.conf"
 fi
@@ -248,42 +211,79 @@ fi
 echo "${D}body (the v1 form, for legacy clients):${N}"
 cat "$run/unpaid.body"; echo
 
-step "Paying with the official v2 client (@x402/fetch): GET /reports/today.json"
-node "$interop/client-v2.mjs" --run-dir "$run" --url "$base/reports/today.json" \
-    --pretty | tee "$run/pay-v2.txt"
-node "$interop/client-v2.mjs" --run-dir "$run" --url "$base/api/quote" \
-    > "$run/pay-v2-api.json"
+# Each paid request must be served (200, exactly the content); the chain
+# must show exactly one price moved per served request and none for any
+# other. Any miss makes the demo fail, loudly and non-zero.
+quote='{"quote":"Nothing is free, but this costs 0.001 USDC.","from":"upstream"}'
+served=0
+failures=()
+txs=()
+pay() {    # title client report-name path expect-option expect-value
+    local title=$1 client=$2 name=$3 path=$4 opt=$5 want=$6 verdict rc=0
+    step "$title: GET $path"
+    node "$interop/$client" --run-dir "$run" --url "$base$path" \
+        > "$run/$name.json" || rc=$?
+    if [ $rc -ne 0 ] && [ ! -s "$run/$name.json" ]; then
+        failures+=("$path ($client): the client failed (exit $rc)")
+        return
+    fi
+    verdict=$(node "$interop/demo-check.mjs" "$run/$name.json" "$opt" "$want" \
+        | tee "$run/$name.txt" | tail -1) || true
+    sed '$d' "$run/$name.txt"
+    case $verdict in
+        "served "*)
+            served=$((served + 1))
+            echo "${G}served: 200 with the content${N}"
+            [ "${verdict#served }" = - ] || txs+=("${verdict#served }")
+            ;;
+        *)
+            printf '%s%s%s\n' "$R" "$verdict" "$N"
+            failures+=("$path ($client): $verdict")
+            ;;
+    esac
+}
 
-step "Paying with the official v1 client (x402-fetch): GET /api/quote (proxied)"
-node "$interop/client-v1.mjs" --run-dir "$run" --url "$base/api/quote" \
-    --pretty | tee "$run/pay-v1.txt"
+pay "Paying with the official v2 client (@x402/fetch)" client-v2.mjs pay-v2 \
+    /reports/today.json --expect-file "$run/html/reports/today.json"
+pay "Paying again with the v2 client, for the proxied API" client-v2.mjs pay-v2-api \
+    /api/quote --expect-text "$quote"$'\n'
+pay "Paying with the official v1 client (x402-fetch)" client-v1.mjs pay-v1 \
+    /api/quote --expect-text "$quote"$'\n'
 
 step "The settlement transactions, on chain"
-ok=1
-for f in pay-v2.txt pay-v1.txt; do
-    tx=$(grep -o '"transaction": "0x[0-9a-f]*"' "$run/$f" | head -1 | grep -o '0x[0-9a-f]*' || true)
-    if [ -z "$tx" ]; then
-        echo "${R}no settlement transaction in $f${N}"
-        ok=0
-        continue
-    fi
-    node "$interop/tx.mjs" --run-dir "$run" --pretty "$tx" || ok=0
+if [ ${#txs[@]} -ne "$served" ]; then
+    failures+=("$served requests served but ${#txs[@]} settlement transactions named")
+fi
+for tx in "${txs[@]}"; do
+    node "$interop/tx.mjs" --run-dir "$run" --pretty "$tx" \
+        || failures+=("transaction $tx: not a transfer of the price on chain")
 done
 
 step "Balances after (3 paid requests at 0.001 USDC)"
 balances
 after=$(node "$interop/balances.mjs" --run-dir "$run" payer payTo)
-# exactly 3 x 1000 atomic units from the payer to payTo, read from the chain
-node -e '
+# exactly 1000 atomic units per served request from the payer to payTo, read
+# from the chain: more means money moved for a request that was not served
+moved=$(node -e '
 const [b, a] = [JSON.parse(process.argv[1]).balances, JSON.parse(process.argv[2]).balances];
 const paid = BigInt(b.payer) - BigInt(a.payer), got = BigInt(a.payTo) - BigInt(b.payTo);
-console.log(`payer paid ${paid}, payTo received ${got} (atomic units; 3000 expected)`);
-process.exit(paid === 3000n && got === 3000n ? 0 : 1);' "$before" "$after" || ok=0
+console.log(paid === got ? String(paid) : `payer paid ${paid} but payTo received ${got}`);' \
+    "$before" "$after")
+echo "payer paid $moved atomic units for $served served requests ($((served * 1000)) expected)"
+[ "$served" -eq 3 ] || failures+=("$served of 3 paid requests served")
+[ "$moved" = "$((served * 1000))" ] \
+    || failures+=("money moved: $moved atomic units for $served served requests of 1000 each")
 
-if [ "$ok" = 1 ]; then
-    printf '\n%sThe demo paid through nginx and settled on the local chain.%s\n' "$G" "$N"
+ok=1
+if [ ${#failures[@]} -eq 0 ]; then
+    printf '\n%sThe demo paid through nginx, got the content and settled on the local chain.%s\n' "$G" "$N"
 else
-    printf '\n%sSomething did not settle: see %s%s\n' "$R" "$run" "$N"
+    ok=0
+    printf '\n%sDEMO FAILED:%s\n' "$R" "$N" >&2
+    for f in "${failures[@]}"; do
+        printf '%s  - %s%s\n' "$R" "$f" "$N" >&2
+    done
+    printf 'logs and reports in %s\n' "$run" >&2
 fi
 
 trap - EXIT

@@ -7,14 +7,16 @@
 #      time: each test starts its own nginx, facilitators, redis);
 #   4. a short bounded libFuzzer pass over the core (scripts/fuzz.sh);
 #   5. the interop suite: official clients + official facilitator on a
-#      local chain, and the demo (scripts/interop-ci.sh).
+#      local chain, and the demo (scripts/interop-ci.sh);
+#   6. when buildah is installed and this runs as root: the Dockerfile built
+#      with buildah and the image's 402 (scripts/image-test.sh).
 #
 # Every step runs even if an earlier one failed (except that the t/ tests
 # need the module); the summary at the end says which failed, and the exit
 # status is non-zero if any did.
 #
 # Env: JOBS (2), BUILD_DIR (build: the module), CORE_BUILD_DIR (build/core),
-# FUZZ_TIME (60 s), X402_SKIP="fuzz interop" (steps to leave out),
+# FUZZ_TIME (60 s), X402_SKIP="fuzz interop image" (steps to leave out),
 # PROVE_ARGS (extra arguments for prove, e.g. "t/01-402.t").
 set -uo pipefail
 
@@ -115,6 +117,11 @@ fi
 if [ -n "$run_interop" ] && [ -n "${X402_MODULE:-}" ]; then
     step "interop: official clients, facilitator, demo" \
         bash "$root/scripts/interop-ci.sh"
+fi
+
+if [[ $skip != *" image "* ]] && command -v buildah >/dev/null 2>&1 \
+   && [ "$(id -u)" = 0 ]; then
+    step "image: Dockerfile with buildah, the 402" bash "$root/scripts/image-test.sh"
 fi
 
 printf '\n===== summary (%ss in all)\n' "$(( $(date +%s) - t_all ))"

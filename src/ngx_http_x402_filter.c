@@ -7,14 +7,21 @@
  *
  * x402_settle after: the content runs first. Once its status is known the
  * header filter decides: >= 400 passes through unsettled (nobody pays for
- * a 404 or an upstream error); otherwise it holds the header, starts /settle
- * and the body filter holds what arrives meanwhile (copied, so upstream
- * buffers are not pinned; file buffers are kept as they are). The response
- * is released, with the settlement header, at the first filter call after
- * the settlement finished (the subrequest's end posts the main request,
- * whose writer calls the body filter); a refused or failed settlement
- * replaces it with a 402 or a 5xx and drops the content. Settling on the
- * header rather than at the end avoids buffering whole bodies.
+ * a 404 or an upstream error; a 304 is settled, as the reference does), and
+ * so does a response
+ * of a location other than the one paid for (an internal redirect);
+ * otherwise it holds the header, and the body filter holds the body until
+ * its last buffer: only a complete response is settled. Memory bodies are
+ * copied (upstream buffers are not pinned) up to x402_hold_buffer_size,
+ * then spilled to a temporary file under client_body_temp_path, the way
+ * proxy buffering does; file buffers are kept as they are. Once the last
+ * buffer is held /settle starts; the response is released, with the
+ * settlement header, at the first filter call after it finished (the
+ * subrequest's end posts the main request, whose writer calls the body
+ * filter); a refused or failed settlement replaces it with a 402 or a 5xx
+ * and drops the content. A response that ends before its last buffer
+ * (upstream reset or premature close, a filter error) is never settled:
+ * the request's cleanup releases the reservation.
  *
  * Our body filter sits above the postpone filter, so held output never
  * reaches it; r->buffered tells nginx we still hold data.
@@ -42,6 +49,15 @@ static void ngx_http_x402_drop(ngx_chain_t *in);
 static ngx_int_t ngx_http_x402_add_settle_header(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static void ngx_http_x402_release_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_x402_settle_held(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_spill(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, ngx_buf_t *b);
+static ngx_int_t ngx_http_x402_send_held(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, ngx_chain_t *out);
+static void ngx_http_x402_not_settled(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
+static void ngx_http_x402_held_cleanup(void *data);
 
 
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
@@ -76,6 +92,7 @@ static ngx_int_t
 ngx_http_x402_header_filter(ngx_http_request_t *r)
 {
     ngx_http_x402_ctx_t  *ctx;
+    ngx_http_cleanup_t   *cln;
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
@@ -100,12 +117,56 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
+    if (ctx->header_held && !ctx->released) {
+
+        /*
+         * A second header while the first is held: the content failed
+         * after its header (a special response for an error). Nothing of
+         * the held response is sent, nor settled.
+         */
+
+        ctx->held = NULL;
+        ctx->held_last = &ctx->held;
+        ctx->held_tail = NULL;
+        r->buffered &= ~NGX_HTTP_X402_BUFFERED;
+
+        ngx_http_x402_not_settled(r, ctx);
+
+        return ngx_http_next_header_filter(r);
+    }
+
     if (ctx->settle_mode != NGX_HTTP_X402_SETTLE_AFTER
         || ctx->status != NGX_HTTP_X402_VERIFIED
         || ctx->header_held || ctx->released)
     {
         if (ngx_http_x402_add_settle_header(r, ctx) != NGX_OK) {
             return NGX_ERROR;
+        }
+
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (ctx->paid_conf
+        != ngx_http_get_module_loc_conf(r, ngx_http_x402_module))
+    {
+        /* redirected from the paid location to one it did not pay for */
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "x402: response of \"%V\", not of the location "
+                      "paid for, payment of %V from %V not settled",
+                      &r->uri, &ctx->amount, &ctx->payer);
+
+        ctx->released = 1;
+
+        ngx_http_x402_set_reason(r, ctx, "not_settled",
+                                 sizeof("not_settled") - 1);
+        ngx_http_x402_outcome(r, ctx);
+
+        if (ctx->err_status && r->headers_out.status < NGX_HTTP_BAD_REQUEST) {
+            /* the error_page status kept aside at the paid location */
+            r->err_status = ctx->err_status;
+            r->headers_out.status = ctx->err_status;
+            r->headers_out.status_line.len = 0;
         }
 
         return ngx_http_next_header_filter(r);
@@ -133,6 +194,44 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
 
     r->allow_ranges = 0;
 
+    /* paid content reached by error_page: the status it named */
+
+    if (ctx->err_status) {
+        r->err_status = ctx->err_status;
+        r->headers_out.status = ctx->err_status;
+        r->headers_out.status_line.len = 0;
+    }
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_x402_held_cleanup;
+    cln->data = ctx;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "x402: holding the %ui response until complete and settled",
+                   r->headers_out.status);
+
+    ctx->header_held = 1;
+    ctx->hold_limit =
+        ((ngx_http_x402_loc_conf_t *) ctx->paid_conf)->hold_buffer_size;
+    r->buffered |= NGX_HTTP_X402_BUFFERED;
+
+    if (r->header_only) {
+        /* no body follows */
+        ctx->last_held = 1;
+        return ngx_http_x402_settle_held(r, ctx);
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_x402_settle_held(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
     if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
                                        &ctx->settle_uri, 0)
         != NGX_OK)
@@ -143,14 +242,60 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
         return NGX_ERROR;
     }
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "x402: holding the %ui response until settled",
-                   r->headers_out.status);
-
-    ctx->header_held = 1;
-    r->buffered |= NGX_HTTP_X402_BUFFERED;
+    ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "x402: the held response is complete, settling");
 
     return NGX_OK;
+}
+
+
+/* a held response that will not be sent: its payment is not settled */
+
+static void
+ngx_http_x402_not_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    ctx->released = 1;
+    r->buffered &= ~NGX_HTTP_X402_BUFFERED;
+
+    if (ctx->settle.issued) {
+        if (ctx->settle.done && !ctx->settle.failed) {
+            /* the facilitator answered meanwhile: recorded as it said */
+            (void) ngx_http_x402_settle_result(r, ctx);
+        }
+
+        /*
+         * else the settlement is in flight, or its answer lost with the
+         * request: the outcome is unknown, and the reservation keeps the
+         * payment from being served again until it expires
+         */
+
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "x402: response ended before its last byte, payment of "
+                  "%V from %V not settled", &ctx->amount, &ctx->payer);
+
+    ngx_http_x402_set_reason(r, ctx, "not_settled",
+                             sizeof("not_settled") - 1);
+    ngx_http_x402_outcome(r, ctx);
+}
+
+
+/* the request ends (finalized, terminated) with its response still held */
+
+static void
+ngx_http_x402_held_cleanup(void *data)
+{
+    ngx_http_x402_ctx_t  *ctx = data;
+
+    if (!ctx->header_held || ctx->released) {
+        return;
+    }
+
+    ctx->discard = 1;
+
+    ngx_http_x402_not_settled(ctx->request, ctx);
 }
 
 
@@ -180,12 +325,20 @@ ngx_http_x402_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             return NGX_OK;
         }
 
+        if (ctx->output) {
+            return ngx_http_x402_send_held(r, ctx, in);
+        }
+
         return ngx_http_next_body_filter(r, in);
     }
 
     if (!ctx->settle.done) {
         if (ngx_http_x402_hold(r, ctx, in) != NGX_OK) {
             return NGX_ERROR;
+        }
+
+        if (ctx->last_held && !ctx->settle.issued) {
+            return ngx_http_x402_settle_held(r, ctx);
         }
 
         return NGX_OK;
@@ -211,8 +364,31 @@ ngx_http_x402_hold(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
     for ( /* void */ ; in; in = in->next) {
         b = in->buf;
 
-        if (ngx_buf_in_memory(b) && b->last > b->pos) {
+        if (ngx_buf_in_memory(b) && b->last > b->pos
+            && (ctx->temp_file
+                || ctx->held_size + (size_t) (b->last - b->pos)
+                   > ctx->hold_limit))
+        {
+            /* past the memory bound: to the temporary file */
+
+            if (ngx_http_x402_spill(r, ctx, b) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
+            b->pos = b->last;
+
+            if (!(b->last_buf || b->last_in_chain || b->flush)) {
+                continue;
+            }
+
+            nb = ngx_calloc_buf(r->pool);
+            if (nb == NULL) {
+                return NGX_ERROR;
+            }
+
+        } else if (ngx_buf_in_memory(b) && b->last > b->pos) {
             size = b->last - b->pos;
+            ctx->held_size += size;
 
             nb = ngx_create_temp_buf(r->pool, size);
             if (nb == NULL) {
@@ -274,9 +450,152 @@ ngx_http_x402_hold(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
 
         *ctx->held_last = cl;
         ctx->held_last = &cl->next;
+        ctx->held_tail = nb;
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Appends b's bytes to the held response's temporary file, extending the
+ * held file buffer that ends where they start.
+ */
+
+static ngx_int_t
+ngx_http_x402_spill(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
+    ngx_buf_t *b)
+{
+    off_t                      offset;
+    ssize_t                    n;
+    ngx_buf_t                 *nb;
+    ngx_chain_t                out, *cl;
+    ngx_temp_file_t           *tf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    tf = ctx->temp_file;
+
+    if (tf == NULL) {
+        tf = ngx_pcalloc(r->pool, sizeof(ngx_temp_file_t));
+        if (tf == NULL) {
+            return NGX_ERROR;
+        }
+
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        tf->file.fd = NGX_INVALID_FILE;
+        tf->file.log = r->connection->log;
+        tf->path = clcf->client_body_temp_path;
+        tf->pool = r->pool;
+        tf->warn = "a response held until its settlement is buffered to "
+                   "a temporary file";
+        tf->log_level = NGX_LOG_INFO;
+        tf->clean = 1;
+
+        ctx->temp_file = tf;
+    }
+
+    offset = tf->offset;
+
+    out.buf = b;
+    out.next = NULL;
+
+    n = ngx_write_chain_to_temp_file(tf, &out);
+
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    tf->offset += n;
+
+    nb = (ctx->held && ctx->held_tail) ? ctx->held_tail : NULL;
+
+    if (nb && nb->in_file && nb->file == &tf->file
+        && nb->file_last == offset && !nb->last_buf)
+    {
+        nb->file_last += n;
+        return NGX_OK;
+    }
+
+    nb = ngx_calloc_buf(r->pool);
+    if (nb == NULL) {
+        return NGX_ERROR;
+    }
+
+    nb->in_file = 1;
+    nb->file = &tf->file;
+    nb->file_pos = offset;
+    nb->file_last = offset + n;
+    nb->tag = (ngx_buf_tag_t) &ngx_http_x402_module;
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = nb;
+    cl->next = NULL;
+
+    *ctx->held_last = cl;
+    ctx->held_last = &cl->next;
+    ctx->held_tail = nb;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The released response goes down like the copy filter sends it: file
+ * buffers (ours, spilled, or held from above before the filters below had
+ * said what they need) are read into memory where sendfile cannot be used
+ * or a filter needs the bytes.
+ */
+
+static ngx_int_t
+ngx_http_x402_send_held(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
+    ngx_chain_t *out)
+{
+    ngx_int_t                  rc;
+    ngx_output_chain_ctx_t    *oc;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    oc = ctx->output;
+
+    if (oc == NULL) {
+        oc = ngx_pcalloc(r->pool, sizeof(ngx_output_chain_ctx_t));
+        if (oc == NULL) {
+            return NGX_ERROR;
+        }
+
+        clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+        oc->sendfile = r->connection->sendfile;
+        oc->need_in_memory = r->main_filter_need_in_memory
+                             || r->filter_need_in_memory;
+        oc->need_in_temp = r->filter_need_temporary;
+        oc->alignment = clcf->directio_alignment;
+        oc->pool = r->pool;
+        oc->bufs.num = 2;
+        oc->bufs.size = 32768;
+        /* not the held buffers' tag: those are not to be reused */
+        oc->tag = (ngx_buf_tag_t) &ngx_http_x402_send_held;
+        oc->output_filter = (ngx_output_chain_filter_pt)
+                                ngx_http_next_body_filter;
+        oc->filter_ctx = r;
+
+        ctx->output = oc;
+    }
+
+    rc = ngx_output_chain(oc, out);
+
+    if (oc->in || oc->busy) {
+        r->buffered |= NGX_HTTP_X402_BUFFERED;
+
+    } else {
+        r->buffered &= ~NGX_HTTP_X402_BUFFERED;
+    }
+
+    return rc;
 }
 
 
@@ -318,6 +637,7 @@ ngx_http_x402_release(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
 
     ctx->held = NULL;
     ctx->held_last = &ctx->held;
+    ctx->held_tail = NULL;
 
     if (out == NULL) {
         return NGX_OK;
@@ -331,7 +651,7 @@ ngx_http_x402_release(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
         cl->buf->flush = 1;
     }
 
-    return ngx_http_next_body_filter(r, out);
+    return ngx_http_x402_send_held(r, ctx, out);
 }
 
 

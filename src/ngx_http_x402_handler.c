@@ -29,6 +29,8 @@ typedef int (*ngx_http_x402_parse_pt)(int status, x402_str_t body,
     const x402_allocator_t *a, x402_facilitator_result_t *out);
 
 
+static ngx_int_t ngx_http_x402_access(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf);
 static ngx_int_t ngx_http_x402_start(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_check_payment(ngx_http_request_t *r,
@@ -49,6 +51,13 @@ static ngx_int_t ngx_http_x402_settled(ngx_http_request_t *r,
 static void ngx_http_x402_ctx_cleanup(void *data);
 static ngx_int_t ngx_http_x402_resolve_offer(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_location_offer(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, const x402_offer_t **out);
+static void ngx_http_x402_offer_cleanup(void *data);
+static ngx_int_t ngx_http_x402_redirected(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
+static ngx_uint_t ngx_http_x402_offer_covers(const x402_offer_t *offer,
+    x402_verdict_t *vd);
 static ngx_int_t ngx_http_x402_resource_url(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_absolute_host(ngx_http_request_t *r,
@@ -83,6 +92,7 @@ static ngx_str_t  ngx_http_x402_cache_value = ngx_string("no-store");
 ngx_int_t
 ngx_http_x402_access_handler(ngx_http_request_t *r)
 {
+    ngx_int_t                  rc;
     ngx_http_x402_ctx_t       *ctx;
     ngx_http_x402_loc_conf_t  *xlcf;
 
@@ -93,6 +103,43 @@ ngx_http_x402_access_handler(ngx_http_request_t *r)
     }
 
     xlcf = ngx_http_get_module_loc_conf(r, ngx_http_x402_module);
+
+    rc = ngx_http_x402_access(r, xlcf);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    /*
+     * Access to this location's content, paid: the filters settle
+     * (x402_settle after) only a response of this location. Reached by
+     * error_page without "=code", the request carries the error's status
+     * (r->err_status); it is kept aside until the content has shown its
+     * own status, so that a paid body under "404" is settled while a
+     * failing content handler's error is not.
+     */
+
+    ctx = ngx_http_x402_get_ctx(r);
+
+    if (ctx) {
+        ctx->paid_conf = xlcf;
+
+        if (ctx->settle_mode == NGX_HTTP_X402_SETTLE_AFTER
+            && ctx->status == NGX_HTTP_X402_VERIFIED && r->err_status)
+        {
+            ctx->err_status = r->err_status;
+            r->err_status = 0;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_x402_access(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf)
+{
+    ngx_http_x402_ctx_t  *ctx;
 
     ctx = ngx_http_x402_get_ctx(r);
 
@@ -151,13 +198,15 @@ ngx_http_x402_access_handler(ngx_http_request_t *r)
 
         /*
          * Paid, then internally redirected (try_files, error_page, index,
-         * rewrite ... last): the payment covers the whole request.
+         * rewrite ... last, X-Accel-Redirect): not charged again where the
+         * payment matches this location's offer too.
          */
 
-        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                       "x402: already paid, not charged again");
+        if (!xlcf->enable || !xlcf->priced) {
+            return NGX_DECLINED;
+        }
 
-        return (xlcf->enable && xlcf->priced) ? NGX_OK : NGX_DECLINED;
+        return ngx_http_x402_redirected(r, xlcf, ctx);
 
     default: /* NGX_HTTP_X402_STATE_FINAL */
 
@@ -183,6 +232,7 @@ ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
     u_char                     amount[X402_MAX_AMOUNT_DIGITS + 1];
     ngx_str_t                  price;
     const char                *err;
+    const x402_offer_t        *offer;
     ngx_http_x402_ctx_t       *ctx;
     ngx_http_x402_loc_conf_t  *xlcf;
 
@@ -201,7 +251,31 @@ ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
     ctx = ngx_http_x402_get_ctx(r);
 
     if (ctx && ctx->state == NGX_HTTP_X402_STATE_PASSED) {
-        return NGX_DECLINED;
+
+        /* the client's payment covers what its offer matches only */
+
+        switch (ngx_http_x402_location_offer(r, xlcf, &offer)) {
+
+        case NGX_OK:
+            if (offer == ctx->offer
+                || ngx_http_x402_offer_covers(offer, &ctx->verdict))
+            {
+                return NGX_DECLINED;
+            }
+
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "x402: subrequest \"%V\" to a priced location "
+                          "refused: its request's payment does not match "
+                          "the location's offer", &r->uri);
+
+            return NGX_HTTP_PAYMENT_REQUIRED;
+
+        case NGX_DECLINED:
+            return NGX_DECLINED;
+
+        default:
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
     }
 
     if (xlcf->offer == NULL && xlcf->price->lengths) {
@@ -482,6 +556,104 @@ ngx_http_x402_check_payment(ngx_http_request_t *r,
     ctx->fac_body.len = body.len;
 
     return NGX_OK;
+}
+
+
+/*
+ * A paid request reached another priced location. A payment buys what it
+ * matches: this location's offer must name the same scheme, network,
+ * asset, amount and payTo as the authorization, else the request is
+ * answered here as unpaid (402 with this location's requirements). Under
+ * x402_settle after nothing was settled yet: the reservation is released.
+ * Under sync (and async) the payment was settled (queued) for the first
+ * location before its content ran; that stands.
+ */
+
+static ngx_int_t
+ngx_http_x402_redirected(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx)
+{
+    ngx_int_t            rc;
+    const x402_offer_t  *offer;
+
+    rc = ngx_http_x402_location_offer(r, xlcf, &offer);
+
+    if (rc == NGX_DECLINED) {
+        return NGX_DECLINED;
+    }
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    if (offer == ctx->offer || ngx_http_x402_offer_covers(offer, &ctx->verdict))
+    {
+        ngx_log_debug0(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                       "x402: already paid, not charged again");
+        return NGX_OK;
+    }
+
+    ngx_log_error(ctx->log_level, r->connection->log, 0,
+                  "x402: payment of %V from %V does not match the offer of "
+                  "\"%V\", reached by an internal redirect: 402",
+                  &ctx->amount, &ctx->payer, &r->uri);
+
+    ctx->offer = offer;
+
+    ngx_str_set(&ctx->reason, "no_matching_requirement");
+
+    if (ctx->settle_mode == NGX_HTTP_X402_SETTLE_AFTER
+        && ctx->status == NGX_HTTP_X402_VERIFIED)
+    {
+        ngx_http_x402_outcome(r, ctx);
+        ctx->status = NGX_HTTP_X402_REQUIRED;
+    }
+
+    if (ngx_http_x402_resource_url(r, xlcf, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return ngx_http_x402_send_402(r, ctx, &ctx->reason, NULL);
+}
+
+
+static ngx_uint_t
+ngx_http_x402_offer_covers(const x402_offer_t *offer, x402_verdict_t *vd)
+{
+    size_t                     i, n;
+    const x402_requirement_t  *req;
+
+#define ngx_http_x402_same(a, b)                                              \
+    ((a).len == (b).len                                                       \
+     && ngx_strncasecmp((u_char *) (a).data, (u_char *) (b).data, (a).len)   \
+        == 0)
+
+    n = x402_offer_count(offer);
+
+    for (i = 0; i < n; i++) {
+        req = x402_offer_get(offer, i);
+
+        if (req == NULL || req->network == NULL) {
+            continue;
+        }
+
+        if (ngx_http_x402_same(req->scheme, vd->scheme)
+            && vd->network.len == ngx_strlen(req->network->caip2)
+            && ngx_strncmp(vd->network.data, req->network->caip2,
+                           vd->network.len) == 0
+            && ngx_http_x402_same(req->asset, vd->asset)
+            && ngx_http_x402_same(req->pay_to, vd->pay_to)
+            && req->amount.len == vd->value.len
+            && ngx_strncmp(req->amount.data, vd->value.data,
+                           vd->value.len) == 0)
+        {
+            return 1;
+        }
+    }
+
+#undef ngx_http_x402_same
+
+    return 0;
 }
 
 
@@ -907,10 +1079,6 @@ ngx_http_x402_ctx_cleanup(void *data)
         ctx->payment = NULL;
     }
 
-    if (ctx->own_offer) {
-        x402_offer_free(ctx->own_offer);
-        ctx->own_offer = NULL;
-    }
 }
 
 
@@ -929,7 +1097,9 @@ ngx_http_x402_get_ctx(ngx_http_request_t *r)
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_x402_module);
 
-    if (ctx || !r->internal) {
+    /* r->ctx is zeroed by internal redirects and filter finalization (412) */
+
+    if (ctx || !(r->internal || r->filter_finalize)) {
         return ctx;
     }
 
@@ -992,17 +1162,54 @@ static ngx_int_t
 ngx_http_x402_resolve_offer(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx)
 {
+    ngx_int_t                  rc;
+    const x402_offer_t        *offer;
+    const x402_requirement_t  *first;
+
+    rc = ngx_http_x402_location_offer(r, xlcf, &offer);
+
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    ctx->offer = offer;
+
+    first = x402_offer_get(ctx->offer, 0);
+
+    if (first) {
+        ctx->amount.data = (u_char *) first->amount.data;
+        ctx->amount.len = first->amount.len;
+        ctx->network.data = (u_char *) first->network->caip2;
+        ctx->network.len = ngx_strlen(first->network->caip2);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The offer of a location for this request: its static offer, or one made
+ * from its variables, released with the request (a redirected request may
+ * hold several: the payment's and the final location's). Returns NGX_OK,
+ * NGX_DECLINED (free for this request) or an HTTP status.
+ */
+
+static ngx_int_t
+ngx_http_x402_location_offer(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, const x402_offer_t **out)
+{
     u_char                    *amount, *pay_to;
     ngx_int_t                  rc;
     ngx_str_t                  price, to;
     x402_str_t                 in;
     const char                *err;
+    x402_offer_t              *offer;
     x402_requirement_t         req;
-    const x402_requirement_t  *first;
+    ngx_pool_cleanup_t        *cln;
 
     if (xlcf->offer) {
-        ctx->offer = xlcf->offer;
-        goto done;
+        *out = xlcf->offer;
+        return NGX_OK;
     }
 
     amount = xlcf->static_amount;
@@ -1059,36 +1266,33 @@ ngx_http_x402_resolve_offer(ngx_http_request_t *r,
 
     err = NULL;
 
-    /* a previous location's offer, if any, is released with the request */
-
-    if (ctx->own_offer) {
-        x402_offer_free(ctx->own_offer);
-        ctx->own_offer = NULL;
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->own_offer = x402_offer_create(&req, 1, &err);
+    offer = x402_offer_create(&req, 1, &err);
 
-    if (ctx->own_offer == NULL) {
+    if (offer == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "x402: cannot create the offer: %s",
                       err ? err : "out of memory");
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    ctx->offer = ctx->own_offer;
+    cln->handler = ngx_http_x402_offer_cleanup;
+    cln->data = offer;
 
-done:
-
-    first = x402_offer_get(ctx->offer, 0);
-
-    if (first) {
-        ctx->amount.data = (u_char *) first->amount.data;
-        ctx->amount.len = first->amount.len;
-        ctx->network.data = (u_char *) first->network->caip2;
-        ctx->network.len = ngx_strlen(first->network->caip2);
-    }
+    *out = offer;
 
     return NGX_OK;
+}
+
+
+static void
+ngx_http_x402_offer_cleanup(void *data)
+{
+    x402_offer_free(data);
 }
 
 

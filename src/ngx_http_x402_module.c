@@ -121,6 +121,13 @@ static ngx_command_t  ngx_http_x402_commands[] = {
       0,
       NULL },
 
+    { ngx_string("x402_hold_buffer_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_x402_loc_conf_t, hold_buffer_size),
+      NULL },
+
     { ngx_string("x402_facilitator"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_x402_facilitator,
@@ -273,6 +280,7 @@ ngx_http_x402_create_loc_conf(ngx_conf_t *cf)
     conf->network = NGX_CONF_UNSET_PTR;
     conf->asset = NGX_CONF_UNSET_PTR;
     conf->max_timeout = NGX_CONF_UNSET;
+    conf->hold_buffer_size = NGX_CONF_UNSET_SIZE;
     conf->settle = NGX_CONF_UNSET_UINT;
     conf->verify = NGX_CONF_UNSET_UINT;
     conf->log_level = NGX_CONF_UNSET_UINT;
@@ -342,6 +350,8 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     /* 300 s like the v2 TypeScript server (x402-notes 5.4) */
     ngx_conf_merge_sec_value(conf->max_timeout, prev->max_timeout, 300);
+    ngx_conf_merge_size_value(conf->hold_buffer_size, prev->hold_buffer_size,
+                              64 * 1024);
     ngx_http_x402_store_note_window(cf, conf->max_timeout);
 
     if (conf->facilitator.data == NULL) {

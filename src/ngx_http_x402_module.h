@@ -100,6 +100,7 @@ typedef struct {
     ngx_str_t                   description;
     ngx_str_t                   mime_type;
     time_t                      max_timeout;
+    size_t                      hold_buffer_size;   /* x402_hold_buffer_size */
 
     ngx_str_t                   facilitator;    /* URI prefix */
     ngx_str_t                   verify_uri;     /* <prefix>verify */
@@ -153,7 +154,6 @@ struct ngx_http_x402_ctx_s {
     ngx_str_t                   settle_uri;
 
     const x402_offer_t         *offer;
-    x402_offer_t               *own_offer;      /* per request, freed here */
     x402_payment_t             *payment;        /* freed by the cleanup */
     x402_verdict_t              verdict;
     int                         version;        /* of the payment, 1 or 2 */
@@ -187,8 +187,18 @@ struct ngx_http_x402_ctx_s {
     ngx_chain_t                *held;
     ngx_chain_t               **held_last;
     ngx_event_t                 release;        /* posted when settled */
+    ngx_buf_t                  *held_tail;
+    size_t                      held_size;      /* in memory */
+    size_t                      hold_limit;     /* x402_hold_buffer_size */
+    ngx_temp_file_t            *temp_file;      /* past hold_limit */
+    ngx_output_chain_ctx_t     *output;         /* once released */
 
     void                       *store;          /* ngx_http_x402_store_op_t */
+
+    /* the location the payment was granted at last, and the error_page
+     * status kept aside there (x402_settle after) */
+    void                       *paid_conf;
+    ngx_uint_t                  err_status;
 
     unsigned                    reserved:1;     /* store hook said OK */
     unsigned                    recorded:1;     /* outcome recorded once */

@@ -5,7 +5,7 @@
 # proxy_pass upstreams (also chunked and POST bodies), other content
 # handlers, gzip, and `x402 off` inside a priced prefix. Then: a paid
 # request that nginx redirects internally or that includes subrequests is
-# charged once.
+# charged once (where the payment matches the offers reached: t/26).
 use strict;
 use warnings;
 use lib 't/lib';
@@ -227,7 +227,7 @@ verify settle
 
 
 
-=== TEST 3: SSI includes of priced locations in a priced page: one settlement
+=== TEST 3: SSI includes of priced locations with the same offer in a priced page: one settlement
 --- user_files
 >>> paid/page.html
 [<!--# include virtual="/paid/part.html" -->|<!--# include virtual="/also-paid/part.html" -->]
@@ -240,7 +240,7 @@ x402_pay_to      0x209693Bc6afc0C5328bA36FaF03C514EF312287C;
 x402_network     base-sepolia;
 x402_facilitator /_x402/;
 location /paid/ { x402_price 0.001; ssi on; }
-location /also-paid/ { x402_price 0.002; }
+location /also-paid/ { x402_price 0.001; }
 location /_x402/ { internal; proxy_pass http://127.0.0.1:$TEST_NGINX_FAC_PORT/; }
 --- facilitator
 verify: default

@@ -30,4 +30,28 @@ for my $file (@files) {
     unlike($out, qr/\[warn\]/, "$name: no warnings") or diag($out);
 }
 
+# Every example starts while DNS is down: no proxy_pass names a host that
+# nginx would resolve at start-up (a name that is neither an IP address nor
+# an upstream block of the file); the facilitator is named by a variable and
+# resolved per request by `resolver`.
+for my $file (@files) {
+    (my $name = $file) =~ s{.*/}{};
+    open my $fh, '<', $file or die "$file: $!";
+    my $c = do { local $/; <$fh> };
+    close $fh;
+    $c =~ s/#[^\n]*//g;
+    my %upstreams = map { $_ => 1 } $c =~ /^\s*upstream\s+(\S+)\s*\{/mg;
+    my @named;
+    while ($c =~ m{\bproxy_pass\s+\w+://([^/;:\s]+)}g) {
+        my $host = $1;
+        next if $host =~ /^\$/ || $host =~ /^[\d.]+$/ || $host =~ /^\@/
+             || $upstreams{$host};
+        push @named, $host;
+    }
+    is("@named", '', "$name: no host resolved at start-up in proxy_pass");
+    if ($c =~ m{proxy_pass\s+\w+://\$}) {
+        like($c, qr/^\s*resolver\s+\S/m, "$name: a resolver for the variable's name");
+    }
+}
+
 done_testing();

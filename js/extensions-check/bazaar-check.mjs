@@ -16,6 +16,7 @@
 //          "expect": "ok" | "invalid"}]
 // "invalid": the extension must FAIL validation (proves the check bites).
 // Prints one line per case; exit 0 when every case went as expected.
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { readFileSync } from "node:fs";
 
 import { decodePaymentRequiredHeader } from "@x402/core/http";

@@ -7,6 +7,7 @@
  * Default: the payer accounts and payTo of DIR/chain.json. Prints JSON
  * {block, balances: {name: atomic}, addresses: {name: address}}.
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { getAddress } from "viem";
 import { USDC_ADDRESS, erc20Abi, formatUnits6, parseArgs, publicClient,
   readChainState } from "./lib.mjs";

@@ -18,6 +18,7 @@
  * start writes DIR/chain.json (rpc url, port, pid, addresses, keys) and
  * prints it; anvil's output goes to DIR/anvil.log.
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { join, resolve } from "node:path";
 import { getAddress, hashDomain, pad, parseUnits } from "viem";
 import { privateKeyToAccount } from "viem/accounts";

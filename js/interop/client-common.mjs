@@ -3,6 +3,7 @@
  * the 402, the payment sent and the answer can be shown), decoding of the
  * x402 headers, and the report printed on stdout.
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseArgs, readChainState } from "./lib.mjs";

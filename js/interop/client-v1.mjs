@@ -9,6 +9,7 @@
  *
  * Same report and exit codes as client-v2.mjs.
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { createWalletClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { wrapFetchWithPayment } from "x402-fetch";

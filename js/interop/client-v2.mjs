@@ -12,6 +12,7 @@
  * decoded settlement header, every exchange). Exit 0 when a request was
  * made, whatever its status; 2 on a usage error or when the client throws.
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { privateKeyToAccount } from "viem/accounts";
 import { wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { ExactEvmScheme } from "@x402/evm/exact/client";

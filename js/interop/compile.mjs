@@ -8,6 +8,7 @@
  *                                        committed artifact does not match
  *                                        its source
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync, mkdirSync, existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";

@@ -22,6 +22,7 @@
  *     tokens move.
  * Prints a table (--pretty) or JSON; exit 1 if any check failed.
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { readFileSync, existsSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { readBalances } from "./balances.mjs";

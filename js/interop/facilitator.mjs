@@ -22,6 +22,7 @@
  * byte-identical paymentPayload came first. --require-verify refuses settles
  * without one, as the official e2e facilitator does (x402-notes 4.1).
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { createServer } from "node:http";
 import { appendFileSync } from "node:fs";
 import { createHash } from "node:crypto";

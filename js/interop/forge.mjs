@@ -16,6 +16,7 @@
  * may say "parallel": true (the N sends at once) and "urls": [...] (sends
  * spread round-robin over several servers, e.g. a fleet).
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { resolve } from "node:path";
 import { fetchRequirements } from "./payments.mjs";
 import { makeVectors } from "./vectors.mjs";

@@ -2,6 +2,7 @@
  * Shared pieces of the interop tooling: the local chain's constants, the
  * accounts, viem clients, the run-dir state files, ports and processes.
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { readFileSync, writeFileSync, renameSync, existsSync, mkdirSync,
   openSync } from "node:fs";
 import { spawn } from "node:child_process";

@@ -5,6 +5,7 @@
  * official clients make; the envelopes follow the official clients' shapes
  * and key order (x402-notes 1.5).
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { randomBytes } from "node:crypto";
 import { getAddress, parseSignature, serializeSignature, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";

@@ -3,6 +3,7 @@
 // facilitator.mjs builds it (x402Facilitator.getSupported(), no chain
 // needed), so the core's /supported parser is tested against the real
 // shape of the installed @x402/core (src/core/tests/supported_test.cpp).
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { buildFacilitator } from "./facilitator.mjs";
 
 // anvil's public dev key 0: the facilitator signer of chain.mjs.

@@ -15,6 +15,7 @@
  *
  *   node js/interop/reference-server.mjs --run-dir DIR --port N
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { createServer } from "node:http";
 import { resolve, join } from "node:path";
 import { HTTPFacilitatorClient, x402HTTPResourceServer,

@@ -9,6 +9,7 @@
  *
  * Exit 0 when every check passed. Prints one line per check and timings.
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";

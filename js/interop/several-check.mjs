@@ -15,6 +15,7 @@
  *
  *   node js/interop/several-check.mjs [--keep]   TAP-like; exit 1 on failure
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -8,6 +8,7 @@
  *
  *   node js/interop/token-test.mjs      TAP-like lines; exit 1 on failure
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

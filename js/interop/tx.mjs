@@ -8,6 +8,7 @@
  * Prints JSON {hash, found, status, blockNumber, from, to, transfers:[...]};
  * exit 0 if the receipt exists with status success, 1 otherwise.
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { decodeEventLog, isAddressEqual } from "viem";
 import { USDC_ADDRESS, parseArgs, publicClient, readChainState } from "./lib.mjs";
 

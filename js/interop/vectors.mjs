@@ -16,6 +16,7 @@
  *                    wallet's (ERC-1271), so only the facilitator can judge
  *                    it; refused, but asking the facilitator is allowed.
  */
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { createWalletClient, getAddress, http, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { x402Client } from "@x402/core/client";

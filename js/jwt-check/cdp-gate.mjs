@@ -17,6 +17,7 @@
 //        organizations/test/apiKeys/gate), which must pass too
 //
 // serve logs one JSON line per request: {method, path, status, reason}.
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 

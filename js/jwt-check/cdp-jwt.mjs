@@ -17,6 +17,7 @@
 //                 "expect": "ok" | "<substring of the refusal>"}]
 // Prints one line per case; exit 0 when every case went as expected.
 
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { createPrivateKey, createPublicKey } from "node:crypto";
 import { readFileSync } from "node:fs";
 

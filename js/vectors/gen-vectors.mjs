@@ -9,6 +9,7 @@
 // verdict the spec rules give (x402-notes 2.2-2.5): decode failure with its
 // reason, or ok / reason after matching against `offer` at `now`.
 
+import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import {

@@ -49,7 +49,11 @@ sub example_conf {
     $c =~ s{^\s*html\s*$}{}mg;
 
     $c =~ s{^(\s*load_module\s+)\S*ngx_http_x402_module\.so;}{$1$module;}m;
-    $c =~ s{^\s*user\s+[^;]*;}{}m;
+    # The example's `user` (www-data) cannot read a checkout under a 0700
+    # home (root's, on Debian): as root the workers run as root here, as in
+    # every test config (X402::Nginx); otherwise `user` would be ignored.
+    $c =~ s{^\s*user\s+[^;]*;\n?}{}m;
+    $c = "user root root;\n" . $c if $> == 0;
     $c =~ s{^(\s*pid\s+)[^;]+;}{$1$p/logs/nginx.pid;}m;
     $c =~ s{/var/log/nginx/}{$p/logs/}g;
     $c =~ s{^(\s*listen\s+)(?!127\.0\.0\.1:\d+;)[^;]+;}
@@ -57,6 +61,10 @@ sub example_conf {
     $c =~ s{^(\s*listen\s+)127\.0\.0\.1:(\d+);}
            {$1 . '127.0.0.1:' . ($2 == 9402 ? free_port_for(\@ports, $a{ports}) : $2) . ';'}mge;
     $c =~ s{https://x402\.org/facilitator/}{http://127.0.0.1:$fac/}g;
+    # the facilitator named at request time (resolver + variable): its
+    # address here, plain http (an IP literal needs no resolver)
+    $c =~ s{^(\s*set\s+\$facilitator_host\s+)x402\.org;}{${1}127.0.0.1:$fac;}mg;
+    $c =~ s{https://\$facilitator_host\b}{http://\$facilitator_host}g;
     $c =~ s{(x402_redis\s+)[\w.-]+:\d+}{${1}127.0.0.1:$redis}g;
     $c =~ s{^(\s*root\s+)/srv/[^;]*;}{$1$root;}mg;
     $c =~ s{^(\s*server\s+)127\.0\.0\.1:8080;}

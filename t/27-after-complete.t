@@ -1,0 +1,276 @@
+# x402_settle after charges only complete responses: a response that
+# breaks before its last byte (upstream reset or premature close, buffered
+# or not, Content-Length or chunked) is not settled and its reservation is
+# released. Held bodies have a memory bound (x402_hold_buffer_size), past
+# which they spill to a temporary file under client_body_temp_path: six
+# concurrent 8 MB bodies from keys without funds do not pin tens of MB of
+# worker memory. A 304 or 412 keeps the request's payment state.
+use strict;
+use warnings;
+use lib 't/lib';
+use X402::Test;
+use Digest::MD5 qw(md5_hex);
+use IO::Socket::INET;
+use Socket qw(SOL_SOCKET SO_LINGER);
+use Time::HiRes qw(time sleep);
+
+plan skip_all => 'module not built' unless -f module_path();
+
+my $PAY_TO = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
+my $REFUSE = "settle: delay=%d 200 {\"success\":false,\"errorReason\":\"insufficient_funds\","
+           . "\"transaction\":\"\",\"network\":\"{{network}}\",\"payer\":\"{{payer}}\"}\n";
+
+# a raw upstream: /cl sends "Content-Length: 1000" and 10 bytes, /chunked
+# half a chunk; then a reset (?rst) or a plain close
+sub broken_upstream {
+    my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
+                                  Listen => 16, ReuseAddr => 1) or die "listen: $!";
+    my $pid = fork // die "fork: $!";
+    if ($pid == 0) {
+        while (my $c = $l->accept) {
+            my $req = '';
+            while ($req !~ /\r\n\r\n/) {
+                my $n = sysread($c, $req, 4096, length $req) or last;
+            }
+            my ($path) = $req =~ m{^GET (\S+)};
+            $path //= '';
+            if ($path =~ m{^/chunked}) {
+                print $c "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                       . "Transfer-Encoding: chunked\r\n\r\n3e8\r\n0123456789";
+            } else {
+                print $c "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                       . "Content-Length: 1000\r\n\r\n0123456789";
+            }
+            $c->flush;
+            sleep 0.2;
+            setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) if $path =~ /rst/;
+            close $c;
+        }
+        exit 0;
+    }
+    my $port = $l->sockport;
+    close $l;
+    return ($pid, $port);
+}
+
+sub confs {
+    my (%a) = @_;
+    my $fp = $a{fac}->port;
+    my $up = $a{up} // 1;
+    my $redis = $a{redis} ? "x402_redis 127.0.0.1:$a{redis} prefix=t27: fail=closed;" : '';
+    my $http = <<"EOH";
+    log_format x402 '\$uri|\$status|\$x402_status|\$x402_reason|\$x402_store';
+    $redis
+    server {
+        listen 127.0.0.1:$a{self};
+        root html;
+    }
+EOH
+    my $server = <<"EOC";
+access_log logs/x402.log x402;
+x402_price 0.001;
+x402_pay_to $PAY_TO;
+x402_network base-sepolia;
+x402_facilitator /_x402/;
+x402_settle after;
+x402_verify local;
+@{[ $a{extra} // '' ]}
+location /_x402/ {
+    internal;
+    proxy_pass http://127.0.0.1:$fp/;
+    proxy_read_timeout 5s;
+}
+location /b/ { proxy_pass http://127.0.0.1:$up/; }
+location /u/ { proxy_pass http://127.0.0.1:$up/; proxy_buffering off; }
+location /self/ { proxy_pass http://127.0.0.1:$a{self}/; proxy_buffering off; }
+location /gz/ {
+    proxy_pass http://127.0.0.1:$a{self}/;
+    gzip on; gzip_types text/plain; gzip_min_length 1;
+}
+if_modified_since before;
+EOC
+    return (http_config => $http, config => $server);
+}
+
+sub x402_log {
+    my ($ng) = @_;
+    open my $fh, '<', $ng->prefix . '/logs/x402.log' or return ();
+    return map { chomp; [ split /\|/, $_, -1 ] } <$fh>;
+}
+
+sub settles { scalar grep { $_->{endpoint} eq 'settle' } $_[0]->requests }
+
+# truncated responses are not settled, the payment can be presented again
+for my $store ('zone', 'redis') {
+    my $redis = $store eq 'redis' ? X402::Redis->start : undef;
+    my ($upid, $up) = broken_upstream();
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $ng = start_nginx(confs(fac => $fac, up => $up, self => free_port(),
+                               redis => $redis && $redis->port),
+                         user_files => ">>> doc.txt\npaid content\n");
+    my $n = 0;
+    for my $path ('/b/cl', '/b/cl?rst', '/u/cl', '/u/cl?rst',
+                  '/b/chunked', '/b/chunked?rst', '/u/chunked?rst')
+    {
+        my $pay = sign_payment(amount => '1000');
+        my $r = $ng->get($path, { 'PAYMENT-SIGNATURE' => $pay });
+        isnt($r->{status} // 0, 200, "$store $path: no 200");
+        ok(!defined X402::HTTP::header($r, 'PAYMENT-RESPONSE'), "$store $path: no settlement header");
+        unlike($r->{body} // '', qr/0123456789/, "$store $path: no byte of it");
+        is(settles($fac), $n, "$store $path: not settled");
+
+        # the reservation was released: the same payment buys a whole response
+        $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => $pay });
+        is($r->{status}, 200, "$store $path: the payment still buys a complete one");
+        is($r->{body}, "paid content\n", "$store $path: its content");
+        $n++;
+        is(settles($fac), $n, "$store $path: settled then");
+    }
+    $ng->stop;
+    my @l = grep { $_->[0] ne '/doc.txt' } x402_log($ng);
+    is(scalar @l, 7, "$store: truncated responses logged");
+    is($_->[2] . '|' . $_->[3], 'verified|not_settled', "$store: $_->[0] verified, not_settled")
+        for @l;
+    like($ng->error_log, qr/response ended before its last byte, payment of 1000/,
+         "$store: logged");
+    kill 'TERM', $upid;
+    waitpid $upid, 0;
+    $fac->stop;
+    $redis->stop if $redis;
+}
+
+# six concurrent 8 MB bodies from keys without funds: held on disk past the
+# bound, not in worker memory; then refused, not a byte leaks
+my $MB8 = join '', map { sprintf "%07d 8 MB of priced body, line by line ..\n", $_ }
+          1 .. (8 * 1024 * 1024 / 48);
+
+sub rss_kb {
+    my ($pid) = @_;
+    open my $fh, '<', "/proc/$pid/status" or return 0;
+    while (<$fh>) { return $1 if /^VmRSS:\s+(\d+)/ }
+    return 0;
+}
+
+for my $case (['refused', sprintf($REFUSE, 2500)], ['settled', "settle: delay=2500 default\n"]) {
+    my ($what, $script) = @$case;
+    my $self = free_port();
+    my $fac = start_facilitator(script => "verify: default\n$script");
+    my $ng = start_nginx(confs(fac => $fac, self => $self),
+                         user_files => ">>> big.txt\n$MB8");
+    my ($worker) = $ng->worker_pids;
+    my $r = $ng->get('/doc-none');     # warm up
+    my $base = rss_kb($worker);
+
+    my @pay = map { $_->[0] } sign_payments(6, amount => '1000');
+    my @s;
+    for my $i (0 .. 5) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
+            or die "connect: $!";
+        print $s "GET /self/big.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
+               . "PAYMENT-SIGNATURE: $pay[$i]\r\n\r\n";
+        push @s, $s;
+    }
+    my ($peak, $files) = (0, 0);
+    my $t0 = time;
+    while (time - $t0 < 2.2) {
+        my $rss = rss_kb($worker);
+        $peak = $rss if $rss > $peak;
+        # unlinked at creation: seen as the worker's open files
+        my $prefix = $ng->prefix;
+        my $nf = grep { (readlink($_) // '') =~ m{^\Q$prefix\E/.* \(deleted\)$} }
+                 glob("/proc/$worker/fd/*");
+        $files = $nf if $nf > $files;
+        sleep 0.1;
+    }
+    my $growth = ($peak - $base) / 1024;
+    cmp_ok($growth, '<', 16, sprintf("$what: worker memory grew %.1f MB holding 6 x 8 MB", $growth));
+    is($files, 6, "$what: six held bodies in temporary files");
+
+    my @bodies;
+    for my $s (@s) {
+        my $buf = '';
+        $s->blocking(1);
+        while (sysread($s, my $chunk, 1 << 20)) { $buf .= $chunk }
+        push @bodies, $buf;
+    }
+    for my $i (0 .. 5) {
+        my ($head, $body) = split /\r\n\r\n/, $bodies[$i], 2;
+        if ($what eq 'refused') {
+            like($head, qr{^HTTP/1\.1 402 }, "refused $i: 402");
+            unlike($body // '', qr/priced body/, "refused $i: nothing of it");
+        } else {
+            like($head, qr{^HTTP/1\.1 200 .*PAYMENT-RESPONSE: }s, "settled $i: 200, settled");
+            is(md5_hex($body // ''), md5_hex($MB8), "settled $i: intact");
+        }
+    }
+    $ng->stop;
+    # client_body_temp_path of the harness: tmp/body
+    my @left = grep { -f $_ } glob($ng->prefix . '/tmp/body/*'),
+                                glob($ng->prefix . '/tmp/body/*/*/*');
+    is(scalar @left, 0, "$what: no temporary file left");
+    like($ng->error_log, qr/a response held until its settlement is buffered to a temporary file/,
+         "$what: spill logged");
+    $fac->stop;
+}
+
+# a spilled body through filters that need memory (gzip), sendfile off and
+# on, and a small bound
+for my $sf ('off', 'on') {
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $ng = start_nginx(confs(fac => $fac, self => free_port(),
+                               extra => "x402_hold_buffer_size 4k; sendfile $sf;"),
+                         user_files => ">>> big.txt\n$MB8");
+    my $r = $ng->get('/self/big.txt', { 'PAYMENT-SIGNATURE' => scalar sign_payment(amount => '1000') },
+                     timeout => 30);
+    is($r->{status}, 200, "sendfile $sf: 200");
+    is(md5_hex($r->{body}), md5_hex($MB8), "sendfile $sf: intact");
+    $r = $ng->get('/big.txt', { 'PAYMENT-SIGNATURE' => scalar sign_payment(amount => '1000') },
+                  timeout => 30);
+    is(md5_hex($r->{body}), md5_hex($MB8), "sendfile $sf: a file, intact");
+    $r = $ng->request("GET /gz/big.txt",
+                      "Accept-Encoding: gzip\nPAYMENT-SIGNATURE: " . sign_payment(amount => '1000'));
+    is($r->{status}, 200, "sendfile $sf gzip: 200");
+    is(X402::HTTP::header($r, 'Content-Encoding'), 'gzip', "sendfile $sf gzip: gzipped");
+    my $plain = '';
+    {
+        require IO::Uncompress::Gunzip;
+        IO::Uncompress::Gunzip::gunzip(\$r->{body}, \$plain);
+    }
+    is(md5_hex($plain), md5_hex($MB8), "sendfile $sf gzip: intact");
+    is(settles($fac), 3, "sendfile $sf: three settled");
+    $ng->stop;
+    $fac->stop;
+}
+
+# 304 and 412 keep the payment state: a 304 is below 400 and settled (as
+# the reference does); a 412 (made by nginx's filter finalization, which
+# zeroes the modules' contexts) is not settled, the reservation released,
+# and the variables still describe the payment
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $ng = start_nginx(confs(fac => $fac, self => free_port()),
+                         user_files => ">>> doc.txt\npaid content\n");
+    my @pay = map { $_->[0] } sign_payments(2, amount => '1000');
+    my $r = $ng->request("GET /doc.txt",
+                         "If-Modified-Since: Thu, 01 Jan 2099 00:00:00 GMT\nPAYMENT-SIGNATURE: $pay[0]");
+    is($r->{status}, 304, 'If-Modified-Since: 304');
+    ok(defined X402::HTTP::header($r, 'PAYMENT-RESPONSE'), 'If-Modified-Since: settled');
+    is(settles($fac), 1, 'If-Modified-Since: one settlement');
+    $r = $ng->request("GET /doc.txt",
+                      "If-Unmodified-Since: Thu, 01 Jan 1970 00:00:01 GMT\nPAYMENT-SIGNATURE: $pay[1]");
+    is($r->{status}, 412, 'If-Unmodified-Since: 412');
+    ok(!defined X402::HTTP::header($r, 'PAYMENT-RESPONSE'), 'If-Unmodified-Since: not settled');
+    is(settles($fac), 1, 'If-Unmodified-Since: nothing settled');
+    $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => $pay[1] });
+    is($r->{status}, 200, 'the 412 payment then: 200 (reservation released)');
+    is($r->{body}, "paid content\n", 'the 412 payment then: content');
+    is(settles($fac), 2, 'the 412 payment then: settled');
+    $ng->stop;
+    my @l = x402_log($ng);
+    is(join(',', map { "$_->[1]|$_->[2]|$_->[3]" } @l),
+       '304|settled|-,412|verified|not_settled,200|settled|-',
+       '$status, $x402_status, $x402_reason');
+    $fac->stop;
+}
+
+done_testing();
