@@ -100,6 +100,19 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
 
     ctx = ngx_http_x402_get_ctx(r);
 
+    if (ctx && ctx->preflight) {
+        /* a preflight into a priced location: no body, like HEAD */
+        r->header_only = 1;
+        r->headers_out.content_length_n = 0;
+
+        if (r->headers_out.content_length) {
+            r->headers_out.content_length->hash = 0;
+            r->headers_out.content_length = NULL;
+        }
+
+        return ngx_http_next_header_filter(r);
+    }
+
     if (ctx == NULL || ctx->state != NGX_HTTP_X402_STATE_PASSED) {
         return ngx_http_next_header_filter(r);
     }
@@ -296,6 +309,11 @@ ngx_http_x402_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     ctx = ngx_http_x402_get_ctx(r);
+
+    if (ctx && ctx->preflight) {
+        ngx_http_x402_drop(in);
+        return NGX_OK;
+    }
 
     if (ctx == NULL || !ctx->header_held) {
         return ngx_http_next_body_filter(r, in);

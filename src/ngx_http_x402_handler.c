@@ -145,8 +145,31 @@ ngx_http_x402_access(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf)
 
     if (ctx == NULL || ctx->state == NGX_HTTP_X402_STATE_NEW) {
 
-        if (!xlcf->enable || !xlcf->priced || ngx_http_x402_preflight(r)) {
+        if (!xlcf->enable || !xlcf->priced) {
             return NGX_DECLINED;
+        }
+
+        if (ngx_http_x402_preflight(r)) {
+            /*
+             * Not charged, but its handler may answer OPTIONS like GET
+             * (an upstream framework, a script): the header filter sends
+             * its status and headers only, as for HEAD.
+             */
+            if (ctx == NULL) {
+                ctx = ngx_http_x402_create_ctx(r);
+                if (ctx == NULL) {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR;
+                }
+            }
+
+            ctx->preflight = 1;
+
+            return NGX_DECLINED;
+        }
+
+        if (ctx) {
+            /* a preflight redirected (error_page: now a GET) and charged */
+            ctx->preflight = 0;
         }
 
         return ngx_http_x402_start(r, xlcf, ctx);

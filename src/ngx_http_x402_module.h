@@ -207,6 +207,7 @@ struct ngx_http_x402_ctx_s {
     unsigned                    released:1;
     unsigned                    discard:1;      /* settle refused: drop */
     unsigned                    last_held:1;    /* last_buf seen */
+    unsigned                    preflight:1;    /* CORS preflight: no body */
 };
 
 

@@ -305,8 +305,9 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     uri.len = ngx_base64_decoded_length(f[7].len);
     body.len = ngx_base64_decoded_length(f[8].len);
 
-    if (uri.len > NGX_HTTP_X402_ASYNC_URI_MAX
-        || body.len > NGX_HTTP_X402_ASYNC_BODY_MAX)
+    /* the estimates count padding as bytes: up to 2 more than decoded */
+    if (uri.len > NGX_HTTP_X402_ASYNC_URI_MAX + 2
+        || body.len > NGX_HTTP_X402_ASYNC_BODY_MAX + 2)
     {
         return NGX_DECLINED;
     }
@@ -331,6 +332,12 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     body.data = p->data + uri.len;
 
     if (ngx_decode_base64(&body, &f[8]) != NGX_OK) {
+        goto malformed;
+    }
+
+    if (uri.len > NGX_HTTP_X402_ASYNC_URI_MAX
+        || body.len > NGX_HTTP_X402_ASYNC_BODY_MAX)
+    {
         goto malformed;
     }
 
@@ -520,9 +527,10 @@ failed:
 }
 
 
+/* *complete: the whole file was read (or there is none) */
 static ngx_uint_t
 ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
-    ngx_uint_t start)
+    ngx_uint_t start, ngx_uint_t *complete)
 {
     u_char      *buf, *pos, *last, *nl;
     off_t        offset;
@@ -532,9 +540,12 @@ ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
     ngx_int_t    rc;
     ngx_uint_t   resumed, skipped, nlines, skipping, level, counts[2];
 
+    *complete = 0;
+
     fd = ngx_open_file(zone->spool->name.data, NGX_FILE_RDONLY, NGX_FILE_OPEN,
                        0);
     if (fd == NGX_INVALID_FILE) {
+        *complete = (ngx_errno == NGX_ENOENT);
         return 0;
     }
 
@@ -610,6 +621,7 @@ ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
                                               pos, last - pos);
             }
 
+            *complete = 1;
             break;
         }
 
@@ -653,20 +665,26 @@ done:
 void
 ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 {
-    ngx_uint_t  resumed;
+    ngx_uint_t  resumed, complete;
 
     if (zone->spool == NULL || ngx_test_config) {
         return;
     }
 
-    resumed = ngx_http_x402_spool_read(zone, log, 1);
+    resumed = ngx_http_x402_spool_read(zone, log, 1, &complete);
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
     ngx_http_x402_count(zone->sh, async_resumed, resumed);
 
-    /* only the master has the file open yet: it may replace it */
-    ngx_http_x402_spool_compact(zone, log);
+    /*
+     * Only the master has the file open yet: it may replace it, with the
+     * queue, if the queue holds all the file owes: not after a replay cut
+     * short (a zone too small, a read error), whose rest stays on disk.
+     */
+    if (complete) {
+        ngx_http_x402_spool_compact(zone, log);
+    }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 }
@@ -681,7 +699,8 @@ ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 void
 ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 {
-    uint64_t  now;
+    uint64_t    now;
+    ngx_uint_t  complete;
 
     if (zone->spool == NULL || zone->sh->reconcile_at == 0) {
         return;
@@ -709,5 +728,5 @@ ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    (void) ngx_http_x402_spool_read(zone, log, 0);
+    (void) ngx_http_x402_spool_read(zone, log, 0, &complete);
 }
