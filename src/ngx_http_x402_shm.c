@@ -903,7 +903,7 @@ done:
 
 /*
  * A push has ended: confirmed by Redis (ok), or not (the record is pushed
- * again at the next sync). A record changed meanwhile is TODO again and
+ * again at the next sync). A record changed meanwhile is marked to push again (SYNC_TODO) and
  * stays so.
  */
 void
