@@ -903,8 +903,8 @@ done:
 
 /*
  * A push has ended: confirmed by Redis (ok), or not (the record is pushed
- * again at the next sync). A record changed meanwhile is marked to push again (SYNC_TODO) and
- * stays so.
+ * again at the next sync). A record changed meanwhile is marked to push
+ * again (SYNC_TODO) and stays so.
  */
 void
 ngx_http_x402_shm_synced(ngx_http_x402_shm_t *zone, u_char *id,
