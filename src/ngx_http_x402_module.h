@@ -214,6 +214,17 @@ struct ngx_http_x402_ctx_s {
 extern ngx_module_t  ngx_http_x402_module;
 
 
+/* ngx_http_x402_ctx.c */
+ngx_http_x402_ctx_t *ngx_http_x402_create_ctx(ngx_http_request_t *r);
+ngx_http_x402_ctx_t *ngx_http_x402_get_ctx(ngx_http_request_t *r);
+void *ngx_http_x402_alloc(void *pool, size_t size);
+void ngx_http_x402_set_reason(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, const char *reason, size_t len);
+void ngx_http_x402_clean_str(ngx_http_request_t *r, ngx_str_t *dst,
+    x402_str_t *src);
+ngx_int_t ngx_http_x402_copy_str(ngx_http_request_t *r, ngx_str_t *dst,
+    x402_str_t *src);
+
 /* ngx_http_x402_handler.c */
 ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
@@ -224,18 +235,11 @@ ngx_int_t ngx_http_x402_variable_price(ngx_http_request_t *r,
     const char **err);
 ngx_int_t ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
     int *version);
-ngx_http_x402_ctx_t *ngx_http_x402_get_ctx(ngx_http_request_t *r);
-ngx_http_x402_ctx_t *ngx_http_x402_create_ctx(ngx_http_request_t *r);
 ngx_int_t ngx_http_x402_check(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 ngx_uint_t ngx_http_x402_checked(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 ngx_uint_t ngx_http_x402_preflight(ngx_http_request_t *r);
-void *ngx_http_x402_alloc(void *pool, size_t size);
-void ngx_http_x402_set_reason(ngx_http_request_t *r,
-    ngx_http_x402_ctx_t *ctx, const char *reason, size_t len);
-void ngx_http_x402_clean_str(ngx_http_request_t *r, ngx_str_t *dst,
-    x402_str_t *src);
 ngx_int_t ngx_http_x402_send_402(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_str_t *error, ngx_str_t *filter_body);
 ngx_int_t ngx_http_x402_send_json_error(ngx_http_request_t *r,
