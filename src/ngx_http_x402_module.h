@@ -225,21 +225,29 @@ void ngx_http_x402_clean_str(ngx_http_request_t *r, ngx_str_t *dst,
 ngx_int_t ngx_http_x402_copy_str(ngx_http_request_t *r, ngx_str_t *dst,
     x402_str_t *src);
 
-/* ngx_http_x402_handler.c */
-ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
+/* ngx_http_x402_request.c */
 void ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf,
     u_char *amount, u_char *pay_to, x402_requirement_t *req);
 ngx_int_t ngx_http_x402_variable_price(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, u_char *amount, ngx_str_t *price,
     const char **err);
+ngx_int_t ngx_http_x402_location_offer(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, const x402_offer_t **out);
+ngx_uint_t ngx_http_x402_offer_covers(const x402_offer_t *offer,
+    x402_verdict_t *vd);
+ngx_int_t ngx_http_x402_resource_url(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 ngx_int_t ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
     int *version);
+ngx_uint_t ngx_http_x402_preflight(ngx_http_request_t *r);
 ngx_int_t ngx_http_x402_check(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 ngx_uint_t ngx_http_x402_checked(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
-ngx_uint_t ngx_http_x402_preflight(ngx_http_request_t *r);
+
+/* ngx_http_x402_handler.c */
+ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_x402_send_402(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_str_t *error, ngx_str_t *filter_body);
 ngx_int_t ngx_http_x402_send_json_error(ngx_http_request_t *r,
