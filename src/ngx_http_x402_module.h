@@ -245,15 +245,17 @@ ngx_int_t ngx_http_x402_check(ngx_http_request_t *r,
 ngx_uint_t ngx_http_x402_checked(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
 
-/* ngx_http_x402_handler.c */
-ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
+/* ngx_http_x402_response.c */
 ngx_int_t ngx_http_x402_send_402(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_str_t *error, ngx_str_t *filter_body);
 ngx_int_t ngx_http_x402_send_json_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, ngx_str_t *detail);
 ngx_int_t ngx_http_x402_push_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value);
+
+/* ngx_http_x402_handler.c */
+ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_x402_settle_result(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 void ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx);
