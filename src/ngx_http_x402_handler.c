@@ -21,11 +21,6 @@
 #include "ngx_http_x402_metrics.h"
 
 
-/* x402_facilitator_parse_verify or x402_facilitator_parse_settle */
-typedef int (*ngx_http_x402_parse_pt)(int status, x402_str_t body,
-    const x402_allocator_t *a, x402_facilitator_result_t *out);
-
-
 static ngx_int_t ngx_http_x402_access(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf);
 static ngx_int_t ngx_http_x402_start(ngx_http_request_t *r,
@@ -34,9 +29,6 @@ static ngx_int_t ngx_http_x402_reserve(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_verify(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
-static int ngx_http_x402_parse_call(ngx_http_request_t *r,
-    ngx_http_x402_call_t *call, ngx_http_x402_parse_pt parse,
-    ngx_uint_t endpoint, x402_facilitator_result_t *res);
 static ngx_int_t ngx_http_x402_verified(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_proceed(ngx_http_request_t *r,
@@ -50,8 +42,6 @@ static ngx_int_t ngx_http_x402_refuse(ngx_http_request_t *r,
 static ngx_int_t ngx_http_x402_fail(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_uint_t status, const char *error,
     ngx_str_t *detail);
-static void ngx_http_x402_count_call(ngx_uint_t endpoint,
-    ngx_http_x402_call_t *call, int outcome);
 
 
 ngx_int_t
@@ -461,7 +451,7 @@ ngx_http_x402_verify(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     }
 
     if (ngx_http_x402_facilitator_call(r, ctx, &ctx->verify,
-                                       &ctx->verify_uri, 0)
+                                       &ctx->verify_uri, 0, NULL)
         != NGX_OK)
     {
         return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -479,37 +469,6 @@ ngx_http_x402_verify(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
  * broken), and counted in the metrics: X402_FAC_OK, X402_FAC_REFUSED,
  * X402_FAC_BROKEN, or -1 on allocation failure.
  */
-
-static int
-ngx_http_x402_parse_call(ngx_http_request_t *r, ngx_http_x402_call_t *call,
-    ngx_http_x402_parse_pt parse, ngx_uint_t endpoint,
-    x402_facilitator_result_t *res)
-{
-    int               rc;
-    x402_str_t        body;
-    x402_allocator_t  a;
-
-    a.alloc = ngx_http_x402_alloc;
-    a.ctx = r->pool;
-
-    body.data = (const char *) call->body.data;
-    body.len = call->body.len;
-
-    ngx_memzero(res, sizeof(x402_facilitator_result_t));
-
-    if (call->failed) {
-        rc = X402_FAC_BROKEN;
-        res->reason.data = "no response";
-        res->reason.len = sizeof("no response") - 1;
-
-    } else {
-        rc = parse((int) call->status, body, &a, res);
-    }
-
-    ngx_http_x402_count_call(endpoint, call, rc);
-
-    return rc;
-}
 
 
 static ngx_int_t
@@ -588,7 +547,8 @@ ngx_http_x402_proceed(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         if (ngx_http_x402_store_async(r, ctx) == NGX_OK) {
 
             if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
-                                               &ctx->settle_uri, 1)
+                                               &ctx->settle_uri, 1,
+                                               ngx_http_x402_settle_async_done)
                 != NGX_OK)
             {
                 return ngx_http_x402_fail(r, ctx,
@@ -605,7 +565,7 @@ ngx_http_x402_proceed(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     default: /* NGX_HTTP_X402_SETTLE_SYNC */
 
         if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
-                                           &ctx->settle_uri, 0)
+                                           &ctx->settle_uri, 0, NULL)
             != NGX_OK)
         {
             return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -770,6 +730,15 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 
 /* the outcome of a reserved payment goes to the store once */
 
+/* an async settlement's answer: nobody waits for it, handled right here */
+
+void
+ngx_http_x402_settle_async_done(ngx_http_x402_ctx_t *ctx)
+{
+    (void) ngx_http_x402_settle_result(ctx->request, ctx);
+}
+
+
 void
 ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
@@ -892,24 +861,3 @@ ngx_http_x402_fail(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
  * (not NGX_OK, which would grant access) finalizes the request.
  */
 
-
-static void
-ngx_http_x402_count_call(ngx_uint_t endpoint, ngx_http_x402_call_t *call,
-    int outcome)
-{
-    ngx_uint_t  result;
-
-    if (outcome == X402_FAC_OK || outcome == X402_FAC_REFUSED) {
-        result = NGX_HTTP_X402_METRICS_FAC_OK;
-
-    } else if (call->failed || call->status == 0
-               || call->status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
-    {
-        result = NGX_HTTP_X402_METRICS_FAC_UNAVAILABLE;
-
-    } else {
-        result = NGX_HTTP_X402_METRICS_FAC_MALFORMED;
-    }
-
-    ngx_http_x402_metrics_facilitator(endpoint, call->elapsed, result);
-}

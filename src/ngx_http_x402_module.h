@@ -126,19 +126,27 @@ typedef struct {
 } ngx_http_x402_loc_conf_t;
 
 
+typedef struct ngx_http_x402_ctx_s  ngx_http_x402_ctx_t;
+
+/* what a facilitator call's caller does once the answer is in (or lost) */
+typedef void (*ngx_http_x402_call_done_pt)(ngx_http_x402_ctx_t *ctx);
+
+/* x402_facilitator_parse_verify or x402_facilitator_parse_settle */
+typedef int (*ngx_http_x402_parse_pt)(int status, x402_str_t body,
+    const x402_allocator_t *a, x402_facilitator_result_t *out);
+
+
 typedef struct {
     ngx_str_t                   body;           /* the facilitator's answer */
     ngx_uint_t                  status;         /* its HTTP status, 0: none */
     ngx_msec_t                  start;          /* for latency (metrics) */
     ngx_msec_t                  elapsed;
     ngx_http_request_t         *sr;
+    ngx_http_x402_call_done_pt  handler;        /* the caller's, or NULL */
     unsigned                    issued:1;
     unsigned                    done:1;
     unsigned                    failed:1;       /* NGX_ERROR / no response */
 } ngx_http_x402_call_t;
-
-
-typedef struct ngx_http_x402_ctx_s  ngx_http_x402_ctx_t;
 
 struct ngx_http_x402_ctx_s {
     ngx_http_request_t         *request;        /* the main request */
@@ -258,6 +266,7 @@ ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_x402_settle_result(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
+void ngx_http_x402_settle_async_done(ngx_http_x402_ctx_t *ctx);
 void ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx);
 
 /*
@@ -275,19 +284,21 @@ const char *ngx_http_x402_store_window_check(ngx_http_request_t *r,
 void ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout);
 
 /* ngx_http_x402_facilitator.c */
+ngx_int_t ngx_http_x402_facilitator_post(ngx_http_request_t *r,
+    ngx_str_t *uri, ngx_str_t *body, ngx_uint_t flags,
+    ngx_http_post_subrequest_pt handler, void *data,
+    ngx_http_request_t **psr);
 ngx_int_t ngx_http_x402_facilitator_call(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_http_x402_call_t *call, ngx_str_t *uri,
-    ngx_uint_t background);
+    ngx_uint_t background, ngx_http_x402_call_done_pt done);
+int ngx_http_x402_parse_call(ngx_http_request_t *r,
+    ngx_http_x402_call_t *call, ngx_http_x402_parse_pt parse,
+    ngx_uint_t endpoint, x402_facilitator_result_t *res);
 ngx_int_t ngx_http_x402_facilitator_broken_status(ngx_http_x402_call_t *call);
 ngx_uint_t ngx_http_x402_own_subrequest(ngx_http_request_t *sr);
 
-/* ngx_http_x402_retry.c */
-ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
-    ngx_int_t rc);
-
 /* ngx_http_x402_filter.c */
 ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);
-void ngx_http_x402_filter_wake(ngx_http_x402_ctx_t *ctx);
 
 /* ngx_http_x402_variables.c */
 ngx_int_t ngx_http_x402_add_variables(ngx_conf_t *cf);
