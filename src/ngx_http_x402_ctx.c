@@ -75,6 +75,11 @@ ngx_http_x402_ctx_cleanup(void *data)
 }
 
 
+/*
+ * The ctx of the main request, also after an internal redirect has zeroed
+ * r->ctx: it is then found again through its tagged pool cleanup.
+ */
+
 ngx_http_x402_ctx_t *
 ngx_http_x402_get_ctx(ngx_http_request_t *r)
 {
@@ -125,6 +130,11 @@ ngx_http_x402_set_reason(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
     ngx_http_x402_clean_str(r, &ctx->reason, &in);
 }
 
+
+/*
+ * A copy of text a facilitator sent, fit for logs, variables and headers:
+ * at most 256 bytes, control characters and non-ASCII replaced by "?".
+ */
 
 void
 ngx_http_x402_clean_str(ngx_http_request_t *r, ngx_str_t *dst,

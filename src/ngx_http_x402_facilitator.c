@@ -369,6 +369,12 @@ ngx_http_x402_facilitator_broken_status(ngx_http_x402_call_t *call)
 }
 
 
+/*
+ * A facilitator call's answer parsed by the core (no answer at all is
+ * broken), and counted in the metrics: X402_FAC_OK, X402_FAC_REFUSED,
+ * X402_FAC_BROKEN, or -1 on allocation failure.
+ */
+
 int
 ngx_http_x402_parse_call(ngx_http_request_t *r, ngx_http_x402_call_t *call,
     ngx_http_x402_parse_pt parse, ngx_uint_t endpoint,

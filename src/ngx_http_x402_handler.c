@@ -316,26 +316,6 @@ ngx_http_x402_start(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
 
 
 /*
- * Whether the ctx holds the local checks of this very request state: the
- * same location, URI and static offer (a variable price or payTo may have
- * changed since, so those are checked again), and fresh: limit_req may
- * have delayed the request since, and validBefore is checked against the
- * clock.
- */
-
-
-/*
- * The local checks, no network and nothing sent: the offer, the payment
- * header, its decoding and its match against the offer. Returns
- * NGX_DECLINED (free here), NGX_HTTP_X402_CHECK_NONE (no payment header),
- * NGX_HTTP_X402_CHECK_FAILED (refused: ctx->checked_reason/_message),
- * NGX_OK (passed: the facilitator body is ready) or an HTTP error status.
- * The result is kept in the ctx (see ngx_http_x402_checked) so that an
- * early $x402_status and the access phase share one run.
- */
-
-
-/*
  * A paid request reached another priced location. A payment buys what it
  * matches: this location's offer must name the same scheme, network,
  * asset, amount and payTo as the authorization, else the request is
@@ -462,13 +442,6 @@ ngx_http_x402_verify(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 
     return NGX_AGAIN;
 }
-
-
-/*
- * A facilitator call's answer parsed by the core (no answer at all is
- * broken), and counted in the metrics: X402_FAC_OK, X402_FAC_REFUSED,
- * X402_FAC_BROKEN, or -1 on allocation failure.
- */
 
 
 static ngx_int_t
@@ -728,8 +701,6 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
  */
 
 
-/* the outcome of a reserved payment goes to the store once */
-
 /* an async settlement's answer: nobody waits for it, handled right here */
 
 void
@@ -738,6 +709,8 @@ ngx_http_x402_settle_async_done(ngx_http_x402_ctx_t *ctx)
     (void) ngx_http_x402_settle_result(ctx->request, ctx);
 }
 
+
+/* the outcome of a reserved payment goes to the store once */
 
 void
 ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
@@ -750,50 +723,6 @@ ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 
     ngx_http_x402_store_record(r, ctx);
 }
-
-
-/*
- * The ctx of the main request, also after an internal redirect has zeroed
- * r->ctx: it is then found again through its tagged pool cleanup.
- */
-
-
-/*
- * A price given by variables, evaluated for this request into amount
- * (X402_MAX_AMOUNT_DIGITS + 1 bytes). Returns NGX_OK (priced),
- * NGX_DECLINED (free), NGX_ABORT (an invalid value: *price and *err say
- * which and why) or NGX_ERROR (the variables could not be evaluated).
- */
-
-
-/*
- * The offer of a location for this request: its static offer, or one made
- * from its variables, released with the request (a redirected request may
- * hold several: the payment's and the final location's). Returns NGX_OK,
- * NGX_DECLINED (free for this request) or an HTTP status.
- */
-
-
-/*
- * "GET http://host:port/path HTTP/1.1": nginx took the host from the
- * request line (and validated it, the port is digits); its authority is
- * read back from r->request_line, the parser's pointers being gone.
- */
-
-
-/*
- * PAYMENT-SIGNATURE (v2) or X-PAYMENT (v1), names compared
- * case-insensitively. Some wallets send both: PAYMENT-SIGNATURE wins, as in
- * the official v2 server. Returns NGX_OK, NGX_DECLINED (none) or NGX_DONE
- * (the chosen header repeated: ambiguous, refused).
- */
-
-
-/*
- * A CORS preflight (Fetch standard: OPTIONS with Origin and
- * Access-Control-Request-Method) carries no payment and gets no content:
- * it is never charged and reaches the location's own handling.
- */
 
 
 /* a client's payment failed a check: 402 with the reason, logged */
@@ -836,28 +765,4 @@ ngx_http_x402_fail(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
                                          detail ? detail : &ctx->reason);
 }
 
-
-/*
- * A copy of text a facilitator sent, fit for logs, variables and headers:
- * at most 256 bytes, control characters and non-ASCII replaced by "?".
- */
-
-
-/*
- * The 402: PAYMENT-REQUIRED (v2) in the header, the v1 JSON in the body,
- * fresh requirements with `error` set to the reason (or "Payment
- * required"). After a refused settlement, PAYMENT-RESPONSE (v2) carries
- * success false. filter_body: called from the response filters
- * (x402_settle after), which send the response themselves: only the
- * headers are set and the body is returned there.
- */
-
-
-/*
- * Answers from the access phase. With error_page: where the operator set
- * error_page for the status, nginx's special response does the redirect
- * and keeps the headers pushed above (402s honour error_page for browsers
- * only, in the paywall). Otherwise the JSON is sent here, and NGX_HTTP_OK
- * (not NGX_OK, which would grant access) finalizes the request.
- */
 

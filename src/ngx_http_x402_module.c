@@ -528,12 +528,6 @@ ngx_http_x402_resolve(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
 }
 
 
-/*
- * The location's one requirement, for an offer made at configuration time
- * or, when the price or payTo comes from variables, per request.
- */
-
-
 static char *
 ngx_http_x402_create_offer(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
 {

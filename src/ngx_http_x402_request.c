@@ -20,6 +20,14 @@ static ngx_int_t ngx_http_x402_absolute_host(ngx_http_request_t *r,
     ngx_str_t *host);
 
 
+/*
+ * Whether the ctx holds the local checks of this very request state: the
+ * same location, URI and static offer (a variable price or payTo may have
+ * changed since, so those are checked again), and fresh: limit_req may
+ * have delayed the request since, and validBefore is checked against the
+ * clock.
+ */
+
 ngx_uint_t
 ngx_http_x402_checked(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
     ngx_http_x402_ctx_t *ctx)
@@ -32,6 +40,16 @@ ngx_http_x402_checked(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
            && ngx_time() - ctx->checked_at <= 1;
 }
 
+
+/*
+ * The local checks, no network and nothing sent: the offer, the payment
+ * header, its decoding and its match against the offer. Returns
+ * NGX_DECLINED (free here), NGX_HTTP_X402_CHECK_NONE (no payment header),
+ * NGX_HTTP_X402_CHECK_FAILED (refused: ctx->checked_reason/_message),
+ * NGX_OK (passed: the facilitator body is ready) or an HTTP error status.
+ * The result is kept in the ctx (see ngx_http_x402_checked) so that an
+ * early $x402_status and the access phase share one run.
+ */
 
 ngx_int_t
 ngx_http_x402_check(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf,
@@ -241,6 +259,13 @@ ngx_http_x402_offer_covers(const x402_offer_t *offer, x402_verdict_t *vd)
 }
 
 
+/*
+ * A price given by variables, evaluated for this request into amount
+ * (X402_MAX_AMOUNT_DIGITS + 1 bytes). Returns NGX_OK (priced),
+ * NGX_DECLINED (free), NGX_ABORT (an invalid value: *price and *err say
+ * which and why) or NGX_ERROR (the variables could not be evaluated).
+ */
+
 ngx_int_t
 ngx_http_x402_variable_price(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, u_char *amount, ngx_str_t *price,
@@ -295,6 +320,13 @@ ngx_http_x402_resolve_offer(ngx_http_request_t *r,
     return NGX_OK;
 }
 
+
+/*
+ * The offer of a location for this request: its static offer, or one made
+ * from its variables, released with the request (a redirected request may
+ * hold several: the payment's and the final location's). Returns NGX_OK,
+ * NGX_DECLINED (free for this request) or an HTTP status.
+ */
 
 ngx_int_t
 ngx_http_x402_location_offer(ngx_http_request_t *r,
@@ -506,6 +538,12 @@ ngx_http_x402_resource_url(ngx_http_request_t *r,
 }
 
 
+/*
+ * "GET http://host:port/path HTTP/1.1": nginx took the host from the
+ * request line (and validated it, the port is digits); its authority is
+ * read back from r->request_line, the parser's pointers being gone.
+ */
+
 static ngx_int_t
 ngx_http_x402_absolute_host(ngx_http_request_t *r, ngx_str_t *host)
 {
@@ -553,6 +591,13 @@ ngx_http_x402_absolute_host(ngx_http_request_t *r, ngx_str_t *host)
     return NGX_OK;
 }
 
+
+/*
+ * PAYMENT-SIGNATURE (v2) or X-PAYMENT (v1), names compared
+ * case-insensitively. Some wallets send both: PAYMENT-SIGNATURE wins, as in
+ * the official v2 server. Returns NGX_OK, NGX_DECLINED (none) or NGX_DONE
+ * (the chosen header repeated: ambiguous, refused).
+ */
 
 ngx_int_t
 ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
@@ -619,6 +664,12 @@ ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
 }
 
 
+/*
+ * A CORS preflight (Fetch standard: OPTIONS with Origin and
+ * Access-Control-Request-Method) carries no payment and gets no content:
+ * it is never charged and reaches the location's own handling.
+ */
+
 ngx_uint_t
 ngx_http_x402_preflight(ngx_http_request_t *r)
 {
@@ -667,6 +718,11 @@ ngx_http_x402_preflight(ngx_http_request_t *r)
     return n == 3;
 }
 
+
+/*
+ * The location's one requirement, for an offer made at configuration time
+ * or, when the price or payTo comes from variables, per request.
+ */
 
 void
 ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf, u_char *amount,

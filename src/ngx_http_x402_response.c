@@ -56,6 +56,15 @@ ngx_http_x402_push_header(ngx_http_request_t *r, ngx_str_t *key,
 }
 
 
+/*
+ * The 402: PAYMENT-REQUIRED (v2) in the header, the v1 JSON in the body,
+ * fresh requirements with `error` set to the reason (or "Payment
+ * required"). After a refused settlement, PAYMENT-RESPONSE (v2) carries
+ * success false. filter_body: called from the response filters
+ * (x402_settle after), which send the response themselves: only the
+ * headers are set and the body is returned there.
+ */
+
 ngx_int_t
 ngx_http_x402_send_402(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
     ngx_str_t *error, ngx_str_t *filter_body)
@@ -182,6 +191,14 @@ ngx_http_x402_send_json_error(ngx_http_request_t *r, ngx_uint_t status,
     return ngx_http_x402_finish(r, status, &body, 1);
 }
 
+
+/*
+ * Answers from the access phase. With error_page: where the operator set
+ * error_page for the status, nginx's special response does the redirect
+ * and keeps the headers pushed above (402s honour error_page for browsers
+ * only, in the paywall). Otherwise the JSON is sent here, and NGX_HTTP_OK
+ * (not NGX_OK, which would grant access) finalizes the request.
+ */
 
 static ngx_int_t
 ngx_http_x402_finish(ngx_http_request_t *r, ngx_uint_t status,
