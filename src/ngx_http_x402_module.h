@@ -261,13 +261,15 @@ ngx_int_t ngx_http_x402_send_json_error(ngx_http_request_t *r,
 ngx_int_t ngx_http_x402_push_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value);
 
-/* ngx_http_x402_handler.c */
-ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
+/* ngx_http_x402_settle.c */
 ngx_int_t ngx_http_x402_settle_result(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 void ngx_http_x402_settle_async_done(ngx_http_x402_ctx_t *ctx);
 void ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx);
+
+/* ngx_http_x402_handler.c */
+ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
 
 /*
  * Store hooks (replay protection, grants, settlement retries). Called at
