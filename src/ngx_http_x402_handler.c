@@ -229,9 +229,6 @@ ngx_http_x402_access(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf)
 ngx_int_t
 ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
 {
-    u_char                     amount[X402_MAX_AMOUNT_DIGITS + 1];
-    ngx_str_t                  price;
-    const char                *err;
     const x402_offer_t        *offer;
     ngx_http_x402_ctx_t       *ctx;
     ngx_http_x402_loc_conf_t  *xlcf;
@@ -278,18 +275,16 @@ ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
         }
     }
 
-    if (xlcf->offer == NULL && xlcf->price->lengths) {
-        switch (ngx_http_x402_variable_price(r, xlcf, amount, &price, &err)) {
+    switch (ngx_http_x402_location_offer(r, xlcf, &offer)) {
 
-        case NGX_ERROR:
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    case NGX_OK:
+        break;
 
-        case NGX_DECLINED:
-            return NGX_DECLINED;
+    case NGX_DECLINED:
+        return NGX_DECLINED;
 
-        default:
-            break;
-        }
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
@@ -436,12 +431,11 @@ ngx_http_x402_check_payment(ngx_http_request_t *r,
     x402_verdict_t    *vd;
     x402_allocator_t   a;
 
+    ngx_http_x402_option_t  *opt;
+
     ctx->settle_mode = xlcf->settle;
     ctx->verify_mode = xlcf->verify;
     ctx->log_level = xlcf->log_level;
-    ctx->verify_uri = xlcf->verify_uri;
-    ctx->settle_uri = xlcf->settle_uri;
-
     rc = ngx_http_x402_resolve_offer(r, xlcf, ctx);
 
     if (rc != NGX_OK) {
@@ -525,10 +519,25 @@ ngx_http_x402_check_payment(ngx_http_request_t *r,
     }
 
     if (ngx_http_x402_copy_str(r, &ctx->network, &vd->network) != NGX_OK
+        || ngx_http_x402_copy_str(r, &ctx->asset, &vd->asset) != NGX_OK
         || ngx_http_x402_copy_str(r, &ctx->amount, &vd->value) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /* /verify and /settle go to the matched option's facilitator */
+
+    opt = ngx_http_x402_option_find(xlcf, vd);
+
+    if (opt == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "x402: no option for the matched network %V and "
+                      "asset %V", &ctx->network, &ctx->asset);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->verify_uri = opt->verify_uri;
+    ctx->settle_uri = opt->settle_uri;
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "x402: local checks passed, payer %V id %V%s",
@@ -937,9 +946,9 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         ctx->settle_header.len = res.response_header.len;
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "x402: settled %V from %V on %V, tx %V, in %Mms",
-                      &ctx->amount, &ctx->payer, &ctx->network, &ctx->tx,
-                      call->elapsed);
+                      "x402: settled %V of %V from %V on %V, tx %V, "
+                      "in %Mms", &ctx->amount, &ctx->asset, &ctx->payer,
+                      &ctx->network, &ctx->tx, call->elapsed);
 
         asset.data = (u_char *) ctx->verdict.asset.data;
         asset.len = ctx->verdict.asset.len;
@@ -1134,21 +1143,21 @@ ngx_http_x402_alloc(void *pool, size_t size)
 
 ngx_int_t
 ngx_http_x402_variable_price(ngx_http_request_t *r,
-    ngx_http_x402_loc_conf_t *xlcf, u_char *amount, ngx_str_t *price,
+    ngx_http_x402_option_t *opt, u_char *amount, ngx_str_t *price,
     const char **err)
 {
     int         rc;
     x402_str_t  in;
 
-    if (ngx_http_complex_value(r, xlcf->price, price) != NGX_OK) {
+    if (ngx_http_complex_value(r, opt->price, price) != NGX_OK) {
         return NGX_ERROR;
     }
 
     in.data = (const char *) price->data;
     in.len = price->len;
 
-    rc = x402_amount_parse(in, (unsigned) xlcf->decimals,
-                           (int) xlcf->price_atomic, (char *) amount, err);
+    rc = x402_amount_parse(in, (unsigned) opt->decimals,
+                           (int) opt->price_atomic, (char *) amount, err);
 
     if (rc < 0) {
         return NGX_ABORT;
@@ -1164,6 +1173,7 @@ ngx_http_x402_resolve_offer(ngx_http_request_t *r,
 {
     ngx_int_t                  rc;
     const x402_offer_t        *offer;
+    ngx_http_x402_option_t    *opt;
     const x402_requirement_t  *first;
 
     rc = ngx_http_x402_location_offer(r, xlcf, &offer);
@@ -1181,7 +1191,16 @@ ngx_http_x402_resolve_offer(ngx_http_request_t *r,
         ctx->amount.len = first->amount.len;
         ctx->network.data = (u_char *) first->network->caip2;
         ctx->network.len = ngx_strlen(first->network->caip2);
+        ctx->asset.data = (u_char *) first->asset.data;
+        ctx->asset.len = first->asset.len;
     }
+
+    /* until a payment names its option: the first's facilitator */
+
+    opt = xlcf->options->elts;
+
+    ctx->verify_uri = opt[0].verify_uri;
+    ctx->settle_uri = opt[0].settle_uri;
 
     return NGX_OK;
 }
@@ -1199,70 +1218,93 @@ ngx_http_x402_location_offer(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, const x402_offer_t **out)
 {
     u_char                    *amount, *pay_to;
+    size_t                     n;
     ngx_int_t                  rc;
     ngx_str_t                  price, to;
+    ngx_uint_t                 i;
     x402_str_t                 in;
     const char                *err;
     x402_offer_t              *offer;
-    x402_requirement_t         req;
+    x402_requirement_t         reqs[NGX_HTTP_X402_MAX_OPTIONS];
     ngx_pool_cleanup_t        *cln;
+    ngx_http_x402_option_t    *opt;
 
     if (xlcf->offer) {
         *out = xlcf->offer;
         return NGX_OK;
     }
 
-    amount = xlcf->static_amount;
+    opt = xlcf->options->elts;
+    n = 0;
 
-    if (xlcf->price->lengths) {
-        amount = ngx_pnalloc(r->pool, X402_MAX_AMOUNT_DIGITS + 1);
-        if (amount == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    for (i = 0; i < xlcf->options->nelts; i++) {
+
+        amount = opt[i].static_amount;
+
+        if (opt[i].price->lengths) {
+            amount = ngx_pnalloc(r->pool, X402_MAX_AMOUNT_DIGITS + 1);
+            if (amount == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            rc = ngx_http_x402_variable_price(r, &opt[i], amount, &price,
+                                              &err);
+
+            if (rc == NGX_ERROR) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (rc == NGX_ABORT) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "x402: \"%s\" \"%V\" gave \"%V\": %s "
+                              "(asset decimals: %ui)",
+                              xlcf->accepts ? "x402_accept price="
+                                            : "x402_price",
+                              &opt[i].price->value, &price, err,
+                              opt[i].decimals);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            /* free for this request: the option is left out */
+
+            if (rc == NGX_DECLINED) {
+                continue;
+            }
         }
 
-        rc = ngx_http_x402_variable_price(r, xlcf, amount, &price, &err);
+        pay_to = opt[i].static_pay_to;
 
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (opt[i].pay_to->lengths) {
+            if (ngx_http_complex_value(r, opt[i].pay_to, &to) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            pay_to = ngx_pnalloc(r->pool, 43);
+            if (pay_to == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            in.data = (const char *) to.data;
+            in.len = to.len;
+
+            if (x402_address_parse(in, (char *) pay_to, &err) != 0) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "x402: \"%s\" \"%V\" gave \"%V\": %s",
+                              xlcf->accepts ? "x402_accept pay_to="
+                                            : "x402_pay_to",
+                              &opt[i].pay_to->value, &to, err);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
         }
 
-        if (rc == NGX_ABORT) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "x402: \"x402_price\" \"%V\" gave \"%V\": %s "
-                          "(asset decimals: %ui)",
-                          &xlcf->price->value, &price, err, xlcf->decimals);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            return NGX_DECLINED;
-        }
+        ngx_http_x402_requirement(xlcf, &opt[i], amount, pay_to, &reqs[n++]);
     }
 
-    pay_to = xlcf->static_pay_to;
+    /* every option free for this request: the request is free */
 
-    if (xlcf->pay_to->lengths) {
-        if (ngx_http_complex_value(r, xlcf->pay_to, &to) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        pay_to = ngx_pnalloc(r->pool, 43);
-        if (pay_to == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        in.data = (const char *) to.data;
-        in.len = to.len;
-
-        if (x402_address_parse(in, (char *) pay_to, &err) != 0) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "x402: \"x402_pay_to\" \"%V\" gave \"%V\": %s",
-                          &xlcf->pay_to->value, &to, err);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    if (n == 0) {
+        return NGX_DECLINED;
     }
-
-    ngx_http_x402_requirement(xlcf, amount, pay_to, &req);
 
     err = NULL;
 
@@ -1271,7 +1313,7 @@ ngx_http_x402_location_offer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    offer = x402_offer_create(&req, 1, &err);
+    offer = x402_offer_create(reqs, n, &err);
 
     if (offer == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
