@@ -99,6 +99,8 @@ for my $i (0 .. 2) {
     my ($net, $asset, $amount) = split / /, $want[$i][0];
     is($seen[1]{json}{paymentRequirements}{asset}, $asset,
        "option $i: the facilitator is asked about that option");
+    like($ng->error_log, qr/x402: settled $amount from 0x\w+ on $net, tx 0x\w+, asset $asset,/,
+         "option $i: the log line names network and asset");
 }
 
 
