@@ -401,3 +401,56 @@ X-Paid: settled eip155:84532
 verify settle
 --- error_log
 connect() failed (111: Connection refused) while connecting to upstream
+
+
+
+=== TEST 18: the default x402_settle is after: a paid request for a missing file is not settled
+--- config
+include x402-paid.conf;
+location /w {
+    add_header X-Status $x402_status always;
+}
+--- request
+GET /w/missing.json
+--- more_headers eval
+"PAYMENT-SIGNATURE: " . sign_payment(amount => '1000')
+--- facilitator
+verify: default
+settle: default
+--- error_code: 404
+--- facilitator_saw
+verify
+--- allow_error
+
+
+
+=== TEST 19: under the default (after), the option's own facilitator settles once the response exists
+--- config
+include x402-paid.conf;
+location /_x402_b/ {
+    internal;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_FAC_PORT/b/;
+}
+location /w {
+    x402_accept network=base-sepolia price=0.01;
+    x402_accept network=base price=0.01 facilitator=/_x402_b/;
+    add_header X-Paid "$x402_status $x402_network" always;
+}
+--- user_files
+>>> w
+paid
+--- facilitator
+verify: default
+settle: default
+--- request
+GET /w
+--- error_code: 402
+--- perl
+my $r = $ng->get('/w');
+my $hdr = sign_payment(payment_required => X402::HTTP::header($r, 'PAYMENT-REQUIRED'),
+                       index => 1);
+my $p = $ng->get('/w', { 'PAYMENT-SIGNATURE' => $hdr });
+is($p->{status}, 200, 'paid through the second option');
+is(X402::HTTP::header($p, 'X-Paid'), 'settled eip155:8453', 'settled on Base');
+is_deeply([map { $_->{path} } $fac->requests], ['/b/verify', '/b/settle'],
+          'both calls through the second option\'s facilitator');
