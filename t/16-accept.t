@@ -454,3 +454,35 @@ is($p->{status}, 200, 'paid through the second option');
 is(X402::HTTP::header($p, 'X-Paid'), 'settled eip155:8453', 'settled on Base');
 is_deeply([map { $_->{path} } $fac->requests], ['/b/verify', '/b/settle'],
           'both calls through the second option\'s facilitator');
+
+
+
+=== TEST 20: under async the background settlement goes to the option's facilitator too
+--- config
+include x402-paid.conf;
+location /_x402_b/ {
+    internal;
+    proxy_pass http://127.0.0.1:$TEST_NGINX_FAC_PORT/b/;
+}
+location /w {
+    x402_settle async;
+    x402_accept network=base-sepolia price=0.01;
+    x402_accept network=base price=0.01 facilitator=/_x402_b/;
+}
+--- user_files
+>>> w
+paid
+--- facilitator
+verify: default
+settle: default
+--- request
+GET /w
+--- error_code: 402
+--- perl
+my $r = $ng->get('/w');
+my $hdr = sign_payment(payment_required => X402::HTTP::header($r, 'PAYMENT-REQUIRED'),
+                       index => 1);
+is($ng->get('/w', { 'PAYMENT-SIGNATURE' => $hdr })->{status}, 200, 'served on credit');
+for (1 .. 50) { last if grep { $_->{endpoint} eq 'settle' } $fac->requests; select undef, undef, undef, 0.1 }
+is_deeply([map { $_->{path} } $fac->requests], ['/b/verify', '/b/settle'],
+          'verify and the background settle through the second option\'s facilitator');
