@@ -1,0 +1,80 @@
+# Breaker pass: a stranger's attacks on the real nginx. Each part is a
+# hole found; it fails on the code before its fix (or is TODO, open).
+use strict;
+use warnings;
+use lib 't/lib';
+use X402::Test;
+
+plan skip_all => 'module not built' unless -f module_path();
+
+my $PAY_TO = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
+my $USDC = '0x036CbD53842c5426634e7929541eC2318f3dCF7e';
+
+sub n_of { my ($fac, $e) = @_; scalar grep { $_->{endpoint} eq $e } $fac->requests }
+
+sub paid_conf {
+    my ($fac, $mode, $extra) = @_;
+    my $fp = $fac->port;
+    $extra //= '';
+    return <<"EOC";
+x402_price 0.001;
+x402_pay_to $PAY_TO;
+x402_network base-sepolia;
+x402_facilitator /_x402/;
+x402_settle $mode;
+$extra
+location /_x402/ { internal; proxy_pass http://127.0.0.1:$fp/; }
+EOC
+}
+
+# ---- one payload, two authorizations ----
+# The replay key is taken from payload.authorization (EIP-3009), but the
+# client's payload goes to the facilitator as it came, and the official
+# facilitator (@x402/evm exact, isPermit2Payload: `"permit2Authorization"
+# in payload`) verifies and settles payload.permit2Authorization whenever
+# it is there, authorization or not. One Permit2 authorization, wrapped
+# in EIP-3009 authorizations with fresh nonces (a smart-wallet-length
+# signature skips the local signer check), is a fresh payment to the
+# store each time: served once per wrapper under async (each /verify
+# passes until the first settlement lands; the rest are refused later).
+# A payload with both is refused before any facilitator call.
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $ng = start_nginx(workers => 2, config => paid_conf($fac, 'async'),
+                         user_files => ">>> doc.txt\npaid content\n");
+    my $now = time;
+    my $permit2 = {
+        from => '0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266',
+        permitted => { token => $USDC, amount => '1000' },
+        spender => '0x4020615294c913F045dc10f0a5cdEbd86c280001',
+        nonce => '12345678901234567890',
+        deadline => '' . ($now + 300),
+        witness => { to => $PAY_TO, validAfter => '' . ($now - 60), extra => '0x' },
+    };
+    # an ERC-6492-wrapped signature: not 65 bytes, left to /verify
+    my $wrapped = '0x' . ('ab' x 160) . ('6492' x 16);
+    my @st;
+    for my $i (1 .. 3) {
+        my $j = decode_b64_json(scalar sign_payment(amount => '1000'));
+        $j->{payload}{permit2Authorization} = $permit2;
+        $j->{payload}{signature} = $wrapped;
+        my $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => encode_b64_json($j) });
+        push @st, $r->{status};
+        unlike($r->{body} // '', qr/paid content/, "permit2 wrapper $i: nothing served");
+    }
+    is("@st", '402 402 402', 'permit2 wrappers: all refused');
+    is(n_of($fac, 'verify') + n_of($fac, 'settle'), 0,
+       'permit2 wrappers: the facilitator saw none of them');
+
+    # also with an ordinary, locally checked EIP-3009 signature
+    my $j = decode_b64_json(scalar sign_payment(amount => '1000'));
+    $j->{payload}{permit2Authorization} = $permit2;
+    my $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => encode_b64_json($j) });
+    is($r->{status}, 402, 'both authorizations, signed EIP-3009: 402');
+    my $pr = decode_b64_json(X402::HTTP::header($r, 'PAYMENT-REQUIRED') // 'e30=');
+    is($pr->{error}, 'invalid_payload', 'both authorizations: invalid_payload');
+    $ng->stop;
+    $fac->stop;
+}
+
+done_testing();
