@@ -691,6 +691,43 @@ ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 
 
 /*
+ * A reload that names another spool file (x402_spool changed, or turned
+ * on): the queue goes on in shared memory, but what it owes is written
+ * only in the old file, which no start reads any more. The master writes
+ * the queue into the new one before the new workers start. Not when both
+ * are the same file: the old workers still append to it.
+ */
+void
+ngx_http_x402_spool_moved(ngx_http_x402_shm_t *zone, ngx_open_file_t *old,
+    ngx_log_t *log)
+{
+    ngx_file_info_t  ofi, nfi;
+
+    if (zone->spool == NULL || ngx_test_config) {
+        return;
+    }
+
+    if (old != NULL) {
+        if (ngx_fd_info(old->fd, &ofi) == NGX_FILE_ERROR
+            || ngx_fd_info(zone->spool->fd, &nfi) == NGX_FILE_ERROR
+            || (ofi.st_dev == nfi.st_dev
+                && ngx_file_uniq(&ofi) == ngx_file_uniq(&nfi)))
+        {
+            return;
+        }
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+    ngx_http_x402_spool_compact(zone, log);
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "x402: the spool is now \"%V\": the settlements owed "
+                  "are written there", &zone->spool->name);
+}
+
+
+/*
  * After a resizing reload the old workers go on with the old zone for a
  * while: settlements they queue or finish then are only in the spool. A
  * worker of the new zone reads it again, a few times, once they are gone:

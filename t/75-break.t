@@ -4,6 +4,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use X402::Test;
+use Time::HiRes ();
 
 plan skip_all => 'module not built' unless -f module_path();
 
@@ -73,6 +74,40 @@ EOC
     is($r->{status}, 402, 'both authorizations, signed EIP-3009: 402');
     my $pr = decode_b64_json(X402::HTTP::header($r, 'PAYMENT-REQUIRED') // 'e30=');
     is($pr->{error}, 'invalid_payload', 'both authorizations: invalid_payload');
+    $ng->stop;
+    $fac->stop;
+}
+
+# ---- a reload that moves the spool ----
+# x402_spool names another directory at a reload (or a reload that also
+# resizes the zone): the queue goes on in shared memory, but what it owes
+# was written only in the old file, and the next start reads the new one.
+# Settlements still owed at a stop were lost.
+for my $zone ('', 'x402_zone x402:2m;') {
+    use X402::StoreTest;
+    my $what = $zone ? 'moved and resized' : 'moved';
+    my $fac = start_facilitator(script => "verify: default\nsettle: 500 {\"error\":\"down\"}\n");
+    my $http = sub { store_http_config("    x402_async_drain 1s;\n    $_[0]\n") };
+    my $ng = start_nginx(http_config => $http->('x402_spool spool_a;'),
+                         config => store_server_config($fac->port, settle => 'async',
+                             extra => "location = /pending { return 200 \$x402_pending; }\n"));
+    my @p = payments_for($ng, 3);
+    my $served = grep { $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $_->[0] })->{status} == 200 } @p;
+    is($served, 3, "spool $what: 3 served on credit, the facilitator down");
+    $ng->reload(http_config => $http->("x402_spool spool_b; $zone"));
+    is($ng->get('/pending')->{body}, 3, "spool $what: 3 owed after the reload");
+    $ng->stop;
+
+    $fac->set_script("verify: default\nsettle: default\n");
+    my $since = Time::HiRes::time();
+    $ng->start;
+    ok(wait_for(8, sub { ($ng->get('/pending')->{body} // -1) == 0 }),
+       "spool $what: nothing owed in the end");
+    my %settled;
+    $settled{$_->{json}{paymentPayload}{payload}{authorization}{nonce}} = 1
+        for grep { $_->{endpoint} eq 'settle' && $_->{t} >= $since } $fac->requests;
+    my $ok = grep { $settled{decode_b64_json($_->[0])->{payload}{authorization}{nonce}} } @p;
+    is($ok, 3, "spool $what: all 3 settled after the restart");
     $ng->stop;
     $fac->stop;
 }
