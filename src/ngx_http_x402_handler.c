@@ -1074,6 +1074,10 @@ ngx_http_x402_ctx_cleanup(void *data)
         ngx_delete_posted_event(&ctx->release);
     }
 
+    if (ctx->state == NGX_HTTP_X402_STATE_VERIFYING) {
+        ngx_http_x402_store_abandoned(ctx->request, ctx);
+    }
+
     if (ctx->payment) {
         x402_payment_free(ctx->payment);
         ctx->payment = NULL;

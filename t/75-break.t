@@ -11,6 +11,12 @@ plan skip_all => 'module not built' unless -f module_path();
 my $PAY_TO = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
 my $USDC = '0x036CbD53842c5426634e7929541eC2318f3dCF7e';
 
+# runs its sub when it goes out of scope (an unmount, also when a test dies)
+package Brk::Guard {
+    sub new { my ($c, $f) = @_; bless { f => $f }, $c }
+    sub DESTROY { $_[0]{f}->() }
+}
+
 sub n_of { my ($fac, $e) = @_; scalar grep { $_->{endpoint} eq $e } $fac->requests }
 
 sub paid_conf {
@@ -109,6 +115,109 @@ for my $zone ('', 'x402_zone x402:2m;') {
     my $ok = grep { $settled{decode_b64_json($_->[0])->{payload}{authorization}{nonce}} } @p;
     is($ok, 3, "spool $what: all 3 settled after the restart");
     $ng->stop;
+    $fac->stop;
+}
+
+# ---- a stranger fills the zone by hanging up during /verify ----
+# Any key signs a payment that passes the local checks (no funds needed);
+# a client that hangs up while /verify is in flight left an unexpired
+# reservation for the whole window (maxTimeoutSeconds + 60 s), which is
+# never evicted: a few hundred such requests and every payer got 503
+# ("zone is full of unexpired authorizations") for minutes. Nothing was
+# settled or served: the reservation now goes with the request.
+{
+    use X402::StoreTest;
+    use IO::Socket::INET;
+    my $fac = start_facilitator(script => "verify: delay=300 default\nsettle: default\n");
+    my $ng = start_nginx(http_config => store_http_config("    x402_zone x402:32k;\n"),
+                         config => store_server_config($fac->port, settle => 'after')
+                                   =~ s/x402_verify\s+local;//r);
+    my $n = 300;
+    my @p = payments_for($ng, $n + 1, key => 'random');
+    my @socks;
+    for my $i (0 .. $n - 1) {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port) or die $!;
+        print $s "GET /paid/ HTTP/1.1\r\nHost: localhost\r\n"
+               . "PAYMENT-SIGNATURE: $p[$i][0]\r\nConnection: close\r\n\r\n";
+        push @socks, $s;
+        if (@socks == 50) { Time::HiRes::sleep(0.05); close $_ for @socks; @socks = (); }
+    }
+    Time::HiRes::sleep(0.05);
+    close $_ for @socks;
+    Time::HiRes::sleep(1);
+    my $r = $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[$n][0] });
+    is($r->{status}, 200, "hang-ups in verify: after $n, a payer is served");
+    is(n_of($fac, 'settle'), 1, 'hang-ups in verify: only the payer settled');
+    $r = $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[0][0] });
+    is($r->{status}, 200, 'hang-ups in verify: an abandoned payment may be presented again');
+    $ng->stop;
+    unlike($ng->error_log, qr/zone "x402" is full/, 'hang-ups in verify: the zone never filled');
+    $fac->stop;
+}
+
+# ---- charged for nginx's own directory redirect (TODO, open) ----
+# Under `after` a 3xx is below 400, so it is settled: a paid request for
+# a directory without its slash gets nginx's 301 and pays; a client that
+# follows it with the same payment header (fetch does, same origin) gets
+# 402: charged, no content. Not fixed here: a paid 302 to a download link
+# is a delivered product, so which 3xx count is a decision (settle 2xx and
+# 304 only, or exempt redirects nginx makes itself).
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $ng = start_nginx(config => paid_conf($fac, 'after', 'location /premium/ { }'),
+                         user_files => ">>> premium/sub/index.html\npaid content\n");
+    my $p = sign_payment(amount => '1000');
+    my $r = $ng->get('/premium/sub', { 'PAYMENT-SIGNATURE' => $p });
+    is($r->{status}, 301, 'directory redirect: 301');
+    my $followed = $ng->get('/premium/sub/', { 'PAYMENT-SIGNATURE' => $p });
+    TODO: {
+        local $TODO = 'a 3xx nginx makes itself is settled under after';
+        ok(n_of($fac, 'settle') == 0 || $followed->{status} == 200,
+           'directory redirect: charged only if the redirect leads to the content');
+    }
+    $ng->stop;
+    $fac->stop;
+}
+
+# ---- a full disk cuts a spool line ----
+# The spool's disk fills up mid-line: the payment settles synchronously
+# (right), and the module tried to end the piece with a newline, which
+# does not fit either. Once there is room again, the next owed settlement
+# was appended to that piece: at the next start the line was malformed
+# and that settlement, served on credit, was not resumed. A tmpfs of 64k
+# is the small disk (needs root and mount; skipped otherwise).
+SKIP: {
+    use X402::StoreTest;
+    my $mnt = servroot() . '/brk-tmpfs';
+    mkdir $mnt;
+    skip 'cannot mount a tmpfs here', 2
+        unless $> == 0 && system("mount -t tmpfs -o size=64k tmpfs $mnt 2>/dev/null") == 0;
+    my $umount = Brk::Guard->new(sub { system("umount $mnt 2>/dev/null") });
+    # leaves room for about 18 owed settlements
+    system("head -c 36000 /dev/zero > $mnt/filler");
+    my $fac = start_facilitator(script => "verify: default\nsettle: 500 {\"error\":\"down\"}\n");
+    my $ng = start_nginx(http_config => store_http_config("    x402_spool $mnt/spool;\n    x402_async_drain 1s;\n"),
+                         config => store_server_config($fac->port, settle => 'async',
+                             extra => "location = /pending { return 200 \$x402_pending; }\n"));
+    my @p = payments_for($ng, 30);
+    my @served;
+    for my $i (0 .. 29) {
+        push @served, $p[$i] if $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[$i][0] })->{status} == 200;
+        # room again once the disk was full
+        unlink "$mnt/filler" if $i == 24;
+    }
+    $ng->stop;
+    $fac->set_script("verify: default\nsettle: default\n");
+    my $since = Time::HiRes::time();
+    $ng->start;
+    wait_for(10, sub { ($ng->get('/pending')->{body} // -1) == 0 });
+    my %settled;
+    $settled{$_->{json}{paymentPayload}{payload}{authorization}{nonce}} = 1
+        for grep { $_->{endpoint} eq 'settle' && $_->{t} >= $since } $fac->requests;
+    my $ok = grep { $settled{decode_b64_json($_->[0])->{payload}{authorization}{nonce}} } @served;
+    is($ok, scalar(@served), 'full spool disk: every payment served on credit is settled after the restart');
+    $ng->stop;
+    unlike($ng->error_log, qr/malformed record/, 'full spool disk: no malformed spool record');
     $fac->stop;
 }
 
