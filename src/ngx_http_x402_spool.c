@@ -42,7 +42,9 @@ static u_char  ngx_http_x402_spool_buf[NGX_HTTP_X402_SPOOL_LINE];
 static ngx_int_t
 ngx_http_x402_spool_write(ngx_http_x402_shm_t *zone, u_char *buf, size_t len)
 {
-    ssize_t  n;
+    ssize_t          n;
+    ngx_err_t        err;
+    ngx_file_info_t  fi;
 
     n = ngx_write_fd(zone->spool->fd, buf, len);
 
@@ -51,14 +53,33 @@ ngx_http_x402_spool_write(ngx_http_x402_shm_t *zone, u_char *buf, size_t len)
         return NGX_OK;
     }
 
-    if (n > 0) {
-        /* a full disk cut the line: end it, so that the next one parses */
-        zone->sh->spool_size += n;
+    /* a short write sets no errno: the disk is full */
+    err = (n > 0) ? NGX_ENOSPC : ngx_errno;
 
-        if (ngx_write_fd(zone->spool->fd, "\n", 1) == 1) {
-            zone->sh->spool_size++;
+    if (n > 0) {
+        /*
+         * A full disk cut the line. A newline would not fit either, and
+         * the next append once there is room again would continue this
+         * piece: that line would be taken for malformed at the next start
+         * and its settlement not resumed. The piece is taken back (the
+         * zone's mutex is held: nobody appended since).
+         */
+        if (ngx_fd_info(zone->spool->fd, &fi) != NGX_FILE_ERROR
+            && ngx_file_size(&fi) >= n
+            && ftruncate(zone->spool->fd, ngx_file_size(&fi) - n) == 0)
+        {
+            /* void */
+
+        } else {
+            zone->sh->spool_size += n;
+
+            if (ngx_write_fd(zone->spool->fd, "\n", 1) == 1) {
+                zone->sh->spool_size++;
+            }
         }
     }
+
+    ngx_set_errno(err);
 
     return NGX_ERROR;
 }
