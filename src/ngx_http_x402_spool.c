@@ -714,15 +714,19 @@ ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log)
 /*
  * A reload that names another spool file (x402_spool changed, or turned
  * on): the queue goes on in shared memory, but what it owes is written
- * only in the old file, which no start reads any more. The master writes
- * the queue into the new one before the new workers start. Not when both
- * are the same file: the old workers still append to it.
+ * only in the old file, which no start reads any more. The master appends
+ * the queue to the new one before the new workers start (appends: the file
+ * may hold what an earlier run left owed there). Not when both are the
+ * same file.
  */
 void
 ngx_http_x402_spool_moved(ngx_http_x402_shm_t *zone, ngx_open_file_t *old,
     ngx_log_t *log)
 {
-    ngx_file_info_t  ofi, nfi;
+    ngx_uint_t                n, failed;
+    ngx_file_info_t           ofi, nfi;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_x402_pending_t  *p;
 
     if (zone->spool == NULL || ngx_test_config) {
         return;
@@ -738,13 +742,53 @@ ngx_http_x402_spool_moved(ngx_http_x402_shm_t *zone, ngx_open_file_t *old,
         }
     }
 
+    n = 0;
+    failed = 0;
+
     ngx_shmtx_lock(&zone->shpool->mutex);
-    ngx_http_x402_spool_compact(zone, log);
+
+    sentinel = zone->sh->pending.sentinel;
+
+    if (zone->sh->pending.root != sentinel) {
+        for (node = ngx_rbtree_min(zone->sh->pending.root, sentinel);
+             node;
+             node = ngx_rbtree_next(&zone->sh->pending, node))
+        {
+            p = (ngx_http_x402_pending_t *) node;
+
+            if (ngx_http_x402_spool_owe_locked(zone, p) == NGX_OK) {
+                n++;
+
+            } else {
+                failed++;
+            }
+        }
+    }
+
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
+    if (failed && old) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "x402: the spool is now \"%V\", but %ui of the "
+                      "settlements owed could not be written there: they "
+                      "stay in the previous spool \"%V\" (start once with "
+                      "it, or settle them by hand)", &zone->spool->name,
+                      failed, &old->name);
+        return;
+    }
+
+    if (failed) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "x402: the spool is now \"%V\", but %ui of the "
+                      "settlements owed could not be written there: they "
+                      "are in shared memory only", &zone->spool->name,
+                      failed);
+        return;
+    }
+
     ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "x402: the spool is now \"%V\": the settlements owed "
-                  "are written there", &zone->spool->name);
+                  "x402: the spool is now \"%V\": %ui settlement(s) owed "
+                  "written there", &zone->spool->name, n);
 }
 
 
