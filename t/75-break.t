@@ -221,4 +221,34 @@ SKIP: {
     $fac->stop;
 }
 
+# ---- after: the client left before the content was complete ----
+# With proxy_ignore_client_abort on (a common http-level setting) nobody
+# watches the client while the upstream answers: under `after` the held
+# response was settled once complete, for a client that had gone: charged,
+# nothing delivered. Now the connection is looked at before /settle.
+{
+    use IO::Socket::INET;
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $slow = start_facilitator(script => "verify: delay=800 200 slow paid content\n");
+    my $sp = $slow->port;
+    my $ng = start_nginx(http_config => "proxy_ignore_client_abort on;\n",
+                         config => paid_conf($fac, 'after',
+                             "location /slow { proxy_pass http://127.0.0.1:$sp/verify; }"));
+    my $p = sign_payment(amount => '1000');
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port) or die $!;
+    print $s "GET /slow HTTP/1.1\r\nHost: localhost\r\nPAYMENT-SIGNATURE: $p\r\n"
+           . "Connection: close\r\n\r\n";
+    Time::HiRes::sleep(0.3);
+    close $s;
+    Time::HiRes::sleep(1.2);
+    is(n_of($fac, 'settle'), 0, 'client gone under after: not settled');
+    my $r = $ng->get('/slow', { 'PAYMENT-SIGNATURE' => $p });
+    is($r->{status}, 200, 'client gone under after: the payment is presented again and served');
+    is($r->{body}, 'slow paid content', 'client gone under after: the content');
+    is(n_of($fac, 'settle'), 1, 'client gone under after: settled once, for the delivery');
+    $ng->stop;
+    $fac->stop;
+    $slow->stop;
+}
+
 done_testing();
