@@ -230,9 +230,60 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
 }
 
 
+/*
+ * The client closed its connection while the response was produced: with
+ * proxy_ignore_client_abort (or fastcgi_…) on, or a content handler that
+ * does not watch the client, nobody noticed. Asked the way nginx's
+ * upstream asks (ngx_http_upstream_check_broken_connection).
+ */
+static ngx_uint_t
+ngx_http_x402_client_gone(ngx_http_request_t *r)
+{
+    int                n;
+    char               buf[1];
+    ngx_err_t          err;
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    if (c->error || c->read->eof) {
+        return 1;
+    }
+
+#if (NGX_HTTP_V2)
+    if (r->stream) {
+        return 0;
+    }
+#endif
+
+    n = recv(c->fd, buf, 1, MSG_PEEK);
+
+    if (n == 0) {
+        return 1;
+    }
+
+    if (n == -1) {
+        err = ngx_socket_errno;
+        return (err != NGX_EAGAIN && err != NGX_EINTR);
+    }
+
+    return 0;
+}
+
+
 static ngx_int_t
 ngx_http_x402_settle_held(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
+    if (ngx_http_x402_client_gone(r)) {
+        /* nothing was delivered: not settled, the reservation goes */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "x402: client closed the connection before the "
+                      "response was sent, payment of %V from %V not "
+                      "settled", &ctx->amount, &ctx->payer);
+        r->connection->error = 1;
+        return NGX_ERROR;
+    }
+
     if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
                                        &ctx->settle_uri, 0,
                                        ngx_http_x402_filter_wake)

@@ -29,6 +29,7 @@ static ngx_int_t ngx_http_x402_reserve(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_verify(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
+static void ngx_http_x402_verify_abandoned(void *data);
 static ngx_int_t ngx_http_x402_verified(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_proceed(ngx_http_request_t *r,
@@ -416,6 +417,8 @@ ngx_http_x402_reserve(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 static ngx_int_t
 ngx_http_x402_verify(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
+    ngx_pool_cleanup_t  *cln;
+
     /* a signature we could not check locally always goes to /verify */
 
     if (ctx->verify_mode == NGX_HTTP_X402_VERIFY_LOCAL
@@ -424,6 +427,15 @@ ngx_http_x402_verify(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         ctx->status = NGX_HTTP_X402_VERIFIED;
         return ngx_http_x402_proceed(r, ctx);
     }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                  "internal_error", NULL);
+    }
+
+    cln->handler = ngx_http_x402_verify_abandoned;
+    cln->data = ctx;
 
     if (ngx_http_x402_facilitator_call(r, ctx, &ctx->verify,
                                        &ctx->verify_uri, 0, NULL)
@@ -436,6 +448,26 @@ ngx_http_x402_verify(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     ctx->state = NGX_HTTP_X402_STATE_VERIFYING;
 
     return NGX_AGAIN;
+}
+
+
+/*
+ * The request ends while /verify is in flight (the client hung up):
+ * nothing was settled or served, so the reservation goes. Kept for the
+ * window, it let anyone who signs with a throwaway key and hangs up fill
+ * the store with unexpired reservations (503 for every payer, t/75). A
+ * cleanup added after the ctx's runs before it (LIFO): the payment is
+ * still there.
+ */
+
+static void
+ngx_http_x402_verify_abandoned(void *data)
+{
+    ngx_http_x402_ctx_t  *ctx = data;
+
+    if (ctx->state == NGX_HTTP_X402_STATE_VERIFYING) {
+        ngx_http_x402_store_abandoned(ctx->request, ctx);
+    }
 }
 
 

@@ -326,6 +326,8 @@ ngx_int_t ngx_http_x402_store_reserve(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 void ngx_http_x402_store_record(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
+void ngx_http_x402_store_abandoned(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
 ngx_int_t ngx_http_x402_store_async(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 const char *ngx_http_x402_store_window_check(ngx_http_request_t *r,

@@ -306,6 +306,41 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
 }
 
 
+/* the old configuration's context of this zone (a resizing reload), or
+ * NULL when it is not this module's */
+static ngx_http_x402_shm_t *
+ngx_http_x402_shm_old_ctx(ngx_shm_zone_t *shm_zone)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_shm_zone_t   *oz;
+
+    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
+    oz = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+
+            part = part->next;
+            oz = part->elts;
+            i = 0;
+        }
+
+        if (oz[i].shm.name.len == shm_zone->shm.name.len
+            && ngx_strncmp(oz[i].shm.name.data, shm_zone->shm.name.data,
+                           shm_zone->shm.name.len)
+               == 0)
+        {
+            return (oz[i].tag == shm_zone->tag) ? oz[i].data : NULL;
+        }
+    }
+}
+
+
 ngx_int_t
 ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 {
@@ -330,6 +365,10 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             || !ngx_http_x402_shm_layout_ok(ctx->sh))
         {
             return ngx_http_x402_shm_layout_refused(shm_zone, ctx->sh);
+        }
+
+        if (octx) {
+            ngx_http_x402_spool_moved(ctx, octx->spool, shm_zone->shm.log);
         }
 
         return NGX_OK;
@@ -376,6 +415,13 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (rc == NGX_OK) {
         /* a start: what the last run still owed is in the spool */
         ngx_http_x402_spool_replay(ctx, shm_zone->shm.log);
+
+    } else if (rc == NGX_DONE) {
+        octx = ngx_http_x402_shm_old_ctx(shm_zone);
+
+        if (octx) {
+            ngx_http_x402_spool_moved(ctx, octx->spool, shm_zone->shm.log);
+        }
     }
 
     return (rc == NGX_ERROR) ? NGX_ERROR : NGX_OK;

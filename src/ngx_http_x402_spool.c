@@ -42,7 +42,9 @@ static u_char  ngx_http_x402_spool_buf[NGX_HTTP_X402_SPOOL_LINE];
 static ngx_int_t
 ngx_http_x402_spool_write(ngx_http_x402_shm_t *zone, u_char *buf, size_t len)
 {
-    ssize_t  n;
+    ssize_t          n;
+    ngx_err_t        err;
+    ngx_file_info_t  fi;
 
     n = ngx_write_fd(zone->spool->fd, buf, len);
 
@@ -51,14 +53,33 @@ ngx_http_x402_spool_write(ngx_http_x402_shm_t *zone, u_char *buf, size_t len)
         return NGX_OK;
     }
 
-    if (n > 0) {
-        /* a full disk cut the line: end it, so that the next one parses */
-        zone->sh->spool_size += n;
+    /* a short write sets no errno: the disk is full */
+    err = (n > 0) ? NGX_ENOSPC : ngx_errno;
 
-        if (ngx_write_fd(zone->spool->fd, "\n", 1) == 1) {
-            zone->sh->spool_size++;
+    if (n > 0) {
+        /*
+         * A full disk cut the line. A newline would not fit either, and
+         * the next append once there is room again would continue this
+         * piece: that line would be taken for malformed at the next start
+         * and its settlement not resumed. The piece is taken back (the
+         * zone's mutex is held: nobody appended since).
+         */
+        if (ngx_fd_info(zone->spool->fd, &fi) != NGX_FILE_ERROR
+            && ngx_file_size(&fi) >= n
+            && ftruncate(zone->spool->fd, ngx_file_size(&fi) - n) == 0)
+        {
+            /* void */
+
+        } else {
+            zone->sh->spool_size += n;
+
+            if (ngx_write_fd(zone->spool->fd, "\n", 1) == 1) {
+                zone->sh->spool_size++;
+            }
         }
     }
+
+    ngx_set_errno(err);
 
     return NGX_ERROR;
 }
@@ -687,6 +708,87 @@ ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log)
     }
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+/*
+ * A reload that names another spool file (x402_spool changed, or turned
+ * on): the queue goes on in shared memory, but what it owes is written
+ * only in the old file, which no start reads any more. The master appends
+ * the queue to the new one before the new workers start (appends: the file
+ * may hold what an earlier run left owed there). Not when both are the
+ * same file.
+ */
+void
+ngx_http_x402_spool_moved(ngx_http_x402_shm_t *zone, ngx_open_file_t *old,
+    ngx_log_t *log)
+{
+    ngx_uint_t                n, failed;
+    ngx_file_info_t           ofi, nfi;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_x402_pending_t  *p;
+
+    if (zone->spool == NULL || ngx_test_config) {
+        return;
+    }
+
+    if (old != NULL) {
+        if (ngx_fd_info(old->fd, &ofi) == NGX_FILE_ERROR
+            || ngx_fd_info(zone->spool->fd, &nfi) == NGX_FILE_ERROR
+            || (ofi.st_dev == nfi.st_dev
+                && ngx_file_uniq(&ofi) == ngx_file_uniq(&nfi)))
+        {
+            return;
+        }
+    }
+
+    n = 0;
+    failed = 0;
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    sentinel = zone->sh->pending.sentinel;
+
+    if (zone->sh->pending.root != sentinel) {
+        for (node = ngx_rbtree_min(zone->sh->pending.root, sentinel);
+             node;
+             node = ngx_rbtree_next(&zone->sh->pending, node))
+        {
+            p = (ngx_http_x402_pending_t *) node;
+
+            if (ngx_http_x402_spool_owe_locked(zone, p) == NGX_OK) {
+                n++;
+
+            } else {
+                failed++;
+            }
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (failed && old) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "x402: the spool is now \"%V\", but %ui of the "
+                      "settlements owed could not be written there: they "
+                      "stay in the previous spool \"%V\" (start once with "
+                      "it, or settle them by hand)", &zone->spool->name,
+                      failed, &old->name);
+        return;
+    }
+
+    if (failed) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "x402: the spool is now \"%V\", but %ui of the "
+                      "settlements owed could not be written there: they "
+                      "are in shared memory only", &zone->spool->name,
+                      failed);
+        return;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "x402: the spool is now \"%V\": %ui settlement(s) owed "
+                  "written there", &zone->spool->name, n);
 }
 
 

@@ -123,6 +123,21 @@ ngx_http_x402_store_async(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 }
 
 
+/*
+ * The request ends while /verify is in flight (the client hung up):
+ * nothing was settled or served, so the reservation goes. Kept for the
+ * window, it let anyone who signs with a throwaway key and hangs up fill
+ * the zone with unexpired reservations (503 for every payer).
+ */
+void
+ngx_http_x402_store_abandoned(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    if (ctx->store != NULL) {
+        ngx_http_x402_store_op_release(r, ctx->store);
+    }
+}
+
+
 void
 ngx_http_x402_store_record(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {

@@ -244,6 +244,8 @@ ngx_int_t ngx_http_x402_spool_free_locked(ngx_http_x402_shm_t *zone,
 void ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone);
 void ngx_http_x402_spool_replay(ngx_http_x402_shm_t *zone, ngx_log_t *log);
 void ngx_http_x402_spool_reconcile(ngx_http_x402_shm_t *zone, ngx_log_t *log);
+void ngx_http_x402_spool_moved(ngx_http_x402_shm_t *zone, ngx_open_file_t *old,
+    ngx_log_t *log);
 
 /* queue.c: the /settle body of a payment, whole, in pieces a log line holds */
 void ngx_http_x402_retry_log_body(ngx_log_t *log, u_char *hex, ngx_str_t *uri,

@@ -61,10 +61,15 @@ for my $mode (qw(sync after async)) {
         my $p = pay();
         hang_up($ng, $p, 0.2);
         sleep 1.5;
-        my $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => $p });
         my $settles = n_of($fac, 'settle');
+        my $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => $p });
         ok($settles <= 1, "$mode hang-up in $ep: at most one settlement ($settles)");
-        if ($settles == 1) {
+        if ($ep eq 'verify') {
+            # nothing settled or served: the reservation went with the
+            # request (t/75), the payment may be presented again
+            is($settles, 0, "$mode hang-up in verify: not charged");
+            is($r->{status}, 200, "$mode hang-up in verify: presented again, served");
+        } elsif ($settles == 1) {
             is($r->{status}, 402, "$mode hang-up in $ep: settled, so the replay is refused");
         } else {
             # nothing settled, but the authorization stays reserved until

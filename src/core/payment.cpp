@@ -206,7 +206,11 @@ void parse_exact_evm_payload(Json root, x402_payment_s &p)
     }
     Json payload = *payload_m;
     auto auth_m = member(payload, "authorization");
-    if (!auth_m && member(payload, "permit2Authorization")) {
+    // The payload goes to the facilitator as sent, and facilitators settle
+    // permit2Authorization whenever it is present (@x402/evm
+    // isPermit2Payload), while the replay key comes from authorization:
+    // both in one payload would let one Permit2 payment pass as many.
+    if (member(payload, "permit2Authorization")) {
         fail("Permit2 payloads are not accepted here: EIP-3009 only");
     }
     if (!is_object(auth_m)) {
