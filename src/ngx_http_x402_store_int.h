@@ -204,6 +204,7 @@ typedef struct {
     ngx_uint_t                        async_limit;
     ngx_msec_t                        async_drain;
     ngx_str_t                         spool;      /* directory; "off" */
+    ngx_uint_t                        async_used; /* x402_settle async */
     ngx_str_t                         rpc;        /* JSON-RPC location */
     ngx_uint_t                        log_level;
     ngx_http_conf_ctx_t              *http_ctx;
