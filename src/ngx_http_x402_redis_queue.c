@@ -680,10 +680,19 @@ ngx_http_x402_rq_claim_reply(redisAsyncContext *ac, void *reply,
         p = ngx_http_x402_queue_find(zone->sh, id);
 
         if (p) {
+            if (p->rq == NGX_HTTP_X402_RQ_NONE) {
+                /*
+                 * Its owe failed here, yet reached Redis (the connection
+                 * died after the command ran): the spool keeps it and this
+                 * host settles it, its end removes it from Redis too.
+                 */
+                p->rq = NGX_HTTP_X402_RQ_SENT;
+            }
+
             if (p->lease_until > now || p->rq != NGX_HTTP_X402_RQ_HELD) {
                 /*
-                 * An attempt of this host is under way, or the owe's reply
-                 * has not come yet (it notes the spool): left as it is
+                 * An attempt of this host is under way, or the spool has
+                 * it (the owe's reply, when it comes, notes the move)
                  */
                 ngx_shmtx_unlock(&zone->shpool->mutex);
                 continue;
