@@ -242,6 +242,11 @@ ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
 
     keep = op->valid_before - ngx_time();
     keep = (keep < 0 ? 0 : keep) + NGX_HTTP_X402_RQ_KEEP;
+
+    /* validBefore is the client's: the key's life is bounded all the same */
+    if (keep > 366 * 86400) {
+        keep = 366 * 86400;
+    }
     args[5].data = ttl;
     args[5].len = ngx_sprintf(ttl, "%T", keep * 1000) - ttl;
 
