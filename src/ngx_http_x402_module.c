@@ -395,6 +395,11 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     /* as the official middleware: charge only for a response below 400 */
     ngx_conf_merge_uint_value(conf->settle, prev->settle,
                               NGX_HTTP_X402_SETTLE_AFTER);
+
+    if (conf->settle == NGX_HTTP_X402_SETTLE_ASYNC) {
+        /* settlements may be owed: the spool is wanted */
+        ngx_http_x402_store_note_async(cf);
+    }
     ngx_conf_merge_uint_value(conf->verify, prev->verify,
                               NGX_HTTP_X402_VERIFY_FACILITATOR);
     ngx_conf_merge_uint_value(conf->log_level, prev->log_level,

@@ -333,6 +333,7 @@ ngx_int_t ngx_http_x402_store_async(ngx_http_request_t *r,
 const char *ngx_http_x402_store_window_check(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 void ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout);
+void ngx_http_x402_store_note_async(ngx_conf_t *cf);
 
 /* ngx_http_x402_facilitator.c */
 ngx_int_t ngx_http_x402_facilitator_post(ngx_http_request_t *r,

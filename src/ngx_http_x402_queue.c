@@ -357,10 +357,25 @@ void
 ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
     ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log)
 {
+    ngx_http_x402_shm_pending_end(zone, id, outcome, text, log, NULL);
+}
+
+
+/*
+ * The same, saying what the Redis queue must learn (info): an entry kept
+ * in Redis (RQ_HELD) leaves this zone at every end of an attempt: lost
+ * answers too, which Redis reschedules for any member of the fleet; the
+ * spool already says it left.
+ */
+void
+ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
+    ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log,
+    ngx_http_x402_pending_info_t *info)
+{
     u_char                    hex[64], *copy;
     size_t                    len;
     ngx_str_t                 uri, body;
-    ngx_uint_t                attempts, found, spooled, unknown;
+    ngx_uint_t                attempts, found, spooled, unknown, held;
     ngx_msec_t                delay;
     ngx_http_x402_rec_t      *rec;
     ngx_http_x402_pending_t  *p;
@@ -370,6 +385,7 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
     found = 0;
     spooled = 1;
     unknown = 0;
+    held = 0;
     copy = NULL;
     ngx_str_null(&uri);
     ngx_str_null(&body);
@@ -381,11 +397,18 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
     if (p) {
         found = 1;
         attempts = p->attempts;
+        held = (p->rq == NGX_HTTP_X402_RQ_HELD);
+
+        if (info) {
+            info->found = 1;
+            info->rq = p->rq;
+            info->valid_before = p->valid_before;
+        }
 
         if (outcome == NGX_HTTP_X402_SETTLE_OK
             || outcome == NGX_HTTP_X402_SETTLE_CHAIN)
         {
-            spooled = (ngx_http_x402_spool_done_locked(zone, id,
+            spooled = held || (ngx_http_x402_spool_done_locked(zone, id,
                                    outcome == NGX_HTTP_X402_SETTLE_OK
                                    ? "settled" : "chain")
                        == NGX_OK);
@@ -401,7 +424,7 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
         } else if (outcome == NGX_HTTP_X402_SETTLE_GIVEN_UP
                    || outcome == NGX_HTTP_X402_SETTLE_UNKNOWN)
         {
-            spooled = (ngx_http_x402_spool_done_locked(zone, id,
+            spooled = held || (ngx_http_x402_spool_done_locked(zone, id,
                                    outcome == NGX_HTTP_X402_SETTLE_UNKNOWN
                                    ? "unknown" : "given-up")
                        == NGX_OK);
@@ -427,8 +450,9 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
                 body.len = p->body_len;
             }
 
-            spooled = (ngx_http_x402_spool_done_locked(zone, id, "refused")
-                       == NGX_OK);
+            spooled = held
+                      || (ngx_http_x402_spool_done_locked(zone, id, "refused")
+                          == NGX_OK);
             ngx_http_x402_queue_free_locked(zone, p);
             ngx_http_x402_count(zone->sh, async_refused, 1);
 
@@ -446,9 +470,23 @@ ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
                 p->reason_len = (u_char) len;
             }
 
-            ngx_http_x402_queue_reschedule_locked(zone->sh, p);
+            if (info) {
+                info->attempts = p->attempts;
+                info->unknown = p->unknown;
+                info->next_try = p->next_try;
+                info->reason_len = p->reason_len;
+                ngx_memcpy(info->reason, p->reason, p->reason_len);
+            }
 
-            if (zone->sh->superseded) {
+            if (held) {
+                /* Redis has it, rescheduled there: any member may retry */
+                ngx_http_x402_queue_free_locked(zone, p);
+
+            } else {
+                ngx_http_x402_queue_reschedule_locked(zone->sh, p);
+            }
+
+            if (!held && zone->sh->superseded) {
                 /* the new zone has it leased to us: give it back */
                 (void) ngx_http_x402_spool_free_locked(zone, id, p->unknown);
             }

@@ -71,6 +71,7 @@ typedef struct {
     ngx_uint_t                  server;
     ngx_uint_t                  unknown;
     ngx_uint_t                  mode;
+    ngx_uint_t                  rq;
     u_char                      reason_len;
     u_char                      reason[63];
     size_t                      uri_len;
@@ -205,6 +206,7 @@ ngx_http_x402_retry_job(ngx_http_x402_pending_t *p, ngx_log_t *log)
     job->attempts = p->attempts;
     job->unknown = p->unknown;
     job->mode = NGX_HTTP_X402_RETRY_SETTLE;
+    job->rq = p->rq;
     job->reason_len = p->reason_len;
     ngx_memcpy(job->reason, p->reason, p->reason_len);
     job->uri_len = p->uri_len;
@@ -331,6 +333,19 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 
         p = ngx_http_x402_due_pending(node);
 
+        if (p->rq == NGX_HTTP_X402_RQ_HELD
+            && (p->lease_until
+                || p->rq_lease < now + NGX_HTTP_X402_ASYNC_LEASE))
+        {
+            /*
+             * Kept in Redis: an attempt here died (its lease ran out), or
+             * our claim there is about to: Redis gives it to whoever
+             * claims it next; not sent from here without a claim.
+             */
+            ngx_http_x402_queue_free_locked(zone, p);
+            continue;
+        }
+
         expired = ((uint64_t) p->valid_before * 1000 <= now);
 
         if (expired && !(p->unknown && smcf->rpc.len)) {
@@ -346,8 +361,10 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 
             given[ngiven++] = job;
 
-            (void) ngx_http_x402_spool_done_locked(zone, p->id,
+            if (p->rq != NGX_HTTP_X402_RQ_HELD) {
+                (void) ngx_http_x402_spool_done_locked(zone, p->id,
                                         p->unknown ? "unknown" : "given-up");
+            }
 
             if (p->unknown) {
                 ngx_http_x402_count(zone->sh, async_unknown, 1);
@@ -407,6 +424,11 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
         ngx_http_x402_retry_give_up(ev->log, job->id, job->unknown,
                                     job->attempts, job->reason,
                                     job->reason_len, &uri, &body);
+
+        if (job->rq != NGX_HTTP_X402_RQ_NONE) {
+            ngx_http_x402_redis_queue_remove(job->id);
+        }
+
         ngx_free(job);
     }
 
@@ -424,7 +446,7 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
         if (ngx_http_x402_retry_start(cycle, job, &smcf->rpc, &rt) != NGX_OK)
         {
             ngx_str_set(&text, "could not start a retry");
-            ngx_http_x402_shm_pending_done(zone, job->id,
+            ngx_http_x402_redis_queue_done(zone, job->id,
                                            NGX_HTTP_X402_SETTLE_RETRY, &text,
                                            ev->log);
             ngx_free(job);
@@ -440,6 +462,14 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
     }
 
 next:
+
+    if (smcf->redis && !ngx_http_x402_retry_draining
+        && zone->sh->counters.pending < smcf->async_limit
+        && ngx_http_x402_retry_inflight < NGX_HTTP_X402_RETRY_INFLIGHT)
+    {
+        /* what the fleet owes in Redis: due entries come to this zone */
+        ngx_http_x402_redis_queue_poll(NGX_HTTP_X402_ASYNC_BATCH);
+    }
 
     ngx_http_x402_spool_reconcile(zone, ev->log);
 
@@ -912,7 +942,7 @@ ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
                       &rt->rpc_uri);
 
         rt->finished = 1;
-        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+        ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_CHAIN, &text,
                                        log);
 
@@ -941,7 +971,7 @@ ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
             ngx_http_x402_retry_give_up(log, rt->id, 0, rt->attempts,
                                         rt->reason, rt->reason_len, &rt->uri,
                                         &rt->sent);
-            ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+            ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                            NGX_HTTP_X402_SETTLE_GIVEN_UP,
                                            &text, log);
             return NGX_OK;
@@ -961,7 +991,7 @@ ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         ngx_http_x402_retry_give_up(log, rt->id, 1, rt->attempts,
                                     rt->reason, rt->reason_len, &rt->uri,
                                     &rt->sent);
-        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+        ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_UNKNOWN, &text,
                                        log);
         return NGX_OK;
@@ -991,7 +1021,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
     if (rt->asking) {
         /* the request went away during the chain lookup */
         ngx_str_set(&text, "chain lookup did not finish");
-        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+        ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_RETRY, &text,
                                        log);
         return;
@@ -999,7 +1029,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
 
     if (!rt->got_response || rt->status == 0) {
         ngx_str_set(&text, "facilitator unreachable");
-        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+        ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_RETRY, &text,
                                        log);
         return;
@@ -1009,7 +1039,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
 
     if (pool == NULL) {
         ngx_str_set(&text, "no memory");
-        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+        ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_RETRY, &text,
                                        log);
         return;
@@ -1028,7 +1058,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         text.data = (u_char *) res.transaction.data;
         text.len = res.transaction.len;
         ngx_http_x402_metrics_settled_request(&rt->sent);
-        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+        ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_OK, &text, log);
 
         if (rt->redis) {
@@ -1060,7 +1090,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         && !(rt->unknown && rt->rpc_uri.len))
     {
         /* refused by the facilitator: final, never retried */
-        ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+        ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_REFUSED, &text,
                                        log);
 
@@ -1083,6 +1113,6 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
      * used"): with x402_rpc the chain decides at the next look, before
      * anything is sent again.
      */
-    ngx_http_x402_shm_pending_done(ngx_http_x402_store_zone, rt->id,
+    ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                    NGX_HTTP_X402_SETTLE_RETRY, &text, log);
 }

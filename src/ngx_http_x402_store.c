@@ -633,6 +633,11 @@ ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
 
     if (rc == NGX_OK) {
         op->async = 1;
+
+        if (smcf->redis) {
+            /* the fleet's durable copy; the spool has it meanwhile */
+            ngx_http_x402_redis_queue_owe(smcf->zone, op, server, uri, body);
+        }
     }
 
     return rc;
@@ -651,7 +656,7 @@ ngx_http_x402_store_op_async_done(ngx_http_request_t *r,
 
     smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
 
-    ngx_http_x402_shm_pending_done(smcf->zone, op->id, outcome, text,
+    ngx_http_x402_redis_queue_done(smcf->zone, op->id, outcome, text,
                                    r->connection->log);
 
     if (outcome == NGX_HTTP_X402_SETTLE_OK) {

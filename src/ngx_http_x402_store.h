@@ -197,6 +197,9 @@ void ngx_http_x402_store_op_async_done(ngx_http_request_t *r,
 /* the longest record life: each location's maxTimeoutSeconds, at merge */
 void ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout);
 
+/* a location settles with x402_settle async: the spool is set up */
+void ngx_http_x402_store_note_async(ngx_conf_t *cf);
+
 /* the request's op (kept in the glue's ctx, found after internal
  * redirects), or NULL: ngx_http_x402_store_hooks.c */
 ngx_http_x402_store_op_t *ngx_http_x402_store_request_op(

@@ -42,7 +42,7 @@
 #define NGX_HTTP_X402_ZONE_MAGIC       0x78343032u   /* "x402" */
 #ifndef NGX_HTTP_X402_ZONE_LAYOUT
 /* raise on any change to the structures in the zone (t/37 builds another) */
-#define NGX_HTTP_X402_ZONE_LAYOUT      3
+#define NGX_HTTP_X402_ZONE_LAYOUT      4
 #endif
 
 /*
@@ -126,6 +126,24 @@ typedef struct {
 } ngx_http_x402_rec_t;
 
 
+/* pending->rq: where the entry is kept durably (redis_queue.c) */
+#define NGX_HTTP_X402_RQ_NONE          0      /* the spool only */
+#define NGX_HTTP_X402_RQ_SENT          1      /* the spool; Redis asked */
+#define NGX_HTTP_X402_RQ_HELD          2      /* Redis (the spool says so) */
+
+/* what an ended attempt left behind, for the Redis queue */
+typedef struct {
+    ngx_uint_t                        found;
+    ngx_uint_t                        rq;
+    ngx_uint_t                        attempts;
+    ngx_uint_t                        unknown;
+    uint64_t                          next_try;   /* ms: rescheduled */
+    time_t                            valid_before;
+    u_char                            reason_len;
+    u_char                            reason[63];
+} ngx_http_x402_pending_info_t;
+
+
 /* rec->unsynced */
 #define NGX_HTTP_X402_SYNC_NONE        0
 #define NGX_HTTP_X402_SYNC_TODO        1      /* to push to Redis */
@@ -153,6 +171,9 @@ typedef struct {
     ngx_uint_t                        attempts;
     ngx_uint_t                        server;
     ngx_uint_t                        unknown;    /* an answer was lost */
+    /* x402_redis: NGX_HTTP_X402_RQ_*, and the end of our claim there (ms) */
+    ngx_uint_t                        rq;
+    uint64_t                          rq_lease;
     size_t                            uri_len;
     size_t                            body_len;
     u_char                            reason_len;
@@ -183,6 +204,7 @@ typedef struct {
     ngx_uint_t                        async_limit;
     ngx_msec_t                        async_drain;
     ngx_str_t                         spool;      /* directory; "off" */
+    ngx_uint_t                        async_used; /* x402_settle async */
     ngx_str_t                         rpc;        /* JSON-RPC location */
     ngx_uint_t                        log_level;
     ngx_http_conf_ctx_t              *http_ctx;
@@ -233,6 +255,9 @@ ngx_int_t ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
     ngx_str_t *uri, ngx_str_t *body, ngx_log_t *log);
 void ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
     ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log);
+void ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
+    ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log,
+    ngx_http_x402_pending_info_t *info);
 
 /* spool.c: the same queue on disk (x402_spool), written like a log */
 ngx_int_t ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
@@ -306,6 +331,15 @@ void ngx_http_x402_redis_set(ngx_http_x402_store_op_t *op, ngx_uint_t state,
     ngx_str_t *text);
 void ngx_http_x402_redis_release(ngx_http_x402_store_op_t *op);
 void ngx_http_x402_redis_detach(ngx_http_x402_store_op_t *op);
+
+/* redis_queue.c: owed settlements kept in Redis (x402_redis) */
+void ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_store_op_t *op, ngx_uint_t server, ngx_str_t *uri,
+    ngx_str_t *body);
+void ngx_http_x402_redis_queue_done(ngx_http_x402_shm_t *zone, u_char *id,
+    ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log);
+void ngx_http_x402_redis_queue_remove(u_char *id);
+void ngx_http_x402_redis_queue_poll(ngx_uint_t n);
 
 /* store.c: the Redis reply for a reserve, rc: NGX_OK with the stored value
  * (value->len == 0: none, we hold it), or NGX_ERROR: unavailable */

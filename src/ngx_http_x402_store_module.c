@@ -18,6 +18,7 @@
 
 
 static ngx_int_t ngx_http_x402_store_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_x402_store_postconfiguration(ngx_conf_t *cf);
 static void *ngx_http_x402_store_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_x402_store_init_main_conf(ngx_conf_t *cf, void *conf);
 static void *ngx_http_x402_store_create_loc_conf(ngx_conf_t *cf);
@@ -101,7 +102,7 @@ static ngx_command_t  ngx_http_x402_store_commands[] = {
 
 static ngx_http_module_t  ngx_http_x402_store_module_ctx = {
     ngx_http_x402_store_add_variables,     /* preconfiguration */
-    NULL,                                  /* postconfiguration */
+    ngx_http_x402_store_postconfiguration, /* postconfiguration */
 
     ngx_http_x402_store_create_main_conf,  /* create main configuration */
     ngx_http_x402_store_init_main_conf,    /* init main configuration */
@@ -296,7 +297,44 @@ ngx_http_x402_store_init_main_conf(ngx_conf_t *cf, void *conf)
         }
     }
 
-    return ngx_http_x402_store_spool_conf(cf, smcf);
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * After every location is merged: the spool is set up only where async
+ * settlement is configured, or where a spool left by an earlier
+ * configuration still holds something (it is then resumed).
+ */
+static ngx_int_t
+ngx_http_x402_store_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_x402_store_module);
+
+    if (smcf == NULL || smcf->zone == NULL) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_x402_store_spool_conf(cf, smcf) != NGX_CONF_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_x402_store_note_async(ngx_conf_t *cf)
+{
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_x402_store_module);
+
+    if (smcf) {
+        smcf->async_used = 1;
+    }
 }
 
 
@@ -310,8 +348,9 @@ static char *
 ngx_http_x402_store_spool_conf(ngx_conf_t *cf,
     ngx_http_x402_store_main_conf_t *smcf)
 {
-    ngx_str_t    name;
-    ngx_path_t  *path;
+    ngx_str_t         name, dir;
+    ngx_path_t       *path;
+    ngx_file_info_t   fi;
 
     if (smcf->spool.data == NULL) {
         ngx_str_set(&smcf->spool, "x402_spool");
@@ -320,6 +359,29 @@ ngx_http_x402_store_spool_conf(ngx_conf_t *cf,
     if (smcf->spool.len == 3 && ngx_strncmp(smcf->spool.data, "off", 3) == 0)
     {
         return NGX_CONF_OK;
+    }
+
+    if (!smcf->async_used) {
+        /* nothing can be owed: no directory, unless one holds something */
+        dir = smcf->spool;
+
+        if (ngx_conf_full_name(cf->cycle, &dir, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        name.len = dir.len + sizeof("/settlements") - 1;
+        name.data = ngx_pnalloc(cf->pool, name.len + 1);
+        if (name.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_sprintf(name.data, "%V/settlements%Z", &dir);
+
+        if (ngx_file_info(name.data, &fi) == NGX_FILE_ERROR
+            || ngx_file_size(&fi) == 0)
+        {
+            return NGX_CONF_OK;
+        }
     }
 
     path = ngx_pcalloc(cf->pool, sizeof(ngx_path_t));

@@ -197,4 +197,18 @@ $ng->stop;
 like($ng->error_log, qr/1 async settlement\(s\) still owed, in shared memory only \(x402_spool off\)/,
      'off: a stop says where they are');
 
+# ---- no spool directory where nothing can be owed ----
+
+$ng = start_nginx(name => 'spool-unused',
+                  config => "    location / { return 200 \"ok\\n\"; }\n");
+is($ng->get('/')->{status}, 200, 'unused: x402 loaded, not configured');
+ok(!-e $ng->prefix . '/x402_spool', 'unused: no spool directory');
+$ng->stop;
+
+$ng = start_nginx(%cfg, name => 'spool-sync',
+    config => store_server_config($fport, settle => 'sync',
+                                  extra => $status_loc));
+ok(!-e $ng->prefix . '/x402_spool', 'sync only: no spool directory');
+$ng->stop;
+
 done_testing();

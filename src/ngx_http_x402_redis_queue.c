@@ -1,0 +1,772 @@
+
+/*
+ * ngx_http_x402_redis_queue.c: owed async settlements kept in Redis
+ * (x402_redis), so that any nginx of the fleet can finish them
+ * (src/README.md, layer 3, on the connection of redis_conn.c).
+ *
+ * Two keys beside the records:
+ *
+ *     <prefix>owed        a sorted set of payment ids (hex), scored by when
+ *                         the entry may be tried next (wall clock ms): its
+ *                         next attempt, or the end of a claim
+ *     <prefix>owed:<id>   a hash: m "<scope hex>|<expire>|<validBefore>|
+ *                         <server>", a (attempts), u (an answer was lost),
+ *                         r (last error), uri, b (the /settle body)
+ *
+ * The life of an entry:
+ *
+ *  - queued (store.c, before the response leaves): written to the spool as
+ *    without Redis, and the owe is sent on the worker's connection; nobody
+ *    waits for it. Once Redis confirms, the spool says "done <id> redis":
+ *    a restart of this host does not resume it, Redis holds it (RQ_HELD).
+ *    If Redis is down or refuses, it stays in the spool (RQ_NONE) and this
+ *    host settles it as without Redis.
+ *  - the serving worker's attempt: claimed in Redis from the owe on (score:
+ *    the end of its lease). A lost answer reschedules it in Redis (score:
+ *    the next attempt) and it leaves this zone; a final outcome (settled,
+ *    refused, given up, unknown) removes it from Redis.
+ *  - every worker's retry timer claims due entries with one script (score
+ *    moved to now + lease: nobody else takes them meanwhile), puts them in
+ *    its zone's queue (RQ_HELD, not spooled) and the usual retry settles
+ *    them. A worker that dies mid-attempt leaves the claim to run out.
+ *
+ * Scripts name the hash and record keys from the prefix they are given,
+ * so this wants a single Redis (not a cluster), as the records do.
+ */
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+
+#include "ngx_http_x402_store_int.h"
+
+
+/* a claim lasts the local lease and a margin for skewed clocks */
+#define NGX_HTTP_X402_RQ_CLAIM   (NGX_HTTP_X402_ASYNC_LEASE + 30000)
+/* kept this long past validBefore: the chain may still be asked */
+#define NGX_HTTP_X402_RQ_KEEP    86400
+/* removals to send once Redis answers again */
+#define NGX_HTTP_X402_RQ_REMOVES 256
+
+
+/* KEYS: set, hash; ARGV: meta, uri, body, ttl ms, score, id */
+static const char  ngx_http_x402_rq_owe_lua[] =
+    "redis.call('HMSET', KEYS[2], 'm', ARGV[1], 'a', '1', 'u', '0', "
+    "'r', '', 'uri', ARGV[2], 'b', ARGV[3]) "
+    "redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
+    "redis.call('ZADD', KEYS[1], ARGV[5], ARGV[6]) "
+    "return 1";
+
+/* KEYS: set, hash; ARGV: id */
+static const char  ngx_http_x402_rq_remove_lua[] =
+    "redis.call('ZREM', KEYS[1], ARGV[1]) "
+    "redis.call('DEL', KEYS[2]) "
+    "return 1";
+
+/* KEYS: set, hash; ARGV: id, score, attempts, unknown, reason */
+static const char  ngx_http_x402_rq_reschedule_lua[] =
+    "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end "
+    "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) "
+    "redis.call('HMSET', KEYS[2], 'a', ARGV[3], 'u', ARGV[4], "
+    "'r', ARGV[5]) "
+    "return 1";
+
+/*
+ * KEYS: set; ARGV: now, claim end, how many, prefix. Entries whose hash
+ * expired, or whose record says settled (a removal that never reached
+ * Redis), go; the others are claimed and returned, 7 fields each.
+ */
+static const char  ngx_http_x402_rq_claim_lua[] =
+    "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], "
+    "'LIMIT', 0, tonumber(ARGV[3])) "
+    "local out = {} "
+    "for _, id in ipairs(ids) do "
+    "local hk = ARGV[4] .. 'owed:' .. id "
+    "local h = redis.call('HMGET', hk, 'm', 'a', 'u', 'r', 'uri', 'b') "
+    "local rec = redis.call('GET', ARGV[4] .. id) "
+    "if not h[1] or not h[6] or (rec and string.sub(rec, 1, 1) == 'S') "
+    "then redis.call('ZREM', KEYS[1], id) redis.call('DEL', hk) "
+    "else redis.call('ZADD', KEYS[1], ARGV[2], id) "
+    "table.insert(out, id) "
+    "for i = 1, 6 do table.insert(out, h[i] or '') end end end "
+    "return out";
+
+
+static void ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_x402_rq_reply(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_x402_rq_claim_reply(redisAsyncContext *ac, void *reply,
+    void *privdata);
+static void ngx_http_x402_rq_claim_timeout(ngx_event_t *ev);
+static void ngx_http_x402_rq_reschedule(u_char *id,
+    ngx_http_x402_pending_info_t *info);
+
+
+static ngx_event_t  ngx_http_x402_rq_claim_timer;
+static ngx_uint_t   ngx_http_x402_rq_claiming;
+static ngx_uint_t   ngx_http_x402_rq_nremoves;
+static u_char       ngx_http_x402_rq_removes[NGX_HTTP_X402_RQ_REMOVES][32];
+
+
+static ngx_uint_t
+ngx_http_x402_rq_ready(void)
+{
+    ngx_http_x402_redis_conn_t  *rd;
+
+    rd = &ngx_http_x402_redis_conn;
+
+    return rd->conf != NULL && rd->ac != NULL && !rd->exiting
+           && rd->state == NGX_HTTP_X402_REDIS_READY;
+}
+
+
+/* "<prefix>owed" and "<prefix>owed:<id hex>" */
+static void
+ngx_http_x402_rq_keys(u_char *id, ngx_str_t *set, ngx_str_t *hash,
+    u_char *buf)
+{
+    u_char      *p;
+    ngx_str_t   *prefix;
+
+    prefix = &ngx_http_x402_redis_conn.conf->prefix;
+
+    set->data = buf;
+    p = ngx_cpymem(buf, prefix->data, prefix->len);
+    p = ngx_cpymem(p, "owed", 4);
+    set->len = p - buf;
+
+    hash->data = p;
+    p = ngx_cpymem(p, prefix->data, prefix->len);
+    p = ngx_cpymem(p, "owed:", 5);
+
+    if (id) {
+        p = ngx_hex_dump(p, id, 32);
+    }
+
+    hash->len = p - hash->data;
+}
+
+
+static ngx_int_t
+ngx_http_x402_rq_send(redisCallbackFn *fn, void *privdata, const char *script,
+    size_t script_len, ngx_uint_t nkeys, ngx_str_t *args, ngx_uint_t nargs)
+{
+    u_char       nk[4];
+    size_t       argvlen[16];
+    ngx_uint_t   i;
+    const char  *argv[16];
+
+    argv[0] = "EVAL";
+    argvlen[0] = 4;
+    argv[1] = script;
+    argvlen[1] = script_len;
+    argvlen[2] = ngx_sprintf(nk, "%ui", nkeys) - nk;
+    argv[2] = (const char *) nk;
+
+    for (i = 0; i < nargs && i < 13; i++) {
+        argv[3 + i] = (const char *) args[i].data;
+        argvlen[3 + i] = args[i].len;
+    }
+
+    if (redisAsyncCommandArgv(ngx_http_x402_redis_conn.ac, fn, privdata,
+                              (int) (3 + i), argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * A settlement was queued in the zone and the spool (async_begin): sent to
+ * Redis too, unless the connection is down (then the spool keeps it).
+ * Nothing waits for the reply.
+ */
+void
+ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_store_op_t *op, ngx_uint_t server, ngx_str_t *uri,
+    ngx_str_t *body)
+{
+    u_char                   *id, keys[2 * 128 + 80];
+    u_char                    meta[128], ttl[NGX_INT64_LEN], score[NGX_INT64_LEN];
+    u_char                    hex[64];
+    time_t                    keep;
+    ngx_str_t                 args[8];
+    ngx_http_x402_pending_t  *p;
+
+    if (!ngx_http_x402_rq_ready()) {
+        return;
+    }
+
+    id = ngx_alloc(32, ngx_cycle->log);
+    if (id == NULL) {
+        return;
+    }
+
+    ngx_memcpy(id, op->id, 32);
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    p = ngx_http_x402_queue_find(zone->sh, op->id);
+
+    if (p == NULL || p->rq != NGX_HTTP_X402_RQ_NONE) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_free(id);
+        return;
+    }
+
+    p->rq = NGX_HTTP_X402_RQ_SENT;
+
+    /* claimed by the attempt under way until its lease ends */
+    args[6].data = score;
+    args[6].len = ngx_sprintf(score, "%uL", (uint64_t) p->lease_until)
+                  - score;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_http_x402_rq_keys(op->id, &args[0], &args[1], keys);
+
+    args[2].data = meta;
+    args[2].len = ngx_sprintf(ngx_hex_dump(meta, (u_char *) &op->scope, 8),
+                              "|%T|%T|%ui", op->expire, op->valid_before,
+                              server)
+                  - meta;
+    args[3] = *uri;
+    args[4] = *body;
+
+    keep = op->valid_before - ngx_time();
+    keep = (keep < 0 ? 0 : keep) + NGX_HTTP_X402_RQ_KEEP;
+
+    /* validBefore is the client's: the key's life is bounded all the same */
+    if (keep > 366 * 86400) {
+        keep = 366 * 86400;
+    }
+    args[5].data = ttl;
+    args[5].len = ngx_sprintf(ttl, "%T", keep * 1000) - ttl;
+
+    args[7].data = hex;
+    args[7].len = ngx_hex_dump(hex, op->id, 32) - hex;
+
+    if (ngx_http_x402_rq_send(ngx_http_x402_rq_owe_reply, id,
+                              ngx_http_x402_rq_owe_lua,
+                              sizeof(ngx_http_x402_rq_owe_lua) - 1, 2,
+                              args, 8)
+        != NGX_OK)
+    {
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        p = ngx_http_x402_queue_find(zone->sh, id);
+        if (p && p->rq == NGX_HTTP_X402_RQ_SENT) {
+            p->rq = NGX_HTTP_X402_RQ_NONE;
+        }
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        ngx_free(id);
+    }
+}
+
+
+static void
+ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    u_char                       *id = privdata;
+
+    u_char                        hex[64];
+    ngx_uint_t                    ok, moved, spooled;
+    redisReply                   *rr;
+    ngx_http_x402_shm_t          *zone;
+    ngx_http_x402_pending_t      *p;
+    ngx_http_x402_pending_info_t  info;
+
+    rr = reply;
+    zone = ngx_http_x402_store_zone;
+    ok = (rr != NULL && rr->type != REDIS_REPLY_ERROR);
+    moved = 0;
+    spooled = 1;
+
+    if (zone == NULL) {
+        ngx_free(id);
+        return;
+    }
+
+    ngx_memzero(&info, sizeof(ngx_http_x402_pending_info_t));
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    p = ngx_http_x402_queue_find(zone->sh, id);
+
+    if (p && p->rq == NGX_HTTP_X402_RQ_SENT) {
+
+        if (ok) {
+            p->rq = NGX_HTTP_X402_RQ_HELD;
+
+            /* Redis holds it now: a restart of this host leaves it there */
+            spooled = (ngx_http_x402_spool_done_locked(zone, id, "redis")
+                       == NGX_OK);
+
+            if (p->lease_until == 0) {
+                /* its attempt already failed: Redis reschedules it */
+                info.found = 1;
+                info.attempts = p->attempts;
+                info.unknown = p->unknown;
+                info.next_try = p->next_try;
+                info.valid_before = p->valid_before;
+                info.reason_len = p->reason_len;
+                ngx_memcpy(info.reason, p->reason, p->reason_len);
+                ngx_http_x402_queue_free_locked(zone, p);
+                moved = 1;
+            }
+
+        } else {
+            p->rq = NGX_HTTP_X402_RQ_NONE;
+        }
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (!ok && rr != NULL) {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "an owed settlement was "
+                                     "not queued there, the spool keeps it",
+                                     rr->str);
+    }
+
+    if (!spooled) {
+        (void) ngx_hex_dump(hex, id, 32);
+        ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                      "x402: could not write to the spool that payment %*s "
+                      "is queued in redis: a restart will try it again",
+                      (size_t) 64, hex);
+    }
+
+    if (moved) {
+        ngx_http_x402_rq_reschedule(id, &info);
+    }
+
+    ngx_free(id);
+}
+
+
+/* the reply of a removal or a reschedule: privdata is NULL */
+static void
+ngx_http_x402_rq_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    redisReply  *rr = reply;
+
+    if (rr && rr->type == REDIS_REPLY_ERROR) {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "owed settlements", rr->str);
+    }
+}
+
+
+static void
+ngx_http_x402_rq_reschedule(u_char *id, ngx_http_x402_pending_info_t *info)
+{
+    u_char     keys[2 * 128 + 80], hex[64], score[NGX_INT64_LEN];
+    u_char     attempts[NGX_INT_T_LEN];
+    uint64_t   at, vb;
+    ngx_str_t  args[7];
+
+    if (!ngx_http_x402_rq_ready()) {
+        /* its claim in Redis runs out: then any member may take it */
+        return;
+    }
+
+    ngx_http_x402_rq_keys(id, &args[0], &args[1], keys);
+
+    args[2].data = hex;
+    args[2].len = ngx_hex_dump(hex, id, 32) - hex;
+
+    /* due at its next attempt, or when it expires if that comes first */
+    vb = (uint64_t) info->valid_before * 1000;
+    at = ngx_min(info->next_try, vb);
+
+    args[3].data = score;
+    args[3].len = ngx_sprintf(score, "%uL", at) - score;
+    args[4].data = attempts;
+    args[4].len = ngx_sprintf(attempts, "%ui", info->attempts) - attempts;
+    ngx_str_set(&args[5], "1");
+
+    if (!info->unknown) {
+        ngx_str_set(&args[5], "0");
+    }
+
+    args[6].data = info->reason;
+    args[6].len = info->reason_len;
+
+    (void) ngx_http_x402_rq_send(ngx_http_x402_rq_reply, NULL,
+                                 ngx_http_x402_rq_reschedule_lua,
+                                 sizeof(ngx_http_x402_rq_reschedule_lua) - 1,
+                                 2, args, 7);
+}
+
+
+/* a final outcome: the entry leaves Redis (or will, once it answers) */
+void
+ngx_http_x402_redis_queue_remove(u_char *id)
+{
+    u_char     keys[2 * 128 + 80], hex[64];
+    ngx_str_t  args[3];
+
+    if (ngx_http_x402_redis_conn.conf == NULL) {
+        return;
+    }
+
+    if (!ngx_http_x402_rq_ready()) {
+        goto later;
+    }
+
+    ngx_http_x402_rq_keys(id, &args[0], &args[1], keys);
+
+    args[2].data = hex;
+    args[2].len = ngx_hex_dump(hex, id, 32) - hex;
+
+    if (ngx_http_x402_rq_send(ngx_http_x402_rq_reply, NULL,
+                              ngx_http_x402_rq_remove_lua,
+                              sizeof(ngx_http_x402_rq_remove_lua) - 1,
+                              2, args, 3)
+        == NGX_OK)
+    {
+        return;
+    }
+
+later:
+
+    /*
+     * Kept for the next claim; should this worker exit first, the claim
+     * script drops an entry whose record says settled, and a refused or
+     * expired one is refused again by the facilitator.
+     */
+    if (ngx_http_x402_rq_nremoves < NGX_HTTP_X402_RQ_REMOVES) {
+        ngx_memcpy(ngx_http_x402_rq_removes[ngx_http_x402_rq_nremoves++],
+                   id, 32);
+    }
+}
+
+
+/*
+ * Every end of an attempt (retry.c, store.c): the zone's queue as without
+ * Redis, then what Redis must learn.
+ */
+void
+ngx_http_x402_redis_queue_done(ngx_http_x402_shm_t *zone, u_char *id,
+    ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log)
+{
+    ngx_http_x402_pending_info_t  info;
+
+    ngx_memzero(&info, sizeof(ngx_http_x402_pending_info_t));
+
+    ngx_http_x402_shm_pending_end(zone, id, outcome, text, log, &info);
+
+    if (!info.found || info.rq == NGX_HTTP_X402_RQ_NONE) {
+        return;
+    }
+
+    if (outcome == NGX_HTTP_X402_SETTLE_RETRY) {
+        if (info.rq == NGX_HTTP_X402_RQ_HELD) {
+            ngx_http_x402_rq_reschedule(id, &info);
+        }
+
+        /* RQ_SENT: the owe's reply moves it */
+        return;
+    }
+
+    ngx_http_x402_redis_queue_remove(id);
+}
+
+
+/*
+ * The retry timer (retry.c): claims up to n due entries for this host and
+ * queues them in the zone; one claim in flight per worker.
+ */
+void
+ngx_http_x402_redis_queue_poll(ngx_uint_t n)
+{
+    u_char      keys[2 * 128 + 80], now[NGX_INT64_LEN], until[NGX_INT64_LEN];
+    u_char      count[NGX_INT_T_LEN];
+    uint64_t    ms;
+    ngx_str_t   args[5], hash;
+    ngx_uint_t  i;
+
+    if (ngx_http_x402_rq_claiming || n == 0 || ngx_exiting
+        || !ngx_http_x402_rq_ready())
+    {
+        return;
+    }
+
+    /* removals that could not be sent before */
+    while (ngx_http_x402_rq_nremoves) {
+        i = --ngx_http_x402_rq_nremoves;
+        ngx_http_x402_redis_queue_remove(ngx_http_x402_rq_removes[i]);
+
+        if (ngx_http_x402_rq_nremoves > i) {
+            /* not sent: kept again */
+            break;
+        }
+    }
+
+    ngx_http_x402_rq_keys(NULL, &args[0], &hash, keys);
+
+    ms = ngx_http_x402_queue_now();
+
+    args[1].data = now;
+    args[1].len = ngx_sprintf(now, "%uL", ms) - now;
+    args[2].data = until;
+    args[2].len = ngx_sprintf(until, "%uL", ms + NGX_HTTP_X402_RQ_CLAIM)
+                  - until;
+    args[3].data = count;
+    args[3].len = ngx_sprintf(count, "%ui", n) - count;
+    args[4] = ngx_http_x402_redis_conn.conf->prefix;
+
+    if (ngx_http_x402_rq_send(ngx_http_x402_rq_claim_reply, NULL,
+                              ngx_http_x402_rq_claim_lua,
+                              sizeof(ngx_http_x402_rq_claim_lua) - 1,
+                              1, args, 5)
+        != NGX_OK)
+    {
+        return;
+    }
+
+    ngx_http_x402_rq_claiming = 1;
+
+    if (ngx_http_x402_rq_claim_timer.handler == NULL) {
+        ngx_http_x402_rq_claim_timer.handler = ngx_http_x402_rq_claim_timeout;
+        ngx_http_x402_rq_claim_timer.log = ngx_cycle->log;
+        ngx_http_x402_rq_claim_timer.cancelable = 1;
+    }
+
+    ngx_add_timer(&ngx_http_x402_rq_claim_timer,
+                  ngx_http_x402_redis_conn.conf->timeout);
+}
+
+
+static void
+ngx_http_x402_rq_claim_timeout(ngx_event_t *ev)
+{
+    ngx_http_x402_redis_log_down(NGX_LOG_ERR, "command timed out", NULL);
+
+    /* a stalled server: dropped, the claim's reply comes back NULL */
+    ngx_http_x402_redis_drop();
+    ngx_http_x402_redis_schedule();
+    ngx_http_x402_rq_claiming = 0;
+}
+
+
+/* len bytes from 2 * len hex digits */
+static ngx_int_t
+ngx_http_x402_rq_hex(u_char *dst, u_char *src, size_t len)
+{
+    ngx_int_t  hi, lo;
+
+    while (len--) {
+        hi = ngx_hextoi(src, 1);
+        lo = ngx_hextoi(src + 1, 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        *dst++ = (u_char) (hi * 16 + lo);
+        src += 2;
+    }
+
+    return NGX_OK;
+}
+
+
+/* "<scope hex 16>|<expire>|<validBefore>|<server>" */
+static ngx_int_t
+ngx_http_x402_rq_meta(redisReply *m, ngx_http_x402_pending_t *p)
+{
+    u_char     *s, *last, *bar;
+    ngx_int_t   n;
+
+    s = (u_char *) m->str;
+    last = s + m->len;
+
+    if (m->type != REDIS_REPLY_STRING || m->len < 17 || s[16] != '|') {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_x402_rq_hex((u_char *) &p->scope, s, 8) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    s += 17;
+    bar = ngx_strlchr(s, last, '|');
+    if (bar == NULL || (p->expire = ngx_atotm(s, bar - s)) == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    s = bar + 1;
+    bar = ngx_strlchr(s, last, '|');
+    if (bar == NULL
+        || (p->valid_before = ngx_atotm(s, bar - s)) == NGX_ERROR)
+    {
+        return NGX_ERROR;
+    }
+
+    s = bar + 1;
+    n = ngx_atoi(s, last - s);
+    if (n == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    p->server = n;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_x402_rq_claim_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    u_char                   id[32];
+    size_t                   size, len;
+    uint64_t                 now;
+    ngx_int_t                n;
+    ngx_uint_t               i, claimed, bad;
+    redisReply              *rr, **e;
+    ngx_http_x402_shm_t     *zone;
+    ngx_http_x402_pending_t *p, tmp;
+
+    rr = reply;
+    zone = ngx_http_x402_store_zone;
+
+    if (ngx_http_x402_rq_claim_timer.timer_set) {
+        ngx_del_timer(&ngx_http_x402_rq_claim_timer);
+    }
+
+    ngx_http_x402_rq_claiming = 0;
+
+    if (rr == NULL || zone == NULL) {
+        return;
+    }
+
+    if (rr->type != REDIS_REPLY_ARRAY || rr->elements % 7) {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "owed settlements claim",
+                                     rr->type == REDIS_REPLY_ERROR ? rr->str
+                                                                   : NULL);
+        return;
+    }
+
+    now = ngx_http_x402_queue_now();
+    claimed = 0;
+    bad = 0;
+
+    for (i = 0; i < rr->elements; i += 7) {
+        e = &rr->element[i];
+
+        ngx_memzero(&tmp, sizeof(ngx_http_x402_pending_t));
+
+        if (e[0]->type != REDIS_REPLY_STRING || e[0]->len != 64
+            || ngx_http_x402_rq_hex(id, (u_char *) e[0]->str, 32) != NGX_OK
+            || ngx_http_x402_rq_meta(e[1], &tmp) != NGX_OK
+            || e[5]->type != REDIS_REPLY_STRING
+            || e[6]->type != REDIS_REPLY_STRING
+            || e[5]->len == 0 || e[5]->len > NGX_HTTP_X402_ASYNC_URI_MAX
+            || e[6]->len > NGX_HTTP_X402_ASYNC_BODY_MAX)
+        {
+            bad++;
+            continue;
+        }
+
+        n = (e[2]->type == REDIS_REPLY_STRING)
+            ? ngx_atoi((u_char *) e[2]->str, e[2]->len) : NGX_ERROR;
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        p = ngx_http_x402_queue_find(zone->sh, id);
+
+        if (p) {
+            if (p->rq == NGX_HTTP_X402_RQ_NONE) {
+                /*
+                 * Its owe failed here, yet reached Redis (the connection
+                 * died after the command ran): the spool keeps it and this
+                 * host settles it, its end removes it from Redis too.
+                 */
+                p->rq = NGX_HTTP_X402_RQ_SENT;
+            }
+
+            if (p->lease_until > now || p->rq != NGX_HTTP_X402_RQ_HELD) {
+                /*
+                 * An attempt of this host is under way, or the spool has
+                 * it (the owe's reply, when it comes, notes the move)
+                 */
+                ngx_shmtx_unlock(&zone->shpool->mutex);
+                continue;
+            }
+
+        } else {
+            size = offsetof(ngx_http_x402_pending_t, data) + e[5]->len
+                   + e[6]->len;
+
+            p = ngx_slab_alloc_locked(zone->shpool, size);
+
+            if (p == NULL) {
+                /* the claim runs out, someone takes it then */
+                ngx_shmtx_unlock(&zone->shpool->mutex);
+                continue;
+            }
+
+            ngx_memzero(p, offsetof(ngx_http_x402_pending_t, data));
+            ngx_memcpy(p->id, id, 32);
+            p->scope = tmp.scope;
+            p->expire = tmp.expire;
+            p->valid_before = tmp.valid_before;
+            p->server = tmp.server;
+            p->redis = 1;
+            p->rq = NGX_HTTP_X402_RQ_HELD;
+            p->attempts = (n == NGX_ERROR) ? 1 : (ngx_uint_t) n;
+            p->unknown = (e[3]->type == REDIS_REPLY_STRING && e[3]->len == 1
+                          && e[3]->str[0] == '1');
+
+            if (e[4]->type == REDIS_REPLY_STRING) {
+                len = ngx_min((size_t) e[4]->len, sizeof(p->reason));
+                ngx_memcpy(p->reason, e[4]->str, len);
+                p->reason_len = (u_char) len;
+            }
+
+            p->uri_len = e[5]->len;
+            p->body_len = e[6]->len;
+            ngx_memcpy(p->data, e[5]->str, e[5]->len);
+            ngx_memcpy(p->data + e[5]->len, e[6]->str, e[6]->len);
+            p->next_try = now;
+            p->rq_lease = now + NGX_HTTP_X402_RQ_CLAIM;
+
+            ngx_http_x402_queue_insert_locked(zone->sh, p);
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+
+            claimed++;
+            continue;
+        }
+
+        /* found, not in flight: ours to try now */
+        p->next_try = now;
+        p->lease_until = 0;
+        p->rq_lease = now + NGX_HTTP_X402_RQ_CLAIM;
+        ngx_http_x402_queue_reschedule_locked(zone->sh, p);
+
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        claimed++;
+    }
+
+    if (bad) {
+        ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
+                      "x402: %ui owed settlement(s) in redis unreadable, "
+                      "skipped", bad);
+    }
+
+    if (claimed) {
+        ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                      "x402: %ui owed settlement(s) claimed from redis",
+                      claimed);
+    }
+}

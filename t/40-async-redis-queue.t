@@ -1,0 +1,148 @@
+# Owed settlements kept in Redis (x402_settle async with x402_redis, issue
+# 14): any nginx of the fleet finishes what another one owes. Two nginx share
+# a real redis-server. A owes three settlements (its facilitator fails) and
+# is killed with SIGKILL; B, whose facilitator answers, settles all three,
+# each exactly once; A started again settles none of them a second time.
+# With Redis down when a settlement is owed (fail=open), the spool keeps it
+# and the host settles it itself.
+use strict;
+use warnings;
+use lib 't/lib';
+use X402::Test;
+use X402::StoreTest;
+use Time::HiRes qw(time sleep);
+
+plan skip_all => 'module not built' unless -f module_path();
+plan skip_all => 'no redis-server' unless `which redis-server` =~ /\S/;
+
+my $redis = X402::Redis->start;
+my $rport = $redis->port;
+
+# A's facilitator fails every /settle; B's answers
+my $fac_a = start_facilitator(script => "verify: default\nsettle: 500 {\"error\":\"down\"}\n");
+my $fac_b = start_facilitator(script => "verify: default\nsettle: default\n");
+
+# successful /settle calls at either facilitator, by nonce
+my $a_ok_since = 9e9;
+sub settled_nonces {
+    my %n;
+    for my $q (grep { $_->{endpoint} eq 'settle' } $fac_a->requests) {
+        next unless $q->{t} >= $a_ok_since;
+        $n{$q->{json}{paymentPayload}{payload}{authorization}{nonce}}++;
+    }
+    for my $q (grep { $_->{endpoint} eq 'settle' } $fac_b->requests) {
+        $n{$q->{json}{paymentPayload}{payload}{authorization}{nonce}}++;
+    }
+    return \%n;
+}
+
+sub nonce_of { decode_b64_json($_[0])->{payload}{authorization}{nonce} }
+
+my $status_loc = <<'EOC';
+    location = /store {
+        return 200 "$x402_pending $x402_settle_lost $x402_settle_refused\n";
+    }
+    location = /metrics {
+        x402_metrics;
+    }
+EOC
+
+sub pending { (split ' ', $_[0]->get('/store')->{body} // '')[0] }
+
+sub node {
+    my ($name, $fport, $redis_args) = @_;
+    return (
+        name => $name,
+        workers => 2,
+        http_config => store_http_config(
+            "    x402_redis 127.0.0.1:$rport prefix=t40: $redis_args;\n"
+            . "    x402_async_drain 1s;\n"),
+        config => store_server_config($fport, settle => 'async',
+                                      extra => $status_loc),
+    );
+}
+
+sub owed { $redis->cmd('ZCARD', 't40:owed') }
+
+# ---- A owes three, dies; B settles them ----
+
+my $a = start_nginx(node('fleet-a', $fac_a->port, ''));
+my @p = payments_for($a, 3);
+for my $i (0 .. 2) {
+    is($a->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[$i][0] })->{status},
+       200, "A: payment $i served on credit");
+}
+ok(wait_for(5, sub { (owed() // 0) == 3 }), 'three owed settlements in redis');
+ok(wait_for(5, sub { ($fac_a->requests // 0) >= 3 }), 'A tried them');
+my $spool = eval { local (@ARGV, $/) = ($a->prefix . '/x402_spool/settlements'); <> } // '';
+is(scalar(() = $spool =~ /^done [0-9a-f]{64} redis$/mg), 3,
+   "A's spool says redis holds them");
+
+my $pid = $a->pid;
+my @w = $a->worker_pids;
+kill 'KILL', $pid, @w;
+ok(wait_for(5, sub { !grep { X402::Nginx::pid_alive($_) } $pid, @w }),
+   'A killed (SIGKILL)');
+$a->{pid} = undef;
+is_deeply([grep { $_ } map { settled_nonces()->{nonce_of($_->[0])} } @p], [],
+          'none settled while A owed them');
+is(owed(), 3, 'still owed in redis after A died');
+
+my $b = start_nginx(node('fleet-b', $fac_b->port, ''));
+ok(wait_for(40, sub {
+       my $s = settled_nonces();
+       3 == grep { $s->{nonce_of($_->[0])} } @p }),
+   'B settles all three that A owed');
+ok(wait_for(5, sub { owed() == 0 }), 'nothing owed in redis any more');
+like($b->error_log, qr/owed settlement\(s\) claimed from redis/,
+     'B logs the claim');
+like($b->get('/metrics')->{body} // '',
+     qr/^x402_async_settlements_total\{outcome="settled"\} 3$/m,
+     'B counts three settled');
+for my $i (0 .. 2) {
+    is($b->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[$i][0] })->{status},
+       402, "B: payment $i not served again");
+}
+
+# A starts again, its facilitator answering now: nothing to settle again
+$a_ok_since = time;
+$fac_a->set_script("verify: default\nsettle: default\n");
+$a->start;
+sleep 3;
+my $s = settled_nonces();
+is_deeply([map { $s->{nonce_of($_->[0])} } @p], [1, 1, 1],
+          'each settled exactly once, A restarted included');
+is(pending($a), 0, 'A owes nothing after its restart');
+unlike($a->error_log, qr/resumed [1-9]\d* async settlement/,
+       'A resumed nothing from its spool');
+unlike($a->error_log . $b->error_log, qr/\[alert\]|exited on signal/,
+       'no alerts');
+$a->stop;
+$b->stop;
+
+# ---- Redis down when a settlement is owed: the spool keeps it ----
+
+$fac_a->set_script("verify: default\nsettle: 500 {\"error\":\"down\"}\n");
+$a_ok_since = 9e9;
+my $c = start_nginx(node('fleet-c', $fac_a->port, 'fail=open'));
+my ($q) = payments_for($c, 1);
+$redis->stop;
+is($c->get('/paid/', { 'PAYMENT-SIGNATURE' => $q->[0] })->{status}, 200,
+   'redis down (fail=open): served on credit');
+ok(wait_for(5, sub { (pending($c) // 0) == 1 }), 'owed here, in the spool');
+$spool = eval { local (@ARGV, $/) = ($c->prefix . '/x402_spool/settlements'); <> } // '';
+like($spool, qr/^owe /m, 'the spool has it');
+unlike($spool, qr/ redis$/m, 'and keeps it');
+$c->stop;
+$redis = X402::Redis->start(port => $rport);
+$a_ok_since = time;
+$fac_a->set_script("verify: default\nsettle: default\n");
+$c->start;
+ok(wait_for(10, sub { settled_nonces()->{nonce_of($q->[0])} }),
+   'resumed from the spool and settled');
+sleep 1.5;
+is(settled_nonces()->{nonce_of($q->[0])}, 1, 'exactly once');
+$c->stop;
+$redis->stop;
+
+done_testing();
