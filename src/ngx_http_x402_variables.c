@@ -93,7 +93,8 @@ ngx_http_x402_status_variable(ngx_http_request_t *r,
         status = (ngx_uint_t) ctx->status;
 
     } else {
-        /* not decided yet (preaccess: limit_req), see ngx_http_x402_early_status() */
+        /* not decided yet (preaccess: limit_req): see
+         * ngx_http_x402_early_status() */
         early = ngx_http_x402_early_status(r);
 
         if (early == NGX_DECLINED) {
