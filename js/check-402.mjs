@@ -40,7 +40,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { selectPaymentRequirements } from "x402/client";
 import { PaymentRequirementsSchema } from "x402/types";
 
-// Anvil/Hardhat account #0 (x402-notes 9.1): a public test key.
+// Anvil/Hardhat account #0 (js/vectors/gen-vectors.mjs): a public test key.
 const TEST_KEY =
   "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
@@ -111,7 +111,8 @@ async function checkV2(header, anyAsset) {
   } catch (e) {
     throw new Error(`x402Client.createPaymentPayload: ${e.message}`);
   }
-  // The TS server matches `accepted` by deep equality (x402-notes 8 #11).
+  // The TS server matches `accepted` by deep equality
+  // (findMatchingRequirements, coinbase/x402 x402ResourceServer.ts).
   if (JSON.stringify(payload.accepted) !== JSON.stringify(selected)) {
     throw new Error(
       "payload.accepted differs from the selected requirement: " +

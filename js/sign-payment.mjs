@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Sign a fresh x402 "exact" EVM payment (EIP-3009 TransferWithAuthorization)
 // with viem and print the header value (base64 JSON), shaped exactly like
-// the official clients' payloads (x402-notes §1.5, §2.1, §9.1).
+// the official clients' payloads (coinbase/x402 specs/x402-specification-v2.md
+// 5.2, specs/schemes/exact/scheme_exact_evm.md section 1).
 //
 //   node js/sign-payment.mjs [--version 2] [--payment-required <b64>] ...
 //   node js/sign-payment.mjs --json '{"version":1,"amount":"1000"}'
@@ -39,7 +40,7 @@ const ANVIL0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff
 const DEFAULT_PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
 const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 
-// v1 names -> chain ids (x402-notes §1.8)
+// v1 names -> chain ids (coinbase/x402 mechanisms/evm/src/v1/index.ts)
 const V1_CHAINS = {
   ethereum: 1, sepolia: 11155111, abstract: 2741, "abstract-testnet": 11124,
   "base-sepolia": 84532, base: 8453, "avalanche-fuji": 43113, avalanche: 43114,
@@ -49,7 +50,8 @@ const V1_CHAINS = {
   "stable-testnet": 2201,
 };
 
-// default USDC per chain id (x402-notes §3.1)
+// default USDC per chain id (coinbase/x402
+// mechanisms/evm/src/shared/defaultAssets.ts)
 const USDC = {
   84532: ["0x036CbD53842c5426634e7929541eC2318f3dCF7e", "USDC", "2"],
   8453: ["0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", "USD Coin", "2"],

@@ -29,7 +29,7 @@ use warnings;
 # src/README.md).
 my @layers = (
     [ 0 => qw(ctx paywall) ],
-    [ 1 => qw(shm+queue+spool) ],
+    [ 1 => qw(shm queue+spool zone) ],
     [ 2 => qw(redis_conn) ],
     [ 3 => qw(redis redis_queue) ],
     [ 4 => qw(store) ],

@@ -2,7 +2,9 @@
 # The test suite, the README's test command:
 #
 #   1. the C++ core with its GoogleTest suite (CMake + ctest);
-#   2. ngx_http_x402_module.so for Debian's nginx (scripts/build-module.sh);
+#   2. ngx_http_x402_module.so for Debian's nginx (scripts/build-module.sh),
+#      and the glue's layering rule checked on its objects
+#      (scripts/check-layers.pl, src/README.md);
 #   3. every t/*.t against a real nginx with that module (prove, one at a
 #      time: each test starts its own nginx, facilitators, redis);
 #   4. a short bounded libFuzzer pass over the core (scripts/fuzz.sh);
@@ -123,6 +125,8 @@ tests() {
 mkdir -p "$build" "$(dirname "$core_build")"
 step "core: build + ctest" core
 if step "module: build" module; then
+    step "layers: calls only downward (check-layers.pl)" \
+        perl "$root/scripts/check-layers.pl" "$build/nginx-debian/objs/addon/src"
     step "t/: prove" tests
 else
     summary+=("SKIPPED      t/: prove (no module)")

@@ -23,6 +23,10 @@
  * (upstream reset or premature close, a filter error) is never settled:
  * the request's cleanup releases the reservation.
  *
+ * Over 800 lines as one concern, like nginx's own body filters (gunzip,
+ * sub): the hold, its spill to a temporary file and its release share one
+ * buffer state, and splitting them would export that state.
+ *
  * Our body filter sits above the postpone filter, so held output never
  * reaches it; r->buffered tells nginx we still hold data.
  */

@@ -6,6 +6,10 @@
  * counters, a log-phase handler that counts 402s and payment outcomes from
  * $x402_status / $x402_reason, and the `x402_metrics` content handler
  * (Prometheus text exposition format 0.0.4).
+ *
+ * Over 800 lines as one concern: the counters' layout in the zone, the
+ * log-phase counting that fills them and the page that prints them change
+ * together whenever a counter or label is added.
  */
 
 

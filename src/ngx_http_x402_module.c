@@ -380,7 +380,9 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_str_value(conf->description, prev->description, "");
     ngx_conf_merge_str_value(conf->mime_type, prev->mime_type, "");
 
-    /* 300 s like the v2 TypeScript server (x402-notes 5.4) */
+    /* 300 s like the v2 TypeScript server: buildPaymentRequirements in
+     * coinbase/x402 typescript/packages/core/src/server/x402ResourceServer.ts
+     * */
     ngx_conf_merge_sec_value(conf->max_timeout, prev->max_timeout, 300);
     ngx_conf_merge_size_value(conf->hold_buffer_size, prev->hold_buffer_size,
                               64 * 1024);

@@ -13,6 +13,9 @@
  * facilitator location's proxy settings apply exactly as for live traffic.
  * Backoff doubles from 1s to 60s; past validBefore the settlement cannot
  * happen any more: it is logged and counted as lost.
+ *
+ * Over 800 lines as one concern: the timer, the fake request and its
+ * subrequest, and the report of each attempt share the lease's lifetime.
  */
 
 #include <ngx_config.h>

@@ -219,8 +219,17 @@ typedef struct {
 } ngx_http_x402_store_loc_conf_t;
 
 
-/* shm.c */
+/* unexpired, or kept while its settlement is queued */
+#define ngx_http_x402_rec_live(rec, now)                                      \
+    ((time_t) (rec)->enode.key >= (now) || (rec)->async)
+
+
+/* zone.c: the zone's init (layout check, migration, spool replay) */
 ngx_int_t ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+
+/* shm.c: the records */
+void ngx_http_x402_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 void ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
     ngx_http_x402_store_op_t *op, time_t grant, ngx_log_t *log);
 void ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone,

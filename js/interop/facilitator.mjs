@@ -6,12 +6,13 @@
  * against the local node. Served with node's http module on 127.0.0.1:
  *
  *   POST /verify, POST /settle   body {x402Version, paymentPayload,
- *                                paymentRequirements} (x402-notes 4.1)
+ *                                paymentRequirements} (x402 spec v2 7.1)
  *   GET  /supported, GET /health
  *
- * Answers as the official TypeScript facilitator does (x402-notes 4.4):
- * 200 with isValid:false / success:false for an invalid payment, 400 for a
- * malformed request, 500 {"error"} when the library throws.
+ * Answers as the official TypeScript facilitator does (coinbase/x402
+ * e2e/facilitators/typescript/index.ts): 200 with isValid:false /
+ * success:false for an invalid payment, 400 for a malformed request, 500
+ * {"error"} when the library throws.
  *
  *   node js/interop/facilitator.mjs start --run-dir DIR [--port N] [--require-verify]
  *   node js/interop/facilitator.mjs stop  --run-dir DIR
@@ -20,7 +21,8 @@
  * Every request is logged as one JSON line to DIR/facilitator-requests.jsonl
  * with `verifiedBefore` on settles: whether a successful /verify of the
  * byte-identical paymentPayload came first. --require-verify refuses settles
- * without one, as the official e2e facilitator does (x402-notes 4.1).
+ * without one, as the official e2e facilitator does (coinbase/x402
+ * e2e/facilitators/typescript/index.ts).
  */
 import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { createServer } from "node:http";

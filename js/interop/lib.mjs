@@ -18,7 +18,8 @@ export const JS_DIR = join(ROOT, "js");
 export const ANVIL_BIN = join(JS_DIR, "node_modules", "@foundry-rs",
   "anvil-linux-amd64", "bin", "anvil");
 
-/* Base Sepolia, so that the official defaults apply unchanged (x402-notes 3.1). */
+/* Base Sepolia, so that the official defaults apply unchanged (coinbase/x402
+ * mechanisms/evm/src/shared/defaultAssets.ts). */
 export const CHAIN_ID = 84532;
 export const NETWORK_V2 = "eip155:84532";
 export const NETWORK_V1 = "base-sepolia";
@@ -44,7 +45,8 @@ export const TOKENS = {
   eurc: { artifact: "TestEURC", address: EURC_ADDRESS, name: EURC_NAME,
     version: EURC_VERSION, decimals: 6 },
 };
-/* The recipient of the examples (x402-notes 1.2); nobody holds its key here. */
+/* The recipient of the examples (coinbase/x402
+ * specs/extensions/eip2612_gas_sponsoring.md); nobody holds its key here. */
 export const DEFAULT_PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
 
 /*

@@ -3,7 +3,7 @@
  * produce (expired, replayed, tampered, wrongly signed) and for the
  * conformance vectors. Signing is viem's signTypedData, the same call the
  * official clients make; the envelopes follow the official clients' shapes
- * and key order (x402-notes 1.5).
+ * and key order (coinbase/x402 specs/x402-specification-v2.md 5.2).
  */
 import "../webcrypto.mjs"; // first: global crypto on Node 18
 import { randomBytes } from "node:crypto";

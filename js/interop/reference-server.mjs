@@ -8,7 +8,8 @@
  *                  scheme, price "$0.001" on eip155:84532, verify -> handler
  *                  -> settle, PAYMENT-RESPONSE on success.
  *   GET /v1/paid   the legacy v1 flow, hand-written (the official v2 server
- *                  does not take X-PAYMENT, x402-notes 1.9): 402 JSON body,
+ * does not take X-PAYMENT, coinbase/x402
+ * core/src/http/x402HTTPResourceServer.ts): 402 JSON body,
  *                  X-PAYMENT -> facilitator /verify -> /settle through the
  *                  official HTTPFacilitatorClient -> X-PAYMENT-RESPONSE.
  *   GET /health

@@ -174,8 +174,9 @@ export async function makeOfficialVectors(required, keys) {
 
 /*
  * The official facilitator's reasons that a local verifier can see for
- * itself (x402-notes 2.4): a payment refused for one of these must be refused
- * locally too.
+ * itself (coinbase/x402
+ * typescript/packages/mechanisms/evm/src/exact/facilitator/eip3009.ts): a
+ * payment refused for one of these must be refused locally too.
  */
 export const LOCALLY_VISIBLE_REASONS = new Set([
   "invalid_exact_evm_scheme",

@@ -1,12 +1,13 @@
 // Payment vectors for the core's unit tests, produced by independent
 // implementations: viem signs and hashes, the official @x402/core client and
-// the legacy `x402` package shape and encode the headers (x402-notes 9.2).
+// the legacy `x402` package shape and encode the headers.
 // Deterministic: fixed keys, fixed clock, nonces derived from names.
 //
 //   cd js && node vectors/gen-vectors.mjs
 //
 // writes ../src/core/tests/data/vectors.json. Each vector carries the
-// verdict the spec rules give (x402-notes 2.2-2.5): decode failure with its
+// verdict the spec rules give (coinbase/x402
+// specs/schemes/exact/scheme_exact_evm.md, Phase 2): decode failure with its
 // reason, or ok / reason after matching against `offer` at `now`.
 
 import "../webcrypto.mjs"; // first: global crypto on Node 18
@@ -173,7 +174,7 @@ const reqA = offer[0];
 const reqB = offer[1];
 const domA = domainOf(reqA);
 
-// ---- x402-notes 9.1, verbatim (checked byte for byte in the tests) ----
+// ---- the fixed vector (checked byte for byte in the core's tests) ----
 const n91auth = {
   from: acct0.address, to: PAY_TO, value: "1000", validAfter: "1700000000",
   validBefore: "1900000000", nonce: keccak256(toHex("x402-test-vector-1")),
@@ -370,7 +371,7 @@ for (const [name, change, reason] of [
 {
   const auth = baseAuth("erc6492");
   const inner = await sign(acct0, domA, auth);
-  // abi.encode(factory, calldata, innerSig) ++ 0x6492 magic x16 (x402-notes 2.3)
+  // abi.encode(factory, calldata, innerSig) ++ 0x6492 magic x16 (ERC-6492)
   const body = "00".repeat(12) + "ca11bde05977b3631167028862be2a173976ca11" +
                (96).toString(16).padStart(64, "0") + (160).toString(16).padStart(64, "0") +
                "4".padStart(64, "0") + "deadbeef" + "00".repeat(28) +

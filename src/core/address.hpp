@@ -1,5 +1,5 @@
 // EVM addresses: EIP-55 checksums and case-insensitive comparison
-// (x402-notes 2.7).
+// (EIP-55).
 #ifndef X402_ADDRESS_HPP
 #define X402_ADDRESS_HPP
 

@@ -1,6 +1,7 @@
 // Prices: exact decimal conversion of display units to atomic units, no
-// floating point (x402-notes 3.3, 8 #13), and exact comparison of uint256
-// decimal strings (2.6).
+// floating point (unlike the legacy SDK's float multiply; as coinbase/x402
+// typescript/packages/mechanisms/evm/src/exact/server/scheme.ts converts),
+// and exact comparison of uint256 decimal strings.
 #ifndef X402_AMOUNT_HPP
 #define X402_AMOUNT_HPP
 

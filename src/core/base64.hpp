@@ -1,5 +1,6 @@
 // Standard (RFC 4648 section 4) base64, as every x402 header uses it
-// (x402-notes 1.4): padded on output; on input the standard alphabet only
+// (coinbase/x402 specs/transports-v2/http.md "Header Summary"): padded on
+// output; on input the standard alphabet only
 // (no '-', '_' or whitespace), missing padding tolerated, bad padding
 // rejected.
 #ifndef X402_BASE64_HPP

@@ -1,5 +1,6 @@
 // EIP-712 hashing of EIP-3009 TransferWithAuthorization under the token's
-// domain (x402-notes 2.2), and the fixed-width integers it needs.
+// domain (EIP-712 "Definition of domainSeparator", EIP-3009
+// "transferWithAuthorization"), and the fixed-width integers it needs.
 #ifndef X402_EIP712_HPP
 #define X402_EIP712_HPP
 
@@ -30,7 +31,7 @@ U256 u256_from_u64(uint64_t v) noexcept;
 bool hex_to_bytes(std::string_view digits, uint8_t *out, size_t len) noexcept;
 
 // "0x" + 40 hex digits, any case (checksums are not this function's
-// business: hashing uses the 20 bytes, x402-notes 2.7).
+// business: hashing uses the 20 bytes, EIP-712 "Definition of encodeData").
 std::optional<Address> address_from_hex(std::string_view s) noexcept;
 
 // address_equal (address.hpp) with one table load a digit instead of

@@ -122,7 +122,8 @@ bool is_reason_token(std::string_view s) noexcept
     return true;
 }
 
-// Go facilitators: 500 {"error":"<reason>: <message>"} (x402-notes 4.4).
+// Go facilitators: 500 {"error":"<reason>: <message>"} (coinbase/x402
+// e2e/facilitators/go/main.go).
 bool go_style_refusal(int status, const json_t *obj, FacilitatorAnswer &a)
 {
     std::string_view e;
@@ -306,7 +307,9 @@ FacilitatorAnswer facilitator_parse_settle(int status, std::string_view body)
     }
 
     // PAYMENT-RESPONSE: the facilitator's settle result re-serialized
-    // compactly in the TS key order (x402-notes 1.6, 5.3).
+    // compactly in the TS key order (coinbase/x402
+    // specs/x402-specification-v2.md 5.3, SettleResponse in
+    // typescript/packages/core/src/types/facilitator.ts).
     std::string &j = a.response_json;
     j = ok ? "{\"success\":true" : "{\"success\":false";
     if (!ok) {

@@ -1,7 +1,10 @@
-// Facilitator messages (x402-notes 4): the /verify and /settle request body,
+// Facilitator messages (coinbase/x402 specs/x402-specification-v2.md 7.1,
+// 7.2): the /verify and /settle request body,
 // and the classification of their answers.
 //
-// Outcomes (x402-notes 4.4; statuses are not normative across SDKs):
+// Outcomes (as e2e/facilitators/typescript/index.ts and the Go e2e
+// facilitator in coinbase/x402 answer; statuses are not normative, spec
+// v2 section 9):
 //   200 + isValid/success true              -> X402_FAC_OK
 //   200 + isValid/success false             -> X402_FAC_REFUSED (TS style)
 //   non-200 + JSON with isValid/success false -> X402_FAC_REFUSED

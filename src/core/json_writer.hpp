@@ -1,10 +1,10 @@
 // Compact JSON building: strings are escaped so that the output is valid
 // UTF-8 JSON that is also safe to embed in HTML (<script>) and JavaScript
 // source: '<', '>', '&', U+2028 and U+2029 become \u escapes (as Go's
-// json.Marshal does, x402-notes 1.4, 8 #15). Valid non-ASCII UTF-8 passes
-// through unchanged; bytes that are not valid UTF-8 (a raw $request_uri may
-// carry them) become \ufffd, because JSON cannot carry them and every
-// reader would otherwise substitute or reject.
+// json.Marshal does, see the encoding/json package documentation). Valid
+// non-ASCII UTF-8 passes through unchanged; bytes that are not valid UTF-8 (a
+// raw $request_uri may carry them) become \ufffd, because JSON cannot carry
+// them and every reader would otherwise substitute or reject.
 //
 // Two passes are offered, json_escaped_len() then json_escape_to(), so the
 // per-request 402 can write straight into one caller-allocated buffer.

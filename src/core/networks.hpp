@@ -1,5 +1,8 @@
-// The network table (x402-notes 1.8) and each network's default stablecoin
-// (x402-notes 3.1, 3.2).
+// The network table (CAIP-2 ids, coinbase/x402 specs/x402-specification-v2.md
+// 11.1; v1 names from typescript/packages/mechanisms/evm/src/v1/index.ts)
+// and each network's default stablecoin (typescript/packages/mechanisms/evm/
+// src/shared/defaultAssets.ts; v1: typescript/packages/legacy/x402/src/
+// types/shared/evm/config.ts).
 //
 // Names: a network is found by its v1 name ("base-sepolia", TS/Go values of
 // 1.8, lower case only) or by its CAIP-2 id ("eip155:84532"). Networks the
@@ -46,7 +49,8 @@ std::optional<uint64_t> parse_caip2_eip155(std::string_view s) noexcept;
 
 // True if the legacy `x402` npm package (v1 clients x402-fetch,
 // x402-axios) knows this network's v1 name: its zod enum rejects a 402
-// body whose accepts[] names any other network (x402-notes 1.8).
+// body whose accepts[] names any other network (coinbase/x402
+// typescript/packages/legacy/x402/src/types/shared/network.ts).
 bool network_is_legacy_v1(const x402_network_t *n) noexcept;
 
 }  // namespace x402

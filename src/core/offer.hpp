@@ -1,12 +1,14 @@
 // An offer: the payment requirements of one location, owned and
-// pre-rendered (x402-notes 1.2, 1.3, 10).
+// pre-rendered (coinbase/x402 specs/x402-specification-v2.md 5.1,
+// specs/transports-v2/http.md "Payment Required Signaling", and the v1
+// body of specs/transports-v1/http.md).
 //
 // The 402 is rendered per request by splicing only the JSON-escaped URL and
 // error string into bytes prepared at creation:
 //
 // PAYMENT-REQUIRED is base64 of the compact v2 PaymentRequired with `resource`
 // and then `error` as the last keys (key order means nothing to any reader,
-// x402-notes 1.3):
+// RFC 8259 section 4):
 //   {"x402Version":2,"accepts":[...],"resource":{"description":D,
 //    "mimeType":M,"url":"<URL>"},"error":"<ERR>"}
 // Everything before <URL> is constant, so the base64 of its longest prefix

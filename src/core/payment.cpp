@@ -50,9 +50,9 @@ struct Invalid {
 }
 
 // What jansson's strict mode checked and simdjson's DOM does not: no key
-// twice in an object (x402-notes: a payload must mean one thing) and no NUL
-// in a string or key. Also the nesting bound, with the top-level object at
-// depth 1; the walk stops descending once over it, so it stays bounded.
+// twice in an object (RFC 8259 section 4: a payload must mean one thing) and
+// no NUL in a string or key. Also the nesting bound, with the top-level object
+// at depth 1; the walk stops descending once over it, so it stays bounded.
 enum class Walk { ok, too_deep, bad };
 
 bool has_nul(std::string_view s)
@@ -164,7 +164,8 @@ std::string_view string_at(Json obj, const char *key, const char *missing)
     return string_of(*j);
 }
 
-// A decimal-string uint256 of the authorization (x402-notes 1.5: the SDKs
+// A decimal-string uint256 of the authorization (coinbase/x402
+// specs/schemes/exact/scheme_exact_evm.md, Phase 1: the SDKs
 // send strings; Go's decoder rejects numbers, and so do we).
 U256 decimal_at(Json obj, const char *key, const char *bad,
                 std::string *copy)
@@ -320,7 +321,8 @@ void parse_v2(Json root, x402_payment_s &p)
             p.extra_version.assign(string_of(*version));
             p.has_extra_version = true;
         }
-        // x402-notes 2.1: absent or "eip3009" is the EIP-3009 variant.
+        // Absent or "eip3009" is the EIP-3009 variant (coinbase/x402
+        // specs/schemes/exact/scheme_exact_evm.md, section 1).
         auto method = member(*extra_m, "assetTransferMethod");
         if (method && !(method->is_string() &&
                         string_of(*method) == "eip3009")) {

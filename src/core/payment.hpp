@@ -1,4 +1,6 @@
-// A decoded payment header (x402-notes 1.5, 1.7, 2.1): the opaque
+// A decoded payment header (coinbase/x402 specs/x402-specification-v2.md
+// 5.2, v1: specs/x402-specification-v1.md; the payload of
+// specs/schemes/exact/scheme_exact_evm.md section 1): the opaque
 // x402_payment_t of the C API.
 #ifndef X402_PAYMENT_HPP
 #define X402_PAYMENT_HPP
@@ -12,7 +14,8 @@
 #include "x402/x402.h"
 
 // Reason strings (invalidReason names of the x402 spec, section 9, and of
-// the Python reference facilitator, x402-notes 2.4).
+// the Python reference facilitator, coinbase/x402
+// python/x402/mechanisms/evm/exact/facilitator.py).
 namespace x402::reason {
 inline constexpr const char *invalid_payload = "invalid_payload";
 inline constexpr const char *invalid_x402_version = "invalid_x402_version";

@@ -1,5 +1,6 @@
 // ECDSA signer recovery for 65-byte r||s||v signatures, with the rules
-// Circle's FiatToken enforces on chain (x402-notes 2.3): v in {27, 28} and
+// Circle's FiatToken enforces on chain (its ECRecover.sol; coinbase/x402
+// go/mechanisms/evm/verify_eoa.go): v in {27, 28} and
 // low s. A local verifier that may serve without the facilitator must be
 // at least as strict as the chain, or it serves for a payment that reverts.
 #ifndef X402_SIGNATURE_HPP

@@ -1,7 +1,8 @@
 // x402_payment_verify: match the payment to one offered requirement, then
-// the local checks. Order: the Python reference facilitator's (x402-notes
-// 2.4), which puts the one expensive check, signer recovery, last, so a
-// payment failing a cheap rule never costs a recovery.
+// the local checks. Order: the Python reference facilitator's (coinbase/x402
+// python/x402/mechanisms/evm/exact/facilitator.py), which puts the one
+// expensive check, signer recovery, last, so a payment failing a cheap rule
+// never costs a recovery.
 #include <cstring>
 #include <string_view>
 
@@ -35,7 +36,10 @@ bool fail(x402_verdict_t *v, const char *reason, const char *message)
 }
 
 // Why `accepted` differs from an offered requirement that already agrees
-// on scheme and network (x402-notes 1.7, 10.3), or nullptr if it does not.
+// on scheme and network (the TS server deep-compares `accepted`:
+// findMatchingRequirements in coinbase/x402
+// typescript/packages/core/src/server/x402ResourceServer.ts), or nullptr if
+// it does not.
 const char *v2_difference(const x402_payment_s &p, const x402_requirement_t &r)
 {
     if (p.amount != sv(r.amount)) {
@@ -318,7 +322,8 @@ bool payment_verify(x402_payment_s &p, const x402_offer_t *offer, int64_t now,
                     "authorization.value is not exactly the offered amount");
     }
     uint64_t unow = now < 0 ? 0 : static_cast<uint64_t>(now);
-    // validBefore >= now + 6 (x402-notes 2.5); compared as uint256 so a
+    // validBefore >= now + 6 (coinbase/x402 typescript/packages/mechanisms/
+    // evm/src/exact/facilitator/eip3009.ts); compared as uint256 so a
     // far-future validBefore cannot wrap.
     U256 min_before = u256_from_u64(unow + X402_VALID_BEFORE_MARGIN);
     if (std::memcmp(p.auth.valid_before.data(), min_before.data(), 32) < 0) {

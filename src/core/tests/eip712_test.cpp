@@ -30,7 +30,8 @@ TEST(Eip712, TypeHashesAreKeccakOfTypeStrings)
 
 TEST(Eip712, NotesVector91)
 {
-    // x402-notes 9.1 (cross-checked there against viem).
+    // The fixed vector of js/vectors/gen-vectors.mjs (n91auth), which viem
+    // signs and hashes.
     auto asset = address_from_hex("0x036CbD53842c5426634e7929541eC2318f3dCF7e");
     ASSERT_TRUE(asset);
     Hash32 dom = domain_separator("USDC", "2", 84532, *asset);

@@ -75,7 +75,7 @@ const std::string payer = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266";
 const std::string tx =
     "0x4c3559acb974151b63af81bf5fe96e3290bc613230d4f93772cec512916faaa0";
 
-// ---- /verify, x402-notes 4.1 and 4.4 ----
+// ---- /verify, coinbase/x402 specs/x402-specification-v2.md 7.1 and 9 ----
 
 TEST(FacilitatorVerify, TsValid)
 {
@@ -315,7 +315,7 @@ TEST(FacilitatorSettle, FailureHeader)
               "\"network\":\"eip155:84532\"}");
 }
 
-// ---- request body, x402-notes 4.1 ----
+// ---- request body, coinbase/x402 specs/x402-specification-v2.md 7.1 ----
 
 struct OfferFree {
     void operator()(x402_offer_t *o) const { x402_offer_free(o); }

@@ -33,14 +33,15 @@ TEST(Keccak, StandardVectors)
 
 TEST(Keccak, EthereumTypeHashes)
 {
-    // x402-notes 2.2: the two EIP-712 type hashes.
+    // The two type hashes: EIP-712 "Definition of hashStruct" over
+    // EIP712Domain and EIP-3009's TransferWithAuthorization.
     EXPECT_EQ(hk("EIP712Domain(string name,string version,uint256 chainId,"
                  "address verifyingContract)"),
               "8b73c3c69bb8fe3d512ecc4cf759cc79239f7b179b0ffacaa9a75d522b39400f");
     EXPECT_EQ(hk("TransferWithAuthorization(address from,address to,uint256 "
                  "value,uint256 validAfter,uint256 validBefore,bytes32 nonce)"),
               "7c7c6cdb67a18743f49ec6fa9b35f50d52ed05cbed4cc592e13b44501c1a2267");
-    // x402-notes 9.1: nonce = keccak256("x402-test-vector-1").
+    // js/vectors/gen-vectors.mjs: nonce = keccak256("x402-test-vector-1").
     EXPECT_EQ(hk("x402-test-vector-1"),
               "4c3559acb974151b63af81bf5fe96e3290bc613230d4f93772cec512916faaa0");
 }

@@ -31,12 +31,15 @@ TEST(Networks, FindsByV1NameAndCaip2)
     ASSERT_NE(base, nullptr);
     EXPECT_EQ(base, x402_network_find(s("eip155:8453")));
     EXPECT_STREQ(base->usdc, "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913");
-    EXPECT_STREQ(base->usdc_name, "USD Coin");  // x402-notes 8 #14
+    // coinbase/x402 typescript/packages/mechanisms/evm/src/shared/
+    // defaultAssets.ts
+    EXPECT_STREQ(base->usdc_name, "USD Coin");
 }
 
 TEST(Networks, ChainIdsOfTheTsGoTable)
 {
-    // x402-notes 1.8; Python differs for the last four (TS/Go values used).
+    // coinbase/x402 typescript/packages/mechanisms/evm/src/v1/index.ts;
+    // Python differs for the last four (TS/Go values used).
     const std::pair<const char *, uint64_t> want[] = {
         {"ethereum", 1}, {"sepolia", 11155111}, {"abstract", 2741},
         {"abstract-testnet", 11124}, {"base-sepolia", 84532}, {"base", 8453},
@@ -79,7 +82,8 @@ TEST(Networks, DefaultAssetsAreChecksummedAndComplete)
     EXPECT_STREQ(x402_network_find(s("monad"))->usdc_name, "USDC");
     EXPECT_STREQ(x402_network_find(s("polygon"))->usdc_name, "USD Coin");
     EXPECT_STREQ(x402_network_find(s("sei"))->usdc_name, "USDC");
-    // Stable's USDT0 is EIP-712 version "1" (x402-notes 3.1).
+    // Stable's USDT0 is EIP-712 version "1" (coinbase/x402
+    // typescript/packages/mechanisms/evm/src/shared/defaultAssets.ts).
     EXPECT_STREQ(x402_network_find(s("stable"))->usdc_version, "1");
     // Permit2-only defaults are not offered (EIP-3009 module).
     EXPECT_EQ(x402_network_find(s("megaeth"))->usdc, nullptr);

@@ -124,7 +124,8 @@ TEST(Offer, V2HeaderRoundTrip)
 {
     Offer o = make({base_sepolia()});
     Rendered r = render(o.get(), "http://localhost:4021/protected?a=1&b=2");
-    // Standard padded base64 (x402-notes 1.4).
+    // Standard padded base64 (RFC 4648 section 4; coinbase/x402
+    // typescript/packages/core/src/utils/index.ts safeBase64Encode).
     EXPECT_EQ(r.header.size() % 4, 0u);
     EXPECT_EQ(r.header.find_first_not_of(
                   "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/="),

@@ -11,7 +11,7 @@ namespace {
 
 using namespace x402test;
 
-// x402-notes 9.1, verbatim.
+// The fixed vector of js/vectors/gen-vectors.mjs (n91auth), verbatim.
 const char *notes_v2_json =
     R"({"x402Version":2,"payload":{"authorization":{"from":"0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266","to":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","value":"1000","validAfter":"1700000000","validBefore":"1900000000","nonce":"0x4c3559acb974151b63af81bf5fe96e3290bc613230d4f93772cec512916faaa0"},"signature":"0xe8edda0fd94ad6e3b51909c2dd12c302e7e5152b9e10d2eb96d6566a250ea8b140f2b91070546d71860212aa90ece66ae8960e9b68dba5664c4e824062e4e6bf1c"},"resource":{"url":"http://localhost:4021/protected","description":"","mimeType":""},"accepted":{"scheme":"exact","network":"eip155:84532","amount":"1000","asset":"0x036CbD53842c5426634e7929541eC2318f3dCF7e","payTo":"0x209693Bc6afc0C5328bA36FaF03C514EF312287C","maxTimeoutSeconds":300,"extra":{"name":"USDC","version":"2"}}})";
 const char *notes_v1_json =

@@ -97,8 +97,8 @@ TEST_F(Verify, DigestsMatchViem)
 
 TEST_F(Verify, NotesVectorByteForByte)
 {
-    // x402-notes 9.1, as the generator (viem) recomputed it and as the
-    // notes print it.
+    // The fixed vector of js/vectors/gen-vectors.mjs (n91auth), as viem
+    // signs it.
     const Data &d = data();
     EXPECT_EQ(d.n91_domain, "0x71f17a3b2ff373b803d70a5a07c046c1a2bc8e89c09ef722fcb047abe94c9818");
     EXPECT_EQ(d.n91_struct, "0xb828d78f2357df4b73243a507c1ff21ab4d8604cbad74c67f299e5c0409ea50e");

@@ -43,7 +43,9 @@ typedef struct {
 } x402_allocator_t;
 
 
-/* ---- networks and assets (x402-notes 1.8, 3) ---- */
+/* ---- networks and assets (CAIP-2 ids: coinbase/x402
+ * specs/x402-specification-v2.md 11.1; default assets:
+ * typescript/packages/mechanisms/evm/src/shared/defaultAssets.ts) ---- */
 
 typedef struct {
     const char  *v1_name;        /* "base-sepolia" */
@@ -211,7 +213,8 @@ int x402_payment_verify(x402_payment_t *p, const x402_offer_t *offer,
     int64_t now, x402_verdict_t *v);
 
 
-/* ---- facilitator messages (x402-notes 4) ---- */
+/* ---- facilitator messages (coinbase/x402 specs/x402-specification-v2.md 7)
+ * ---- */
 
 /*
  * The body POSTed to <prefix>verify and <prefix>settle (the same bytes to
@@ -244,10 +247,10 @@ typedef struct {
     x402_str_t   response_header;
 } x402_facilitator_result_t;
 
-/* Parse a /verify or /settle answer (HTTP status and body, as x402-notes
- * 4.4: 200 with isValid false, non-200 with an error body, garbage).
- * Strings are allocated with a. Returns the outcome, or -1 on allocation
- * failure. */
+/* Parse a /verify or /settle answer (HTTP status and body, as the coinbase/x402
+ * e2e facilitators answer: 200 with isValid false, non-200 with an error body,
+ * garbage). Strings are allocated with a. Returns the outcome, or -1 on
+ * allocation failure. */
 int x402_facilitator_parse_verify(int status, x402_str_t body,
     const x402_allocator_t *a, x402_facilitator_result_t *out);
 int x402_facilitator_parse_settle(int status, x402_str_t body,
