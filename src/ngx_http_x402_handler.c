@@ -1201,7 +1201,7 @@ ngx_http_x402_location_offer(ngx_http_request_t *r,
     u_char                    *amount, *pay_to;
     ngx_int_t                  rc;
     ngx_str_t                  price, to;
-    x402_str_t                 in;
+    x402_str_t                 in, ext;
     const char                *err;
     x402_offer_t              *offer;
     x402_requirement_t         req;
@@ -1271,7 +1271,10 @@ ngx_http_x402_location_offer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    offer = x402_offer_create(&req, 1, &err);
+    ext.data = (const char *) xlcf->discovery.data;
+    ext.len = xlcf->discovery.len;
+
+    offer = x402_offer_create_ext(&req, 1, ext, &err);
 
     if (offer == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -168,6 +168,14 @@ static ngx_command_t  ngx_http_x402_commands[] = {
       offsetof(ngx_http_x402_loc_conf_t, log_level),
       &ngx_http_x402_log_levels },
 
+    /* issue 12: the bazaar extension (ngx_http_x402_discovery.c) */
+    { ngx_string("x402_discovery"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_x402_discovery,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -311,7 +319,8 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                 && conf->asset == NGX_CONF_UNSET_PTR
                 && conf->description.data == NULL
                 && conf->mime_type.data == NULL
-                && conf->max_timeout == NGX_CONF_UNSET;
+                && conf->max_timeout == NGX_CONF_UNSET
+                && conf->discovery.data == NULL;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 1);
 
@@ -352,6 +361,7 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_str_value(conf->description, prev->description, "");
     ngx_conf_merge_str_value(conf->mime_type, prev->mime_type, "");
+    ngx_conf_merge_str_value(conf->discovery, prev->discovery, "");
 
     /* 300 s like the v2 TypeScript server (x402-notes 5.4) */
     ngx_conf_merge_sec_value(conf->max_timeout, prev->max_timeout, 300);
@@ -565,6 +575,7 @@ static char *
 ngx_http_x402_create_offer(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
 {
     const char          *err;
+    x402_str_t           ext;
     ngx_pool_cleanup_t  *cln;
     x402_requirement_t   req;
 
@@ -580,7 +591,10 @@ ngx_http_x402_create_offer(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
 
     err = NULL;
 
-    conf->offer = x402_offer_create(&req, 1, &err);
+    ext.data = (const char *) conf->discovery.data;
+    ext.len = conf->discovery.len;
+
+    conf->offer = x402_offer_create_ext(&req, 1, ext, &err);
     if (conf->offer == NULL) {
         ngx_http_x402_conf_error_at(cf, &conf->price_pos,
                            "x402: cannot create the offer: %s",

@@ -119,6 +119,7 @@ typedef struct {
     u_char                      static_pay_to[43];
 
     ngx_http_complex_value_t   *resource_url;   /* x402_resource_url */
+    ngx_str_t                   discovery;      /* x402_discovery: JSON */
 
     /* the offer when nothing depends on variables, else NULL */
     x402_offer_t               *offer;
@@ -274,6 +275,9 @@ ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
 /* ngx_http_x402_filter.c */
 ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);
 void ngx_http_x402_filter_wake(ngx_http_x402_ctx_t *ctx);
+
+/* ngx_http_x402_discovery.c */
+char *ngx_http_x402_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_x402_variables.c */
 ngx_int_t ngx_http_x402_add_variables(ngx_conf_t *cf);
