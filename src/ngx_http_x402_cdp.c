@@ -424,9 +424,8 @@ ngx_http_x402_cdp_key_cleanup(void *data)
 
 /*
  * Sets Authorization on a subrequest reaching a location with a key. The
- * path signed is the one the proxy module will request: the url='s base
- * path followed by what the subrequest's URI has after the location's
- * prefix ("/_x402_cdp/verify" -> "/platform/v2/x402/verify").
+ * path signed is the facilitator's: url='s base path followed by the
+ * call's name ("/_x402_cdp/verify" -> "/platform/v2/x402/verify").
  */
 
 static ngx_int_t
@@ -441,7 +440,6 @@ ngx_http_x402_cdp_handler(ngx_http_request_t *r)
     ngx_table_elt_t               *h, *hh;
     const char                    *err;
     x402_allocator_t               a;
-    ngx_http_core_loc_conf_t      *clcf;
     ngx_http_x402_cdp_loc_conf_t  *xcf;
 
     xcf = ngx_http_get_module_loc_conf(r, ngx_http_x402_cdp_module);
@@ -463,25 +461,21 @@ ngx_http_x402_cdp_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    /*
+     * The call's name, whatever the location did to the URI on the way
+     * ("/_x402_cdp/verify", or "/platform/v2/x402/verify" after a
+     * "rewrite ... break" for a proxy_pass with a variable): the last
+     * path segment. The module's calls are verify, settle and supported.
+     */
 
     tail = r->uri;
 
-#if (NGX_PCRE)
-    if (clcf->regex == NULL)
-#endif
-    {
-        if (clcf->name.len <= r->uri.len
-            && ngx_strncmp(r->uri.data, clcf->name.data, clcf->name.len) == 0)
-        {
-            tail.data += clcf->name.len;
-            tail.len -= clcf->name.len;
+    for (p = r->uri.data + r->uri.len; p > r->uri.data; p--) {
+        if (p[-1] == '/') {
+            tail.data = p;
+            tail.len = r->uri.data + r->uri.len - p;
+            break;
         }
-    }
-
-    if (tail.len && tail.data[0] == '/') {
-        tail.data++;
-        tail.len--;
     }
 
     path.len = xcf->base.len + tail.len;

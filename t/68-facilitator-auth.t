@@ -120,6 +120,33 @@ for my $case ([ 'EdDSA', $ED ], [ 'ES256', $ES ]) {
     $fac->stop;
 }
 
+# the examples' style: rewrite ... break and proxy_pass with a variable
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $gate = start_gate($fac, $ED);
+    my $gp = $gate->{port};
+    my $ng = start_nginx(config => <<"EOC", user_files => ">>> doc.txt\nsync\n");
+x402_price 0.001;
+x402_pay_to $PAY_TO;
+x402_network base-sepolia;
+x402_facilitator /_x402_cdp/;
+location /_x402_cdp/ {
+    internal;
+    x402_facilitator_auth cdp key_id=$KEY_ID key=$ED;
+    set \$cdp_host 127.0.0.1:$gp;
+    rewrite ^/_x402_cdp/(.*)\$ /platform/v2/x402/\$1 break;
+    proxy_pass http://\$cdp_host;
+}
+EOC
+    my $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => scalar sign_payment(amount => '1000') });
+    is($r->{status}, 200, 'rewrite + variable proxy_pass: paid through the gate');
+    is_deeply([ map { "$_->{method} $_->{path} $_->{status}" } gate_log($gate) ],
+              [ 'POST /platform/v2/x402/verify 200', 'POST /platform/v2/x402/settle 200' ],
+              'rewrite + variable proxy_pass: tokens accepted');
+    $ng->stop;
+    $fac->stop;
+}
+
 # every call mints its own token: two calls never share one (nonce, uris)
 {
     my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
