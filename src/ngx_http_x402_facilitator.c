@@ -73,7 +73,8 @@ ngx_http_x402_facilitator_call(ngx_http_request_t *r,
 }
 
 
-/* a /verify or /settle of ours, or a settlement retry: never priced */
+/* a /verify or /settle of ours, a settlement retry, a GET /supported:
+ * never priced */
 
 ngx_uint_t
 ngx_http_x402_own_subrequest(ngx_http_request_t *sr)
@@ -84,7 +85,8 @@ ngx_http_x402_own_subrequest(ngx_http_request_t *sr)
 
     return ps != NULL
            && (ps->handler == ngx_http_x402_facilitator_done
-               || ps->handler == ngx_http_x402_retry_post);
+               || ps->handler == ngx_http_x402_retry_post
+               || ps->handler == ngx_http_x402_supported_post);
 }
 
 

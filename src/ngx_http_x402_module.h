@@ -276,6 +276,10 @@ ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
 ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);
 void ngx_http_x402_filter_wake(ngx_http_x402_ctx_t *ctx);
 
+/* ngx_http_x402_supported.c */
+ngx_int_t ngx_http_x402_supported_post(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc);
+
 /* ngx_http_x402_discovery.c */
 char *ngx_http_x402_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 

@@ -53,10 +53,12 @@ sub start_gate {
     return { pid => $pid, port => $port, log => $log };
 }
 
+# the payments' calls (the background GET /supported comes when it comes)
 sub gate_log {
-    my ($g) = @_;
+    my ($g, %o) = @_;
     open my $fh, '<', $g->{log} or return ();
-    return map { json_decode($_) } grep { /^\{/ } <$fh>;
+    return grep { $o{all} || $_->{method} eq 'POST' }
+           map { json_decode($_) } grep { /^\{/ } <$fh>;
 }
 
 sub conf {
@@ -112,7 +114,11 @@ for my $case ([ 'EdDSA', $ED ], [ 'ES256', $ES ]) {
             or diag(explain(\@seen));
     }
 
-    my @fac = $fac->requests;
+    ok(wait_for(sub { grep { $_->{method} eq 'GET' } gate_log($gate, all => 1) }),
+       "$alg: the background GET /supported went through the gate");
+    is_deeply([ map { "$_->{path} $_->{status}" } grep { $_->{method} eq 'GET' } gate_log($gate, all => 1) ],
+              [ '/platform/v2/x402/supported 200' ], "$alg: with a GET token the gate accepted");
+    my @fac = $fac->requests(all => 1);
     is(scalar(grep { ($_->{headers}{authorization} // '') =~ /^Bearer / } @fac),
        0, "$alg: the token stops at the gate (sanity: the gate forwards none)");
     unlike($ng->error_log, qr/\[(error|alert|crit|emerg)\]/, "$alg: no error logged");
@@ -167,6 +173,12 @@ EOC
         is($r->{status}, 200, "token check $_: paid");
     }
     my @auth = map { $_->{headers}{authorization} // '' } $fac->requests;
+    ok(wait_for(sub { grep { $_->{endpoint} eq 'supported' } $fac->requests(all => 1) }),
+       'GET /supported asked');
+    my ($sup) = grep { $_->{endpoint} eq 'supported' } $fac->requests(all => 1);
+    my $sc = decode_b64url_json((split /[ .]/, $sup->{headers}{authorization} // '')[2] // '');
+    is_deeply($sc->{uris}, [ 'GET api.cdp.coinbase.com/platform/v2/x402/supported' ],
+              'GET /supported carries its own token');
     is(scalar(@auth), 4, 'four facilitator calls');
     is(scalar(grep { /^Bearer [\w-]+\.[\w-]+\.[\w-]+$/ } @auth), 4, 'each carries a bearer JWT');
     my %distinct = map { $_ => 1 } @auth;
@@ -199,9 +211,12 @@ sub decode_b64url_json {
     unlike($r->{body}, qr/^sync$/m, 'wrong key: nothing served');
     my @seen = gate_log($gate);
     is($seen[0]{status}, 401, 'wrong key: the gate refused the token');
+    ok(wait_for(sub { $ng->error_log =~ /GET "\/_x402_cdp\/supported" failed.*status 401/ }),
+       'wrong key: GET /supported refused too, warned');
     like($seen[0]{reason} // '', qr/signature|alg/i, 'wrong key: refused for its signature');
     is(scalar(grep { $_->{endpoint} } $fac->requests), 0, 'wrong key: nothing reached the facilitator');
-    like($ng->error_log, qr/facilitator.*401|401.*facilitator/i, 'wrong key: the 401 is logged');
+    like($ng->error_log, qr/\[error\].*facilitator "\/_x402_cdp\/verify" failed: status 401/,
+         'wrong key: the 401 is logged');
     $ng->stop;
     $fac->stop;
 }
