@@ -747,7 +747,15 @@ ngx_http_x402_supported_answer(ngx_http_x402_supported_req_t *sq,
     s = NULL;
 
     if (sq->got_response && sq->status == NGX_HTTP_OK) {
-        s = x402_supported_parse((int) sq->status, body, &a, &err);
+
+        if (body.len > NGX_HTTP_X402_SUPPORTED_MAX) {
+            /* the slot's bound, whatever subrequest_output_buffer_size */
+            err.data = "the answer is larger than 65536 bytes";
+            err.len = sizeof("the answer is larger than 65536 bytes") - 1;
+
+        } else {
+            s = x402_supported_parse((int) sq->status, body, &a, &err);
+        }
     }
 
     if (s == NULL) {

@@ -117,4 +117,28 @@ EOC
     $fac->stop;
 }
 
+# an answer beyond the shared memory slot (64 KiB), let through by a large
+# subrequest_output_buffer_size: refused, named, nothing overflows
+{
+    my $big = '{"kinds":[' . (' ' x 70000) . '],"extensions":[],"signers":{}}';
+    my $fac = start_facilitator(script => "supported: 200 $big\n");
+    my $fp = $fac->port;
+    my $ng = start_nginx(config => <<"EOC");
+x402_pay_to $PAY_TO;
+x402_facilitator /_x402/;
+location /_x402/ {
+    internal;
+    subrequest_output_buffer_size 256k;
+    proxy_pass http://127.0.0.1:$fp/;
+}
+location /sepolia/ { x402_price 0.001; x402_network base-sepolia; }
+EOC
+    ok(wait_for(sub { $ng->error_log =~ /answered what is not a SupportedResponse: the answer is larger than 65536 bytes \(status 200, 70\d\d\d bytes\)/ }),
+       'an answer larger than the slot: refused and named') or diag($ng->error_log);
+    is($ng->get('/sepolia/x')->{status}, 402, 'still serving');
+    unlike($ng->error_log, qr/\[(error|crit|alert|emerg)\]|signal \d+/, 'no crash');
+    $ng->stop;
+    $fac->stop;
+}
+
 done_testing();
