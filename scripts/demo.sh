@@ -250,6 +250,18 @@ pay "Paying again with the v2 client, for the proxied API" client-v2.mjs pay-v2-
 pay "Paying with the official v1 client (x402-fetch)" client-v1.mjs pay-v1 \
     /api/quote --expect-text "$quote"$'\n'
 
+# x402_settle after (the default): a paid request for a missing report is
+# answered 404 and not settled; the balances below show nothing moved for it
+step "Paying for a report that does not exist: GET /reports/missing.json"
+node "$interop/client-v2.mjs" --run-dir "$run" --url "$base/reports/missing.json" \
+    > "$run/pay-404.json" || true
+status404=$(node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+console.log(`${r.status} ${r.settlement ? "settled" : "not settled"}`);' "$run/pay-404.json" \
+    2>/dev/null || echo "no report")
+echo "$status404: under x402_settle after a 404 costs nothing"
+[ "$status404" = "404 not settled" ] \
+    || failures+=("/reports/missing.json: $status404, expected 404 not settled")
+
 step "The settlement transactions, on chain"
 if [ ${#txs[@]} -ne "$served" ]; then
     failures+=("$served requests served but ${#txs[@]} settlement transactions named")

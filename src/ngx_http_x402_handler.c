@@ -184,9 +184,6 @@ ngx_http_x402_access(ngx_http_request_t *r, ngx_http_x402_loc_conf_t *xlcf)
 ngx_int_t
 ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
 {
-    u_char                     amount[X402_MAX_AMOUNT_DIGITS + 1];
-    ngx_str_t                  price;
-    const char                *err;
     const x402_offer_t        *offer;
     ngx_http_x402_ctx_t       *ctx;
     ngx_http_x402_loc_conf_t  *xlcf;
@@ -233,18 +230,16 @@ ngx_http_x402_subrequest_handler(ngx_http_request_t *r)
         }
     }
 
-    if (xlcf->offer == NULL && xlcf->price->lengths) {
-        switch (ngx_http_x402_variable_price(r, xlcf, amount, &price, &err)) {
+    switch (ngx_http_x402_location_offer(r, xlcf, &offer)) {
 
-        case NGX_ERROR:
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    case NGX_OK:
+        break;
 
-        case NGX_DECLINED:
-            return NGX_DECLINED;
+    case NGX_DECLINED:
+        return NGX_DECLINED;
 
-        default:
-            break;
-        }
+    default:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,

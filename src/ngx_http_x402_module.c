@@ -42,6 +42,16 @@ static char *ngx_http_x402_facilitator(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_x402_max_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_x402_accept(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_x402_merge_accepts(ngx_conf_t *cf,
+    ngx_http_x402_loc_conf_t *prev, ngx_http_x402_loc_conf_t *conf);
+static char *ngx_http_x402_resolve_accepts(ngx_conf_t *cf,
+    ngx_http_x402_loc_conf_t *conf);
+static char *ngx_http_x402_implicit_option(ngx_conf_t *cf,
+    ngx_http_x402_loc_conf_t *conf);
+static char *ngx_http_x402_prefix_uris(ngx_conf_t *cf, ngx_str_t *prefix,
+    ngx_str_t *verify_uri, ngx_str_t *settle_uri);
 
 
 static ngx_conf_enum_t  ngx_http_x402_settle_modes[] = {
@@ -80,6 +90,13 @@ static ngx_command_t  ngx_http_x402_commands[] = {
     { ngx_string("x402_price"),
       NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE12,
       ngx_http_x402_price,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("x402_accept"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_x402_accept,
       NGX_HTTP_LOC_CONF_OFFSET,
       0,
       NULL },
@@ -298,6 +315,7 @@ ngx_http_x402_create_loc_conf(ngx_conf_t *cf)
     conf->verify = NGX_CONF_UNSET_UINT;
     conf->log_level = NGX_CONF_UNSET_UINT;
     conf->resource_url = NGX_CONF_UNSET_PTR;
+    conf->accepts = NGX_CONF_UNSET_PTR;
 
     return conf;
 }
@@ -309,11 +327,14 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_http_x402_loc_conf_t  *prev = parent;
     ngx_http_x402_loc_conf_t  *conf = child;
 
-    ngx_uint_t  inherited;
+    ngx_uint_t               i;
+    ngx_uint_t               inherited;
+    ngx_http_x402_option_t  *opt;
 
     /* nothing that shapes the offer is set here: share the parent's */
 
-    inherited = conf->price == NGX_CONF_UNSET_PTR
+    inherited = conf->accepts == NGX_CONF_UNSET_PTR
+                && conf->price == NGX_CONF_UNSET_PTR
                 && conf->pay_to == NGX_CONF_UNSET_PTR
                 && conf->network == NGX_CONF_UNSET_PTR
                 && conf->asset == NGX_CONF_UNSET_PTR
@@ -323,6 +344,12 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                 && conf->discovery.data == NULL;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 1);
+
+    /* before x402_network and x402_asset are merged: it reads this level's */
+
+    if (ngx_http_x402_merge_accepts(cf, prev, conf) != NGX_CONF_OK) {
+        return NGX_CONF_ERROR;
+    }
 
     if (conf->price == NGX_CONF_UNSET_PTR) {
         conf->price = prev->price;
@@ -375,19 +402,39 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
         conf->settle_uri = prev->settle_uri;
     }
 
+    /* as the official middleware: charge only for a response below 400 */
     ngx_conf_merge_uint_value(conf->settle, prev->settle,
-                              NGX_HTTP_X402_SETTLE_SYNC);
+                              NGX_HTTP_X402_SETTLE_AFTER);
     ngx_conf_merge_uint_value(conf->verify, prev->verify,
                               NGX_HTTP_X402_VERIFY_FACILITATOR);
     ngx_conf_merge_uint_value(conf->log_level, prev->log_level,
                               NGX_LOG_INFO);
 
-    if (ngx_http_x402_resolve(cf, conf) != NGX_CONF_OK) {
-        return NGX_CONF_ERROR;
+    if (conf->accepts) {
+        if (ngx_http_x402_resolve_accepts(cf, conf) != NGX_CONF_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+    } else {
+        if (ngx_http_x402_resolve(cf, conf) != NGX_CONF_OK
+            || ngx_http_x402_implicit_option(cf, conf) != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
     }
 
-    if (!conf->priced || conf->price->lengths || conf->pay_to->lengths) {
+    if (!conf->priced) {
         return NGX_CONF_OK;
+    }
+
+    /* a price or payTo from variables: the offer is made per request */
+
+    opt = conf->options->elts;
+
+    for (i = 0; i < conf->options->nelts; i++) {
+        if (opt[i].price->lengths || opt[i].pay_to->lengths) {
+            return NGX_CONF_OK;
+        }
     }
 
     if (inherited && prev->offer && prev->priced) {
@@ -541,10 +588,12 @@ ngx_http_x402_resolve(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
 static char *
 ngx_http_x402_create_offer(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
 {
-    const char          *err;
-    x402_str_t           ext;
-    ngx_pool_cleanup_t  *cln;
-    x402_requirement_t   req;
+    ngx_uint_t               i;
+    const char              *err;
+    x402_str_t               ext;
+    ngx_pool_cleanup_t      *cln;
+    x402_requirement_t       reqs[NGX_HTTP_X402_MAX_OPTIONS];
+    ngx_http_x402_option_t  *opt;
 
     /* the cleanup first, so that the offer is never leaked */
 
@@ -553,17 +602,22 @@ ngx_http_x402_create_offer(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
         return NGX_CONF_ERROR;
     }
 
-    ngx_http_x402_requirement(conf, conf->static_amount, conf->static_pay_to,
-                              &req);
+    opt = conf->options->elts;
+
+    for (i = 0; i < conf->options->nelts; i++) {
+        ngx_http_x402_requirement(conf, &opt[i], opt[i].static_amount,
+                                  opt[i].static_pay_to, &reqs[i]);
+    }
 
     err = NULL;
 
     ext.data = (const char *) conf->discovery.data;
     ext.len = conf->discovery.len;
 
-    conf->offer = x402_offer_create_ext(&req, 1, ext, &err);
+    conf->offer = x402_offer_create_ext(reqs, conf->options->nelts, ext,
+                                        &err);
     if (conf->offer == NULL) {
-        ngx_http_x402_conf_error_at(cf, &conf->price_pos,
+        ngx_http_x402_conf_error_at(cf, &opt[0].pos,
                            "x402: cannot create the offer: %s",
                            err ? err : "out of memory");
         return NGX_CONF_ERROR;
@@ -973,4 +1027,688 @@ ngx_http_x402_max_timeout(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     xlcf->max_timeout = t;
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * x402_accept: one way to pay, in order of preference. Like add_header, a
+ * level with x402_accept replaces the list it would inherit; a level that
+ * names its own x402_network or x402_asset instead goes back to the one
+ * implicit option of the single-option directives.
+ */
+
+static char *
+ngx_http_x402_merge_accepts(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *prev,
+    ngx_http_x402_loc_conf_t *conf)
+{
+    ngx_http_x402_accept_t  *a;
+
+    if (conf->accepts != NGX_CONF_UNSET_PTR) {
+
+        if (conf->network != NGX_CONF_UNSET_PTR
+            || conf->asset != NGX_CONF_UNSET_PTR)
+        {
+            a = conf->accepts->elts;
+
+            ngx_http_x402_conf_error_at(cf, &a[0].pos,
+                               "\"x402_accept\" and \"%s\" in one block: "
+                               "with \"x402_accept\", each option names "
+                               "its network= and asset=",
+                               conf->network != NGX_CONF_UNSET_PTR
+                               ? "x402_network" : "x402_asset");
+            return NGX_CONF_ERROR;
+        }
+
+        return NGX_CONF_OK;
+    }
+
+    if (conf->network != NGX_CONF_UNSET_PTR
+        || conf->asset != NGX_CONF_UNSET_PTR)
+    {
+        conf->accepts = NULL;
+        return NGX_CONF_OK;
+    }
+
+    conf->accepts = prev->accepts;
+
+    if (conf->accepts == NGX_CONF_UNSET_PTR) {
+        conf->accepts = NULL;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The x402_accept options of a location, each completed by the block's
+ * x402_price, x402_pay_to, x402_facilitator and x402_max_timeout. An
+ * option whose fallen-back static price is free is left out (x402_price 0
+ * in a location frees it of inherited options); none left: free.
+ */
+
+static char *
+ngx_http_x402_resolve_accepts(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
+{
+    int                        rc;
+    x402_str_t                 in;
+    ngx_str_t                 *fac;
+    ngx_uint_t                 i, j;
+    const char                *err;
+    ngx_http_x402_accept_t    *a;
+    ngx_http_x402_option_t    *opt, *o;
+    ngx_http_x402_asset_t     *asset;
+    const x402_network_t      *net;
+
+    conf->priced = 0;
+
+    if (!conf->enable) {
+        return NGX_CONF_OK;
+    }
+
+    conf->options = ngx_array_create(cf->pool, conf->accepts->nelts,
+                                     sizeof(ngx_http_x402_option_t));
+    if (conf->options == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    a = conf->accepts->elts;
+
+    for (i = 0; i < conf->accepts->nelts; i++) {
+        net = a[i].network;
+
+        opt = ngx_array_push(conf->options);
+        if (opt == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(opt, sizeof(ngx_http_x402_option_t));
+
+        opt->network = net;
+        opt->pos = a[i].pos;
+
+        /* the asset: given, or the network's USDC */
+
+        asset = a[i].asset;
+
+        if (asset == NULL) {
+            if (net->usdc == NULL) {
+                ngx_http_x402_conf_error_at(cf, &a[i].pos,
+                                   "\"x402_accept\" network=%s needs "
+                                   "asset=, name= and version=: the network "
+                                   "has no default asset", net->v1_name);
+                return NGX_CONF_ERROR;
+            }
+
+            opt->asset_address = (u_char *) net->usdc;
+            opt->asset_name.data = (u_char *) net->usdc_name;
+            opt->asset_name.len = ngx_strlen(net->usdc_name);
+            opt->asset_version.data = (u_char *) net->usdc_version;
+            opt->asset_version.len = ngx_strlen(net->usdc_version);
+            opt->decimals = net->usdc_decimals;
+
+        } else {
+            opt->asset_address = asset->address;
+            opt->asset_name = asset->name;
+            opt->asset_version = asset->version;
+            opt->decimals = asset->decimals;
+
+            if (net->usdc
+                && ngx_strcasecmp(asset->address, (u_char *) net->usdc) == 0)
+            {
+                if (opt->asset_name.data == NULL) {
+                    opt->asset_name.data = (u_char *) net->usdc_name;
+                    opt->asset_name.len = ngx_strlen(net->usdc_name);
+                }
+
+                if (opt->asset_version.data == NULL) {
+                    opt->asset_version.data = (u_char *) net->usdc_version;
+                    opt->asset_version.len = ngx_strlen(net->usdc_version);
+                }
+
+                if (opt->decimals == NGX_CONF_UNSET_UINT) {
+                    opt->decimals = net->usdc_decimals;
+                }
+            }
+
+            if (opt->asset_name.data == NULL
+                || opt->asset_version.data == NULL)
+            {
+                ngx_http_x402_conf_error_at(cf, &a[i].pos,
+                                   "\"x402_accept\" asset=%s needs name= "
+                                   "and version=: they are the token's "
+                                   "EIP-712 domain, which clients sign",
+                                   asset->address);
+                return NGX_CONF_ERROR;
+            }
+
+            if (opt->decimals == NGX_CONF_UNSET_UINT) {
+                opt->decimals = 6;
+            }
+        }
+
+        /* one option per (network, asset): a payment matches one */
+
+        o = conf->options->elts;
+
+        for (j = 0; j + 1 < conf->options->nelts; j++) {
+            if (o[j].network->chain_id == net->chain_id
+                && ngx_strcasecmp(o[j].asset_address, opt->asset_address)
+                   == 0)
+            {
+                ngx_http_x402_conf_error_at(cf, &a[i].pos,
+                                   "\"x402_accept\" network=%s asset=%s "
+                                   "duplicates the option in %V:%ui: a "
+                                   "location offers each network and asset "
+                                   "once", net->v1_name, opt->asset_address,
+                                   &o[j].pos.file, o[j].pos.line);
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        /* what the option leaves out comes from the block */
+
+        if (a[i].pay_to) {
+            opt->pay_to = a[i].pay_to;
+            opt->static_pay_to = a[i].static_pay_to;
+
+        } else if (conf->pay_to) {
+            opt->pay_to = conf->pay_to;
+            opt->static_pay_to = conf->static_pay_to;
+
+        } else {
+            ngx_http_x402_conf_error_at(cf, &a[i].pos,
+                               "\"x402_accept\" network=%s needs pay_to= "
+                               "or \"x402_pay_to\": no recipient is "
+                               "configured for this option", net->v1_name);
+            return NGX_CONF_ERROR;
+        }
+
+        fac = a[i].facilitator.len ? &a[i].facilitator : &conf->facilitator;
+
+        if (fac->len == 0) {
+            ngx_http_x402_conf_error_at(cf, &a[i].pos,
+                               "\"x402_accept\" network=%s needs "
+                               "facilitator= or \"x402_facilitator\": every "
+                               "settlement mode settles through the "
+                               "facilitator", net->v1_name);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_x402_prefix_uris(cf, fac, &opt->verify_uri,
+                                      &opt->settle_uri)
+            != NGX_CONF_OK)
+        {
+            return NGX_CONF_ERROR;
+        }
+
+        opt->max_timeout = (a[i].max_timeout != NGX_CONF_UNSET)
+                           ? a[i].max_timeout : conf->max_timeout;
+
+        ngx_http_x402_store_note_window(cf, opt->max_timeout);
+
+        if (a[i].price) {
+            opt->price = a[i].price;
+            opt->price_atomic = a[i].price_atomic;
+
+        } else if (conf->price) {
+            opt->price = conf->price;
+            opt->price_atomic = conf->price_atomic;
+
+        } else {
+            ngx_http_x402_conf_error_at(cf, &a[i].pos,
+                               "\"x402_accept\" network=%s needs price= or "
+                               "\"x402_price\": no price is configured for "
+                               "this option", net->v1_name);
+            return NGX_CONF_ERROR;
+        }
+
+        if (opt->price->lengths) {
+            continue;
+        }
+
+        in.data = (const char *) opt->price->value.data;
+        in.len = opt->price->value.len;
+
+        rc = x402_amount_parse(in, (unsigned) opt->decimals,
+                               (int) opt->price_atomic,
+                               (char *) opt->static_amount, &err);
+
+        if (rc < 0) {
+            ngx_http_x402_conf_error_at(cf, a[i].price ? &a[i].pos
+                                                       : &conf->price_pos,
+                               "invalid price \"%V\" for \"x402_accept\" "
+                               "network=%s: %s (asset decimals: %ui)",
+                               &opt->price->value, net->v1_name, err,
+                               opt->decimals);
+            return NGX_CONF_ERROR;
+        }
+
+        if (rc == 0) {
+            if (a[i].price) {
+                ngx_http_x402_conf_error_at(cf, &a[i].pos,
+                                   "\"x402_accept\" price=%V: an option is "
+                                   "never free (\"x402 off\" or "
+                                   "\"x402_price 0\" makes a location free)",
+                                   &opt->price->value);
+                return NGX_CONF_ERROR;
+            }
+
+            conf->options->nelts--;
+            continue;
+        }
+    }
+
+    conf->priced = (conf->options->nelts > 0);
+
+    return NGX_CONF_OK;
+}
+
+
+/* the one option of x402_price, x402_network, x402_asset and x402_pay_to */
+
+static char *
+ngx_http_x402_implicit_option(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
+{
+    ngx_http_x402_option_t  *opt;
+
+    if (!conf->priced) {
+        return NGX_CONF_OK;
+    }
+
+    conf->options = ngx_array_create(cf->pool, 1,
+                                     sizeof(ngx_http_x402_option_t));
+    if (conf->options == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    opt = ngx_array_push(conf->options);
+    if (opt == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(opt, sizeof(ngx_http_x402_option_t));
+
+    opt->network = conf->network;
+    opt->asset_address = conf->asset_address;
+    opt->asset_name = conf->asset_name;
+    opt->asset_version = conf->asset_version;
+    opt->decimals = conf->decimals;
+    opt->price = conf->price;
+    opt->price_atomic = conf->price_atomic;
+    opt->pay_to = conf->pay_to;
+    opt->static_pay_to = conf->static_pay_to;
+    ngx_memcpy(opt->static_amount, conf->static_amount,
+               sizeof(opt->static_amount));
+    opt->verify_uri = conf->verify_uri;
+    opt->settle_uri = conf->settle_uri;
+    opt->max_timeout = conf->max_timeout;
+    opt->pos = conf->price_pos;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_x402_prefix_uris(ngx_conf_t *cf, ngx_str_t *prefix,
+    ngx_str_t *verify_uri, ngx_str_t *settle_uri)
+{
+    u_char  *p;
+
+    p = ngx_pnalloc(cf->pool, prefix->len + sizeof("verify") - 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    verify_uri->data = p;
+    verify_uri->len = ngx_sprintf(p, "%Vverify", prefix) - p;
+
+    p = ngx_pnalloc(cf->pool, prefix->len + sizeof("settle") - 1);
+    if (p == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    settle_uri->data = p;
+    settle_uri->len = ngx_sprintf(p, "%Vsettle", prefix) - p;
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * x402_accept network=NAME [price=P [atomic]] [asset=ADDR name= version=
+ *     decimals=] [pay_to=ADDR] [facilitator=/prefix/] [max_timeout=T];
+ */
+
+static char *
+ngx_http_x402_accept(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_loc_conf_t *xlcf = conf;
+
+    ngx_int_t                          n;
+    time_t                             t;
+    x402_str_t                         in;
+    ngx_str_t                         *value, v, price, pay_to, name, version;
+    ngx_uint_t                         i, atomic, decimals;
+    const char                        *err;
+    ngx_http_x402_accept_t            *a;
+    ngx_http_compile_complex_value_t   ccv;
+
+    if (xlcf->accepts == NGX_CONF_UNSET_PTR) {
+        xlcf->accepts = ngx_array_create(cf->pool, 4,
+                                         sizeof(ngx_http_x402_accept_t));
+        if (xlcf->accepts == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (xlcf->accepts->nelts == NGX_HTTP_X402_MAX_OPTIONS) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "too many \"x402_accept\" options: a location "
+                           "offers at most %d ways to pay",
+                           NGX_HTTP_X402_MAX_OPTIONS);
+        return NGX_CONF_ERROR;
+    }
+
+    a = ngx_array_push(xlcf->accepts);
+    if (a == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_memzero(a, sizeof(ngx_http_x402_accept_t));
+    a->max_timeout = NGX_CONF_UNSET;
+    ngx_http_x402_conf_pos(cf, &a->pos);
+
+    value = cf->args->elts;
+
+    ngx_str_null(&price);
+    ngx_str_null(&pay_to);
+    ngx_str_null(&name);
+    ngx_str_null(&version);
+    atomic = 0;
+    decimals = NGX_CONF_UNSET_UINT;
+
+    for (i = 1; i < cf->args->nelts; i++) {
+
+        if (ngx_strcmp(value[i].data, "atomic") == 0) {
+            atomic = 1;
+            continue;
+        }
+
+        v.data = (u_char *) ngx_strlchr(value[i].data,
+                                        value[i].data + value[i].len, '=');
+        if (v.data == NULL) {
+            goto invalid;
+        }
+
+        v.data++;
+        v.len = value[i].data + value[i].len - v.data;
+        n = v.data - value[i].data;
+
+#define ngx_http_x402_param(s)                                                \
+        ((size_t) n == sizeof(s) - 1 && ngx_strncmp(value[i].data, s, n) == 0)
+
+        if (v.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "empty \"x402_accept\" parameter \"%V\"",
+                               &value[i]);
+            return NGX_CONF_ERROR;
+        }
+
+        if (ngx_http_x402_param("network=")) {
+            if (a->network) {
+                goto twice;
+            }
+
+            in.data = (const char *) v.data;
+            in.len = v.len;
+
+            a->network = x402_network_find(in);
+
+            if (a->network == NULL) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "unknown \"x402_accept\" network \"%V\": "
+                                   "expected a v1 name (\"base\", "
+                                   "\"base-sepolia\", ...) or a CAIP-2 id "
+                                   "(\"eip155:8453\", ...)", &v);
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_http_x402_param("price=")) {
+            if (price.data) {
+                goto twice;
+            }
+
+            price = v;
+
+        } else if (ngx_http_x402_param("asset=")) {
+            if (a->asset) {
+                goto twice;
+            }
+
+            a->asset = ngx_pcalloc(cf->pool, sizeof(ngx_http_x402_asset_t));
+            if (a->asset == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            in.data = (const char *) v.data;
+            in.len = v.len;
+
+            if (x402_address_parse(in, (char *) a->asset->address, &err)
+                != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"x402_accept\" asset \"%V\": %s",
+                                   &v, err);
+                return NGX_CONF_ERROR;
+            }
+
+        } else if (ngx_http_x402_param("name=")) {
+            if (name.data) {
+                goto twice;
+            }
+
+            if (v.len > 128) {
+                goto invalid;
+            }
+
+            name = v;
+
+        } else if (ngx_http_x402_param("version=")) {
+            if (version.data) {
+                goto twice;
+            }
+
+            if (v.len > 32) {
+                goto invalid;
+            }
+
+            version = v;
+
+        } else if (ngx_http_x402_param("decimals=")) {
+            if (decimals != NGX_CONF_UNSET_UINT) {
+                goto twice;
+            }
+
+            n = ngx_atoi(v.data, v.len);
+
+            if (n == NGX_ERROR || n > 36) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"x402_accept\" parameter "
+                                   "\"%V\": decimals must be an integer "
+                                   "from 0 to 36", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            decimals = (ngx_uint_t) n;
+
+        } else if (ngx_http_x402_param("pay_to=")) {
+            if (pay_to.data) {
+                goto twice;
+            }
+
+            pay_to = v;
+
+        } else if (ngx_http_x402_param("facilitator=")) {
+            if (a->facilitator.data) {
+                goto twice;
+            }
+
+            if (v.data[0] != '/' || v.data[v.len - 1] != '/'
+                || ngx_strlchr(v.data, v.data + v.len, '$')
+                || ngx_strlchr(v.data, v.data + v.len, '?'))
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"x402_accept\" facilitator "
+                                   "\"%V\": expected the URI prefix of an "
+                                   "internal location, starting and ending "
+                                   "with \"/\", without variables or "
+                                   "arguments", &v);
+                return NGX_CONF_ERROR;
+            }
+
+            a->facilitator = v;
+
+        } else if (ngx_http_x402_param("max_timeout=")) {
+            if (a->max_timeout != NGX_CONF_UNSET) {
+                goto twice;
+            }
+
+            t = ngx_parse_time(&v, 1);
+
+            if (t == (time_t) NGX_ERROR || t <= X402_VALID_BEFORE_MARGIN
+                || t > 86400)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"x402_accept\" max_timeout "
+                                   "\"%V\": expected a time of more than 6 "
+                                   "seconds and at most 1 day", &v);
+                return NGX_CONF_ERROR;
+            }
+
+            a->max_timeout = t;
+
+        } else {
+            goto invalid;
+        }
+
+#undef ngx_http_x402_param
+    }
+
+    if (a->network == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"x402_accept\" needs network=: every option "
+                           "names its network");
+        return NGX_CONF_ERROR;
+    }
+
+    if (a->asset) {
+        a->asset->name = name;
+        a->asset->version = version;
+        a->asset->decimals = decimals;
+
+    } else if (name.data || version.data || decimals != NGX_CONF_UNSET_UINT) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"x402_accept\" name=, version= and decimals= "
+                           "describe asset=, which is not given: network=%s "
+                           "uses its USDC", a->network->v1_name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (atomic && price.data == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"x402_accept\" \"atomic\" describes price=, "
+                           "which is not given");
+        return NGX_CONF_ERROR;
+    }
+
+    if (price.data) {
+        a->price_atomic = atomic;
+
+        a->price = ngx_pcalloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (a->price == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        /* "$0.01" is dollars, not a variable (see ngx_http_x402_price) */
+
+        if (price.len > 1 && price.data[0] == '$'
+            && price.data[1] >= '0' && price.data[1] <= '9')
+        {
+            a->price->value = price;
+
+        } else {
+            ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+            ccv.cf = cf;
+            ccv.value = &price;
+            ccv.complex_value = a->price;
+
+            if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+                return NGX_CONF_ERROR;
+            }
+        }
+
+        if (a->price->lengths == NULL) {
+            char  out[X402_MAX_AMOUNT_DIGITS + 1];
+
+            in.data = (const char *) price.data;
+            in.len = price.len;
+
+            if (x402_amount_parse(in, 36, (int) atomic, out, &err) < 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"x402_accept\" price \"%V\": %s",
+                                   &price, err);
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
+    if (pay_to.data) {
+        a->pay_to = ngx_pcalloc(cf->pool, sizeof(ngx_http_complex_value_t));
+        if (a->pay_to == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        ngx_memzero(&ccv, sizeof(ngx_http_compile_complex_value_t));
+
+        ccv.cf = cf;
+        ccv.value = &pay_to;
+        ccv.complex_value = a->pay_to;
+
+        if (ngx_http_compile_complex_value(&ccv) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+        if (a->pay_to->lengths == NULL) {
+            in.data = (const char *) pay_to.data;
+            in.len = pay_to.len;
+
+            if (x402_address_parse(in, (char *) a->static_pay_to, &err)
+                != 0)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid \"x402_accept\" pay_to \"%V\": "
+                                   "%s", &pay_to, err);
+                return NGX_CONF_ERROR;
+            }
+        }
+    }
+
+    return NGX_CONF_OK;
+
+twice:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "\"x402_accept\" parameter \"%V\" is given twice",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "invalid \"x402_accept\" parameter \"%V\": expected "
+                       "network=, price= [atomic], asset= with name= (1-128 "
+                       "bytes), version= (1-32 bytes) and decimals=, "
+                       "pay_to=, facilitator= or max_timeout=", &value[i]);
+    return NGX_CONF_ERROR;
 }

@@ -54,6 +54,9 @@ extern ngx_str_t  ngx_http_x402_status_names[];
 #define NGX_HTTP_X402_CHECK_NONE        1   /* no payment header */
 #define NGX_HTTP_X402_CHECK_FAILED      2   /* refused by the local checks */
 
+/* x402_accept: options per location (the core's bound on an offer) */
+#define NGX_HTTP_X402_MAX_OPTIONS       16
+
 /* x402_resource_url: bounds what a variable can put into every 402 */
 #define NGX_HTTP_X402_MAX_RESOURCE_URL  4096
 
@@ -83,8 +86,48 @@ typedef struct {
 } ngx_http_x402_conf_pos_t;
 
 
+/* x402_accept: one way to pay, as written (unset members fall back) */
+typedef struct {
+    const x402_network_t       *network;
+    ngx_http_x402_asset_t      *asset;          /* NULL: network's USDC */
+    ngx_http_complex_value_t   *price;          /* NULL: x402_price */
+    ngx_flag_t                  price_atomic;
+    ngx_http_complex_value_t   *pay_to;         /* NULL: x402_pay_to */
+    u_char                      static_pay_to[43];
+    ngx_str_t                   facilitator;    /* empty: x402_facilitator */
+    time_t                      max_timeout;    /* unset: x402_max_timeout */
+    ngx_http_x402_conf_pos_t    pos;
+} ngx_http_x402_accept_t;
+
+
+/*
+ * One resolved option of a location's offer, in the order of `accepts`:
+ * the x402_accept list, or the one implicit option of x402_price,
+ * x402_network, x402_asset and x402_pay_to.
+ */
+typedef struct {
+    const x402_network_t       *network;
+    u_char                     *asset_address;  /* checksummed */
+    ngx_str_t                   asset_name;
+    ngx_str_t                   asset_version;
+    ngx_uint_t                  decimals;
+    ngx_http_complex_value_t   *price;
+    ngx_flag_t                  price_atomic;
+    ngx_http_complex_value_t   *pay_to;
+    u_char                     *static_pay_to;
+    u_char                      static_amount[X402_MAX_AMOUNT_DIGITS + 1];
+    ngx_str_t                   verify_uri;     /* <prefix>verify */
+    ngx_str_t                   settle_uri;     /* <prefix>settle */
+    time_t                      max_timeout;
+    ngx_http_x402_conf_pos_t    pos;            /* for messages */
+} ngx_http_x402_option_t;
+
+
 typedef struct {
     ngx_flag_t                  enable;         /* x402 on|off */
+
+    ngx_array_t                *accepts;        /* x402_accept_t, as written */
+    ngx_array_t                *options;        /* x402_option_t, resolved */
 
     ngx_http_complex_value_t   *price;          /* x402_price */
     ngx_flag_t                  price_atomic;
@@ -174,6 +217,7 @@ struct ngx_http_x402_ctx_s {
     ngx_str_t                   reason;
     ngx_str_t                   amount;
     ngx_str_t                   network;
+    ngx_str_t                   asset;          /* $x402_asset */
     ngx_str_t                   payer;
     ngx_str_t                   tx;
     ngx_str_t                   payment_id;
@@ -236,9 +280,12 @@ ngx_int_t ngx_http_x402_copy_str(ngx_http_request_t *r, ngx_str_t *dst,
 
 /* ngx_http_x402_request.c */
 void ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf,
-    u_char *amount, u_char *pay_to, x402_requirement_t *req);
+    ngx_http_x402_option_t *opt, u_char *amount, u_char *pay_to,
+    x402_requirement_t *req);
+ngx_http_x402_option_t *ngx_http_x402_option_find(
+    ngx_http_x402_loc_conf_t *xlcf, x402_verdict_t *vd);
 ngx_int_t ngx_http_x402_variable_price(ngx_http_request_t *r,
-    ngx_http_x402_loc_conf_t *xlcf, u_char *amount, ngx_str_t *price,
+    ngx_http_x402_option_t *opt, u_char *amount, ngx_str_t *price,
     const char **err);
 ngx_int_t ngx_http_x402_location_offer(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, const x402_offer_t **out);

@@ -96,12 +96,11 @@ ngx_http_x402_check_payment(ngx_http_request_t *r,
     x402_verdict_t    *vd;
     x402_allocator_t   a;
 
+    ngx_http_x402_option_t  *opt;
+
     ctx->settle_mode = xlcf->settle;
     ctx->verify_mode = xlcf->verify;
     ctx->log_level = xlcf->log_level;
-    ctx->verify_uri = xlcf->verify_uri;
-    ctx->settle_uri = xlcf->settle_uri;
-
     rc = ngx_http_x402_resolve_offer(r, xlcf, ctx);
 
     if (rc != NGX_OK) {
@@ -185,10 +184,25 @@ ngx_http_x402_check_payment(ngx_http_request_t *r,
     }
 
     if (ngx_http_x402_copy_str(r, &ctx->network, &vd->network) != NGX_OK
+        || ngx_http_x402_copy_str(r, &ctx->asset, &vd->asset) != NGX_OK
         || ngx_http_x402_copy_str(r, &ctx->amount, &vd->value) != NGX_OK)
     {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
+
+    /* /verify and /settle go to the matched option's facilitator */
+
+    opt = ngx_http_x402_option_find(xlcf, vd);
+
+    if (opt == NULL) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "x402: no option for the matched network %V and "
+                      "asset %V", &ctx->network, &ctx->asset);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->verify_uri = opt->verify_uri;
+    ctx->settle_uri = opt->settle_uri;
 
     ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "x402: local checks passed, payer %V id %V%s",
@@ -268,21 +282,21 @@ ngx_http_x402_offer_covers(const x402_offer_t *offer, x402_verdict_t *vd)
 
 ngx_int_t
 ngx_http_x402_variable_price(ngx_http_request_t *r,
-    ngx_http_x402_loc_conf_t *xlcf, u_char *amount, ngx_str_t *price,
+    ngx_http_x402_option_t *opt, u_char *amount, ngx_str_t *price,
     const char **err)
 {
     int         rc;
     x402_str_t  in;
 
-    if (ngx_http_complex_value(r, xlcf->price, price) != NGX_OK) {
+    if (ngx_http_complex_value(r, opt->price, price) != NGX_OK) {
         return NGX_ERROR;
     }
 
     in.data = (const char *) price->data;
     in.len = price->len;
 
-    rc = x402_amount_parse(in, (unsigned) xlcf->decimals,
-                           (int) xlcf->price_atomic, (char *) amount, err);
+    rc = x402_amount_parse(in, (unsigned) opt->decimals,
+                           (int) opt->price_atomic, (char *) amount, err);
 
     if (rc < 0) {
         return NGX_ABORT;
@@ -298,6 +312,7 @@ ngx_http_x402_resolve_offer(ngx_http_request_t *r,
 {
     ngx_int_t                  rc;
     const x402_offer_t        *offer;
+    ngx_http_x402_option_t    *opt;
     const x402_requirement_t  *first;
 
     rc = ngx_http_x402_location_offer(r, xlcf, &offer);
@@ -315,7 +330,16 @@ ngx_http_x402_resolve_offer(ngx_http_request_t *r,
         ctx->amount.len = first->amount.len;
         ctx->network.data = (u_char *) first->network->caip2;
         ctx->network.len = ngx_strlen(first->network->caip2);
+        ctx->asset.data = (u_char *) first->asset.data;
+        ctx->asset.len = first->asset.len;
     }
+
+    /* until a payment names its option: the first's facilitator */
+
+    opt = xlcf->options->elts;
+
+    ctx->verify_uri = opt[0].verify_uri;
+    ctx->settle_uri = opt[0].settle_uri;
 
     return NGX_OK;
 }
@@ -333,70 +357,93 @@ ngx_http_x402_location_offer(ngx_http_request_t *r,
     ngx_http_x402_loc_conf_t *xlcf, const x402_offer_t **out)
 {
     u_char                    *amount, *pay_to;
+    size_t                     n;
     ngx_int_t                  rc;
     ngx_str_t                  price, to;
+    ngx_uint_t                 i;
     x402_str_t                 in, ext;
     const char                *err;
     x402_offer_t              *offer;
-    x402_requirement_t         req;
+    x402_requirement_t         reqs[NGX_HTTP_X402_MAX_OPTIONS];
     ngx_pool_cleanup_t        *cln;
+    ngx_http_x402_option_t    *opt;
 
     if (xlcf->offer) {
         *out = xlcf->offer;
         return NGX_OK;
     }
 
-    amount = xlcf->static_amount;
+    opt = xlcf->options->elts;
+    n = 0;
 
-    if (xlcf->price->lengths) {
-        amount = ngx_pnalloc(r->pool, X402_MAX_AMOUNT_DIGITS + 1);
-        if (amount == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    for (i = 0; i < xlcf->options->nelts; i++) {
+
+        amount = opt[i].static_amount;
+
+        if (opt[i].price->lengths) {
+            amount = ngx_pnalloc(r->pool, X402_MAX_AMOUNT_DIGITS + 1);
+            if (amount == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            rc = ngx_http_x402_variable_price(r, &opt[i], amount, &price,
+                                              &err);
+
+            if (rc == NGX_ERROR) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            if (rc == NGX_ABORT) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "x402: \"%s\" \"%V\" gave \"%V\": %s "
+                              "(asset decimals: %ui)",
+                              xlcf->accepts ? "x402_accept price="
+                                            : "x402_price",
+                              &opt[i].price->value, &price, err,
+                              opt[i].decimals);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            /* free for this request: the option is left out */
+
+            if (rc == NGX_DECLINED) {
+                continue;
+            }
         }
 
-        rc = ngx_http_x402_variable_price(r, xlcf, amount, &price, &err);
+        pay_to = opt[i].static_pay_to;
 
-        if (rc == NGX_ERROR) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        if (opt[i].pay_to->lengths) {
+            if (ngx_http_complex_value(r, opt[i].pay_to, &to) != NGX_OK) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            pay_to = ngx_pnalloc(r->pool, 43);
+            if (pay_to == NULL) {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
+            in.data = (const char *) to.data;
+            in.len = to.len;
+
+            if (x402_address_parse(in, (char *) pay_to, &err) != 0) {
+                ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                              "x402: \"%s\" \"%V\" gave \"%V\": %s",
+                              xlcf->accepts ? "x402_accept pay_to="
+                                            : "x402_pay_to",
+                              &opt[i].pay_to->value, &to, err);
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
         }
 
-        if (rc == NGX_ABORT) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "x402: \"x402_price\" \"%V\" gave \"%V\": %s "
-                          "(asset decimals: %ui)",
-                          &xlcf->price->value, &price, err, xlcf->decimals);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        if (rc == NGX_DECLINED) {
-            return NGX_DECLINED;
-        }
+        ngx_http_x402_requirement(xlcf, &opt[i], amount, pay_to, &reqs[n++]);
     }
 
-    pay_to = xlcf->static_pay_to;
+    /* every option free for this request: the request is free */
 
-    if (xlcf->pay_to->lengths) {
-        if (ngx_http_complex_value(r, xlcf->pay_to, &to) != NGX_OK) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        pay_to = ngx_pnalloc(r->pool, 43);
-        if (pay_to == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-
-        in.data = (const char *) to.data;
-        in.len = to.len;
-
-        if (x402_address_parse(in, (char *) pay_to, &err) != 0) {
-            ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                          "x402: \"x402_pay_to\" \"%V\" gave \"%V\": %s",
-                          &xlcf->pay_to->value, &to, err);
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
+    if (n == 0) {
+        return NGX_DECLINED;
     }
-
-    ngx_http_x402_requirement(xlcf, amount, pay_to, &req);
 
     err = NULL;
 
@@ -408,7 +455,7 @@ ngx_http_x402_location_offer(ngx_http_request_t *r,
     ext.data = (const char *) xlcf->discovery.data;
     ext.len = xlcf->discovery.len;
 
-    offer = x402_offer_create_ext(&req, 1, ext, &err);
+    offer = x402_offer_create_ext(reqs, n, ext, &err);
 
     if (offer == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
@@ -723,33 +770,68 @@ ngx_http_x402_preflight(ngx_http_request_t *r)
 
 
 /*
- * The location's one requirement, for an offer made at configuration time
- * or, when the price or payTo comes from variables, per request.
+ * One option's requirement, for an offer made at configuration time or,
+ * when its price or payTo comes from variables, per request.
  */
 
 void
-ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf, u_char *amount,
-    u_char *pay_to, x402_requirement_t *req)
+ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf,
+    ngx_http_x402_option_t *opt, u_char *amount, u_char *pay_to,
+    x402_requirement_t *req)
 {
     ngx_memzero(req, sizeof(x402_requirement_t));
 
     req->scheme.data = "exact";
     req->scheme.len = sizeof("exact") - 1;
-    req->network = xlcf->network;
+    req->network = opt->network;
     req->amount.data = (const char *) amount;
     req->amount.len = ngx_strlen(amount);
-    req->asset.data = (const char *) xlcf->asset_address;
-    req->asset.len = ngx_strlen(xlcf->asset_address);
+    req->asset.data = (const char *) opt->asset_address;
+    req->asset.len = ngx_strlen(opt->asset_address);
     req->pay_to.data = (const char *) pay_to;
     req->pay_to.len = ngx_strlen(pay_to);
-    req->asset_name.data = (const char *) xlcf->asset_name.data;
-    req->asset_name.len = xlcf->asset_name.len;
-    req->asset_version.data = (const char *) xlcf->asset_version.data;
-    req->asset_version.len = xlcf->asset_version.len;
-    req->asset_decimals = (unsigned) xlcf->decimals;
-    req->max_timeout = (uint64_t) xlcf->max_timeout;
+    req->asset_name.data = (const char *) opt->asset_name.data;
+    req->asset_name.len = opt->asset_name.len;
+    req->asset_version.data = (const char *) opt->asset_version.data;
+    req->asset_version.len = opt->asset_version.len;
+    req->asset_decimals = (unsigned) opt->decimals;
+    req->max_timeout = (uint64_t) opt->max_timeout;
     req->description.data = (const char *) xlcf->description.data;
     req->description.len = xlcf->description.len;
     req->mime_type.data = (const char *) xlcf->mime_type.data;
     req->mime_type.len = xlcf->mime_type.len;
+}
+
+
+/*
+ * The option a matched payment was made under: its network and asset name
+ * one option (two options with the same network and asset are refused at
+ * configuration time), whichever options a per-request offer kept.
+ */
+
+ngx_http_x402_option_t *
+ngx_http_x402_option_find(ngx_http_x402_loc_conf_t *xlcf, x402_verdict_t *vd)
+{
+    ngx_uint_t               i;
+    ngx_http_x402_option_t  *opt;
+
+    if (xlcf->options == NULL) {
+        return NULL;
+    }
+
+    opt = xlcf->options->elts;
+
+    for (i = 0; i < xlcf->options->nelts; i++) {
+        if (vd->network.len == ngx_strlen(opt[i].network->caip2)
+            && ngx_strncmp(vd->network.data, opt[i].network->caip2,
+                           vd->network.len) == 0
+            && vd->asset.len == ngx_strlen(opt[i].asset_address)
+            && ngx_strncasecmp((u_char *) vd->asset.data,
+                               opt[i].asset_address, vd->asset.len) == 0)
+        {
+            return &opt[i];
+        }
+    }
+
+    return NULL;
 }

@@ -47,9 +47,9 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         ctx->settle_header.len = res.response_header.len;
 
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "x402: settled %V from %V on %V, tx %V, in %Mms",
-                      &ctx->amount, &ctx->payer, &ctx->network, &ctx->tx,
-                      call->elapsed);
+                      "x402: settled %V from %V on %V, tx %V, asset %V, "
+                      "in %Mms", &ctx->amount, &ctx->payer, &ctx->network,
+                      &ctx->tx, &ctx->asset, call->elapsed);
 
         asset.data = (u_char *) ctx->verdict.asset.data;
         asset.len = ctx->verdict.asset.len;

@@ -52,6 +52,7 @@ typedef struct {
     ngx_str_t                   location;
     ngx_uint_t                  sharing;        /* more locations, same offer */
     ngx_http_x402_loc_conf_t   *xlcf;
+    ngx_uint_t                  option;         /* index into its options */
 } ngx_http_x402_supported_use_t;
 
 
@@ -176,7 +177,9 @@ static char *
 ngx_http_x402_supported_merge_loc_conf(ngx_conf_t *cf, void *parent,
     void *child)
 {
-    ngx_uint_t                            i, j;
+    ngx_str_t                             prefix;
+    ngx_uint_t                            i, j, k;
+    ngx_http_x402_option_t               *opt, *oopt;
     ngx_http_x402_loc_conf_t             *xlcf, *other;
     ngx_http_core_loc_conf_t             *clcf;
     ngx_http_core_srv_conf_t             *cscf;
@@ -187,7 +190,7 @@ ngx_http_x402_supported_merge_loc_conf(ngx_conf_t *cf, void *parent,
     xlcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_x402_module);
 
     if (xlcf == NULL || !xlcf->enable || !xlcf->priced
-        || xlcf->facilitator.len == 0)
+        || xlcf->options == NULL || xlcf->options == NGX_CONF_UNSET_PTR)
     {
         return NGX_CONF_OK;
     }
@@ -197,79 +200,100 @@ ngx_http_x402_supported_merge_loc_conf(ngx_conf_t *cf, void *parent,
     clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
     cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
 
-    fac = smcf->facilitators.elts;
+    opt = xlcf->options->elts;
 
-    for (i = 0; i < smcf->facilitators.nelts; i++) {
-        if (fac[i].cscf == cscf
-            && fac[i].prefix.len == xlcf->facilitator.len
-            && ngx_strncmp(fac[i].prefix.data, xlcf->facilitator.data,
-                           xlcf->facilitator.len)
-               == 0)
-        {
-            break;
+    for (k = 0; k < xlcf->options->nelts; k++) {
+
+        /* each option settles through its own facilitator: <prefix>verify */
+        if (opt[k].verify_uri.len <= sizeof("verify") - 1) {
+            continue;
         }
-    }
 
-    if (i == smcf->facilitators.nelts) {
-        fac = ngx_array_push(&smcf->facilitators);
-        if (fac == NULL) {
+        prefix.data = opt[k].verify_uri.data;
+        prefix.len = opt[k].verify_uri.len - (sizeof("verify") - 1);
+
+        fac = smcf->facilitators.elts;
+
+        for (i = 0; i < smcf->facilitators.nelts; i++) {
+            if (fac[i].cscf == cscf
+                && fac[i].prefix.len == prefix.len
+                && ngx_strncmp(fac[i].prefix.data, prefix.data, prefix.len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == smcf->facilitators.nelts) {
+            fac = ngx_array_push(&smcf->facilitators);
+            if (fac == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(fac, sizeof(ngx_http_x402_supported_fac_t));
+
+            fac->prefix = prefix;
+            fac->cscf = cscf;
+            fac->uri.len = prefix.len + sizeof("supported") - 1;
+            fac->uri.data = ngx_pnalloc(cf->pool, fac->uri.len);
+            if (fac->uri.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memcpy(ngx_cpymem(fac->uri.data, prefix.data, prefix.len),
+                       "supported", sizeof("supported") - 1);
+
+            if (ngx_array_init(&fac->uses, cf->pool, 4,
+                               sizeof(ngx_http_x402_supported_use_t))
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+        } else {
+            fac = &fac[i];
+        }
+
+        /* locations inheriting one offer (or one network and asset) are
+         * checked once */
+
+        use = fac->uses.elts;
+
+        for (j = 0; j < fac->uses.nelts; j++) {
+            other = use[j].xlcf;
+            oopt = other->options->elts;
+
+            if ((xlcf->offer && other->offer == xlcf->offer
+                 && use[j].option == k)
+                || (xlcf->offer == NULL && other->offer == NULL
+                    && oopt[use[j].option].network == opt[k].network
+                    && oopt[use[j].option].asset_address
+                       == opt[k].asset_address))
+            {
+                use[j].sharing++;
+                break;
+            }
+        }
+
+        if (j < fac->uses.nelts) {
+            continue;
+        }
+
+        use = ngx_array_push(&fac->uses);
+        if (use == NULL) {
             return NGX_CONF_ERROR;
         }
 
-        ngx_memzero(fac, sizeof(ngx_http_x402_supported_fac_t));
+        use->xlcf = xlcf;
+        use->option = k;
+        use->sharing = 0;
 
-        fac->prefix = xlcf->facilitator;
-        fac->cscf = cscf;
-        fac->uri.len = xlcf->facilitator.len + sizeof("supported") - 1;
-        fac->uri.data = ngx_pnalloc(cf->pool, fac->uri.len);
-        if (fac->uri.data == NULL) {
-            return NGX_CONF_ERROR;
+        if (clcf->name.len) {
+            use->location = clcf->name;
+
+        } else {
+            ngx_str_set(&use->location, "(server)");
         }
-
-        ngx_memcpy(ngx_cpymem(fac->uri.data, xlcf->facilitator.data,
-                              xlcf->facilitator.len),
-                   "supported", sizeof("supported") - 1);
-
-        if (ngx_array_init(&fac->uses, cf->pool, 4,
-                           sizeof(ngx_http_x402_supported_use_t))
-            != NGX_OK)
-        {
-            return NGX_CONF_ERROR;
-        }
-
-    } else {
-        fac = &fac[i];
-    }
-
-    /* locations inheriting one offer (or one network) are checked once */
-
-    use = fac->uses.elts;
-
-    for (j = 0; j < fac->uses.nelts; j++) {
-        other = use[j].xlcf;
-
-        if ((xlcf->offer && other->offer == xlcf->offer)
-            || (xlcf->offer == NULL && other->offer == NULL
-                && other->network == xlcf->network))
-        {
-            use[j].sharing++;
-            return NGX_CONF_OK;
-        }
-    }
-
-    use = ngx_array_push(&fac->uses);
-    if (use == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    use->xlcf = xlcf;
-    use->sharing = 0;
-
-    if (clcf->name.len) {
-        use->location = clcf->name;
-
-    } else {
-        ngx_str_set(&use->location, "(server)");
     }
 
     return NGX_CONF_OK;
@@ -831,8 +855,8 @@ ngx_http_x402_supported_check(ngx_http_x402_supported_fac_t *fac,
     x402_supported_t *s, ngx_log_t *log)
 {
     int                             v1;
-    size_t                          k, n;
-    ngx_uint_t                      i;
+    ngx_uint_t                      i, k;
+    ngx_http_x402_option_t         *opt;
     x402_requirement_t              one;
     const x402_requirement_t       *req;
     ngx_http_x402_loc_conf_t       *xlcf;
@@ -842,63 +866,58 @@ ngx_http_x402_supported_check(ngx_http_x402_supported_fac_t *fac,
 
     for (i = 0; i < fac->uses.nelts; i++) {
         xlcf = use[i].xlcf;
+        k = use[i].option;
+        opt = xlcf->options->elts;
 
-        /* a price from variables: the offer is made per request, but its
-         * scheme and network are the configuration's */
-        n = xlcf->offer ? x402_offer_count(xlcf->offer) : 1;
+        if (xlcf->offer && k < x402_offer_count(xlcf->offer)) {
+            req = x402_offer_get(xlcf->offer, k);
 
-        for (k = 0; k < n; k++) {
+        } else {
+            /* a price from variables: the offer is made per request, but
+             * a kind is (version, scheme, network) */
+            ngx_memzero(&one, sizeof(x402_requirement_t));
+            one.scheme.data = "exact";
+            one.scheme.len = sizeof("exact") - 1;
+            one.network = opt[k].network;
+            one.asset.data = (const char *) opt[k].asset_address;
+            one.asset.len = ngx_strlen(opt[k].asset_address);
+            req = &one;
+        }
 
-            if (xlcf->offer) {
-                req = x402_offer_get(xlcf->offer, k);
+        v1 = 0;
 
-            } else {
-                /* a kind is (version, scheme, network) */
-                ngx_memzero(&one, sizeof(x402_requirement_t));
-                one.scheme.data = "exact";
-                one.scheme.len = sizeof("exact") - 1;
-                one.network = xlcf->network;
-                one.asset.data = (const char *) xlcf->asset_address;
-                one.asset.len = ngx_strlen(xlcf->asset_address);
-                req = &one;
-            }
+        if (!x402_supported_requirement(s, req, &v1)) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "x402: location \"%V\"%s: option %ui "
+                          "(%*s on %s, asset %*s) is NOT supported by "
+                          "its facilitator \"%V\" (GET \"%V\" lists no "
+                          "x402Version 2 kind for it): payments for it "
+                          "cannot be settled there",
+                          &use[i].location,
+                          use[i].sharing ? " (and the locations "
+                                           "inheriting its offer)" : "",
+                          k + 1, req->scheme.len, req->scheme.data,
+                          req->network->caip2, req->asset.len,
+                          req->asset.data, &fac->prefix, &fac->uri);
+            continue;
+        }
 
-            v1 = 0;
-
-            if (!x402_supported_requirement(s, req, &v1)) {
-                ngx_log_error(NGX_LOG_ERR, log, 0,
-                              "x402: location \"%V\"%s: option %uz "
-                              "(%*s on %s, asset %*s) is NOT supported by "
-                              "its facilitator \"%V\" (GET \"%V\" lists no "
-                              "x402Version 2 kind for it): payments for it "
-                              "cannot be settled there",
-                              &use[i].location,
-                              use[i].sharing ? " (and the locations "
-                                               "inheriting its offer)" : "",
-                              k + 1, req->scheme.len, req->scheme.data,
-                              req->network->caip2, req->asset.len,
-                              req->asset.data, &fac->prefix, &fac->uri);
-                continue;
-            }
-
-            if (!v1 && ngx_strcmp(req->network->v1_name, req->network->caip2)
-                       != 0)
-            {
-                ngx_log_error(NGX_LOG_WARN, log, 0,
-                              "x402: location \"%V\": option %uz (%*s on "
-                              "%s): facilitator \"%V\" lists no "
-                              "x402Version 1 kind for it: v1 payments "
-                              "(X-PAYMENT) cannot be settled there",
-                              &use[i].location, k + 1, req->scheme.len,
-                              req->scheme.data, req->network->v1_name,
-                              &fac->prefix);
-            }
+        if (!v1 && ngx_strcmp(req->network->v1_name, req->network->caip2)
+                   != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "x402: location \"%V\": option %ui (%*s on "
+                          "%s): facilitator \"%V\" lists no "
+                          "x402Version 1 kind for it: v1 payments "
+                          "(X-PAYMENT) cannot be settled there",
+                          &use[i].location, k + 1, req->scheme.len,
+                          req->scheme.data, req->network->v1_name,
+                          &fac->prefix);
         }
     }
 }
 
 
-/* the timer fires no later than delay from now */
 static void
 ngx_http_x402_supported_rearm(ngx_msec_t delay)
 {

@@ -44,6 +44,11 @@ static ngx_http_variable_t  ngx_http_x402_vars[] = {
       offsetof(ngx_http_x402_ctx_t, network),
       NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("x402_asset"), NULL,
+      ngx_http_x402_str_variable,
+      offsetof(ngx_http_x402_ctx_t, asset),
+      NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
     { ngx_string("x402_tx"), NULL,
       ngx_http_x402_str_variable,
       offsetof(ngx_http_x402_ctx_t, tx),

@@ -1,4 +1,5 @@
-# x402_settle sync (the default): a payment signed now with viem is checked
+# x402_settle sync (the default until x402_settle after took its place;
+# said explicitly here): a payment signed now with viem is checked
 # locally, verified and settled by the (scripted) facilitator, then served
 # with PAYMENT-RESPONSE (v2) or X-PAYMENT-RESPONSE (v1). Every local failure
 # is a 402 naming the reason (header `error`, v1 body, log) and never
@@ -27,6 +28,7 @@ x402_price 0.001;
 x402_pay_to $PAY_TO;
 x402_network base-sepolia;
 x402_facilitator /_x402/;
+x402_settle sync;
 $extra
 location /_x402/ {
     internal;

@@ -28,6 +28,16 @@ for my $d ('api', 'free') {
 }
 $ng->start;
 
+# every payment is signed before the throttling starts: signing takes
+# seconds on a loaded machine, long enough for limit_req to refill a token
+my $underpaid = sign_payment(network => 'base', amount => '999',
+                             pay_to => '0x209693Bc6afc0C5328bA36FaF03C514EF312287C');
+# the requirement is the location's: take it from a 402 of another
+# location's twin (the throttled request carries none), i.e. build it
+my @pay = sign_payments(12, network => 'base', amount => '1000',
+                        pay_to => '0x209693Bc6afc0C5328bA36FaF03C514EF312287C',
+                        resource => 'http://127.0.0.1/api/x');
+
 # the ignoring client: 1 + burst 402s, then 503s
 my @st;
 for (1 .. 15) {
@@ -48,16 +58,9 @@ is($ng->get('/api/x', { 'X-PAYMENT' => 'junk' })->{status}, 503,
    'junk X-PAYMENT: still throttled');
 is($ng->get('/api/x', { 'PAYMENT-SIGNATURE' => 'bm90IGpzb24=' })->{status}, 503,
    'junk PAYMENT-SIGNATURE: still throttled');
-is($ng->get('/api/x', { 'PAYMENT-SIGNATURE' =>
-                        scalar sign_payment(network => 'base', amount => '999',
-                        pay_to => '0x209693Bc6afc0C5328bA36FaF03C514EF312287C') })->{status},
+is($ng->get('/api/x', { 'PAYMENT-SIGNATURE' => $underpaid })->{status},
    503, 'wrong amount: still throttled');
 
-# the requirement is the location's: take it from a 402 of another
-# location's twin (the throttled request carries none), i.e. build it
-my @pay = sign_payments(12, network => 'base', amount => '1000',
-                        pay_to => '0x209693Bc6afc0C5328bA36FaF03C514EF312287C',
-                        resource => 'http://127.0.0.1/api/x');
 my @paid;
 for my $p (@pay) {
     my $r = $ng->get('/api/x', { 'PAYMENT-SIGNATURE' => $p->[0] });
