@@ -33,10 +33,10 @@ my @layers = (
     [ 2 => qw(redis_conn) ],
     [ 3 => qw(redis redis_queue) ],
     [ 4 => qw(store) ],
-    [ 5 => qw(request response facilitator metrics store_hooks retry) ],
+    [ 5 => qw(request response facilitator metrics store_hooks retry discovery supported) ],
     [ 6 => qw(settle) ],
     [ 7 => qw(handler filter cache variables) ],
-    [ 8 => qw(module store_module) ],
+    [ 8 => qw(module store_module cdp) ],
 );
 
 my $verbose = 0;

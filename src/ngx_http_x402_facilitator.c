@@ -140,7 +140,8 @@ ngx_http_x402_facilitator_call(ngx_http_request_t *r,
 }
 
 
-/* a /verify or /settle of ours, or a settlement retry: never priced */
+/* a /verify or /settle of ours, a settlement retry, a GET /supported:
+ * never priced */
 
 ngx_uint_t
 ngx_http_x402_own_subrequest(ngx_http_request_t *sr)
@@ -149,7 +150,9 @@ ngx_http_x402_own_subrequest(ngx_http_request_t *sr)
 
     ps = sr->post_subrequest;
 
-    return ps != NULL && ps->handler == ngx_http_x402_facilitator_posted;
+    return ps != NULL
+           && (ps->handler == ngx_http_x402_facilitator_posted
+               || ps->handler == ngx_http_x402_supported_post);
 }
 
 

@@ -185,6 +185,14 @@ static ngx_command_t  ngx_http_x402_commands[] = {
       offsetof(ngx_http_x402_loc_conf_t, log_level),
       &ngx_http_x402_log_levels },
 
+    /* issue 12: the bazaar extension (ngx_http_x402_discovery.c) */
+    { ngx_string("x402_discovery"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_x402_discovery,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 
@@ -332,7 +340,8 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                 && conf->asset == NGX_CONF_UNSET_PTR
                 && conf->description.data == NULL
                 && conf->mime_type.data == NULL
-                && conf->max_timeout == NGX_CONF_UNSET;
+                && conf->max_timeout == NGX_CONF_UNSET
+                && conf->discovery.data == NULL;
 
     ngx_conf_merge_value(conf->enable, prev->enable, 1);
 
@@ -379,6 +388,7 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
 
     ngx_conf_merge_str_value(conf->description, prev->description, "");
     ngx_conf_merge_str_value(conf->mime_type, prev->mime_type, "");
+    ngx_conf_merge_str_value(conf->discovery, prev->discovery, "");
 
     /* 300 s like the v2 TypeScript server: buildPaymentRequirements in
      * coinbase/x402 typescript/packages/core/src/server/x402ResourceServer.ts
@@ -587,6 +597,7 @@ ngx_http_x402_create_offer(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
 {
     ngx_uint_t               i;
     const char              *err;
+    x402_str_t               ext;
     ngx_pool_cleanup_t      *cln;
     x402_requirement_t       reqs[NGX_HTTP_X402_MAX_OPTIONS];
     ngx_http_x402_option_t  *opt;
@@ -607,7 +618,11 @@ ngx_http_x402_create_offer(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
 
     err = NULL;
 
-    conf->offer = x402_offer_create(reqs, conf->options->nelts, &err);
+    ext.data = (const char *) conf->discovery.data;
+    ext.len = conf->discovery.len;
+
+    conf->offer = x402_offer_create_ext(reqs, conf->options->nelts, ext,
+                                        &err);
     if (conf->offer == NULL) {
         ngx_http_x402_conf_error_at(cf, &opt[0].pos,
                            "x402: cannot create the offer: %s",

@@ -162,6 +162,7 @@ typedef struct {
     u_char                      static_pay_to[43];
 
     ngx_http_complex_value_t   *resource_url;   /* x402_resource_url */
+    ngx_str_t                   discovery;      /* x402_discovery: JSON */
 
     /* the offer when nothing depends on variables, else NULL */
     x402_offer_t               *offer;
@@ -351,6 +352,13 @@ ngx_uint_t ngx_http_x402_own_subrequest(ngx_http_request_t *sr);
 
 /* ngx_http_x402_filter.c */
 ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);
+
+/* ngx_http_x402_supported.c */
+ngx_int_t ngx_http_x402_supported_post(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc);
+
+/* ngx_http_x402_discovery.c */
+char *ngx_http_x402_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);
 
 /* ngx_http_x402_variables.c */
 ngx_int_t ngx_http_x402_add_variables(ngx_conf_t *cf);

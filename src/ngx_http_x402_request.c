@@ -361,7 +361,7 @@ ngx_http_x402_location_offer(ngx_http_request_t *r,
     ngx_int_t                  rc;
     ngx_str_t                  price, to;
     ngx_uint_t                 i;
-    x402_str_t                 in;
+    x402_str_t                 in, ext;
     const char                *err;
     x402_offer_t              *offer;
     x402_requirement_t         reqs[NGX_HTTP_X402_MAX_OPTIONS];
@@ -452,7 +452,10 @@ ngx_http_x402_location_offer(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    offer = x402_offer_create(reqs, n, &err);
+    ext.data = (const char *) xlcf->discovery.data;
+    ext.len = xlcf->discovery.len;
+
+    offer = x402_offer_create_ext(reqs, n, ext, &err);
 
     if (offer == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

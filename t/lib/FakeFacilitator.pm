@@ -177,15 +177,18 @@ sub stop_all { $_->stop for values %LIVE }
 
 # every request received so far, in order: { endpoint, method, path,
 # headers => {lc => value}, body (raw bytes), json (decoded body or undef),
-# t (epoch seconds) }
+# t (epoch seconds) }. The module's background GET /supported (one per
+# start, whenever its timer fires) is left out unless all => 1: it is no
+# part of any payment's sequence.
 sub requests {
-    my ($self) = @_;
+    my ($self, %o) = @_;
     open my $fh, '<', $self->{log} or return ();
     flock $fh, LOCK_SH;
     my @r;
     my $js = JSON::PP->new;
     while (my $l = <$fh>) {
         my $o = $js->decode($l);
+        next if $o->{endpoint} eq 'supported' && !$o{all};
         $o->{json} = eval { JSON::PP->new->utf8->decode($o->{body}) };
         push @r, $o;
     }
@@ -357,6 +360,12 @@ sub _default {
                 { x402Version => 2, scheme => 'exact', network => 'eip155:8453' },
                 { x402Version => 1, scheme => 'exact', network => 'base-sepolia' },
                 { x402Version => 1, scheme => 'exact', network => 'base' },
+                # the other networks the tests name
+                (map { ({ x402Version => 2, scheme => 'exact', network => $_ }) }
+                     qw(eip155:137 eip155:43114 eip155:80002 eip155:43113
+                        eip155:31337 eip155:31338 eip155:10 eip155:42161)),
+                (map { ({ x402Version => 1, scheme => 'exact', network => $_ }) }
+                     qw(polygon avalanche polygon-amoy avalanche-fuji)),
             ],
             extensions => [], signers => {} }));
     }

@@ -70,6 +70,19 @@ sub example_conf {
     $c =~ s{^(\s*server\s+)127\.0\.0\.1:8080;}
            {$1 . '127.0.0.1:' . ($a{app_port} || X402::Test::free_port()) . ';'}mge;
 
+    # a CDP API key (x402_facilitator_auth): a placeholder made here, an
+    # EC P-256 key of no account, so that the file loads as shipped
+    while ($c =~ m{\bkey=(/etc/nginx/\S+?)(?=[\s;])}g) {
+        my $orig = $1;
+        (my $base = $orig) =~ s{.*/}{};
+        my $key = "$p/conf/$base";
+        system('openssl', 'ecparam', '-name', 'prime256v1', '-genkey',
+               '-noout', '-out', $key) == 0
+            or die "openssl could not make a placeholder key $key\n"
+            unless -s $key;
+        $c =~ s{\bkey=\Q$orig\E}{key=$key}g;
+    }
+
     # where nothing says otherwise, logs and temp files go to the prefix
     # a main-level error_log always: without one nginx keeps the stderr it
     # was started with (the harness's pipe) open in the daemon

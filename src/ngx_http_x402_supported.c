@@ -1,0 +1,944 @@
+
+/*
+ * ngx_http_x402_supported.c: what each facilitator supports (issue 12
+ * item 3; x402 v2 specification 7.3, GET /supported).
+ *
+ * Every facilitator prefix a priced location names is asked `GET
+ * <prefix>supported` in the background: one worker (ngx_worker 0) runs a
+ * timer, half a second after it starts and then every ten minutes (after
+ * a failure: 5 s, doubling up to ten minutes), and issues the GET as an
+ * in-memory subrequest of a request of its own (a "fake" request on a
+ * connection nobody polls, as retry.c does for settlements), so the
+ * facilitator location's proxy settings (TLS, upstream failover,
+ * x402_facilitator_auth) apply as for live calls, and no client request
+ * ever waits for it.
+ *
+ * The answer's bytes go into a shared memory slot per facilitator
+ * (x402_supported zone, made afresh by every configuration), with a
+ * generation and the time. When an answer differs from the one last
+ * checked (the first answer after a start or reload, a facilitator that
+ * changed), every priced location using that facilitator is checked
+ * against it: an option whose (x402Version 2, scheme, network) kind is
+ * not listed is logged at "error" (its payments cannot settle there), a
+ * v1 kind missing at "warn". The official EVM "exact" server copies
+ * nothing from a kind's `extra` into its requirements
+ * (ExactEvmScheme.enhancePaymentRequirements is the identity), and the
+ * core speaks EVM "exact" only, so nothing is copied into the offers.
+ */
+
+#include "ngx_http_x402_module.h"
+
+
+#define NGX_HTTP_X402_SUPPORTED_FIRST     500           /* ms after start */
+#define NGX_HTTP_X402_SUPPORTED_REFRESH   600000        /* ms */
+#define NGX_HTTP_X402_SUPPORTED_RETRY     5000          /* ms, doubling */
+#define NGX_HTTP_X402_SUPPORTED_MAX       X402_MAX_FACILITATOR_LEN
+
+
+/* one facilitator's last answer, in shared memory */
+typedef struct {
+    ngx_uint_t                  generation;     /* 0: never answered */
+    ngx_uint_t                  status;
+    time_t                      fetched;
+    u_char                      checked[32];    /* keccak of the body */
+    ngx_uint_t                  has_checked;
+    size_t                      len;
+    u_char                      body[NGX_HTTP_X402_SUPPORTED_MAX];
+} ngx_http_x402_supported_slot_t;
+
+
+/* a priced location (or several sharing one offer) using a facilitator */
+typedef struct {
+    ngx_str_t                   location;
+    ngx_uint_t                  sharing;        /* more locations, same offer */
+    ngx_http_x402_loc_conf_t   *xlcf;
+    ngx_uint_t                  option;         /* index into its options */
+} ngx_http_x402_supported_use_t;
+
+
+typedef struct {
+    ngx_str_t                   prefix;         /* "/_x402/" */
+    ngx_str_t                   uri;            /* "/_x402/supported" */
+    ngx_http_core_srv_conf_t   *cscf;           /* where the prefix is found */
+    ngx_array_t                 uses;           /* _use_t */
+    ngx_http_x402_supported_slot_t  *slot;
+
+    /* the fetching worker's own state */
+    ngx_msec_t                  backoff;
+    ngx_msec_t                  next;           /* ngx_current_msec due */
+    ngx_uint_t                  inflight;
+} ngx_http_x402_supported_fac_t;
+
+
+typedef struct {
+    ngx_array_t                 facilitators;   /* _fac_t */
+    ngx_shm_zone_t             *zone;
+} ngx_http_x402_supported_main_conf_t;
+
+
+/* the fake request's state */
+typedef struct {
+    ngx_http_x402_supported_fac_t  *fac;
+    ngx_uint_t                      status;
+    ngx_str_t                       body;
+    unsigned                        got_response:1;
+    unsigned                        done:1;
+} ngx_http_x402_supported_req_t;
+
+
+static void *ngx_http_x402_supported_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_x402_supported_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static ngx_int_t ngx_http_x402_supported_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_x402_supported_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static ngx_int_t ngx_http_x402_supported_init_process(ngx_cycle_t *cycle);
+static void ngx_http_x402_supported_exit_process(ngx_cycle_t *cycle);
+static void ngx_http_x402_supported_tick(ngx_event_t *ev);
+static ngx_int_t ngx_http_x402_supported_start(ngx_cycle_t *cycle,
+    ngx_http_x402_supported_fac_t *fac);
+static void ngx_http_x402_supported_finish(ngx_http_request_t *r);
+static void ngx_http_x402_supported_gone(void *data);
+static void ngx_http_x402_supported_answer(ngx_http_x402_supported_req_t *sq,
+    ngx_log_t *log);
+static void ngx_http_x402_supported_check(ngx_http_x402_supported_fac_t *fac,
+    x402_supported_t *s, ngx_log_t *log);
+static void ngx_http_x402_supported_rearm(ngx_msec_t delay);
+static void *ngx_http_x402_supported_alloc(void *pool, size_t size);
+
+
+static ngx_http_module_t  ngx_http_x402_supported_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_x402_supported_init,          /* postconfiguration */
+
+    ngx_http_x402_supported_create_main_conf, /* create main configuration */
+    NULL,                                  /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    NULL,                                  /* create location configuration */
+    ngx_http_x402_supported_merge_loc_conf /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_x402_supported_module = {
+    NGX_MODULE_V1,
+    &ngx_http_x402_supported_module_ctx,   /* module context */
+    NULL,                                  /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_x402_supported_init_process,  /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_x402_supported_exit_process,  /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_event_t  ngx_http_x402_supported_timer;
+static ngx_uint_t   ngx_http_x402_supported_exiting;
+
+static ngx_str_t  ngx_http_x402_supported_get = ngx_string("GET");
+static ngx_str_t  ngx_http_x402_supported_zone_name =
+    ngx_string("x402_supported");
+
+
+static void *
+ngx_http_x402_supported_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_x402_supported_main_conf_t  *smcf;
+
+    smcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_x402_supported_main_conf_t));
+    if (smcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&smcf->facilitators, cf->pool, 2,
+                       sizeof(ngx_http_x402_supported_fac_t))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return smcf;
+}
+
+
+/*
+ * Runs for every server and location after the main module's merge (this
+ * module comes after it in the module order): notes each priced
+ * location's facilitator and offer. Our own configurations are NULL.
+ */
+
+static char *
+ngx_http_x402_supported_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_str_t                             prefix;
+    ngx_uint_t                            i, j, k;
+    ngx_http_x402_option_t               *opt, *oopt;
+    ngx_http_x402_loc_conf_t             *xlcf, *other;
+    ngx_http_core_loc_conf_t             *clcf;
+    ngx_http_core_srv_conf_t             *cscf;
+    ngx_http_x402_supported_use_t        *use;
+    ngx_http_x402_supported_fac_t        *fac;
+    ngx_http_x402_supported_main_conf_t  *smcf;
+
+    xlcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_x402_module);
+
+    if (xlcf == NULL || !xlcf->enable || !xlcf->priced
+        || xlcf->options == NULL || xlcf->options == NGX_CONF_UNSET_PTR)
+    {
+        return NGX_CONF_OK;
+    }
+
+    smcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_x402_supported_module);
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+
+    opt = xlcf->options->elts;
+
+    for (k = 0; k < xlcf->options->nelts; k++) {
+
+        /* each option settles through its own facilitator: <prefix>verify */
+        if (opt[k].verify_uri.len <= sizeof("verify") - 1) {
+            continue;
+        }
+
+        prefix.data = opt[k].verify_uri.data;
+        prefix.len = opt[k].verify_uri.len - (sizeof("verify") - 1);
+
+        fac = smcf->facilitators.elts;
+
+        for (i = 0; i < smcf->facilitators.nelts; i++) {
+            if (fac[i].cscf == cscf
+                && fac[i].prefix.len == prefix.len
+                && ngx_strncmp(fac[i].prefix.data, prefix.data, prefix.len)
+                   == 0)
+            {
+                break;
+            }
+        }
+
+        if (i == smcf->facilitators.nelts) {
+            fac = ngx_array_push(&smcf->facilitators);
+            if (fac == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memzero(fac, sizeof(ngx_http_x402_supported_fac_t));
+
+            fac->prefix = prefix;
+            fac->cscf = cscf;
+            fac->uri.len = prefix.len + sizeof("supported") - 1;
+            fac->uri.data = ngx_pnalloc(cf->pool, fac->uri.len);
+            if (fac->uri.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_memcpy(ngx_cpymem(fac->uri.data, prefix.data, prefix.len),
+                       "supported", sizeof("supported") - 1);
+
+            if (ngx_array_init(&fac->uses, cf->pool, 4,
+                               sizeof(ngx_http_x402_supported_use_t))
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+
+        } else {
+            fac = &fac[i];
+        }
+
+        /* locations inheriting one offer (or one network and asset) are
+         * checked once */
+
+        use = fac->uses.elts;
+
+        for (j = 0; j < fac->uses.nelts; j++) {
+            other = use[j].xlcf;
+            oopt = other->options->elts;
+
+            if ((xlcf->offer && other->offer == xlcf->offer
+                 && use[j].option == k)
+                || (xlcf->offer == NULL && other->offer == NULL
+                    && oopt[use[j].option].network == opt[k].network
+                    && oopt[use[j].option].asset_address
+                       == opt[k].asset_address))
+            {
+                use[j].sharing++;
+                break;
+            }
+        }
+
+        if (j < fac->uses.nelts) {
+            continue;
+        }
+
+        use = ngx_array_push(&fac->uses);
+        if (use == NULL) {
+            return NGX_CONF_ERROR;
+        }
+
+        use->xlcf = xlcf;
+        use->option = k;
+        use->sharing = 0;
+
+        if (clcf->name.len) {
+            use->location = clcf->name;
+
+        } else {
+            ngx_str_set(&use->location, "(server)");
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_x402_supported_init(ngx_conf_t *cf)
+{
+    size_t                                size;
+    ngx_shm_zone_t                       *zone;
+    ngx_http_x402_supported_main_conf_t  *smcf;
+
+    smcf = ngx_http_conf_get_module_main_conf(cf,
+                                              ngx_http_x402_supported_module);
+
+    if (smcf->facilitators.nelts == 0) {
+        return NGX_OK;
+    }
+
+    size = smcf->facilitators.nelts
+           * (sizeof(ngx_http_x402_supported_slot_t) + 2 * ngx_pagesize)
+           + 8 * ngx_pagesize;
+
+    zone = ngx_shared_memory_add(cf, &ngx_http_x402_supported_zone_name,
+                                 size, &ngx_http_x402_supported_module);
+    if (zone == NULL) {
+        return NGX_ERROR;
+    }
+
+    /* what was learnt belongs to the configuration that asked */
+    zone->noreuse = 1;
+    zone->init = ngx_http_x402_supported_init_zone;
+    zone->data = smcf;
+
+    smcf->zone = zone;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_x402_supported_init_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_x402_supported_main_conf_t  *smcf = shm_zone->data;
+
+    ngx_uint_t                      i;
+    ngx_slab_pool_t                *shpool;
+    ngx_http_x402_supported_fac_t  *fac;
+
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+    fac = smcf->facilitators.elts;
+
+    for (i = 0; i < smcf->facilitators.nelts; i++) {
+        fac[i].slot = ngx_slab_calloc(shpool,
+                                   sizeof(ngx_http_x402_supported_slot_t));
+        if (fac[i].slot == NULL) {
+            return NGX_ERROR;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/* ---- the timer, in one worker ---- */
+
+static ngx_int_t
+ngx_http_x402_supported_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                            i;
+    ngx_http_x402_supported_fac_t        *fac;
+    ngx_http_x402_supported_main_conf_t  *smcf;
+
+    ngx_http_x402_supported_exiting = 0;
+
+    if ((ngx_process != NGX_PROCESS_WORKER
+         && ngx_process != NGX_PROCESS_SINGLE)
+        || ngx_worker != 0)
+    {
+        return NGX_OK;
+    }
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_x402_supported_module);
+
+    if (smcf == NULL || smcf->zone == NULL) {
+        return NGX_OK;
+    }
+
+    fac = smcf->facilitators.elts;
+
+    for (i = 0; i < smcf->facilitators.nelts; i++) {
+        fac[i].backoff = 0;
+        fac[i].inflight = 0;
+        fac[i].next = ngx_current_msec + NGX_HTTP_X402_SUPPORTED_FIRST;
+    }
+
+    ngx_memzero(&ngx_http_x402_supported_timer, sizeof(ngx_event_t));
+
+    ngx_http_x402_supported_timer.handler = ngx_http_x402_supported_tick;
+    ngx_http_x402_supported_timer.data = cycle;
+    ngx_http_x402_supported_timer.log = cycle->log;
+    /* nothing owed hangs on it: a stop does not wait */
+    ngx_http_x402_supported_timer.cancelable = 1;
+
+    ngx_add_timer(&ngx_http_x402_supported_timer,
+                  NGX_HTTP_X402_SUPPORTED_FIRST);
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_x402_supported_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_x402_supported_exiting = 1;
+
+    if (ngx_http_x402_supported_timer.timer_set) {
+        ngx_del_timer(&ngx_http_x402_supported_timer);
+    }
+}
+
+
+static void
+ngx_http_x402_supported_tick(ngx_event_t *ev)
+{
+    ngx_msec_t                            wait;
+    ngx_uint_t                            i;
+    ngx_cycle_t                          *cycle;
+    ngx_msec_int_t                        left;
+    ngx_http_x402_supported_fac_t        *fac;
+    ngx_http_x402_supported_main_conf_t  *smcf;
+
+    cycle = ev->data;
+
+    if (ngx_http_x402_supported_exiting || ngx_exiting || ngx_quit) {
+        return;
+    }
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_x402_supported_module);
+    fac = smcf->facilitators.elts;
+    wait = NGX_HTTP_X402_SUPPORTED_REFRESH;
+
+    for (i = 0; i < smcf->facilitators.nelts; i++) {
+
+        left = (ngx_msec_int_t) (fac[i].next - ngx_current_msec);
+
+        if (left <= 0 && !fac[i].inflight) {
+
+            /* until it reports, nothing else is started for it */
+            fac[i].next = ngx_current_msec + NGX_HTTP_X402_SUPPORTED_REFRESH;
+
+            if (ngx_http_x402_supported_start(cycle, &fac[i]) != NGX_OK) {
+                ngx_log_error(NGX_LOG_WARN, ev->log, 0,
+                              "x402: cannot start GET \"%V\"", &fac[i].uri);
+                fac[i].next = ngx_current_msec
+                              + NGX_HTTP_X402_SUPPORTED_RETRY;
+            }
+
+            left = (ngx_msec_int_t) (fac[i].next - ngx_current_msec);
+        }
+
+        if (left > 0 && (ngx_msec_t) left < wait) {
+            wait = (ngx_msec_t) left;
+        }
+    }
+
+    ngx_add_timer(ev, wait < 100 ? 100 : wait);
+}
+
+
+/* ---- a GET without a client ---- */
+
+static ngx_int_t
+ngx_http_x402_supported_start(ngx_cycle_t *cycle,
+    ngx_http_x402_supported_fac_t *fac)
+{
+    ngx_fd_t                        fd;
+    ngx_log_t                      *log;
+    ngx_pool_t                     *cpool, *pool;
+    ngx_table_elt_t                *h;
+    ngx_connection_t               *c;
+    ngx_http_log_ctx_t             *lctx;
+    ngx_http_cleanup_t             *cln;
+    ngx_http_request_t             *r, *sr;
+    ngx_http_core_srv_conf_t       *cscf;
+    ngx_http_core_main_conf_t      *cmcf;
+    ngx_http_post_subrequest_t     *ps;
+    ngx_http_x402_supported_req_t  *sq;
+
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
+    cscf = fac->cscf;
+
+    /* a real descriptor nobody polls: any path that closes it is clean */
+    fd = ngx_open_file("/dev/null", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        return NGX_ERROR;
+    }
+
+    c = ngx_get_connection((ngx_socket_t) fd, cycle->log);
+    if (c == NULL) {
+        (void) ngx_close_file(fd);
+        return NGX_ERROR;
+    }
+
+    cpool = ngx_create_pool(1024, cycle->log);
+    if (cpool == NULL) {
+        goto failed_conn;
+    }
+
+    c->pool = cpool;
+
+    log = ngx_pcalloc(cpool, sizeof(ngx_log_t));
+    lctx = ngx_pcalloc(cpool, sizeof(ngx_http_log_ctx_t));
+    if (log == NULL || lctx == NULL) {
+        goto failed_conn;
+    }
+
+    *log = *cycle->log;
+    log->handler = NULL;
+    log->data = lctx;
+    log->action = "asking an x402 facilitator what it supports";
+    /*
+     * A probe nobody waits for: the facilitator location's own complaints
+     * (connect() failed, a 5xx) would come as an [error] at every retry;
+     * our one [warn] line per failure names the status instead.
+     */
+    if (log->log_level > NGX_LOG_CRIT) {
+        log->log_level = NGX_LOG_CRIT;
+    }
+    lctx->connection = c;
+
+    c->log = log;
+    c->log_error = NGX_ERROR_INFO;
+    c->read->log = log;
+    c->write->log = log;
+    /* never registered with epoll: nobody may try to add them */
+    c->read->active = 1;
+    c->write->active = 1;
+    c->read->handler = ngx_http_empty_handler;
+    c->write->handler = ngx_http_empty_handler;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+    c->requests = 1;
+    c->start_time = ngx_current_msec;
+
+#if (NGX_STAT_STUB)
+    /* ngx_http_close_connection() takes it off again */
+    (void) ngx_atomic_fetch_add(ngx_stat_active, 1);
+#endif
+
+    pool = ngx_create_pool(cscf->request_pool_size, log);
+    if (pool == NULL) {
+        goto failed_conn;
+    }
+
+    r = ngx_pcalloc(pool, sizeof(ngx_http_request_t));
+    if (r == NULL) {
+        ngx_destroy_pool(pool);
+        goto failed_conn;
+    }
+
+    r->pool = pool;
+    r->signature = NGX_HTTP_MODULE;
+    r->connection = c;
+    r->main = r;
+    r->count = 1;
+    r->main_conf = cscf->ctx->main_conf;
+    r->srv_conf = cscf->ctx->srv_conf;
+    r->loc_conf = cscf->ctx->loc_conf;
+
+    r->ctx = ngx_pcalloc(pool, sizeof(void *) * ngx_http_max_module);
+    r->variables = ngx_pcalloc(pool, cmcf->variables.nelts
+                                     * sizeof(ngx_http_variable_value_t));
+    sq = ngx_pcalloc(pool, sizeof(ngx_http_x402_supported_req_t));
+    cln = ngx_http_cleanup_add(r, 0);
+
+    if (r->ctx == NULL || r->variables == NULL || sq == NULL || cln == NULL)
+    {
+        goto failed_req;
+    }
+
+    sq->fac = fac;
+    fac->inflight = 1;
+
+    cln->handler = ngx_http_x402_supported_gone;
+    cln->data = sq;
+
+    if (ngx_list_init(&r->headers_out.headers, pool, 1,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK
+        || ngx_list_init(&r->headers_in.headers, pool, 2,
+                         sizeof(ngx_table_elt_t))
+           != NGX_OK)
+    {
+        goto failed_req;
+    }
+
+    r->uri = fac->uri;
+    r->unparsed_uri = fac->uri;
+    r->method = NGX_HTTP_GET;
+    r->method_name = ngx_http_x402_supported_get;
+    r->http_version = NGX_HTTP_VERSION_11;
+    ngx_str_set(&r->http_protocol, "HTTP/1.1");
+    ngx_str_set(&r->request_line, "GET x402-facilitator-supported HTTP/1.1");
+    ngx_str_set(&r->schema, "http");
+    r->headers_in.content_length_n = -1;
+    r->headers_in.keep_alive_n = -1;
+    r->uri_changes = NGX_HTTP_MAX_URI_CHANGES + 1;
+    r->subrequests = NGX_HTTP_MAX_SUBREQUESTS + 1;
+    r->http_state = NGX_HTTP_PROCESS_REQUEST_STATE;
+    r->discard_body = 1;
+    r->logged = 1;                  /* not an access-log entry */
+    r->start_sec = ngx_time();
+    r->start_msec = ((ngx_time_t *) ngx_timeofday())->msec;
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_x402_supported_finish;
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        goto failed_req;
+    }
+
+    ngx_str_set(&h->key, "Accept");
+    ngx_str_set(&h->value, "application/json");
+    h->lowcase_key = (u_char *) "accept";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    c->data = r;
+    lctx->request = r;
+    lctx->current_request = r;
+
+    ps = ngx_palloc(pool, sizeof(ngx_http_post_subrequest_t));
+    if (ps == NULL) {
+        goto failed_req;
+    }
+
+    ps->handler = ngx_http_x402_supported_post;
+    ps->data = sq;
+
+    if (ngx_http_subrequest(r, &fac->uri, NULL, &sr, ps,
+                            NGX_HTTP_SUBREQUEST_IN_MEMORY
+                            |NGX_HTTP_SUBREQUEST_WAITED)
+        != NGX_OK)
+    {
+        goto failed_req;
+    }
+
+    sr->header_only = 0;
+
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0, "x402: GET \"%V\"", &fac->uri);
+
+    ngx_http_run_posted_requests(c);
+
+    return NGX_OK;
+
+failed_req:
+
+    ngx_http_free_request(r, 0);
+
+failed_conn:
+
+    ngx_http_close_connection(c);
+
+    return NGX_ERROR;
+}
+
+
+/* not static: ngx_http_x402_own_subrequest() knows our subrequest by it */
+ngx_int_t
+ngx_http_x402_supported_post(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_x402_supported_req_t  *sq = data;
+
+    ngx_buf_t  *b;
+
+    if (sq->done) {
+        return rc;
+    }
+
+    if (rc == NGX_ERROR || sr->connection->error) {
+        sq->got_response = 0;
+        return rc;
+    }
+
+    sq->got_response = 1;
+    sq->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
+                                                   : sr->headers_out.status;
+
+    if (sr->out && sr->out->buf) {
+        b = sr->out->buf;
+        sq->body.data = b->pos;
+        sq->body.len = b->last - b->pos;
+
+    } else {
+        ngx_str_null(&sq->body);
+    }
+
+    return rc;
+}
+
+
+/* the fake request's write handler: its subrequest is done */
+static void
+ngx_http_x402_supported_finish(ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    if (r->count > 1) {
+        /* still waiting for the subrequest */
+        return;
+    }
+
+    c = r->connection;
+
+    /* the cleanup reads the answer, then the request is gone */
+    ngx_http_free_request(r, 0);
+    ngx_http_close_connection(c);
+}
+
+
+/* the request is freed: by us, or by nginx's terminate path */
+static void
+ngx_http_x402_supported_gone(void *data)
+{
+    ngx_http_x402_supported_req_t  *sq = data;
+
+    if (!sq->done) {
+        sq->done = 1;
+        ngx_http_x402_supported_answer(sq, ngx_cycle->log);
+    }
+
+    sq->fac->inflight = 0;
+}
+
+
+static void
+ngx_http_x402_supported_answer(ngx_http_x402_supported_req_t *sq,
+    ngx_log_t *log)
+{
+    u_char                           hash[32];
+    ngx_uint_t                       changed, level;
+    ngx_pool_t                      *pool;
+    x402_str_t                       body, err;
+    ngx_slab_pool_t                 *shpool;
+    x402_allocator_t                 a;
+    x402_supported_t                *s;
+    ngx_http_x402_supported_fac_t   *fac;
+    ngx_http_x402_supported_slot_t  *slot;
+    ngx_http_x402_supported_main_conf_t  *smcf;
+
+    fac = sq->fac;
+    slot = fac->slot;
+
+    if (ngx_http_x402_supported_exiting) {
+        return;
+    }
+
+    pool = ngx_create_pool(4096, log);
+    if (pool == NULL) {
+        return;
+    }
+
+    a.alloc = ngx_http_x402_supported_alloc;
+    a.ctx = pool;
+    body.data = (const char *) sq->body.data;
+    body.len = sq->body.len;
+    ngx_memzero(&err, sizeof(x402_str_t));
+
+    s = NULL;
+
+    if (sq->got_response && sq->status == NGX_HTTP_OK) {
+
+        if (body.len > NGX_HTTP_X402_SUPPORTED_MAX) {
+            /* the slot's bound, whatever subrequest_output_buffer_size */
+            err.data = "the answer is larger than 65536 bytes";
+            err.len = sizeof("the answer is larger than 65536 bytes") - 1;
+
+        } else {
+            s = x402_supported_parse((int) sq->status, body, &a, &err);
+        }
+    }
+
+    if (s == NULL) {
+        fac->backoff = fac->backoff ? ngx_min(fac->backoff * 2,
+                                              NGX_HTTP_X402_SUPPORTED_REFRESH)
+                                    : NGX_HTTP_X402_SUPPORTED_RETRY;
+        fac->next = ngx_current_msec + fac->backoff;
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "x402: facilitator \"%V\": GET \"%V\" %s%*s "
+                      "(status %ui, %uz bytes); what it supports is "
+                      "unknown, asking again in %M ms",
+                      &fac->prefix, &fac->uri,
+                      !sq->got_response ? "got no answer (unreachable, or "
+                                          "an answer larger than "
+                                          "subrequest_output_buffer_size)"
+                      : sq->status != NGX_HTTP_OK ? "failed"
+                      : "answered what is not a SupportedResponse: ",
+                      err.len, err.data, sq->status, sq->body.len,
+                      fac->backoff);
+
+        ngx_destroy_pool(pool);
+        ngx_http_x402_supported_rearm(fac->backoff);
+        return;
+    }
+
+    fac->backoff = 0;
+    fac->next = ngx_current_msec + NGX_HTTP_X402_SUPPORTED_REFRESH;
+
+    x402_keccak256(sq->body.data, sq->body.len, hash);
+
+    smcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                               ngx_http_x402_supported_module);
+    shpool = (ngx_slab_pool_t *) smcf->zone->shm.addr;
+
+    ngx_shmtx_lock(&shpool->mutex);
+
+    ngx_memcpy(slot->body, sq->body.data, sq->body.len);
+    slot->len = sq->body.len;
+    slot->status = sq->status;
+    slot->fetched = ngx_time();
+    slot->generation++;
+
+    changed = !slot->has_checked
+              || ngx_memcmp(slot->checked, hash, 32) != 0;
+
+    if (changed) {
+        ngx_memcpy(slot->checked, hash, 32);
+        slot->has_checked = 1;
+    }
+
+    ngx_shmtx_unlock(&shpool->mutex);
+
+    level = changed ? NGX_LOG_NOTICE : NGX_LOG_INFO;
+
+    ngx_log_error(level, log, 0,
+                  "x402: facilitator \"%V\" supports %uz kind(s)%s",
+                  &fac->prefix, x402_supported_count(s),
+                  changed ? "; checking the locations that use it" : "");
+
+    if (changed) {
+        ngx_http_x402_supported_check(fac, s, log);
+    }
+
+    x402_supported_free(s);
+    ngx_destroy_pool(pool);
+}
+
+
+/* every option of every location using fac, against what fac supports */
+static void
+ngx_http_x402_supported_check(ngx_http_x402_supported_fac_t *fac,
+    x402_supported_t *s, ngx_log_t *log)
+{
+    int                             v1;
+    ngx_uint_t                      i, k;
+    ngx_http_x402_option_t         *opt;
+    x402_requirement_t              one;
+    const x402_requirement_t       *req;
+    ngx_http_x402_loc_conf_t       *xlcf;
+    ngx_http_x402_supported_use_t  *use;
+
+    use = fac->uses.elts;
+
+    for (i = 0; i < fac->uses.nelts; i++) {
+        xlcf = use[i].xlcf;
+        k = use[i].option;
+        opt = xlcf->options->elts;
+
+        if (xlcf->offer && k < x402_offer_count(xlcf->offer)) {
+            req = x402_offer_get(xlcf->offer, k);
+
+        } else {
+            /* a price from variables: the offer is made per request, but
+             * a kind is (version, scheme, network) */
+            ngx_memzero(&one, sizeof(x402_requirement_t));
+            one.scheme.data = "exact";
+            one.scheme.len = sizeof("exact") - 1;
+            one.network = opt[k].network;
+            one.asset.data = (const char *) opt[k].asset_address;
+            one.asset.len = ngx_strlen(opt[k].asset_address);
+            req = &one;
+        }
+
+        v1 = 0;
+
+        if (!x402_supported_requirement(s, req, &v1)) {
+            ngx_log_error(NGX_LOG_ERR, log, 0,
+                          "x402: location \"%V\"%s: option %ui "
+                          "(%*s on %s, asset %*s) is NOT supported by "
+                          "its facilitator \"%V\" (GET \"%V\" lists no "
+                          "x402Version 2 kind for it): payments for it "
+                          "cannot be settled there",
+                          &use[i].location,
+                          use[i].sharing ? " (and the locations "
+                                           "inheriting its offer)" : "",
+                          k + 1, req->scheme.len, req->scheme.data,
+                          req->network->caip2, req->asset.len,
+                          req->asset.data, &fac->prefix, &fac->uri);
+            continue;
+        }
+
+        if (!v1 && ngx_strcmp(req->network->v1_name, req->network->caip2)
+                   != 0)
+        {
+            ngx_log_error(NGX_LOG_WARN, log, 0,
+                          "x402: location \"%V\": option %ui (%*s on "
+                          "%s): facilitator \"%V\" lists no "
+                          "x402Version 1 kind for it: v1 payments "
+                          "(X-PAYMENT) cannot be settled there",
+                          &use[i].location, k + 1, req->scheme.len,
+                          req->scheme.data, req->network->v1_name,
+                          &fac->prefix);
+        }
+    }
+}
+
+
+static void
+ngx_http_x402_supported_rearm(ngx_msec_t delay)
+{
+    ngx_event_t  *ev;
+
+    ev = &ngx_http_x402_supported_timer;
+
+    if (ngx_http_x402_supported_exiting || ev->handler == NULL) {
+        return;
+    }
+
+    if (!ev->timer_set
+        || (ngx_msec_int_t) (ev->timer.key - (ngx_current_msec + delay)) > 0)
+    {
+        ngx_add_timer(ev, delay);
+    }
+}
+
+
+static void *
+ngx_http_x402_supported_alloc(void *pool, size_t size)
+{
+    return ngx_palloc(pool, size);
+}
