@@ -15,6 +15,13 @@
  * name in a worker), an nginx timer bounds the connect, a stalled server is
  * dropped and reconnected with backoff on a cancelable timer, and under
  * edge-triggered events the socket is drained.
+ *
+ * Commands are not written one by one: a command queued on a ready
+ * connection posts one flush event, which nginx runs after the events of
+ * this iteration (ngx_posted_events), so every command the iteration's
+ * requests queued leaves in one write, and Redis reads and answers them as
+ * one pipeline. Only a write the socket cannot take whole waits for the
+ * write event.
  */
 
 #include <ngx_config.h>
@@ -37,6 +44,7 @@ static void ngx_http_x402_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_x402_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_x402_redis_flush_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_add_read(void *privdata);
 static void ngx_http_x402_redis_del_read(void *privdata);
 static void ngx_http_x402_redis_add_write(void *privdata);
@@ -85,6 +93,10 @@ ngx_http_x402_redis_conn_init(ngx_cycle_t *cycle,
     rd->connect_timer.data = rd;
     rd->connect_timer.log = cycle->log;
     rd->connect_timer.cancelable = 1;
+
+    rd->flush.handler = ngx_http_x402_redis_flush_handler;
+    rd->flush.data = rd;
+    rd->flush.log = cycle->log;
 
     ngx_http_x402_redis_connect();
 }
@@ -432,9 +444,23 @@ ngx_http_x402_redis_add_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    ngx_int_t  event;
+    ngx_int_t                    event;
+    ngx_http_x402_redis_conn_t  *rd;
 
     if (c->write->active) {
+        return;
+    }
+
+    rd = &ngx_http_x402_redis_conn;
+
+    if (rd->state == NGX_HTTP_X402_REDIS_READY && !rd->flushing
+        && rd->c == c)
+    {
+        /* a command queued: written at the end of this iteration */
+        if (!rd->flush.posted) {
+            ngx_post_event(&rd->flush, &ngx_posted_events);
+        }
+
         return;
     }
 
@@ -471,6 +497,10 @@ ngx_http_x402_redis_cleanup(void *privdata)
 
     if (rd->c == c) {
         rd->c = NULL;
+
+        if (rd->flush.posted) {
+            ngx_delete_posted_event(&rd->flush);
+        }
     }
 
     if (c->read->timer_set) {
@@ -578,6 +608,28 @@ ngx_http_x402_redis_write_handler(ngx_event_t *ev)
     ngx_http_x402_timing_start();
 
     redisAsyncHandleWrite(rd->ac);
+
+    ngx_http_x402_timing_end(NGX_HTTP_X402_T_REDIS_WRITE);
+}
+
+
+static void
+ngx_http_x402_redis_flush_handler(ngx_event_t *ev)
+{
+    ngx_http_x402_redis_conn_t  *rd;
+
+    rd = &ngx_http_x402_redis_conn;
+
+    if (rd->ac == NULL || rd->c == NULL) {
+        return;
+    }
+
+    ngx_http_x402_timing_start();
+
+    /* what the socket does not take now asks for the write event */
+    rd->flushing = 1;
+    redisAsyncHandleWrite(rd->ac);
+    rd->flushing = 0;
 
     ngx_http_x402_timing_end(NGX_HTTP_X402_T_REDIS_WRITE);
 }

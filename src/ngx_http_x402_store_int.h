@@ -266,12 +266,15 @@ typedef struct {
     ngx_msec_t                        backoff;
     ngx_event_t                       connect_timer;
     ngx_event_t                       reconnect;
+    /* posted: writes what this event-loop iteration queued, at its end */
+    ngx_event_t                       flush;
     ngx_log_t                        *log;
     time_t                            logged;
     void                            (*connecting)(void);
     void                            (*ready)(void);
     unsigned                          exiting:1;
     unsigned                          was_down:1;
+    unsigned                          flushing:1;
 } ngx_http_x402_redis_conn_t;
 
 extern ngx_http_x402_redis_conn_t  ngx_http_x402_redis_conn;
