@@ -21,7 +21,10 @@
  * this iteration (ngx_posted_events), so every command the iteration's
  * requests queued leaves in one write, and Redis reads and answers them as
  * one pipeline. Only a write the socket cannot take whole waits for the
- * write event.
+ * write event. A command nobody waits for (queued with queue_lazily set:
+ * the settled record) posts nothing: it leaves with the next flush, the
+ * next payment's reserve under load, or after NGX_HTTP_X402_REDIS_LAZY_MS;
+ * Redis then reads one batch per payment, not two.
  */
 
 #include <ngx_config.h>
@@ -38,6 +41,7 @@
 
 #define NGX_HTTP_X402_REDIS_BACKOFF_MIN  100
 #define NGX_HTTP_X402_REDIS_BACKOFF_MAX  2000
+#define NGX_HTTP_X402_REDIS_LAZY_MS      5
 
 
 static void ngx_http_x402_redis_reconnect_handler(ngx_event_t *ev);
@@ -98,6 +102,11 @@ ngx_http_x402_redis_conn_init(ngx_cycle_t *cycle,
     rd->flush.data = rd;
     rd->flush.log = cycle->log;
 
+    rd->lazy.handler = ngx_http_x402_redis_flush_handler;
+    rd->lazy.data = rd;
+    rd->lazy.log = cycle->log;
+    rd->lazy.cancelable = 1;
+
     ngx_http_x402_redis_connect();
 }
 
@@ -117,6 +126,13 @@ ngx_http_x402_redis_conn_exit(void)
 
     if (rd->connect_timer.timer_set) {
         ngx_del_timer(&rd->connect_timer);
+    }
+
+    if (rd->ac && rd->state == NGX_HTTP_X402_REDIS_READY) {
+        /* what is still queued (a settled record, lazily) goes out */
+        rd->flushing = 1;
+        redisAsyncHandleWrite(rd->ac);
+        rd->flushing = 0;
     }
 
     ngx_http_x402_redis_drop();
@@ -456,6 +472,14 @@ ngx_http_x402_redis_add_write(void *privdata)
     if (rd->state == NGX_HTTP_X402_REDIS_READY && !rd->flushing
         && rd->c == c)
     {
+        if (rd->queue_lazily) {
+            if (!rd->flush.posted && !rd->lazy.timer_set) {
+                ngx_add_timer(&rd->lazy, NGX_HTTP_X402_REDIS_LAZY_MS);
+            }
+
+            return;
+        }
+
         /* a command queued: written at the end of this iteration */
         if (!rd->flush.posted) {
             ngx_post_event(&rd->flush, &ngx_posted_events);
@@ -500,6 +524,10 @@ ngx_http_x402_redis_cleanup(void *privdata)
 
         if (rd->flush.posted) {
             ngx_delete_posted_event(&rd->flush);
+        }
+
+        if (rd->lazy.timer_set) {
+            ngx_del_timer(&rd->lazy);
         }
     }
 
@@ -619,6 +647,10 @@ ngx_http_x402_redis_flush_handler(ngx_event_t *ev)
     ngx_http_x402_redis_conn_t  *rd;
 
     rd = &ngx_http_x402_redis_conn;
+
+    if (rd->lazy.timer_set) {
+        ngx_del_timer(&rd->lazy);
+    }
 
     if (rd->ac == NULL || rd->c == NULL) {
         return;
