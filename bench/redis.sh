@@ -134,21 +134,28 @@ calls() {  # the sum of calls in INFO commandstats
     redis-cli -p "$rport" info commandstats | tr -d '\r' \
         | sed -n 's/.*:calls=\([0-9]*\),.*/\1/p' | awk '{ s += $1 } END { print s + 0 }'
 }
+reads() {  # socket reads Redis processed (one per batch of commands)
+    redis-cli -p "$rport" info stats | tr -d '\r' \
+        | sed -n 's/^total_reads_processed:\([0-9]*\)/\1/p'
+}
 
 "$load" "$nport" /local/ 2000 "$conn" "$work/warm.txt" PAYMENT-SIGNATURE > /dev/null
 sleep 0.5
-echo "| round | paid | redis-server CPU µs/payment | Redis commands/payment | worker CPU µs/request | requests/s |"
-echo "|---|---|---|---|---|---|"
+echo "| round | paid | redis-server CPU µs/payment | Redis commands/payment | Redis reads/payment | worker CPU µs/request | requests/s |"
+echo "|---|---|---|---|---|---|---|"
 for r in $(seq "$rounds"); do
-    k0=$(calls); r0=$(cpu_ns "$redis_pid"); w0=$(cpu_ns "$worker")
+    k0=$(calls); d0=$(reads); r0=$(cpu_ns "$redis_pid"); w0=$(cpu_ns "$worker")
     out=$("$load" "$nport" /local/ "$n" "$conn" "$work/pay-$r.txt" PAYMENT-SIGNATURE \
           | sed -n 's/^result //p')
     sleep 0.5   # the async settlements' records land
-    r1=$(cpu_ns "$redis_pid"); w1=$(cpu_ns "$worker"); k1=$(calls)
+    r1=$(cpu_ns "$redis_pid"); w1=$(cpu_ns "$worker"); d1=$(reads); k1=$(calls)
     # requests 2xx 402 other errors rps p50 p99
     read -r req ok _ _ _ rps _ < <(echo "$out")
-    perl -e 'my ($r, $ok, $rc, $kc, $wc, $rps) = @ARGV;
-             printf "| %d | %d of %d | %.2f | %.2f | %.2f | %.0f |\n",
-                 $ARGV[6], $ok, $r, $rc / $ok / 1000, $kc / $ok, $wc / $r / 1000, $rps' \
-        "$req" "$ok" "$((r1 - r0))" "$((k1 - k0 - 1))" "$((w1 - w0))" "$rps" "$r"
+    # the INFO calls between the marks: one command and one read each
+    perl -e 'my ($r, $ok, $rc, $kc, $dc, $wc, $rps) = @ARGV;
+             printf "| %d | %d of %d | %.2f | %.2f | %.2f | %.2f | %.0f |\n",
+                 $ARGV[7], $ok, $r, $rc / $ok / 1000, $kc / $ok, $dc / $ok,
+                 $wc / $r / 1000, $rps' \
+        "$req" "$ok" "$((r1 - r0))" "$((k1 - k0 - 2))" "$((d1 - d0 - 2))" \
+        "$((w1 - w0))" "$rps" "$r"
 done
