@@ -31,6 +31,7 @@ summary=()
 failed=0
 t_all=$(date +%s)
 
+details=()    # lines a step adds under its own summary line
 step() {    # name command...: run, time, record
     local name=$1 t0 rc
     shift
@@ -45,6 +46,8 @@ step() {    # name command...: run, time, record
         summary+=("FAILED  ${dt}s  $name (exit $rc)")
         failed=1
     fi
+    summary+=("${details[@]}")
+    details=()
     return $rc
 }
 
@@ -90,6 +93,7 @@ fuzz() {
 }
 
 tests() {
+    rm -f "$build/prove-failures.txt"
     if [ -n "${PROVE_ARGS:-}" ]; then
         # shellcheck disable=SC2086
         prove -j1 -I t/lib $PROVE_ARGS
@@ -101,7 +105,19 @@ tests() {
         if [ -n "$run_interop" ] && [[ $f == t/5* ]]; then continue; fi
         files+=("$f")
     done
-    prove -j1 -I t/lib "${files[@]}"
+    prove -j1 -I t/lib "${files[@]}" 2>&1 | tee "$build/prove.log"
+    local rc=${PIPESTATUS[0]}
+    # name what failed where the summary shows it: a CI log is often cut
+    # before prove's own report
+    if [ "$rc" -ne 0 ]; then
+        awk '/^Test Summary Report/ {on=1; next}
+             on && /^t\// {f=$1} on && /Failed tests?:|Parse errors?:|Non-zero (exit|wait)|Bad plan/ {
+                 gsub(/^ +/, ""); print f ": " $0 }' "$build/prove.log" \
+            | head -n 20 > "$build/prove-failures.txt"
+        while IFS= read -r l; do details+=("        ${l:0:150}"); done \
+            < "$build/prove-failures.txt"
+    fi
+    return "$rc"
 }
 
 mkdir -p "$build" "$(dirname "$core_build")"
