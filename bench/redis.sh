@@ -29,6 +29,7 @@ cleanup() {
     done
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     sleep 0.3
+    [ -n "${KEEP:-}" ] && { echo "kept $work" >&2; return; }
     rm -rf "$work"
 }
 trap cleanup EXIT
