@@ -14,6 +14,8 @@
 //   --asset-name --asset-version --amount (1000) --pay-to --max-timeout (300)
 //   --resource URL --description --mime-type
 // Authorization: --valid-after (now-600) --valid-before (now+maxTimeout)
+//   --valid-for S (validBefore = now + S, now taken when signing, after
+//   node has started: a short window does not shrink on a loaded machine)
 //   --nonce (random 32 bytes) --key (Anvil #0; "random": a fresh key for
 //   each payment) --now (clock override)
 //   --version 1|2 (default: the requirement's; 2 otherwise)
@@ -250,7 +252,8 @@ async function signOne(o, picked) {
     to: getAddress(o["to-override"] ?? req.payTo),
     value: String(o["value-override"] ?? amount),
     validAfter: String(o["valid-after"] ?? now - 600),
-    validBefore: String(o["valid-before"] ?? now + maxTimeout),
+    validBefore: String(o["valid-before"]
+      ?? now + (o["valid-for"] !== undefined ? Number(o["valid-for"]) : maxTimeout)),
     nonce: o.nonce ?? toHex(randomBytes(32)),
   };
   const extra = req.extra ?? {};

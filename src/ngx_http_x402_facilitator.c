@@ -13,10 +13,22 @@
 
 
 #include "ngx_http_x402_module.h"
+#include "ngx_http_x402_metrics.h"
 
 
+/* the caller's post-subrequest handler, behind our one (own_subrequest) */
+typedef struct {
+    ngx_http_post_subrequest_pt  handler;
+    void                        *data;
+} ngx_http_x402_post_t;
+
+
+static ngx_int_t ngx_http_x402_facilitator_posted(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
 static ngx_int_t ngx_http_x402_facilitator_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
+static void ngx_http_x402_count_call(ngx_uint_t endpoint,
+    ngx_http_x402_call_t *call, int outcome);
 static ngx_int_t ngx_http_x402_facilitator_body(ngx_http_request_t *r,
     ngx_http_request_t *sr, ngx_str_t *body);
 
@@ -27,30 +39,85 @@ static ngx_str_t  ngx_http_x402_post_method = { 4, (u_char *) "POST " };
 static ngx_uint_t  ngx_http_x402_warned_internal;
 
 
+/*
+ * Every facilitator subrequest (/verify, /settle, a settlement retry and
+ * its authorizationState call) starts here: a POST of body to uri, in
+ * memory, with fresh headers; handler(sr, data, rc) is the caller's
+ * post-subrequest handler.
+ */
+
 ngx_int_t
-ngx_http_x402_facilitator_call(ngx_http_request_t *r,
-    ngx_http_x402_ctx_t *ctx, ngx_http_x402_call_t *call, ngx_str_t *uri,
-    ngx_uint_t background)
+ngx_http_x402_facilitator_post(ngx_http_request_t *r, ngx_str_t *uri,
+    ngx_str_t *body, ngx_uint_t flags, ngx_http_post_subrequest_pt handler,
+    void *data, ngx_http_request_t **psr)
 {
-    ngx_uint_t                   flags;
-    ngx_http_request_t          *sr;
+    ngx_http_x402_post_t        *post;
     ngx_http_post_subrequest_t  *ps;
 
+    *psr = NULL;
+
     ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
-    if (ps == NULL) {
+    post = ngx_palloc(r->pool, sizeof(ngx_http_x402_post_t));
+
+    if (ps == NULL || post == NULL) {
         return NGX_ERROR;
     }
 
-    ps->handler = ngx_http_x402_facilitator_done;
-    ps->data = ctx;
+    post->handler = handler;
+    post->data = data;
 
-    flags = NGX_HTTP_SUBREQUEST_IN_MEMORY;
-    flags |= background ? NGX_HTTP_SUBREQUEST_BACKGROUND
-                        : NGX_HTTP_SUBREQUEST_WAITED;
+    ps->handler = ngx_http_x402_facilitator_posted;
+    ps->data = post;
+
+    if (ngx_http_subrequest(r, uri, NULL, psr, ps,
+                            flags | NGX_HTTP_SUBREQUEST_IN_MEMORY)
+        != NGX_OK)
+    {
+        *psr = NULL;
+        return NGX_ERROR;
+    }
+
+    return ngx_http_x402_facilitator_body(r, *psr, body);
+}
+
+
+static ngx_int_t
+ngx_http_x402_facilitator_posted(ngx_http_request_t *sr, void *data,
+    ngx_int_t rc)
+{
+    ngx_http_x402_post_t  *post = data;
+
+    return post->handler(sr, post->data, rc);
+}
+
+
+/*
+ * A /verify or /settle for the request's ctx; done(ctx), if given, runs
+ * once the answer is in call (or lost): nginx resumes a waited call's
+ * parent by itself, a background one (async) has nobody waiting.
+ */
+
+ngx_int_t
+ngx_http_x402_facilitator_call(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, ngx_http_x402_call_t *call, ngx_str_t *uri,
+    ngx_uint_t background, ngx_http_x402_call_done_pt done)
+{
+    ngx_int_t            rc;
+    ngx_uint_t           flags;
+    ngx_http_request_t  *sr;
+
+    flags = background ? NGX_HTTP_SUBREQUEST_BACKGROUND
+                       : NGX_HTTP_SUBREQUEST_WAITED;
 
     ngx_memzero(call, sizeof(ngx_http_x402_call_t));
 
-    if (ngx_http_subrequest(r, uri, NULL, &sr, ps, flags) != NGX_OK) {
+    call->handler = done;
+
+    rc = ngx_http_x402_facilitator_post(r, uri, &ctx->fac_body, flags,
+                                        ngx_http_x402_facilitator_done, ctx,
+                                        &sr);
+
+    if (sr == NULL) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "x402: cannot create the \"%V\" subrequest", uri);
         return NGX_ERROR;
@@ -60,7 +127,7 @@ ngx_http_x402_facilitator_call(ngx_http_request_t *r,
     call->issued = 1;
     call->start = ngx_current_msec;
 
-    if (ngx_http_x402_facilitator_body(r, sr, &ctx->fac_body) != NGX_OK) {
+    if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -82,9 +149,7 @@ ngx_http_x402_own_subrequest(ngx_http_request_t *sr)
 
     ps = sr->post_subrequest;
 
-    return ps != NULL
-           && (ps->handler == ngx_http_x402_facilitator_done
-               || ps->handler == ngx_http_x402_retry_post);
+    return ps != NULL && ps->handler == ngx_http_x402_facilitator_posted;
 }
 
 
@@ -281,16 +346,8 @@ ngx_http_x402_facilitator_done(ngx_http_request_t *sr, void *data,
                    "%uz bytes", &sr->uri, rc, call->status,
                    call->body.len);
 
-    if (call == &ctx->settle) {
-
-        if (sr->background) {
-            /* async settlement: nobody waits for it, handle it right here */
-            (void) ngx_http_x402_settle_result(ctx->request, ctx);
-
-        } else {
-            /* x402_settle after: the held response may go now */
-            ngx_http_x402_filter_wake(ctx);
-        }
+    if (call->handler) {
+        call->handler(ctx);
     }
 
     return rc;
@@ -309,4 +366,64 @@ ngx_http_x402_facilitator_broken_status(ngx_http_x402_call_t *call)
     }
 
     return NGX_HTTP_BAD_GATEWAY;
+}
+
+
+/*
+ * A facilitator call's answer parsed by the core (no answer at all is
+ * broken), and counted in the metrics: X402_FAC_OK, X402_FAC_REFUSED,
+ * X402_FAC_BROKEN, or -1 on allocation failure.
+ */
+
+int
+ngx_http_x402_parse_call(ngx_http_request_t *r, ngx_http_x402_call_t *call,
+    ngx_http_x402_parse_pt parse, ngx_uint_t endpoint,
+    x402_facilitator_result_t *res)
+{
+    int               rc;
+    x402_str_t        body;
+    x402_allocator_t  a;
+
+    a.alloc = ngx_http_x402_alloc;
+    a.ctx = r->pool;
+
+    body.data = (const char *) call->body.data;
+    body.len = call->body.len;
+
+    ngx_memzero(res, sizeof(x402_facilitator_result_t));
+
+    if (call->failed) {
+        rc = X402_FAC_BROKEN;
+        res->reason.data = "no response";
+        res->reason.len = sizeof("no response") - 1;
+
+    } else {
+        rc = parse((int) call->status, body, &a, res);
+    }
+
+    ngx_http_x402_count_call(endpoint, call, rc);
+
+    return rc;
+}
+
+
+static void
+ngx_http_x402_count_call(ngx_uint_t endpoint, ngx_http_x402_call_t *call,
+    int outcome)
+{
+    ngx_uint_t  result;
+
+    if (outcome == X402_FAC_OK || outcome == X402_FAC_REFUSED) {
+        result = NGX_HTTP_X402_METRICS_FAC_OK;
+
+    } else if (call->failed || call->status == 0
+               || call->status >= NGX_HTTP_INTERNAL_SERVER_ERROR)
+    {
+        result = NGX_HTTP_X402_METRICS_FAC_UNAVAILABLE;
+
+    } else {
+        result = NGX_HTTP_X402_METRICS_FAC_MALFORMED;
+    }
+
+    ngx_http_x402_metrics_facilitator(endpoint, call->elapsed, result);
 }

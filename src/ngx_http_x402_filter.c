@@ -49,6 +49,7 @@ static void ngx_http_x402_drop(ngx_chain_t *in);
 static ngx_int_t ngx_http_x402_add_settle_header(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static void ngx_http_x402_release_handler(ngx_event_t *ev);
+static void ngx_http_x402_filter_wake(ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_settle_held(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static ngx_int_t ngx_http_x402_spill(ngx_http_request_t *r,
@@ -233,7 +234,8 @@ static ngx_int_t
 ngx_http_x402_settle_held(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
     if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
-                                       &ctx->settle_uri, 0)
+                                       &ctx->settle_uri, 0,
+                                       ngx_http_x402_filter_wake)
         != NGX_OK)
     {
         /* nothing was sent yet: close rather than serve unsettled */
@@ -841,7 +843,7 @@ ngx_http_x402_add_settle_header(ngx_http_request_t *r,
  * the event if the request goes away first.
  */
 
-void
+static void
 ngx_http_x402_filter_wake(ngx_http_x402_ctx_t *ctx)
 {
     ngx_http_request_t  *r;

@@ -528,39 +528,6 @@ ngx_http_x402_resolve(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
 }
 
 
-/*
- * The location's one requirement, for an offer made at configuration time
- * or, when the price or payTo comes from variables, per request.
- */
-
-void
-ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf, u_char *amount,
-    u_char *pay_to, x402_requirement_t *req)
-{
-    ngx_memzero(req, sizeof(x402_requirement_t));
-
-    req->scheme.data = "exact";
-    req->scheme.len = sizeof("exact") - 1;
-    req->network = xlcf->network;
-    req->amount.data = (const char *) amount;
-    req->amount.len = ngx_strlen(amount);
-    req->asset.data = (const char *) xlcf->asset_address;
-    req->asset.len = ngx_strlen(xlcf->asset_address);
-    req->pay_to.data = (const char *) pay_to;
-    req->pay_to.len = ngx_strlen(pay_to);
-    req->asset_name.data = (const char *) xlcf->asset_name.data;
-    req->asset_name.len = xlcf->asset_name.len;
-    req->asset_version.data = (const char *) xlcf->asset_version.data;
-    req->asset_version.len = xlcf->asset_version.len;
-    req->asset_decimals = (unsigned) xlcf->decimals;
-    req->max_timeout = (uint64_t) xlcf->max_timeout;
-    req->description.data = (const char *) xlcf->description.data;
-    req->description.len = xlcf->description.len;
-    req->mime_type.data = (const char *) xlcf->mime_type.data;
-    req->mime_type.len = xlcf->mime_type.len;
-}
-
-
 static char *
 ngx_http_x402_create_offer(ngx_conf_t *cf, ngx_http_x402_loc_conf_t *conf)
 {

@@ -126,19 +126,27 @@ typedef struct {
 } ngx_http_x402_loc_conf_t;
 
 
+typedef struct ngx_http_x402_ctx_s  ngx_http_x402_ctx_t;
+
+/* what a facilitator call's caller does once the answer is in (or lost) */
+typedef void (*ngx_http_x402_call_done_pt)(ngx_http_x402_ctx_t *ctx);
+
+/* x402_facilitator_parse_verify or x402_facilitator_parse_settle */
+typedef int (*ngx_http_x402_parse_pt)(int status, x402_str_t body,
+    const x402_allocator_t *a, x402_facilitator_result_t *out);
+
+
 typedef struct {
     ngx_str_t                   body;           /* the facilitator's answer */
     ngx_uint_t                  status;         /* its HTTP status, 0: none */
     ngx_msec_t                  start;          /* for latency (metrics) */
     ngx_msec_t                  elapsed;
     ngx_http_request_t         *sr;
+    ngx_http_x402_call_done_pt  handler;        /* the caller's, or NULL */
     unsigned                    issued:1;
     unsigned                    done:1;
     unsigned                    failed:1;       /* NGX_ERROR / no response */
 } ngx_http_x402_call_t;
-
-
-typedef struct ngx_http_x402_ctx_s  ngx_http_x402_ctx_t;
 
 struct ngx_http_x402_ctx_s {
     ngx_http_request_t         *request;        /* the main request */
@@ -214,37 +222,54 @@ struct ngx_http_x402_ctx_s {
 extern ngx_module_t  ngx_http_x402_module;
 
 
-/* ngx_http_x402_handler.c */
-ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
-ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
-void ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf,
-    u_char *amount, u_char *pay_to, x402_requirement_t *req);
-ngx_int_t ngx_http_x402_variable_price(ngx_http_request_t *r,
-    ngx_http_x402_loc_conf_t *xlcf, u_char *amount, ngx_str_t *price,
-    const char **err);
-ngx_int_t ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
-    int *version);
-ngx_http_x402_ctx_t *ngx_http_x402_get_ctx(ngx_http_request_t *r);
+/* ngx_http_x402_ctx.c */
 ngx_http_x402_ctx_t *ngx_http_x402_create_ctx(ngx_http_request_t *r);
-ngx_int_t ngx_http_x402_check(ngx_http_request_t *r,
-    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
-ngx_uint_t ngx_http_x402_checked(ngx_http_request_t *r,
-    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
-ngx_uint_t ngx_http_x402_preflight(ngx_http_request_t *r);
+ngx_http_x402_ctx_t *ngx_http_x402_get_ctx(ngx_http_request_t *r);
 void *ngx_http_x402_alloc(void *pool, size_t size);
 void ngx_http_x402_set_reason(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, const char *reason, size_t len);
 void ngx_http_x402_clean_str(ngx_http_request_t *r, ngx_str_t *dst,
     x402_str_t *src);
+ngx_int_t ngx_http_x402_copy_str(ngx_http_request_t *r, ngx_str_t *dst,
+    x402_str_t *src);
+
+/* ngx_http_x402_request.c */
+void ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf,
+    u_char *amount, u_char *pay_to, x402_requirement_t *req);
+ngx_int_t ngx_http_x402_variable_price(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, u_char *amount, ngx_str_t *price,
+    const char **err);
+ngx_int_t ngx_http_x402_location_offer(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, const x402_offer_t **out);
+ngx_uint_t ngx_http_x402_offer_covers(const x402_offer_t *offer,
+    x402_verdict_t *vd);
+ngx_int_t ngx_http_x402_resource_url(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
+ngx_int_t ngx_http_x402_find_payment(ngx_http_request_t *r, ngx_str_t *value,
+    int *version);
+ngx_uint_t ngx_http_x402_preflight(ngx_http_request_t *r);
+ngx_int_t ngx_http_x402_check(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
+ngx_uint_t ngx_http_x402_checked(ngx_http_request_t *r,
+    ngx_http_x402_loc_conf_t *xlcf, ngx_http_x402_ctx_t *ctx);
+
+/* ngx_http_x402_response.c */
 ngx_int_t ngx_http_x402_send_402(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_str_t *error, ngx_str_t *filter_body);
 ngx_int_t ngx_http_x402_send_json_error(ngx_http_request_t *r,
     ngx_uint_t status, const char *error, ngx_str_t *detail);
 ngx_int_t ngx_http_x402_push_header(ngx_http_request_t *r,
     ngx_str_t *key, ngx_str_t *value);
+
+/* ngx_http_x402_settle.c */
 ngx_int_t ngx_http_x402_settle_result(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
+void ngx_http_x402_settle_async_done(ngx_http_x402_ctx_t *ctx);
 void ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx);
+
+/* ngx_http_x402_handler.c */
+ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
 
 /*
  * Store hooks (replay protection, grants, settlement retries). Called at
@@ -261,19 +286,21 @@ const char *ngx_http_x402_store_window_check(ngx_http_request_t *r,
 void ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout);
 
 /* ngx_http_x402_facilitator.c */
+ngx_int_t ngx_http_x402_facilitator_post(ngx_http_request_t *r,
+    ngx_str_t *uri, ngx_str_t *body, ngx_uint_t flags,
+    ngx_http_post_subrequest_pt handler, void *data,
+    ngx_http_request_t **psr);
 ngx_int_t ngx_http_x402_facilitator_call(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_http_x402_call_t *call, ngx_str_t *uri,
-    ngx_uint_t background);
+    ngx_uint_t background, ngx_http_x402_call_done_pt done);
+int ngx_http_x402_parse_call(ngx_http_request_t *r,
+    ngx_http_x402_call_t *call, ngx_http_x402_parse_pt parse,
+    ngx_uint_t endpoint, x402_facilitator_result_t *res);
 ngx_int_t ngx_http_x402_facilitator_broken_status(ngx_http_x402_call_t *call);
 ngx_uint_t ngx_http_x402_own_subrequest(ngx_http_request_t *sr);
 
-/* ngx_http_x402_retry.c */
-ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
-    ngx_int_t rc);
-
 /* ngx_http_x402_filter.c */
 ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);
-void ngx_http_x402_filter_wake(ngx_http_x402_ctx_t *ctx);
 
 /* ngx_http_x402_variables.c */
 ngx_int_t ngx_http_x402_add_variables(ngx_conf_t *cf);

@@ -34,17 +34,6 @@ ngx_int_t ngx_http_x402_paywall_render(ngx_http_request_t *r,
     const x402_offer_t *offer, ngx_str_t *resource, ngx_str_t *json,
     ngx_str_t *out);
 
-/*
- * The 402 for a browser, from the access phase, after the caller has set
- * PAYMENT-REQUIRED and any other headers. The handler returns what this
- * returns: NGX_HTTP_PAYMENT_REQUIRED when `error_page 402` applies here
- * (nginx then serves the operator's page, status 402 and headers kept);
- * NGX_HTTP_OK once the built-in page is sent (finalizes the request);
- * NGX_ERROR or another status on failure.
- */
-ngx_int_t ngx_http_x402_paywall_send(ngx_http_request_t *r,
-    const x402_offer_t *offer, ngx_str_t *resource, ngx_str_t *json);
-
 
 #ifndef NGX_HTTP_PAYMENT_REQUIRED
 #define NGX_HTTP_PAYMENT_REQUIRED  402

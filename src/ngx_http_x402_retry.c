@@ -21,6 +21,7 @@
 
 #include <fcntl.h>
 
+#include "ngx_http_x402_module.h"
 #include "ngx_http_x402_store_int.h"
 #include "ngx_http_x402_metrics.h"
 
@@ -86,8 +87,7 @@ static ngx_int_t ngx_http_x402_retry_subrequest(ngx_http_request_t *r,
 static void ngx_http_x402_retry_give_up(ngx_log_t *log, u_char *id,
     ngx_uint_t unknown, ngx_uint_t attempts, u_char *reason,
     size_t reason_len, ngx_str_t *uri, ngx_str_t *body);
-/* not static: ngx_http_x402_own_subrequest() knows our subrequests by it */
-ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
+static ngx_int_t ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data,
     ngx_int_t rc);
 static void ngx_http_x402_retry_finish(ngx_http_request_t *r);
 static void ngx_http_x402_retry_gone(void *data);
@@ -744,62 +744,19 @@ static ngx_int_t
 ngx_http_x402_retry_subrequest(ngx_http_request_t *r,
     ngx_http_x402_retry_t *rt, ngx_str_t *uri, ngx_str_t *body)
 {
-    ngx_buf_t                   *b;
-    ngx_chain_t                 *cl;
-    ngx_http_request_t          *sr;
-    ngx_http_post_subrequest_t  *ps;
-
-    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
-    if (ps == NULL) {
-        return NGX_ERROR;
-    }
-
-    ps->handler = ngx_http_x402_retry_post;
-    ps->data = rt;
+    ngx_http_request_t  *sr;
 
     rt->got_response = 0;
     rt->status = 0;
     ngx_str_null(&rt->body);
 
-    if (ngx_http_subrequest(r, uri, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_IN_MEMORY
-                            |NGX_HTTP_SUBREQUEST_WAITED)
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    /* the body, POSTed as is */
-    b = ngx_calloc_buf(r->pool);
-    cl = ngx_alloc_chain_link(r->pool);
-    sr->request_body = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
-
-    if (b == NULL || cl == NULL || sr->request_body == NULL) {
-        return NGX_ERROR;
-    }
-
-    b->start = body->data;
-    b->pos = b->start;
-    b->last = b->start + body->len;
-    b->end = b->last;
-    b->memory = 1;
-    b->last_buf = 1;
-    b->last_in_chain = 1;
-
-    cl->buf = b;
-    cl->next = NULL;
-
-    sr->request_body->bufs = cl;
-    sr->method = NGX_HTTP_POST;
-    sr->method_name = r->method_name;
-    sr->header_only = 0;
-    sr->headers_in.content_length_n = body->len;
-
-    return NGX_OK;
+    return ngx_http_x402_facilitator_post(r, uri, body,
+                                          NGX_HTTP_SUBREQUEST_WAITED,
+                                          ngx_http_x402_retry_post, rt, &sr);
 }
 
 
-ngx_int_t
+static ngx_int_t
 ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_http_x402_retry_t  *rt = data;

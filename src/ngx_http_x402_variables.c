@@ -58,18 +58,6 @@ static ngx_http_variable_t  ngx_http_x402_vars[] = {
 };
 
 
-ngx_str_t  ngx_http_x402_status_names[] = {
-    ngx_string("none"),
-    ngx_string("required"),
-    ngx_string("invalid"),
-    ngx_string("verified"),
-    ngx_string("settled"),
-    ngx_string("reused"),
-    ngx_string("replayed"),
-    ngx_string("error")
-};
-
-
 ngx_int_t
 ngx_http_x402_add_variables(ngx_conf_t *cf)
 {

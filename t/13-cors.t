@@ -290,7 +290,7 @@ paid
 verify: default
 settle: default
 --- perl
-my $h = sign_payment(amount => '1000', valid_before => time() + 8);
+my $h = sign_payment(amount => '1000', valid_for => 8);
 my $r = $ng->get('/p/doc.txt');
 is($r->{status}, 402, 'first: 402, takes the slot');
 $r = $ng->get('/p/doc.txt', { 'PAYMENT-SIGNATURE' => $h }, timeout => 10);

@@ -83,7 +83,7 @@ ok(wait_for(8, sub { counters($ng)->[0] == 0 }),
 
 # a 502 says nothing: the settlement may have happened (issue 14: not "lost")
 $fac->set_script("verify: default\nsettle: 502 {}\n");
-my ($short) = payments_for($ng, 1, valid_before => int(time()) + 9);
+my ($short) = payments_for($ng, 1, valid_for => 9);
 is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $short->[0] })->{status},
    200, 'served on credit (valid 9 more seconds)');
 ok(wait_for(15, sub { (counters($ng)->[2] // 0) == 1 }),
@@ -95,7 +95,7 @@ like($ng->error_log, qr/async settlement of payment [0-9a-f]{64} UNKNOWN/,
 
 # a refusal is final at once (issue 14): not retried until it expires
 $fac->set_script("verify: default\nsettle: 200 {\"success\":false,\"errorReason\":\"insufficient_funds\",\"transaction\":\"\",\"network\":\"{{network}}\"}\n");
-($short) = payments_for($ng, 1, valid_before => int(time()) + 9);
+($short) = payments_for($ng, 1, valid_for => 9);
 is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $short->[0] })->{status},
    200, 'served on credit (valid 9 more seconds)');
 ok(wait_for(3, sub { counters($ng)->[0] == 0 }),

@@ -104,7 +104,7 @@ is(metric($ng, 'x402_async_settlements_total{outcome="settled"}'), 1,
 # the JSON-RPC endpoint fails while the authorization is valid: the /settle
 # is sent again each time (502); once it expired the chain says unused
 $fac->set_script("verify: default\nsettle: 502 {}\nrpc: 503 {}\n");
-my ($short) = payments_for($ng, 1, valid_before => int(time()) + 8);
+my ($short) = payments_for($ng, 1, valid_for => 8);
 is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $short->[0] })->{status}, 200,
    'served on credit (valid 8 more seconds)');
 my $asked = reqs('rpc');
@@ -121,7 +121,7 @@ like($ng->error_log, qr/payment [0-9a-f]{64} GIVEN UP/, 'the give-up too');
 # ---- the chain answers again later, and says used: settled ----
 
 $fac->set_script("verify: default\nsettle: 502 {}\nrpc: 503 {}\n");
-($short) = payments_for($ng, 1, valid_before => int(time()) + 8);
+($short) = payments_for($ng, 1, valid_for => 8);
 is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $short->[0] })->{status}, 200,
    'served on credit (valid 8 more seconds)');
 sleep 3;
