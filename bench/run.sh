@@ -220,16 +220,17 @@ say "signer matches viem byte for byte; offers match"
 sign_file() {  # NAME PR COUNT
     "$sign" --payment-required "$2" --count "$3" > "$work/pay-$1.txt"
 }
-say "signing $(( rounds * (3 * n + 3 * ne) + 2 * n + 3 * ne )) payments"
-for r in $(seq "$rounds"); do
+# a round's payments are signed when it starts: signed all at once, the
+# last rounds' could outlive their validBefore (now + maxTimeoutSeconds)
+# on a slow machine and be refused
+sign_round() {
+    local r=$1
     sign_file "sync-$r" "$pr_module" "$n"
     sign_file "zone-$r" "$pr_local" "$n"
     sign_file "redis-$r" "$pr_redis" "$n"
     for p in sync zone redis; do sign_file "express-$p-$r" "$pr_express" "$ne"; done
-done
-sign_file zone1 "$pr_local" "$n"
-sign_file zone2 "$pr_zone2" "$n"
-sign_file latency "$pr_local" "$((n / 4))"
+}
+say "signing $(( 3 * ne + 6000 )) payments for the warm-up"
 for i in 1 2 3; do sign_file "warm-express-$i" "$pr_express" "$ne"; done
 sign_file warm-zone "$pr_local" 2000
 sign_file warm-sync "$pr_module" 2000
@@ -296,6 +297,7 @@ done
 recover_ns=$("$sign" --recover-bench 20000)
 for r in $(seq "$rounds"); do
     say "round $r of $rounds"
+    sign_round "$r"
     module=(
         "module:402 $zw $zport /paid/ $n"
         "module:sync $zw $zport /paid/ $n $work/pay-sync-$r.txt"
@@ -323,6 +325,9 @@ for r in $(seq "$rounds"); do
 done
 recover_ns2=$("$sign" --recover-bench 20000)
 
+sign_file zone1 "$pr_local" "$n"
+sign_file zone2 "$pr_zone2" "$n"
+sign_file latency "$pr_local" "$((n / 4))"
 say "scaling: 1 and 2 workers, credit advance (zone)"
 measure scale:1 "$zw" "$zport" /local/ "$n" "$work/pay-zone1.txt"
 measure scale:2 "$z2w" "$z2port" /local/ "$n" "$work/pay-zone2.txt"

@@ -52,8 +52,18 @@ typedef struct {
     /* a reserve: our value, to take the reservation back if nobody will
      * use it (the request left, or it was refused with fail=closed) */
     unsigned                     release:1;
+    /* a reserve: the GET of the epoch record follows; its SET answered */
+    unsigned                     epoch_check:1;
+    unsigned                     answered:1;
     size_t                       value_len;
     u_char                       value[NGX_HTTP_X402_REDIS_VALUE_MAX];
+    /* a reserve: the SET's answer, kept until the epoch's */
+    int                          got_type;   /* -1: no answer (NULL) */
+    size_t                       got_len;
+    u_char                       got[NGX_HTTP_X402_REDIS_VALUE_MAX];
+    /* a reserve: the epoch record this worker knew when it was sent */
+    size_t                       epoch_len;
+    u_char                       epoch[NGX_HTTP_X402_REDIS_EPOCH_MAX];
 } ngx_http_x402_redis_op_t;
 
 
@@ -81,6 +91,8 @@ typedef struct {
     ngx_uint_t                   push_failed;
     unsigned                     exiting:1;
     unsigned                     epoch_asked:1;
+    /* Redis before 7.0: reserves by script (SET refused NX with GET) */
+    unsigned                     legacy:1;
 } ngx_http_x402_redis_t;
 
 
@@ -101,11 +113,19 @@ static ngx_http_x402_redis_t  ngx_http_x402_redis_worker;
 
 
 /*
- * Reserve: the record if there is one, else ours is set (NX semantics with
- * the old value returned, in one round trip on any Redis since 2.6). First
- * the epoch record (KEYS[2]) must still be the one this worker knows
- * (ARGV[3]; empty: asked for on this connection just before): when Redis
- * lost its data, it is gone or new, and nothing is reserved.
+ * Reserve: the record if there is one, else ours is set. On Redis 7.0 and
+ * later that is one plain command, SET <key> <value> NX GET PX <ttl>,
+ * followed in the same write by GET <prefix>epoch: the reserve counts only
+ * if the epoch record is still the one this worker knew when it sent it
+ * (when Redis lost its data, it is gone or new; its id is random, so it
+ * cannot come back). The epoch is read after the SET: a loss before the
+ * SET is seen, one between the two refuses a reserve that would have been
+ * good (rare, and safe). An unknown epoch (asked for on this connection
+ * just before) is not checked. Plain commands instead of a script: Redis
+ * spends a fifth of the CPU on them (bench/redis.sh).
+ *
+ * Before 7.0 (SET answers NX with GET a syntax error), this script: the
+ * epoch record (KEYS[2]) must still be ARGV[3] (empty: not checked).
  */
 static const char  ngx_http_x402_redis_reserve_lua[] =
     "if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[3] then "
@@ -130,7 +150,10 @@ static const char  ngx_http_x402_redis_epoch_lua[] =
     "v = string.sub(v, 1, -2) .. 'l' redis.call('SET', KEYS[1], v) end "
     "return v";
 
-/* settled or failed: a settled record is never overwritten */
+/*
+ * Failed: a settled record is never overwritten. (Settled is a plain SET:
+ * it may overwrite anything, a settled record only with itself.)
+ */
 static const char  ngx_http_x402_redis_set_lua[] =
     "local v = redis.call('GET', KEYS[1]) "
     "if v and string.sub(v, 1, 1) == 'S' then return 0 end "
@@ -671,6 +694,81 @@ ngx_http_x402_redis_send(ngx_http_x402_redis_op_t *op, const char *script,
 }
 
 
+/*
+ * SET <key> <value> [NX] [GET] PX <ttl>; a reserve (GET) is followed by
+ * the GET of the epoch record, answered to the same op.
+ */
+static ngx_int_t
+ngx_http_x402_redis_send_set(ngx_http_x402_redis_op_t *op,
+    ngx_http_x402_store_op_t *sop, ngx_str_t *value, ngx_str_t *ttl,
+    ngx_uint_t nx, ngx_uint_t get)
+{
+    u_char                 *p;
+    u_char                  key[128 + 64];
+    const char             *argv[7];
+    size_t                  argvlen[7];
+    ngx_uint_t              argc;
+    ngx_http_x402_redis_t  *rd;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    p = ngx_cpymem(key, rd->conf->prefix.data, rd->conf->prefix.len);
+    p = ngx_hex_dump(p, sop->id, 32);
+
+    argc = 0;
+    argv[argc] = "SET"; argvlen[argc++] = 3;
+    argv[argc] = (const char *) key; argvlen[argc++] = p - key;
+    argv[argc] = (const char *) value->data; argvlen[argc++] = value->len;
+
+    if (nx) {
+        argv[argc] = "NX"; argvlen[argc++] = 2;
+    }
+
+    if (get) {
+        argv[argc] = "GET"; argvlen[argc++] = 3;
+    }
+
+    argv[argc] = "PX"; argvlen[argc++] = 2;
+    argv[argc] = (const char *) ttl->data; argvlen[argc++] = ttl->len;
+
+    ngx_memcpy(op->id, sop->id, 32);
+
+    if (redisAsyncCommandArgv(ngx_http_x402_redis_conn.ac,
+                              ngx_http_x402_redis_reply, op,
+                              (int) argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        ngx_free(op);
+        return NGX_ERROR;
+    }
+
+    rd->inflight++;
+    ngx_add_timer(&op->timer, rd->conf->timeout);
+
+    if (get && rd->epoch_len) {
+        p = ngx_cpymem(key, rd->conf->prefix.data, rd->conf->prefix.len);
+        p = ngx_cpymem(p, "epoch", 5);
+
+        argv[0] = "GET"; argvlen[0] = 3;
+        argv[1] = (const char *) key; argvlen[1] = p - key;
+
+        if (redisAsyncCommandArgv(ngx_http_x402_redis_conn.ac,
+                                  ngx_http_x402_redis_reply, op,
+                                  2, argv, argvlen)
+            == REDIS_OK)
+        {
+            op->epoch_check = 1;
+            op->epoch_len = rd->epoch_len;
+            ngx_memcpy(op->epoch, rd->epoch, rd->epoch_len);
+        }
+
+        /* else (out of memory): unchecked, as with an unknown epoch */
+    }
+
+    return NGX_OK;
+}
+
+
 static size_t
 ngx_http_x402_redis_value(u_char *buf, ngx_http_x402_store_op_t *sop,
     u_char state, ngx_str_t *text)
@@ -750,9 +848,12 @@ ngx_http_x402_redis_reserve(ngx_http_x402_store_op_t *sop)
     op->value_len = ngx_min(value.len, NGX_HTTP_X402_REDIS_VALUE_MAX);
     ngx_memcpy(op->value, value.data, op->value_len);
 
-    if (ngx_http_x402_redis_send(op, ngx_http_x402_redis_reserve_lua, sop,
-                                 &value, ngx_http_x402_redis_ttl(sop, tbuf,
-                                                                 &ttl))
+    (void) ngx_http_x402_redis_ttl(sop, tbuf, &ttl);
+
+    if ((ngx_http_x402_redis_worker.legacy
+         ? ngx_http_x402_redis_send(op, ngx_http_x402_redis_reserve_lua, sop,
+                                    &value, &ttl)
+         : ngx_http_x402_redis_send_set(op, sop, &value, &ttl, 1, 1))
         != NGX_OK)
     {
         return NGX_DECLINED;
@@ -799,9 +900,18 @@ ngx_http_x402_redis_set(ngx_http_x402_store_op_t *sop, ngx_uint_t state,
                               state == NGX_HTTP_X402_REC_SETTLED ? 'S' : 'F',
                               text);
 
-    (void) ngx_http_x402_redis_send(op, ngx_http_x402_redis_set_lua, sop,
-                                    &value,
-                                    ngx_http_x402_redis_ttl(sop, tbuf, &ttl));
+    (void) ngx_http_x402_redis_ttl(sop, tbuf, &ttl);
+
+    if (state == NGX_HTTP_X402_REC_SETTLED) {
+        /* nobody waits: it goes with the next reserve (redis_conn.c) */
+        ngx_http_x402_redis_conn.queue_lazily = 1;
+        (void) ngx_http_x402_redis_send_set(op, sop, &value, &ttl, 0, 0);
+        ngx_http_x402_redis_conn.queue_lazily = 0;
+
+    } else {
+        (void) ngx_http_x402_redis_send(op, ngx_http_x402_redis_set_lua, sop,
+                                        &value, &ttl);
+    }
 }
 
 
@@ -946,16 +1056,89 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
     u_char                     hex[64];
     ngx_str_t                  value;
     ngx_uint_t                 ok;
-    redisReply                *rr;
+    redisReply                *rr, got;
     ngx_http_x402_redis_t     *rd;
     ngx_http_x402_store_op_t  *sop;
     ngx_http_x402_redis_op_t  *op;
 
     static time_t  logged;
+    static char    epoch_changed[] = "X402EPOCH the epoch record changed";
 
     rr = reply;
     op = privdata;
     rd = &ngx_http_x402_redis_worker;
+
+    if (op->epoch_check && !op->answered) {
+        /* a reserve's SET: kept until the epoch record's GET answers */
+        op->answered = 1;
+        op->got_type = (rr == NULL) ? -1 : rr->type;
+
+        if (rr && (rr->type == REDIS_REPLY_STRING
+                   || rr->type == REDIS_REPLY_ERROR))
+        {
+            if ((size_t) rr->len > NGX_HTTP_X402_REDIS_VALUE_MAX) {
+                /* no record of ours is that long */
+                op->got_type = REDIS_REPLY_ERROR;
+                op->got_len = ngx_sprintf(op->got, "ERR record too long")
+                              - op->got;
+
+            } else {
+                op->got_len = rr->len;
+                ngx_memcpy(op->got, rr->str, rr->len);
+            }
+        }
+
+        return;
+    }
+
+    if (op->epoch_check) {
+        /* the reserve's outcome: the SET's, if the epoch is unchanged */
+        ngx_memzero(&got, sizeof(redisReply));
+
+        if (rr == NULL || op->got_type == -1) {
+            rr = NULL;
+
+        } else if (rr->type == REDIS_REPLY_STRING
+                   && (size_t) rr->len == op->epoch_len
+                   && ngx_memcmp(rr->str, op->epoch, op->epoch_len) == 0)
+        {
+            got.type = op->got_type;
+            got.str = (char *) op->got;
+            got.len = op->got_len;
+            rr = &got;
+
+        } else {
+            if (op->got_type == REDIS_REPLY_NIL && !rd->exiting) {
+                /* set on a Redis that forgot: nobody will use it */
+                ngx_http_x402_redis_take_back(op->id, op->value,
+                                              op->value_len);
+            }
+
+            got.type = REDIS_REPLY_ERROR;
+
+            if (rr->type == REDIS_REPLY_ERROR) {
+                got.str = rr->str;
+                got.len = rr->len;
+
+            } else {
+                got.str = epoch_changed;
+                got.len = sizeof(epoch_changed) - 1;
+            }
+
+            rr = &got;
+        }
+    }
+
+    if (op->kind == NGX_HTTP_X402_REDIS_OP_RESERVE && rr != NULL
+        && rr->type == REDIS_REPLY_ERROR && !rd->legacy
+        && rr->len >= 16 && ngx_strncmp(rr->str, "ERR syntax error", 16) == 0)
+    {
+        /* before Redis 7.0: the reserves that follow use the script */
+        rd->legacy = 1;
+        ngx_log_error(NGX_LOG_NOTICE, rd->log, 0,
+                      "x402: redis: SET with NX and GET refused (Redis "
+                      "before 7.0): reserving with a script from now on");
+    }
 
     if (op->timer.timer_set) {
         ngx_del_timer(&op->timer);
@@ -1080,8 +1263,8 @@ ngx_http_x402_redis_sync_handler(ngx_event_t *ev)
     u_char                     vbuf[256], tbuf[NGX_TIME_T_LEN + 4];
     ngx_str_t                  value, ttl, token;
     ngx_uint_t                 i, n, level;
+    ngx_int_t                  rc;
     ngx_uint_t                 states[32];
-    const char                *script;
     ngx_http_x402_redis_t     *rd;
     ngx_http_x402_redis_op_t  *op;
     ngx_http_x402_store_op_t   ops[32];
@@ -1145,27 +1328,32 @@ ngx_http_x402_redis_sync_handler(ngx_event_t *ev)
             continue;
         }
 
+        (void) ngx_http_x402_redis_ttl(&ops[i], tbuf, &ttl);
+        value.data = vbuf;
+
         if (states[i] == NGX_HTTP_X402_REC_RESERVED) {
+            /* only where Redis has nothing; any epoch: it is a true record */
             ngx_str_set(&token, "0000000000000000");
             ops[i].settled_at = 0;
-            value.data = vbuf;
             value.len = ngx_http_x402_redis_value(vbuf, &ops[i], 'R',
                                                   &token);
-            script = ngx_http_x402_redis_reserve_lua;
+            rc = ngx_http_x402_redis_send_set(op, &ops[i], &value, &ttl,
+                                              1, 0);
+
+        } else if (states[i] == NGX_HTTP_X402_REC_SETTLED) {
+            value.len = ngx_http_x402_redis_value(vbuf, &ops[i], 'S',
+                                                  &ops[i].tx);
+            rc = ngx_http_x402_redis_send_set(op, &ops[i], &value, &ttl,
+                                              0, 0);
 
         } else {
-            value.data = vbuf;
-            value.len = ngx_http_x402_redis_value(vbuf, &ops[i],
-                               states[i] == NGX_HTTP_X402_REC_SETTLED
-                               ? 'S' : 'F', &ops[i].tx);
-            script = ngx_http_x402_redis_set_lua;
+            value.len = ngx_http_x402_redis_value(vbuf, &ops[i], 'F',
+                                                  &ops[i].tx);
+            rc = ngx_http_x402_redis_send(op, ngx_http_x402_redis_set_lua,
+                                          &ops[i], &value, &ttl);
         }
 
-        if (ngx_http_x402_redis_send(op, script, &ops[i], &value,
-                                     ngx_http_x402_redis_ttl(&ops[i], tbuf,
-                                                             &ttl))
-            != NGX_OK)
-        {
+        if (rc != NGX_OK) {
             ngx_http_x402_shm_synced(ngx_http_x402_store_zone, ops[i].id, 0);
             rd->push_failed++;
             continue;

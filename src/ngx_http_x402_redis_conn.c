@@ -15,6 +15,16 @@
  * name in a worker), an nginx timer bounds the connect, a stalled server is
  * dropped and reconnected with backoff on a cancelable timer, and under
  * edge-triggered events the socket is drained.
+ *
+ * Commands are not written one by one: a command queued on a ready
+ * connection posts one flush event, which nginx runs after the events of
+ * this iteration (ngx_posted_events), so every command the iteration's
+ * requests queued leaves in one write, and Redis reads and answers them as
+ * one pipeline. Only a write the socket cannot take whole waits for the
+ * write event. A command nobody waits for (queued with queue_lazily set:
+ * the settled record) posts nothing: it leaves with the next flush, the
+ * next payment's reserve under load, or after NGX_HTTP_X402_REDIS_LAZY_MS;
+ * Redis then reads one batch per payment, not two.
  */
 
 #include <ngx_config.h>
@@ -31,12 +41,14 @@
 
 #define NGX_HTTP_X402_REDIS_BACKOFF_MIN  100
 #define NGX_HTTP_X402_REDIS_BACKOFF_MAX  2000
+#define NGX_HTTP_X402_REDIS_LAZY_MS      5
 
 
 static void ngx_http_x402_redis_reconnect_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_x402_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_write_handler(ngx_event_t *ev);
+static void ngx_http_x402_redis_flush_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_add_read(void *privdata);
 static void ngx_http_x402_redis_del_read(void *privdata);
 static void ngx_http_x402_redis_add_write(void *privdata);
@@ -86,6 +98,15 @@ ngx_http_x402_redis_conn_init(ngx_cycle_t *cycle,
     rd->connect_timer.log = cycle->log;
     rd->connect_timer.cancelable = 1;
 
+    rd->flush.handler = ngx_http_x402_redis_flush_handler;
+    rd->flush.data = rd;
+    rd->flush.log = cycle->log;
+
+    rd->lazy.handler = ngx_http_x402_redis_flush_handler;
+    rd->lazy.data = rd;
+    rd->lazy.log = cycle->log;
+    rd->lazy.cancelable = 1;
+
     ngx_http_x402_redis_connect();
 }
 
@@ -105,6 +126,13 @@ ngx_http_x402_redis_conn_exit(void)
 
     if (rd->connect_timer.timer_set) {
         ngx_del_timer(&rd->connect_timer);
+    }
+
+    if (rd->ac && rd->state == NGX_HTTP_X402_REDIS_READY) {
+        /* what is still queued (a settled record, lazily) goes out */
+        rd->flushing = 1;
+        redisAsyncHandleWrite(rd->ac);
+        rd->flushing = 0;
     }
 
     ngx_http_x402_redis_drop();
@@ -432,9 +460,31 @@ ngx_http_x402_redis_add_write(void *privdata)
 {
     ngx_connection_t  *c = privdata;
 
-    ngx_int_t  event;
+    ngx_int_t                    event;
+    ngx_http_x402_redis_conn_t  *rd;
 
     if (c->write->active) {
+        return;
+    }
+
+    rd = &ngx_http_x402_redis_conn;
+
+    if (rd->state == NGX_HTTP_X402_REDIS_READY && !rd->flushing
+        && rd->c == c)
+    {
+        if (rd->queue_lazily) {
+            if (!rd->flush.posted && !rd->lazy.timer_set) {
+                ngx_add_timer(&rd->lazy, NGX_HTTP_X402_REDIS_LAZY_MS);
+            }
+
+            return;
+        }
+
+        /* a command queued: written at the end of this iteration */
+        if (!rd->flush.posted) {
+            ngx_post_event(&rd->flush, &ngx_posted_events);
+        }
+
         return;
     }
 
@@ -471,6 +521,14 @@ ngx_http_x402_redis_cleanup(void *privdata)
 
     if (rd->c == c) {
         rd->c = NULL;
+
+        if (rd->flush.posted) {
+            ngx_delete_posted_event(&rd->flush);
+        }
+
+        if (rd->lazy.timer_set) {
+            ngx_del_timer(&rd->lazy);
+        }
     }
 
     if (c->read->timer_set) {
@@ -578,6 +636,32 @@ ngx_http_x402_redis_write_handler(ngx_event_t *ev)
     ngx_http_x402_timing_start();
 
     redisAsyncHandleWrite(rd->ac);
+
+    ngx_http_x402_timing_end(NGX_HTTP_X402_T_REDIS_WRITE);
+}
+
+
+static void
+ngx_http_x402_redis_flush_handler(ngx_event_t *ev)
+{
+    ngx_http_x402_redis_conn_t  *rd;
+
+    rd = &ngx_http_x402_redis_conn;
+
+    if (rd->lazy.timer_set) {
+        ngx_del_timer(&rd->lazy);
+    }
+
+    if (rd->ac == NULL || rd->c == NULL) {
+        return;
+    }
+
+    ngx_http_x402_timing_start();
+
+    /* what the socket does not take now asks for the write event */
+    rd->flushing = 1;
+    redisAsyncHandleWrite(rd->ac);
+    rd->flushing = 0;
 
     ngx_http_x402_timing_end(NGX_HTTP_X402_T_REDIS_WRITE);
 }

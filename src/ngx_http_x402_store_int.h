@@ -302,12 +302,18 @@ typedef struct {
     ngx_msec_t                        backoff;
     ngx_event_t                       connect_timer;
     ngx_event_t                       reconnect;
+    /* posted: writes what this event-loop iteration queued, at its end */
+    ngx_event_t                       flush;
+    /* a command nobody waits for goes with the next flush, or at this */
+    ngx_event_t                       lazy;
     ngx_log_t                        *log;
     time_t                            logged;
     void                            (*connecting)(void);
     void                            (*ready)(void);
     unsigned                          exiting:1;
     unsigned                          was_down:1;
+    unsigned                          flushing:1;
+    unsigned                          queue_lazily:1;
 } ngx_http_x402_redis_conn_t;
 
 extern ngx_http_x402_redis_conn_t  ngx_http_x402_redis_conn;

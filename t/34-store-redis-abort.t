@@ -56,9 +56,12 @@ if (!$pid) {
             while (my $len = command_length($buf{$s})) {
                 my $cmd = substr($buf{$s}, 0, $len);
                 substr($buf{$s}, 0, $len) = '';
-                if (index($cmd, 'if not v then v = ARGV[1]') >= 0) {
-                    # the epoch record, read at connect: answered without
-                    # delay (in order), not counted
+                if (index($cmd, 'if not v then v = ARGV[1]') >= 0
+                    || $cmd =~ /^\*2\r\n\$3\r\nGET\r\n.*epoch\r\n$/s)
+                {
+                    # the epoch record, read at connect and after each
+                    # reservation: answered without delay (in order), not
+                    # counted
                     push @due, [@due ? $due[-1][0] : time, $s,
                                 "\$29\r\n1700000000|0123456789abcdef|f\r\n"];
                     next;

@@ -1,5 +1,7 @@
 #include "address.hpp"
 
+#include <cstring>
+
 #include "hex.hpp"
 #include "keccak.hpp"
 
@@ -37,9 +39,25 @@ char lower(char c) noexcept
 
 void checksum_hex40(std::string_view in, char out[40]) noexcept
 {
+    // The last addresses checksummed, by their low bits: a paid request
+    // checksums its payer twice (the payment, then the /settle answer),
+    // and payers come back. A Keccak is 5k instructions, a hit 0.2k.
+    struct Entry {
+        char lo[40];
+        char cs[40];
+        bool used;
+    };
+    thread_local Entry recent[64];
+
     char lo[40];
     for (size_t i = 0; i < 40; i++) {
         lo[i] = lower(in[i]);
+    }
+    unsigned slot = (uint8_t(lo[38]) * 31u + uint8_t(lo[39])) % 64;
+    Entry &e = recent[slot];
+    if (e.used && std::memcmp(e.lo, lo, 40) == 0) {
+        std::memcpy(out, e.cs, 40);
+        return;
     }
     // EIP-55: hash the lower-case ASCII hex; nibble i >= 8 upper-cases
     // letter i.
@@ -49,6 +67,9 @@ void checksum_hex40(std::string_view in, char out[40]) noexcept
         char c = lo[i];
         out[i] = (c >= 'a' && c <= 'f' && nib >= 8) ? char(c - 'a' + 'A') : c;
     }
+    std::memcpy(e.lo, lo, 40);
+    std::memcpy(e.cs, out, 40);
+    e.used = true;
 }
 
 std::optional<std::string> checksum_address(std::string_view s)

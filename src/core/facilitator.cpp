@@ -1,11 +1,13 @@
 #include "facilitator.hpp"
 
-#include <jansson.h>
+#include <simdjson.h>
 
 #include <cstring>
-#include <memory>
+#include <optional>
+#include <string>
 
 #include "address.hpp"
+#include "json_dom.hpp"
 #include "json_writer.hpp"
 #include "offer.hpp"
 #include "payment.hpp"
@@ -19,10 +21,7 @@ constexpr size_t max_message = 1024;
 constexpr size_t max_transaction = 256;
 constexpr size_t max_network = 128;
 
-struct JsonDeleter {
-    void operator()(json_t *j) const noexcept { json_decref(j); }
-};
-using JsonPtr = std::unique_ptr<json_t, JsonDeleter>;
+using Json = simdjson::dom::element;
 
 constexpr std::string_view version_key = "{\"x402Version\":";
 constexpr std::string_view payload_key = ",\"paymentPayload\":";
@@ -37,7 +36,7 @@ char *put(char *out, std::string_view s) noexcept
 }
 
 // Bounded copy with control characters replaced by spaces, cut on a UTF-8
-// character boundary (jansson hands us valid UTF-8).
+// character boundary (simdjson hands us valid UTF-8).
 std::string clean(std::string_view s, size_t max)
 {
     if (s.size() > max) {
@@ -70,31 +69,56 @@ bool printable_ascii(std::string_view s, size_t max) noexcept
 }
 
 // Parses a body already checked by out_of_bounds into a JSON object;
-// nullptr if not one.
-JsonPtr parse_object(std::string_view body)
+// nullopt if not one. simdjson (Debian's libsimdjson) in a tenth of
+// jansson's instructions, held by json_walk to what jansson's strict mode
+// refused (a key twice, NUL). The element lives until the thread's next
+// parse: callers copy what they keep before parsing again.
+std::optional<Json> parse_object(std::string_view body)
 {
-    json_error_t error;
-    JsonPtr j(json_loadb(body.data(), body.size(), JSON_REJECT_DUPLICATES,
-                         &error));
-    if (!j || !json_is_object(j.get())) {
-        return nullptr;
+    // sized for the largest answer, allocated as answers need it
+    thread_local simdjson::dom::parser parser(X402_MAX_FACILITATOR_LEN);
+    // simdjson reads SIMDJSON_PADDING bytes past the text
+    thread_local std::string padded;
+    padded.assign(body);
+    padded.append(simdjson::SIMDJSON_PADDING, '\0');
+    Json root;
+    if (parser.parse(padded.data(), body.size(), false).get(root)
+            != simdjson::SUCCESS
+        || !root.is_object() || json_walk(root, 1) != Walk::ok) {
+        return std::nullopt;
     }
-    return j;
+    return root;
 }
 
-// A string member; nullopt-like empty view with present=false when absent,
-// null, or not a string.
-bool get_string(const json_t *obj, const char *key, std::string_view &out)
+using Obj = std::optional<Json>;
+
+// The member key of an object; false when absent or not a string.
+bool get_string(const Obj &obj, const char *key, std::string_view &out)
 {
-    const json_t *v = json_object_get(obj, key);
-    if (v == nullptr || !json_is_string(v)) {
+    Json v;
+    if (!obj || simdjson::dom::object(*obj).at_key(key).get(v)
+                    != simdjson::SUCCESS
+        || !v.is_string()) {
         return false;
     }
-    out = std::string_view(json_string_value(v), json_string_length(v));
+    out = std::string_view(v);
     return true;
 }
 
-std::string payer_of(const json_t *obj)
+// The member key of an object if it is a boolean.
+std::optional<bool> get_bool(const Obj &obj, const char *key)
+{
+    Json v;
+    bool b = false;
+    if (!obj || simdjson::dom::object(*obj).at_key(key).get(v)
+                    != simdjson::SUCCESS
+        || v.get_bool().get(b) != simdjson::SUCCESS) {
+        return std::nullopt;
+    }
+    return b;
+}
+
+std::string payer_of(const Obj &obj)
 {
     std::string_view p;
     if (!get_string(obj, "payer", p)) {
@@ -124,10 +148,10 @@ bool is_reason_token(std::string_view s) noexcept
 
 // Go facilitators: 500 {"error":"<reason>: <message>"} (coinbase/x402
 // e2e/facilitators/go/main.go).
-bool go_style_refusal(int status, const json_t *obj, FacilitatorAnswer &a)
+bool go_style_refusal(int status, const Obj &obj, FacilitatorAnswer &a)
 {
     std::string_view e;
-    if (status != 500 || obj == nullptr || !get_string(obj, "error", e)) {
+    if (status != 500 || !get_string(obj, "error", e)) {
         return false;
     }
     size_t colon = e.find(": ");
@@ -180,7 +204,7 @@ bool json_depth_within(std::string_view text, size_t max_depth) noexcept
 
 namespace {
 
-// The size and nesting bounds of an answer, checked before jansson sees it;
+// The size and nesting bounds of an answer, checked before it is parsed;
 // true (and a broken) when the answer breaks one.
 bool out_of_bounds(std::string_view body, const std::string &what,
                    FacilitatorAnswer &a)
@@ -204,11 +228,11 @@ FacilitatorAnswer facilitator_parse_verify(int status, std::string_view body)
     if (out_of_bounds(body, "facilitator /verify", a)) {
         return a;
     }
-    JsonPtr obj = parse_object(body);
-    const json_t *valid = obj ? json_object_get(obj.get(), "isValid") : nullptr;
-    if (valid != nullptr && json_is_boolean(valid)) {
-        a.payer = payer_of(obj.get());
-        if (json_is_true(valid)) {
+    Obj obj = parse_object(body);
+    std::optional<bool> valid = get_bool(obj, "isValid");
+    if (valid) {
+        a.payer = payer_of(obj);
+        if (*valid) {
             if (status != 200) {
                 broken(a, status_text("facilitator /verify", status)
                               + " with isValid true");
@@ -219,15 +243,15 @@ FacilitatorAnswer facilitator_parse_verify(int status, std::string_view body)
         }
         a.outcome = X402_FAC_REFUSED;
         std::string_view s;
-        a.reason = get_string(obj.get(), "invalidReason", s) && !s.empty()
+        a.reason = get_string(obj, "invalidReason", s) && !s.empty()
                        ? clean(s, max_reason)
                        : "invalid_payment";
-        if (get_string(obj.get(), "invalidMessage", s)) {
+        if (get_string(obj, "invalidMessage", s)) {
             a.message = clean(s, max_message);
         }
         return a;
     }
-    if (go_style_refusal(status, obj.get(), a)) {
+    if (go_style_refusal(status, obj, a)) {
         return a;
     }
     if (status == 200) {
@@ -247,11 +271,10 @@ FacilitatorAnswer facilitator_parse_settle(int status, std::string_view body)
     if (out_of_bounds(body, "facilitator /settle", a)) {
         return a;
     }
-    JsonPtr obj = parse_object(body);
-    const json_t *success =
-        obj ? json_object_get(obj.get(), "success") : nullptr;
-    if (success == nullptr || !json_is_boolean(success)) {
-        if (go_style_refusal(status, obj.get(), a)) {
+    Obj obj = parse_object(body);
+    std::optional<bool> success = get_bool(obj, "success");
+    if (!success) {
+        if (go_style_refusal(status, obj, a)) {
             return a;
         }
         if (status != 200) {
@@ -265,8 +288,8 @@ FacilitatorAnswer facilitator_parse_settle(int status, std::string_view body)
         return a;
     }
 
-    const json_t *o = obj.get();
-    bool ok = json_is_true(success);
+    const Obj &o = obj;
+    bool ok = *success;
     std::string_view tx, net, s;
     bool has_tx = get_string(o, "transaction", tx);
     bool has_net = get_string(o, "network", net);
@@ -382,14 +405,15 @@ SettleLabels settle_labels(std::string_view settle_body)
     if (settle_body.empty() || settle_body.size() > X402_MAX_FACILITATOR_LEN) {
         return l;
     }
-    JsonPtr root = parse_object(settle_body);
-    if (!root) {
+    Obj root = parse_object(settle_body);
+    Json r;
+    if (!root
+        || simdjson::dom::object(*root).at_key("paymentRequirements").get(r)
+               != simdjson::SUCCESS
+        || !r.is_object()) {
         return l;
     }
-    const json_t *req = json_object_get(root.get(), "paymentRequirements");
-    if (req == nullptr || !json_is_object(req)) {
-        return l;
-    }
+    Obj req = r;
     std::string_view v;
     if (get_string(req, "network", v)) {
         // v1 names the network ("base-sepolia"); the label is CAIP-2

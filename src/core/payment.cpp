@@ -11,6 +11,7 @@
 #include "address.hpp"
 #include "base64.hpp"
 #include "hex.hpp"
+#include "json_dom.hpp"
 
 namespace x402 {
 
@@ -47,78 +48,6 @@ struct Invalid {
                        const char *reason = reason::invalid_payload)
 {
     throw Invalid{reason, message};
-}
-
-// What jansson's strict mode checked and simdjson's DOM does not: no key
-// twice in an object (RFC 8259 section 4: a payload must mean one thing) and
-// no NUL in a string or key. Also the nesting bound, with the top-level object
-// at depth 1; the walk stops descending once over it, so it stays bounded.
-enum class Walk { ok, too_deep, bad };
-
-bool has_nul(std::string_view s)
-{
-    return std::memchr(s.data(), '\0', s.size()) != nullptr;
-}
-
-Walk walk(Json j, int depth)
-{
-    switch (j.type()) {
-    case simdjson::dom::element_type::STRING:
-        return has_nul(std::string_view(j)) ? Walk::bad : Walk::ok;
-    case simdjson::dom::element_type::ARRAY:
-        if (depth > X402_MAX_JSON_DEPTH) {
-            return Walk::too_deep;
-        }
-        for (Json v : simdjson::dom::array(j)) {
-            if (Walk w = walk(v, depth + 1); w != Walk::ok) {
-                return w;
-            }
-        }
-        return Walk::ok;
-    case simdjson::dom::element_type::OBJECT: {
-        if (depth > X402_MAX_JSON_DEPTH) {
-            return Walk::too_deep;
-        }
-        simdjson::dom::object o(j);
-        // Small objects (every one an x402 payload has) compare keys pair
-        // by pair; large ones sort, so a crafted 16 KiB object of short
-        // keys costs n log n, not n^2.
-        size_t n = o.size();
-        if (n <= 16) {
-            std::string_view keys[16];
-            size_t k = 0;
-            for (auto field : o) {
-                for (size_t i = 0; i < k; i++) {
-                    if (keys[i] == field.key) {
-                        return Walk::bad;
-                    }
-                }
-                keys[k++] = field.key;
-            }
-        } else {
-            std::vector<std::string_view> keys;
-            keys.reserve(n);
-            for (auto field : o) {
-                keys.push_back(field.key);
-            }
-            std::sort(keys.begin(), keys.end());
-            if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) {
-                return Walk::bad;
-            }
-        }
-        for (auto field : o) {
-            if (has_nul(field.key)) {
-                return Walk::bad;
-            }
-            if (Walk w = walk(field.value, depth + 1); w != Walk::ok) {
-                return w;
-            }
-        }
-        return Walk::ok;
-    }
-    default:
-        return Walk::ok;
-    }
 }
 
 // The member of an object, nullopt if absent.
@@ -381,7 +310,7 @@ bool payment_decode(std::string_view header, int version_hint,
         *message = "payment header JSON is not an object";
         return false;
     }
-    switch (walk(root, 1)) {
+    switch (json_walk(root, 1)) {
     case Walk::ok:
         break;
     case Walk::too_deep:

@@ -64,6 +64,27 @@ TEST(Address, KnownTokens)
               "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266");
 }
 
+// checksum_hex40 keeps recent results by the address's last two digits:
+// addresses sharing them (expected values from viem's getAddress) must not
+// be answered from each other's entry, in any order or input case.
+TEST(Address, ChecksumOfAddressesSharingARecentSlot)
+{
+    const std::string want[] = {
+        "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+        "0x309693bc6afc0c5328ba36faf03C514EF312287C",
+        "0x209693bc6afC0c5328Ba36FAf03c514EF312297C",
+    };
+    for (int round = 0; round < 3; round++) {
+        for (int i : {0, 1, 0, 2, 2, 1, 0}) {
+            const std::string in = round == 1 ? upper_hex(want[i])
+                                              : lower(want[i]);
+            char out[40];
+            x402::checksum_hex40(std::string_view(in).substr(2), out);
+            EXPECT_EQ(std::string(out, 40), want[i].substr(2)) << in;
+        }
+    }
+}
+
 TEST(Address, ParseAcceptsUniformCaseAndReturnsChecksum)
 {
     std::string want = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";

@@ -280,6 +280,15 @@ TEST(FacilitatorSettle, Broken)
                   + "\",\"network\":\"n\"}"},
         {500, "oops"},
         {504, ""},
+        // what jansson's strict mode refused, refused by the simdjson parse
+        {200, "{\"success\":true,\"success\":true,\"transaction\":\"0x1\","
+              "\"network\":\"n\"}"},
+        {200, "{\"success\":true,\"transaction\":\"0x1\",\"network\":\"n\","
+              "\"extra\":{\"a\":1,\"a\":2}}"},
+        {200, "{\"success\":true,\"transaction\":\"0x1\",\"network\":\"n\","
+              "\"x\":\"a\\u0000b\"}"},
+        {200, "{\"success\":true,\"transaction\":\"0x1\",\"network\":\"n\"} x"},
+        {200, "{\"success\":true,\"transaction\":\"0x1\",\"network\":\"\xff\"}"},
     };
     for (auto &[status, body] : cases) {
         auto r = settle(status, body);
