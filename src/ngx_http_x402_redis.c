@@ -902,11 +902,19 @@ ngx_http_x402_redis_set(ngx_http_x402_store_op_t *sop, ngx_uint_t state,
 
     (void) ngx_http_x402_redis_ttl(sop, tbuf, &ttl);
 
-    if (state == NGX_HTTP_X402_REC_SETTLED) {
-        /* nobody waits: it goes with the next reserve (redis_conn.c) */
+    if (state == NGX_HTTP_X402_REC_SETTLED && sop->grant == 0) {
+        /*
+         * nobody waits: it goes with the next reserve (redis_conn.c). A
+         * grant goes at once: the payer may present it to another host
+         * right after the response (t/66), and until this write lands
+         * that host sees a reservation and refuses it as used.
+         */
         ngx_http_x402_redis_conn.queue_lazily = 1;
         (void) ngx_http_x402_redis_send_set(op, sop, &value, &ttl, 0, 0);
         ngx_http_x402_redis_conn.queue_lazily = 0;
+
+    } else if (state == NGX_HTTP_X402_REC_SETTLED) {
+        (void) ngx_http_x402_redis_send_set(op, sop, &value, &ttl, 0, 0);
 
     } else {
         (void) ngx_http_x402_redis_send(op, ngx_http_x402_redis_set_lua, sop,
