@@ -7,8 +7,9 @@
  *
  * x402_settle after: the content runs first. Once its status is known the
  * header filter decides: >= 400 passes through unsettled (nobody pays for
- * a 404 or an upstream error; a 304 is settled, as the reference does), and
- * so does a response
+ * a 404 or an upstream error; a 304 is settled, as the reference does), as
+ * does a redirect nginx makes itself (a directory's 301), and so does a
+ * response
  * of a location other than the one paid for (an internal redirect);
  * otherwise it holds the header, and the body filter holds the body until
  * its last buffer: only a complete response is settled. Memory bodies are
@@ -177,11 +178,24 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    if (r->headers_out.status >= NGX_HTTP_BAD_REQUEST) {
+    /*
+     * >= 400: the client got an error. A 3xx nginx made itself (r->err_status
+     * set by its special response: the static module's 301 to a directory's
+     * slash, a "return" reached by error_page) delivers none of the content
+     * either; the handler cleared err_status at the paid location, so one
+     * set now came from its content phase. An upstream's 3xx (a link to a
+     * download, say) is the product and is settled, as the reference does.
+     */
+
+    if (r->headers_out.status >= NGX_HTTP_BAD_REQUEST
+        || (r->err_status >= NGX_HTTP_SPECIAL_RESPONSE
+            && r->err_status < NGX_HTTP_BAD_REQUEST))
+    {
         ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "x402: response status %ui, payment of %V from %V "
-                      "not settled", r->headers_out.status, &ctx->amount,
-                      &ctx->payer);
+                      "x402: response status %ui%s, payment of %V from %V "
+                      "not settled", r->headers_out.status,
+                      r->headers_out.status < NGX_HTTP_BAD_REQUEST
+                      ? " made by nginx" : "", &ctx->amount, &ctx->payer);
 
         ctx->released = 1;
 

@@ -155,26 +155,42 @@ for my $zone ('', 'x402_zone x402:2m;') {
     $fac->stop;
 }
 
-# ---- charged for nginx's own directory redirect (TODO, open) ----
-# Under `after` a 3xx is below 400, so it is settled: a paid request for
-# a directory without its slash gets nginx's 301 and pays; a client that
-# follows it with the same payment header (fetch does, same origin) gets
-# 402: charged, no content. Not fixed here: a paid 302 to a download link
-# is a delivered product, so which 3xx count is a decision (settle 2xx and
-# 304 only, or exempt redirects nginx makes itself).
+# ---- charged for nginx's own directory redirect ----
+# Under `after` a 3xx is below 400, so it was settled: a paid request for
+# a directory without its slash got nginx's 301 and paid; a client that
+# follows it with the same payment header (fetch does, same origin) got
+# 402: charged, no content. A 3xx nginx makes itself delivers nothing and
+# is not settled; an upstream's 302 (a link to a download) is the product
+# and is settled, as the reference settles every status below 400.
 {
     my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
-    my $ng = start_nginx(config => paid_conf($fac, 'after', 'location /premium/ { }'),
+    my $ng = start_nginx(config => paid_conf($fac, 'after', <<'EOC'),
+location /premium/ { }
+location /link/ { proxy_pass http://127.0.0.1:$TEST_NGINX_PORT/_origin/; }
+location /_origin/ {
+    x402 off;
+    return 302 http://downloads.example/signed?token=1;
+}
+EOC
                          user_files => ">>> premium/sub/index.html\npaid content\n");
     my $p = sign_payment(amount => '1000');
     my $r = $ng->get('/premium/sub', { 'PAYMENT-SIGNATURE' => $p });
     is($r->{status}, 301, 'directory redirect: 301');
+    is(n_of($fac, 'settle'), 0, 'directory redirect: not settled');
+    is(X402::HTTP::header($r, 'PAYMENT-RESPONSE'), undef,
+       'directory redirect: no settlement header');
     my $followed = $ng->get('/premium/sub/', { 'PAYMENT-SIGNATURE' => $p });
-    TODO: {
-        local $TODO = 'a 3xx nginx makes itself is settled under after';
-        ok(n_of($fac, 'settle') == 0 || $followed->{status} == 200,
-           'directory redirect: charged only if the redirect leads to the content');
-    }
+    is($followed->{status}, 200, 'directory redirect: the same payment then buys the content');
+    like($followed->{body}, qr/paid content/, 'directory redirect: the content');
+    is(n_of($fac, 'settle'), 1, 'directory redirect: settled once, for the content');
+
+    my $q = sign_payment(amount => '1000');
+    $r = $ng->get('/link/file', { 'PAYMENT-SIGNATURE' => $q });
+    is($r->{status}, 302, "an upstream's 302: passed on");
+    is(X402::HTTP::header($r, 'Location'), 'http://downloads.example/signed?token=1',
+       "an upstream's 302: its Location");
+    ok(X402::HTTP::header($r, 'PAYMENT-RESPONSE'), "an upstream's 302: settled, with the header");
+    is(n_of($fac, 'settle'), 2, "an upstream's 302: one more settlement");
     $ng->stop;
     $fac->stop;
 }
