@@ -25,9 +25,9 @@
 
 
 #define NGX_HTTP_X402_METRICS_MAGIC     0x78343032u  /* "x402" */
-#define NGX_HTTP_X402_METRICS_VERSION   1
+#define NGX_HTTP_X402_METRICS_VERSION   2
 
-/* revenue table: (network, asset, payTo) keys, bounded */
+/* per-option table: (network, asset, payTo) keys, bounded */
 #define NGX_HTTP_X402_METRICS_KEYS      64
 #define NGX_HTTP_X402_METRICS_KEY_LEN   64
 
@@ -59,6 +59,8 @@ typedef struct {
     uint8_t                pay_to_len;
     uint8_t                saturated;
     uint32_t               limb[NGX_HTTP_X402_METRICS_LIMBS];
+    /* settlements of this option by result (ok, failed, pending) */
+    ngx_atomic_t           settlements[NGX_HTTP_X402_METRICS_SETTLE_N];
 } ngx_http_x402_metrics_revenue_t;
 
 
@@ -297,7 +299,7 @@ void
 ngx_http_x402_metrics_settlement(ngx_uint_t result, ngx_str_t *network,
     ngx_str_t *asset, ngx_str_t *pay_to, ngx_str_t *amount)
 {
-    ngx_uint_t                        i;
+    ngx_uint_t                        i, ok;
     ngx_http_x402_metrics_shctx_t    *sh;
     ngx_http_x402_metrics_revenue_t  *rv;
 
@@ -309,25 +311,25 @@ ngx_http_x402_metrics_settlement(ngx_uint_t result, ngx_str_t *network,
 
     ngx_atomic_fetch_add(&sh->settlements[result], 1);
 
-    if (result != NGX_HTTP_X402_METRICS_SETTLE_OK
-        || network == NULL || asset == NULL || pay_to == NULL
-        || amount == NULL)
-    {
+    if (network == NULL || asset == NULL || pay_to == NULL) {
+        /* a background outcome: counted by x402_async_settlements_total */
         return;
     }
+
+    ok = (result == NGX_HTTP_X402_METRICS_SETTLE_OK);
 
     if (network->len == 0 || network->len >= NGX_HTTP_X402_METRICS_KEY_LEN
         || asset->len == 0 || asset->len >= NGX_HTTP_X402_METRICS_KEY_LEN
         || pay_to->len == 0 || pay_to->len >= NGX_HTTP_X402_METRICS_KEY_LEN
-        || amount->len == 0 || amount->len > 78)
+        || (ok && (amount == NULL || amount->len == 0 || amount->len > 78)))
     {
-        ngx_atomic_fetch_add(&sh->revenue_overflow, 1);
+        ngx_atomic_fetch_add(&sh->revenue_overflow, ok);
         return;
     }
 
-    for (i = 0; i < amount->len; i++) {
+    for (i = 0; ok && i < amount->len; i++) {
         if (amount->data[i] < '0' || amount->data[i] > '9') {
-            ngx_atomic_fetch_add(&sh->revenue_overflow, 1);
+            ngx_atomic_fetch_add(&sh->revenue_overflow, ok);
             return;
         }
     }
@@ -370,11 +372,15 @@ ngx_http_x402_metrics_settlement(ngx_uint_t result, ngx_str_t *network,
 
     if (rv == NULL) {
         ngx_shmtx_unlock(&ngx_http_x402_metrics_shpool->mutex);
-        ngx_atomic_fetch_add(&sh->revenue_overflow, 1);
+        ngx_atomic_fetch_add(&sh->revenue_overflow, ok);
         return;
     }
 
-    (void) ngx_http_x402_metrics_add_amount(rv, amount);
+    ngx_atomic_fetch_add(&rv->settlements[result], 1);
+
+    if (ok) {
+        (void) ngx_http_x402_metrics_add_amount(rv, amount);
+    }
 
     ngx_shmtx_unlock(&ngx_http_x402_metrics_shpool->mutex);
 }
@@ -583,12 +589,15 @@ ngx_http_x402_metrics_find(ngx_str_t *s, ngx_str_t *set, ngx_uint_t n)
 
 
 /*
- * Output bounds: a line of fixed text, and a revenue line with its three
- * label values escaped (each byte at most 2) and 90 digits.
+ * Output bounds: a line of fixed text, and per option a revenue line with
+ * its three label values escaped (each byte at most 2) and 90 digits, and
+ * a settlement line per result.
  */
 #define NGX_HTTP_X402_METRICS_LINE     256
 #define NGX_HTTP_X402_METRICS_REVENUE                                         \
-    (128 + 6 * NGX_HTTP_X402_METRICS_KEY_LEN + 9 * NGX_HTTP_X402_METRICS_LIMBS)
+    (128 + 6 * NGX_HTTP_X402_METRICS_KEY_LEN + 9 * NGX_HTTP_X402_METRICS_LIMBS \
+     + NGX_HTTP_X402_METRICS_SETTLE_N                                         \
+       * (128 + 6 * NGX_HTTP_X402_METRICS_KEY_LEN + NGX_ATOMIC_T_LEN))
 
 
 static ngx_int_t
@@ -908,6 +917,38 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
         ngx_shmtx_unlock(&ngx_http_x402_metrics_shpool->mutex);
 
         *p++ = LF;
+    }
+
+    p = ngx_sprintf(p,
+            "# HELP x402_option_settlements_total "
+            "Settlements made for a paid request, by the option paid "
+            "(network, asset, payTo) and result.\n"
+            "# TYPE x402_option_settlements_total counter\n");
+
+    for (i = 0; i < nrevenue; i++) {
+        rv = &sh->revenue[i];
+
+        for (k = 0; k < NGX_HTTP_X402_METRICS_SETTLE_N; k++) {
+            p = ngx_cpymem(p, "x402_option_settlements_total{network=\"",
+                      sizeof("x402_option_settlements_total{network=\"") - 1);
+            v.data = rv->network;
+            v.len = rv->network_len;
+            p = ngx_http_x402_metrics_label(p, &v);
+
+            p = ngx_cpymem(p, "\",asset=\"", sizeof("\",asset=\"") - 1);
+            v.data = rv->asset;
+            v.len = rv->asset_len;
+            p = ngx_http_x402_metrics_label(p, &v);
+
+            p = ngx_cpymem(p, "\",pay_to=\"", sizeof("\",pay_to=\"") - 1);
+            v.data = rv->pay_to;
+            v.len = rv->pay_to_len;
+            p = ngx_http_x402_metrics_label(p, &v);
+
+            p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
+                            ngx_http_x402_metrics_settle_result[k],
+                            rv->settlements[k]);
+        }
     }
 
     p = ngx_sprintf(p,

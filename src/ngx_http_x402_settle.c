@@ -28,6 +28,12 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 
     call = &ctx->settle;
 
+    /* the option paid: labels of the per-option settlement counters */
+    asset.data = (u_char *) ctx->verdict.asset.data;
+    asset.len = ctx->verdict.asset.len;
+    pay_to.data = (u_char *) ctx->verdict.pay_to.data;
+    pay_to.len = ctx->verdict.pay_to.len;
+
     a.alloc = ngx_http_x402_alloc;
     a.ctx = r->pool;
 
@@ -51,11 +57,6 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
                       "in %Mms", &ctx->amount, &ctx->payer, &ctx->network,
                       &ctx->tx, &ctx->asset, call->elapsed);
 
-        asset.data = (u_char *) ctx->verdict.asset.data;
-        asset.len = ctx->verdict.asset.len;
-        pay_to.data = (u_char *) ctx->verdict.pay_to.data;
-        pay_to.len = ctx->verdict.pay_to.len;
-
         ngx_http_x402_metrics_settlement(NGX_HTTP_X402_METRICS_SETTLE_OK,
                                          &ctx->network, &asset, &pay_to,
                                          &ctx->amount);
@@ -66,7 +67,8 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         ngx_http_x402_set_reason(r, ctx, res.reason.data, res.reason.len);
 
         ngx_http_x402_metrics_settlement(NGX_HTTP_X402_METRICS_SETTLE_FAILED,
-                                         NULL, NULL, NULL, NULL);
+                                         &ctx->network, &asset, &pay_to,
+                                         NULL);
 
         ngx_http_x402_clean_str(r, &detail, &res.message);
 
@@ -108,7 +110,7 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
                           ctx->settle_mode == NGX_HTTP_X402_SETTLE_ASYNC
                           ? NGX_HTTP_X402_METRICS_SETTLE_PENDING
                           : NGX_HTTP_X402_METRICS_SETTLE_FAILED,
-                          NULL, NULL, NULL, NULL);
+                          &ctx->network, &asset, &pay_to, NULL);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "x402: settlement of %V from %V failed, facilitator "

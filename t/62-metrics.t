@@ -229,6 +229,12 @@ is(sample($m, 'x402_revenue_atomic_total', network => 'eip155:84532',
           asset => $USDC, pay_to => $PAY_TO),
    '680564733841876926926749214863536424914',
    'revenue: exact sum (2000 + 2 * (2^128 + 1))');
+is(sample($m, 'x402_option_settlements_total', network => 'eip155:84532',
+          asset => $USDC, pay_to => $PAY_TO, result => 'ok'), '4',
+   'per option: four settlements ok');
+is(sample($m, 'x402_option_settlements_total', network => 'eip155:84532',
+          asset => $USDC, pay_to => $PAY_TO, result => 'failed'), '0',
+   'per option: none failed');
 
 # many concurrent 402s over both workers: every one counted, none twice
 {
@@ -302,6 +308,12 @@ is(sample($m, 'x402_revenue_atomic_total', network => 'eip155:84532',
           asset => $USDC, pay_to => $PAY_TO),
    '680564733841876926926749214863536427914',
    'async: its 3000 added to the revenue');
+is(sample($m, 'x402_option_settlements_total', network => 'eip155:84532',
+          asset => $USDC, pay_to => $PAY_TO, result => 'pending'), '1',
+   'per option: the first attempt pending');
+is(sample($m, 'x402_option_settlements_total', network => 'eip155:84532',
+          asset => $USDC, pay_to => $PAY_TO, result => 'ok'), '5',
+   'per option: the retry settled it');
 
 $ng->stop;
 $fac2->stop;
