@@ -278,6 +278,12 @@ void ngx_http_x402_clean_str(ngx_http_request_t *r, ngx_str_t *dst,
 ngx_int_t ngx_http_x402_copy_str(ngx_http_request_t *r, ngx_str_t *dst,
     x402_str_t *src);
 
+/* ngx_http_x402_background.c */
+ngx_http_request_t *ngx_http_x402_background_request(ngx_cycle_t *cycle,
+    ngx_http_core_srv_conf_t *cscf, ngx_uint_t method, char *line,
+    char *action, ngx_uint_t quiet, ngx_http_event_handler_pt finish);
+void ngx_http_x402_background_close(ngx_http_request_t *r);
+
 /* ngx_http_x402_request.c */
 void ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf,
     ngx_http_x402_option_t *opt, u_char *amount, u_char *pay_to,
