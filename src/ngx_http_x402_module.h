@@ -343,7 +343,7 @@ void ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout);
 void ngx_http_x402_store_note_async(ngx_conf_t *cf);
 
 /* ngx_http_x402_facilitator.c */
-ngx_int_t ngx_http_x402_facilitator_post(ngx_http_request_t *r,
+ngx_int_t ngx_http_x402_facilitator_request(ngx_http_request_t *r,
     ngx_str_t *uri, ngx_str_t *body, ngx_uint_t flags,
     ngx_http_post_subrequest_pt handler, void *data,
     ngx_http_request_t **psr);
@@ -355,13 +355,11 @@ int ngx_http_x402_parse_call(ngx_http_request_t *r,
     ngx_uint_t endpoint, x402_facilitator_result_t *res);
 ngx_int_t ngx_http_x402_facilitator_broken_status(ngx_http_x402_call_t *call);
 ngx_uint_t ngx_http_x402_own_subrequest(ngx_http_request_t *sr);
+ngx_uint_t ngx_http_x402_facilitator_answer(ngx_http_request_t *sr,
+    ngx_int_t rc, ngx_uint_t *status, ngx_str_t *body);
 
 /* ngx_http_x402_filter.c */
 ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);
-
-/* ngx_http_x402_supported.c */
-ngx_int_t ngx_http_x402_supported_post(ngx_http_request_t *sr, void *data,
-    ngx_int_t rc);
 
 /* ngx_http_x402_discovery.c */
 char *ngx_http_x402_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

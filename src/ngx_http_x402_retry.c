@@ -649,9 +649,10 @@ ngx_http_x402_retry_subrequest(ngx_http_request_t *r,
     rt->status = 0;
     ngx_str_null(&rt->body);
 
-    return ngx_http_x402_facilitator_post(r, uri, body,
-                                          NGX_HTTP_SUBREQUEST_WAITED,
-                                          ngx_http_x402_retry_post, rt, &sr);
+    return ngx_http_x402_facilitator_request(r, uri, body,
+                                             NGX_HTTP_SUBREQUEST_WAITED,
+                                             ngx_http_x402_retry_post, rt,
+                                             &sr);
 }
 
 
@@ -660,39 +661,17 @@ ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_http_x402_retry_t  *rt = data;
 
-    ngx_buf_t  *b;
-
-    if (rt->finished) {
-        return rc;
-    }
-
-    if (rc == NGX_ERROR || sr->connection->error) {
-        rt->got_response = 0;
-        return rc;
-    }
-
-    rt->got_response = 1;
-    rt->status = sr->headers_out.status;
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        /* nginx's own error (502, 504): its error page comes next */
-        rt->status = rc;
-    }
-
-    if (sr->out && sr->out->buf) {
-        b = sr->out->buf;
-        rt->body.data = b->pos;
-        rt->body.len = b->last - b->pos;
-
-    } else {
-        ngx_str_null(&rt->body);
+    if (!rt->finished) {
+        rt->got_response = ngx_http_x402_facilitator_answer(sr, rc,
+                                                            &rt->status,
+                                                            &rt->body);
     }
 
     return rc;
 }
 
 
-/* the fake request's write handler: its subrequest is done */
+/* the background request's write handler: its subrequest is done */
 static void
 ngx_http_x402_retry_finish(ngx_http_request_t *r)
 {

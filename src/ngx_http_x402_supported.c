@@ -76,7 +76,7 @@ typedef struct {
 } ngx_http_x402_supported_main_conf_t;
 
 
-/* the fake request's state */
+/* the background request's state */
 typedef struct {
     ngx_http_x402_supported_fac_t  *fac;
     ngx_uint_t                      status;
@@ -97,6 +97,8 @@ static void ngx_http_x402_supported_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_x402_supported_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_x402_supported_start(ngx_cycle_t *cycle,
     ngx_http_x402_supported_fac_t *fac);
+static ngx_int_t ngx_http_x402_supported_post(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
 static void ngx_http_x402_supported_finish(ngx_http_request_t *r);
 static void ngx_http_x402_supported_gone(void *data);
 static void ngx_http_x402_supported_answer(ngx_http_x402_supported_req_t *sq,
@@ -472,10 +474,8 @@ static ngx_int_t
 ngx_http_x402_supported_start(ngx_cycle_t *cycle,
     ngx_http_x402_supported_fac_t *fac)
 {
-    ngx_table_elt_t                *h;
     ngx_http_cleanup_t             *cln;
     ngx_http_request_t             *r, *sr;
-    ngx_http_post_subrequest_t     *ps;
     ngx_http_x402_supported_req_t  *sq;
 
     /*
@@ -508,37 +508,14 @@ ngx_http_x402_supported_start(ngx_cycle_t *cycle,
     r->uri = fac->uri;
     r->unparsed_uri = fac->uri;
 
-    /* the subrequest's headers are a copy of these */
-    h = ngx_list_push(&r->headers_in.headers);
-    if (h == NULL) {
-        goto failed;
-    }
-
-    ngx_str_set(&h->key, "Accept");
-    ngx_str_set(&h->value, "application/json");
-    h->lowcase_key = (u_char *) "accept";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    ps = ngx_palloc(r->pool, sizeof(ngx_http_post_subrequest_t));
-    if (ps == NULL) {
-        goto failed;
-    }
-
-    ps->handler = ngx_http_x402_supported_post;
-    ps->data = sq;
-
-    if (ngx_http_subrequest(r, &fac->uri, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_IN_MEMORY
-                            |NGX_HTTP_SUBREQUEST_WAITED)
+    if (ngx_http_x402_facilitator_request(r, &fac->uri, NULL,
+                                          NGX_HTTP_SUBREQUEST_WAITED,
+                                          ngx_http_x402_supported_post, sq,
+                                          &sr)
         != NGX_OK)
     {
         goto failed;
     }
-
-    sr->header_only = 0;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "x402: GET \"%V\"", &fac->uri);
@@ -555,42 +532,23 @@ failed:
 }
 
 
-/* not static: ngx_http_x402_own_subrequest() knows our subrequest by it */
-ngx_int_t
+static ngx_int_t
 ngx_http_x402_supported_post(ngx_http_request_t *sr, void *data,
     ngx_int_t rc)
 {
     ngx_http_x402_supported_req_t  *sq = data;
 
-    ngx_buf_t  *b;
-
-    if (sq->done) {
-        return rc;
-    }
-
-    if (rc == NGX_ERROR || sr->connection->error) {
-        sq->got_response = 0;
-        return rc;
-    }
-
-    sq->got_response = 1;
-    sq->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
-                                                   : sr->headers_out.status;
-
-    if (sr->out && sr->out->buf) {
-        b = sr->out->buf;
-        sq->body.data = b->pos;
-        sq->body.len = b->last - b->pos;
-
-    } else {
-        ngx_str_null(&sq->body);
+    if (!sq->done) {
+        sq->got_response = ngx_http_x402_facilitator_answer(sr, rc,
+                                                            &sq->status,
+                                                            &sq->body);
     }
 
     return rc;
 }
 
 
-/* the fake request's write handler: its subrequest is done */
+/* the background request's write handler: its subrequest is done */
 static void
 ngx_http_x402_supported_finish(ngx_http_request_t *r)
 {
