@@ -97,6 +97,8 @@ static void ngx_http_x402_retry_finish(ngx_http_request_t *r);
 static void ngx_http_x402_retry_gone(void *data);
 static void ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
+static void ngx_http_x402_retry_record(ngx_http_x402_retry_t *rt,
+    ngx_uint_t state, ngx_str_t *text);
 static ngx_int_t ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
 static void *ngx_http_x402_retry_alloc(void *pool, size_t size);
@@ -762,7 +764,6 @@ ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
     ngx_str_t          text;
     x402_str_t         body, why;
     x402_allocator_t   a;
-    ngx_http_x402_store_op_t  op;
 
     a.alloc = ngx_http_x402_retry_alloc;
     a.ctx = rt->r->pool;
@@ -792,15 +793,7 @@ ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_CHAIN, &text,
                                        log);
-
-        if (rt->redis) {
-            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
-            ngx_memcpy(op.id, rt->id, 32);
-            op.scope = rt->scope;
-            op.expire = rt->expire;
-            op.settled_at = ngx_time();
-            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_SETTLED, &text);
-        }
+        ngx_http_x402_retry_record(rt, NGX_HTTP_X402_REC_SETTLED, &text);
 
         return NGX_OK;
     }
@@ -848,6 +841,33 @@ ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
 }
 
 
+/*
+ * A final outcome of a payment kept in Redis goes there too: the fleet
+ * learns it (a settled record carries grants elsewhere).
+ */
+static void
+ngx_http_x402_retry_record(ngx_http_x402_retry_t *rt, ngx_uint_t state,
+    ngx_str_t *text)
+{
+    ngx_http_x402_store_op_t  op;
+
+    if (!rt->redis) {
+        return;
+    }
+
+    ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
+    ngx_memcpy(op.id, rt->id, 32);
+    op.scope = rt->scope;
+    op.expire = rt->expire;
+
+    if (state == NGX_HTTP_X402_REC_SETTLED) {
+        op.settled_at = ngx_time();
+    }
+
+    ngx_http_x402_redis_set(&op, state, text);
+}
+
+
 static void
 ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
 {
@@ -857,7 +877,6 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
     x402_str_t                  body;
     x402_allocator_t            a;
     x402_facilitator_result_t   res;
-    ngx_http_x402_store_op_t    op;
 
     rt->finished = 1;
 
@@ -908,15 +927,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_OK, &text, log);
 
-        if (rt->redis) {
-            /* the fleet learns it too (grants elsewhere) */
-            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
-            ngx_memcpy(op.id, rt->id, 32);
-            op.scope = rt->scope;
-            op.expire = rt->expire;
-            op.settled_at = ngx_time();
-            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_SETTLED, &text);
-        }
+        ngx_http_x402_retry_record(rt, NGX_HTTP_X402_REC_SETTLED, &text);
 
         return;
     }
@@ -941,13 +952,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
                                        NGX_HTTP_X402_SETTLE_REFUSED, &text,
                                        log);
 
-        if (rt->redis) {
-            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
-            ngx_memcpy(op.id, rt->id, 32);
-            op.scope = rt->scope;
-            op.expire = rt->expire;
-            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_FAILED, &text);
-        }
+        ngx_http_x402_retry_record(rt, NGX_HTTP_X402_REC_FAILED, &text);
 
         return;
     }
