@@ -28,7 +28,7 @@ use warnings;
 # split over several files: calls among them are not edges (say why in
 # src/README.md).
 my @layers = (
-    [ 0 => qw(ctx paywall) ],
+    [ 0 => qw(ctx paywall background) ],
     [ 1 => qw(shm queue+spool zone) ],
     [ 2 => qw(redis_conn) ],
     [ 3 => qw(redis redis_queue) ],

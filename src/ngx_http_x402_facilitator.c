@@ -5,10 +5,11 @@
  * The facilitator is an internal location of the operator's (typically
  * "internal; proxy_pass https://facilitator/;"), so TLS, keepalive,
  * timeouts, retries and auth headers are ordinary nginx configuration. The
- * subrequest is a POST carrying the JSON built by the core, with a fresh
- * header list: nothing of the client's request (cookies, authorization,
- * the payment header itself) reaches the facilitator. Its answer is read
- * in memory (subrequest_output_buffer_size bounds it).
+ * subrequest is a POST carrying the JSON built by the core (or, for GET
+ * /supported, a GET), with a fresh header list: nothing of the client's
+ * request (cookies, authorization, the payment header itself) reaches the
+ * facilitator. Its answer is read in memory (subrequest_output_buffer_size
+ * bounds it).
  */
 
 
@@ -29,10 +30,13 @@ static ngx_int_t ngx_http_x402_facilitator_done(ngx_http_request_t *sr,
     void *data, ngx_int_t rc);
 static void ngx_http_x402_count_call(ngx_uint_t endpoint,
     ngx_http_x402_call_t *call, int outcome);
+static ngx_int_t ngx_http_x402_facilitator_headers(ngx_http_request_t *r,
+    ngx_http_request_t *sr, ngx_str_t *body);
 static ngx_int_t ngx_http_x402_facilitator_body(ngx_http_request_t *r,
     ngx_http_request_t *sr, ngx_str_t *body);
 
 
+static ngx_str_t  ngx_http_x402_get_method = { 3, (u_char *) "GET " };
 static ngx_str_t  ngx_http_x402_post_method = { 4, (u_char *) "POST " };
 
 /* once per worker: a configuration mistake, not a per-request event */
@@ -41,13 +45,13 @@ static ngx_uint_t  ngx_http_x402_warned_internal;
 
 /*
  * Every facilitator subrequest (/verify, /settle, a settlement retry and
- * its authorizationState call) starts here: a POST of body to uri, in
- * memory, with fresh headers; handler(sr, data, rc) is the caller's
- * post-subrequest handler.
+ * its authorizationState call, GET /supported) starts here: a POST of body
+ * to uri (a GET of uri when body is NULL), in memory, with fresh headers;
+ * handler(sr, data, rc) is the caller's post-subrequest handler.
  */
 
 ngx_int_t
-ngx_http_x402_facilitator_post(ngx_http_request_t *r, ngx_str_t *uri,
+ngx_http_x402_facilitator_request(ngx_http_request_t *r, ngx_str_t *uri,
     ngx_str_t *body, ngx_uint_t flags, ngx_http_post_subrequest_pt handler,
     void *data, ngx_http_request_t **psr)
 {
@@ -77,7 +81,7 @@ ngx_http_x402_facilitator_post(ngx_http_request_t *r, ngx_str_t *uri,
         return NGX_ERROR;
     }
 
-    return ngx_http_x402_facilitator_body(r, *psr, body);
+    return ngx_http_x402_facilitator_headers(r, *psr, body);
 }
 
 
@@ -113,7 +117,7 @@ ngx_http_x402_facilitator_call(ngx_http_request_t *r,
 
     call->handler = done;
 
-    rc = ngx_http_x402_facilitator_post(r, uri, &ctx->fac_body, flags,
+    rc = ngx_http_x402_facilitator_request(r, uri, &ctx->fac_body, flags,
                                         ngx_http_x402_facilitator_done, ctx,
                                         &sr);
 
@@ -150,18 +154,109 @@ ngx_http_x402_own_subrequest(ngx_http_request_t *sr)
 
     ps = sr->post_subrequest;
 
-    return ps != NULL
-           && (ps->handler == ngx_http_x402_facilitator_posted
-               || ps->handler == ngx_http_x402_supported_post);
+    return ps != NULL && ps->handler == ngx_http_x402_facilitator_posted;
+}
+
+
+/*
+ * The answer of a call a background request made (a settlement retry,
+ * GET /supported), for its post-subrequest handler: 0 when there is none
+ * (status and body untouched), else the status (nginx's own error, 502,
+ * 504, before its error page comes) and the body in memory.
+ */
+
+ngx_uint_t
+ngx_http_x402_facilitator_answer(ngx_http_request_t *sr, ngx_int_t rc,
+    ngx_uint_t *status, ngx_str_t *body)
+{
+    ngx_buf_t  *b;
+
+    if (rc == NGX_ERROR || sr->connection->error) {
+        return 0;
+    }
+
+    *status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
+                                                : sr->headers_out.status;
+
+    if (sr->out && sr->out->buf) {
+        b = sr->out->buf;
+        body->data = b->pos;
+        body->len = b->last - b->pos;
+
+    } else {
+        ngx_str_null(body);
+    }
+
+    return 1;
+}
+
+
+/*
+ * Gives the subrequest fresh headers: headers_in is a struct copy of the
+ * parent's, so it gets a list of its own instead of sharing (and pushing
+ * onto) the parent's. With a body, a POST (below); without, a GET.
+ */
+
+static ngx_int_t
+ngx_http_x402_facilitator_headers(ngx_http_request_t *r,
+    ngx_http_request_t *sr, ngx_str_t *body)
+{
+    ngx_table_elt_t  *h;
+
+    sr->header_only = 0;
+
+    /*
+     * headers_in is a struct copy of the client's: besides the list, its
+     * pointers and arrays (Cookie, X-Forwarded-For read by
+     * $proxy_add_x_forwarded_for, Host, User-Agent ...) would hand the
+     * client's headers to the facilitator location's variables. Nothing of
+     * them is kept.
+     */
+
+    ngx_memzero(&sr->headers_in, sizeof(ngx_http_headers_in_t));
+
+    sr->headers_in.content_length_n = -1;
+    sr->headers_in.keep_alive_n = -1;
+
+    if (ngx_list_init(&sr->headers_in.headers, r->pool, 2,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    if (body) {
+        if (ngx_http_x402_facilitator_body(r, sr, body) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+    } else {
+        sr->method = NGX_HTTP_GET;
+        sr->method_name = ngx_http_x402_get_method;
+        sr->request_body = NULL;
+    }
+
+    h = ngx_list_push(&sr->headers_in.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_str_set(&h->key, "Accept");
+    ngx_str_set(&h->value, "application/json");
+    h->lowcase_key = (u_char *) "accept";
+    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return NGX_OK;
 }
 
 
 /*
  * Turns the subrequest into a POST with our body, the way
  * ngx.location.capture does: the request body is a memory buffer that the
- * proxy module sends as is, with Content-Length from content_length_n;
- * headers_in is a struct copy of the parent's, so it gets a list of its
- * own instead of sharing (and pushing onto) the parent's.
+ * proxy module sends as is, with Content-Length from content_length_n.
  */
 
 static ngx_int_t
@@ -175,7 +270,6 @@ ngx_http_x402_facilitator_body(ngx_http_request_t *r, ngx_http_request_t *sr,
 
     sr->method = NGX_HTTP_POST;
     sr->method_name = ngx_http_x402_post_method;
-    sr->header_only = 0;
 
     rb = ngx_pcalloc(r->pool, sizeof(ngx_http_request_body_t));
     if (rb == NULL) {
@@ -207,26 +301,7 @@ ngx_http_x402_facilitator_body(ngx_http_request_t *r, ngx_http_request_t *sr,
     rb->buf = b;
 
     sr->request_body = rb;
-
-    /*
-     * headers_in is a struct copy of the client's: besides the list, its
-     * pointers and arrays (Cookie, X-Forwarded-For read by
-     * $proxy_add_x_forwarded_for, Host, User-Agent ...) would hand the
-     * client's headers to the facilitator location's variables. Nothing of
-     * them is kept.
-     */
-
-    ngx_memzero(&sr->headers_in, sizeof(ngx_http_headers_in_t));
-
     sr->headers_in.content_length_n = body->len;
-    sr->headers_in.keep_alive_n = -1;
-
-    if (ngx_list_init(&sr->headers_in.headers, r->pool, 2,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
 
     h = ngx_list_push(&sr->headers_in.headers);
     if (h == NULL) {
@@ -242,19 +317,6 @@ ngx_http_x402_facilitator_body(ngx_http_request_t *r, ngx_http_request_t *sr,
 #endif
 
     sr->headers_in.content_type = h;
-
-    h = ngx_list_push(&sr->headers_in.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
-
-    ngx_str_set(&h->key, "Accept");
-    ngx_str_set(&h->value, "application/json");
-    h->lowcase_key = (u_char *) "accept";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
 
     return NGX_OK;
 }

@@ -278,6 +278,12 @@ void ngx_http_x402_clean_str(ngx_http_request_t *r, ngx_str_t *dst,
 ngx_int_t ngx_http_x402_copy_str(ngx_http_request_t *r, ngx_str_t *dst,
     x402_str_t *src);
 
+/* ngx_http_x402_background.c */
+ngx_http_request_t *ngx_http_x402_background_request(ngx_cycle_t *cycle,
+    ngx_http_core_srv_conf_t *cscf, ngx_uint_t method, char *line,
+    char *action, ngx_uint_t quiet, ngx_http_event_handler_pt finish);
+void ngx_http_x402_background_close(ngx_http_request_t *r);
+
 /* ngx_http_x402_request.c */
 void ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf,
     ngx_http_x402_option_t *opt, u_char *amount, u_char *pay_to,
@@ -337,7 +343,7 @@ void ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout);
 void ngx_http_x402_store_note_async(ngx_conf_t *cf);
 
 /* ngx_http_x402_facilitator.c */
-ngx_int_t ngx_http_x402_facilitator_post(ngx_http_request_t *r,
+ngx_int_t ngx_http_x402_facilitator_request(ngx_http_request_t *r,
     ngx_str_t *uri, ngx_str_t *body, ngx_uint_t flags,
     ngx_http_post_subrequest_pt handler, void *data,
     ngx_http_request_t **psr);
@@ -349,13 +355,11 @@ int ngx_http_x402_parse_call(ngx_http_request_t *r,
     ngx_uint_t endpoint, x402_facilitator_result_t *res);
 ngx_int_t ngx_http_x402_facilitator_broken_status(ngx_http_x402_call_t *call);
 ngx_uint_t ngx_http_x402_own_subrequest(ngx_http_request_t *sr);
+ngx_uint_t ngx_http_x402_facilitator_answer(ngx_http_request_t *sr,
+    ngx_int_t rc, ngx_uint_t *status, ngx_str_t *body);
 
 /* ngx_http_x402_filter.c */
 ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);
-
-/* ngx_http_x402_supported.c */
-ngx_int_t ngx_http_x402_supported_post(ngx_http_request_t *sr, void *data,
-    ngx_int_t rc);
 
 /* ngx_http_x402_discovery.c */
 char *ngx_http_x402_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

@@ -8,9 +8,9 @@
  * (the request died, the worker exited), the entry stays in the zone and
  * every worker's timer picks up due entries: a lease, then a POST of the
  * stored body to the stored settle location, issued as an in-memory
- * subrequest of a request of our own (a "fake" request on a connection that
- * is never polled, as lua-nginx-module and nchan do for timers), so the
- * facilitator location's proxy settings apply exactly as for live traffic.
+ * subrequest of a request of our own (background.c: a request on a
+ * connection that is never polled), so the facilitator location's proxy
+ * settings apply exactly as for live traffic.
  * Backoff doubles from 1s to 60s; past validBefore the settlement cannot
  * happen any more: it is logged and counted as lost.
  *
@@ -97,6 +97,8 @@ static void ngx_http_x402_retry_finish(ngx_http_request_t *r);
 static void ngx_http_x402_retry_gone(void *data);
 static void ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
+static void ngx_http_x402_retry_record(ngx_http_x402_retry_t *rt,
+    ngx_uint_t state, ngx_str_t *text);
 static ngx_int_t ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
 static void *ngx_http_x402_retry_alloc(void *pool, size_t size);
@@ -112,11 +114,6 @@ static ngx_uint_t    ngx_http_x402_retry_inflight;
 static ngx_uint_t    ngx_http_x402_retry_exiting;
 static ngx_uint_t    ngx_http_x402_retry_draining;
 static uint64_t      ngx_http_x402_retry_deadline;
-
-
-static ngx_str_t  ngx_http_x402_post_method = ngx_string("POST");
-static ngx_str_t  ngx_http_x402_content_type = ngx_string("Content-Type");
-static ngx_str_t  ngx_http_x402_json = ngx_string("application/json");
 
 
 /* ---- the timer ---- */
@@ -501,15 +498,10 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     ngx_str_t *rpc, ngx_http_x402_retry_t **prt)
 {
     u_char                           *data;
-    ngx_fd_t                          fd;
     ngx_str_t                         uri, body;
     x402_str_t                        sb, xnet, xreq;
     x402_allocator_t                  a;
-    ngx_log_t                        *log;
-    ngx_pool_t                       *cpool, *pool;
-    ngx_table_elt_t                  *h;
-    ngx_connection_t                 *c;
-    ngx_http_log_ctx_t               *lctx;
+    ngx_pool_t                       *pool;
     ngx_http_cleanup_t               *cln;
     ngx_http_request_t               *r;
     ngx_http_x402_retry_t            *rt;
@@ -528,93 +520,18 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     cscfp = cmcf->servers.elts;
     cscf = cscfp[p->server < cmcf->servers.nelts ? p->server : 0];
 
-    /*
-     * A real descriptor nobody polls: whatever path closes the connection
-     * (ours, or nginx's terminate path) closes it cleanly.
-     */
-    fd = ngx_open_file("/dev/null", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        return NGX_ERROR;
-    }
-
-    c = ngx_get_connection((ngx_socket_t) fd, cycle->log);
-    if (c == NULL) {
-        (void) ngx_close_file(fd);
-        return NGX_ERROR;
-    }
-
-    cpool = ngx_create_pool(1024, cycle->log);
-    if (cpool == NULL) {
-        goto failed_conn;
-    }
-
-    c->pool = cpool;
-
-    log = ngx_pcalloc(cpool, sizeof(ngx_log_t));
-    lctx = ngx_pcalloc(cpool, sizeof(ngx_http_log_ctx_t));
-    if (log == NULL || lctx == NULL) {
-        goto failed_conn;
-    }
-
-    *log = *cycle->log;
-    log->handler = NULL;
-    log->data = lctx;
-    log->action = "retrying an x402 settlement";
-    lctx->connection = c;
-
-    c->log = log;
-    c->log_error = NGX_ERROR_INFO;
-    c->read->log = log;
-    c->write->log = log;
-    /* never registered with epoll: nobody may try to add them */
-    c->read->active = 1;
-    c->write->active = 1;
-    /*
-     * but nginx may put timers on them: ngx_http_finalize_connection()
-     * adds lingering_timeout to c->read while the settle is in flight
-     */
-    c->read->handler = ngx_http_empty_handler;
-    c->write->handler = ngx_http_empty_handler;
-    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
-    c->requests = 1;
-    c->start_time = ngx_current_msec;
-
-#if (NGX_STAT_STUB)
-    /* ngx_http_close_connection() takes it off again */
-    (void) ngx_atomic_fetch_add(ngx_stat_active, 1);
-#endif
-
-    pool = ngx_create_pool(cscf->request_pool_size, log);
-    if (pool == NULL) {
-        goto failed_conn;
-    }
-
-    r = ngx_pcalloc(pool, sizeof(ngx_http_request_t));
+    r = ngx_http_x402_background_request(cycle, cscf, NGX_HTTP_POST,
+                                         "POST x402-settlement-retry HTTP/1.1",
+                                         "retrying an x402 settlement", 0,
+                                         ngx_http_x402_retry_finish);
     if (r == NULL) {
-        ngx_destroy_pool(pool);
-        goto failed_conn;
+        return NGX_ERROR;
     }
 
-    r->pool = pool;
-    r->signature = NGX_HTTP_MODULE;
-    r->connection = c;
-    r->main = r;
-    r->count = 1;
-    r->main_conf = cscf->ctx->main_conf;
-    r->srv_conf = cscf->ctx->srv_conf;
-    r->loc_conf = cscf->ctx->loc_conf;
+    pool = r->pool;
 
-    r->ctx = ngx_pcalloc(pool, sizeof(void *) * ngx_http_max_module);
-    r->variables = ngx_pcalloc(pool, cmcf->variables.nelts
-                                     * sizeof(ngx_http_variable_value_t));
     rt = ngx_alloc(sizeof(ngx_http_x402_retry_t), cycle->log);
-
-    if (r->ctx == NULL || r->variables == NULL || rt == NULL) {
-        if (rt) {
-            ngx_free(rt);
-            rt = NULL;
-        }
-
+    if (rt == NULL) {
         goto failed_req;
     }
 
@@ -641,16 +558,6 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     cln->handler = ngx_http_x402_retry_gone;
     cln->data = rt;
 
-    if (ngx_list_init(&r->headers_out.headers, pool, 1,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK
-        || ngx_list_init(&r->headers_in.headers, pool, 2,
-                         sizeof(ngx_table_elt_t))
-           != NGX_OK)
-    {
-        goto failed_req;
-    }
-
     data = ngx_pnalloc(pool, p->uri_len + p->body_len);
     if (data == NULL) {
         goto failed_req;
@@ -667,41 +574,6 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
 
     r->uri = uri;
     r->unparsed_uri = uri;
-    r->method = NGX_HTTP_POST;
-    r->method_name = ngx_http_x402_post_method;
-    r->http_version = NGX_HTTP_VERSION_11;
-    ngx_str_set(&r->http_protocol, "HTTP/1.1");
-    ngx_str_set(&r->request_line, "POST x402-settlement-retry HTTP/1.1");
-    ngx_str_set(&r->schema, "http");
-    r->headers_in.content_length_n = p->body_len;
-    r->headers_in.keep_alive_n = -1;
-    r->uri_changes = NGX_HTTP_MAX_URI_CHANGES + 1;
-    r->subrequests = NGX_HTTP_MAX_SUBREQUESTS + 1;
-    r->http_state = NGX_HTTP_PROCESS_REQUEST_STATE;
-    r->discard_body = 1;
-    r->logged = 1;                  /* not an access-log entry */
-    r->start_sec = ngx_time();
-    r->start_msec = ((ngx_time_t *) ngx_timeofday())->msec;
-    r->read_event_handler = ngx_http_block_reading;
-    r->write_event_handler = ngx_http_x402_retry_finish;
-
-    h = ngx_list_push(&r->headers_in.headers);
-    if (h == NULL) {
-        goto failed_req;
-    }
-
-    h->key = ngx_http_x402_content_type;
-    h->value = ngx_http_x402_json;
-    h->lowcase_key = (u_char *) "content-type";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    r->headers_in.content_type = h;
-
-    c->data = r;
-    lctx->request = r;
-    lctx->current_request = r;
 
     if (p->mode != NGX_HTTP_X402_RETRY_SETTLE) {
         /* the JSON-RPC call: <x402_rpc><CAIP-2 network> */
@@ -734,7 +606,7 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
             return NGX_OK;
         }
 
-        ngx_log_error(NGX_LOG_WARN, log, 0,
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
                       "x402: no authorizationState call can be made from "
                       "the settle body of this payment");
 
@@ -762,11 +634,7 @@ failed_req:
         rt->finished = 1;
     }
 
-    ngx_http_free_request(r, 0);
-
-failed_conn:
-
-    ngx_http_close_connection(c);
+    ngx_http_x402_background_close(r);
 
     return NGX_ERROR;
 }
@@ -783,9 +651,10 @@ ngx_http_x402_retry_subrequest(ngx_http_request_t *r,
     rt->status = 0;
     ngx_str_null(&rt->body);
 
-    return ngx_http_x402_facilitator_post(r, uri, body,
-                                          NGX_HTTP_SUBREQUEST_WAITED,
-                                          ngx_http_x402_retry_post, rt, &sr);
+    return ngx_http_x402_facilitator_request(r, uri, body,
+                                             NGX_HTTP_SUBREQUEST_WAITED,
+                                             ngx_http_x402_retry_post, rt,
+                                             &sr);
 }
 
 
@@ -794,39 +663,17 @@ ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 {
     ngx_http_x402_retry_t  *rt = data;
 
-    ngx_buf_t  *b;
-
-    if (rt->finished) {
-        return rc;
-    }
-
-    if (rc == NGX_ERROR || sr->connection->error) {
-        rt->got_response = 0;
-        return rc;
-    }
-
-    rt->got_response = 1;
-    rt->status = sr->headers_out.status;
-
-    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
-        /* nginx's own error (502, 504): its error page comes next */
-        rt->status = rc;
-    }
-
-    if (sr->out && sr->out->buf) {
-        b = sr->out->buf;
-        rt->body.data = b->pos;
-        rt->body.len = b->last - b->pos;
-
-    } else {
-        ngx_str_null(&rt->body);
+    if (!rt->finished) {
+        rt->got_response = ngx_http_x402_facilitator_answer(sr, rc,
+                                                            &rt->status,
+                                                            &rt->body);
     }
 
     return rc;
 }
 
 
-/* the fake request's write handler: its subrequest is done */
+/* the background request's write handler: its subrequest is done */
 static void
 ngx_http_x402_retry_finish(ngx_http_request_t *r)
 {
@@ -874,8 +721,7 @@ ngx_http_x402_retry_finish(ngx_http_request_t *r)
     }
 
     /* frees rt through the cleanup */
-    ngx_http_free_request(r, 0);
-    ngx_http_close_connection(c);
+    ngx_http_x402_background_close(r);
 }
 
 
@@ -918,7 +764,6 @@ ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
     ngx_str_t          text;
     x402_str_t         body, why;
     x402_allocator_t   a;
-    ngx_http_x402_store_op_t  op;
 
     a.alloc = ngx_http_x402_retry_alloc;
     a.ctx = rt->r->pool;
@@ -948,15 +793,7 @@ ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_CHAIN, &text,
                                        log);
-
-        if (rt->redis) {
-            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
-            ngx_memcpy(op.id, rt->id, 32);
-            op.scope = rt->scope;
-            op.expire = rt->expire;
-            op.settled_at = ngx_time();
-            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_SETTLED, &text);
-        }
+        ngx_http_x402_retry_record(rt, NGX_HTTP_X402_REC_SETTLED, &text);
 
         return NGX_OK;
     }
@@ -1004,6 +841,33 @@ ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt, ngx_log_t *log)
 }
 
 
+/*
+ * A final outcome of a payment kept in Redis goes there too: the fleet
+ * learns it (a settled record carries grants elsewhere).
+ */
+static void
+ngx_http_x402_retry_record(ngx_http_x402_retry_t *rt, ngx_uint_t state,
+    ngx_str_t *text)
+{
+    ngx_http_x402_store_op_t  op;
+
+    if (!rt->redis) {
+        return;
+    }
+
+    ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
+    ngx_memcpy(op.id, rt->id, 32);
+    op.scope = rt->scope;
+    op.expire = rt->expire;
+
+    if (state == NGX_HTTP_X402_REC_SETTLED) {
+        op.settled_at = ngx_time();
+    }
+
+    ngx_http_x402_redis_set(&op, state, text);
+}
+
+
 static void
 ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
 {
@@ -1013,7 +877,6 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
     x402_str_t                  body;
     x402_allocator_t            a;
     x402_facilitator_result_t   res;
-    ngx_http_x402_store_op_t    op;
 
     rt->finished = 1;
 
@@ -1064,15 +927,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                        NGX_HTTP_X402_SETTLE_OK, &text, log);
 
-        if (rt->redis) {
-            /* the fleet learns it too (grants elsewhere) */
-            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
-            ngx_memcpy(op.id, rt->id, 32);
-            op.scope = rt->scope;
-            op.expire = rt->expire;
-            op.settled_at = ngx_time();
-            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_SETTLED, &text);
-        }
+        ngx_http_x402_retry_record(rt, NGX_HTTP_X402_REC_SETTLED, &text);
 
         return;
     }
@@ -1097,13 +952,7 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
                                        NGX_HTTP_X402_SETTLE_REFUSED, &text,
                                        log);
 
-        if (rt->redis) {
-            ngx_memzero(&op, sizeof(ngx_http_x402_store_op_t));
-            ngx_memcpy(op.id, rt->id, 32);
-            op.scope = rt->scope;
-            op.expire = rt->expire;
-            ngx_http_x402_redis_set(&op, NGX_HTTP_X402_REC_FAILED, &text);
-        }
+        ngx_http_x402_retry_record(rt, NGX_HTTP_X402_REC_FAILED, &text);
 
         return;
     }

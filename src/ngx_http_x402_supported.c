@@ -7,8 +7,8 @@
  * <prefix>supported` in the background: one worker (ngx_worker 0) runs a
  * timer, half a second after it starts and then every ten minutes (after
  * a failure: 5 s, doubling up to ten minutes), and issues the GET as an
- * in-memory subrequest of a request of its own (a "fake" request on a
- * connection nobody polls, as retry.c does for settlements), so the
+ * in-memory subrequest of a request of its own (background.c: a request
+ * on a connection nobody polls, as retry.c's for settlements), so the
  * facilitator location's proxy settings (TLS, upstream failover,
  * x402_facilitator_auth) apply as for live calls, and no client request
  * ever waits for it.
@@ -76,7 +76,7 @@ typedef struct {
 } ngx_http_x402_supported_main_conf_t;
 
 
-/* the fake request's state */
+/* the background request's state */
 typedef struct {
     ngx_http_x402_supported_fac_t  *fac;
     ngx_uint_t                      status;
@@ -97,6 +97,8 @@ static void ngx_http_x402_supported_exit_process(ngx_cycle_t *cycle);
 static void ngx_http_x402_supported_tick(ngx_event_t *ev);
 static ngx_int_t ngx_http_x402_supported_start(ngx_cycle_t *cycle,
     ngx_http_x402_supported_fac_t *fac);
+static ngx_int_t ngx_http_x402_supported_post(ngx_http_request_t *sr,
+    void *data, ngx_int_t rc);
 static void ngx_http_x402_supported_finish(ngx_http_request_t *r);
 static void ngx_http_x402_supported_gone(void *data);
 static void ngx_http_x402_supported_answer(ngx_http_x402_supported_req_t *sq,
@@ -141,7 +143,6 @@ ngx_module_t  ngx_http_x402_supported_module = {
 static ngx_event_t  ngx_http_x402_supported_timer;
 static ngx_uint_t   ngx_http_x402_supported_exiting;
 
-static ngx_str_t  ngx_http_x402_supported_get = ngx_string("GET");
 static ngx_str_t  ngx_http_x402_supported_zone_name =
     ngx_string("x402_supported");
 
@@ -473,108 +474,29 @@ static ngx_int_t
 ngx_http_x402_supported_start(ngx_cycle_t *cycle,
     ngx_http_x402_supported_fac_t *fac)
 {
-    ngx_fd_t                        fd;
-    ngx_log_t                      *log;
-    ngx_pool_t                     *cpool, *pool;
-    ngx_table_elt_t                *h;
-    ngx_connection_t               *c;
-    ngx_http_log_ctx_t             *lctx;
     ngx_http_cleanup_t             *cln;
     ngx_http_request_t             *r, *sr;
-    ngx_http_core_srv_conf_t       *cscf;
-    ngx_http_core_main_conf_t      *cmcf;
-    ngx_http_post_subrequest_t     *ps;
     ngx_http_x402_supported_req_t  *sq;
 
-    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
-    cscf = fac->cscf;
-
-    /* a real descriptor nobody polls: any path that closes it is clean */
-    fd = ngx_open_file("/dev/null", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        return NGX_ERROR;
-    }
-
-    c = ngx_get_connection((ngx_socket_t) fd, cycle->log);
-    if (c == NULL) {
-        (void) ngx_close_file(fd);
-        return NGX_ERROR;
-    }
-
-    cpool = ngx_create_pool(1024, cycle->log);
-    if (cpool == NULL) {
-        goto failed_conn;
-    }
-
-    c->pool = cpool;
-
-    log = ngx_pcalloc(cpool, sizeof(ngx_log_t));
-    lctx = ngx_pcalloc(cpool, sizeof(ngx_http_log_ctx_t));
-    if (log == NULL || lctx == NULL) {
-        goto failed_conn;
-    }
-
-    *log = *cycle->log;
-    log->handler = NULL;
-    log->data = lctx;
-    log->action = "asking an x402 facilitator what it supports";
     /*
-     * A probe nobody waits for: the facilitator location's own complaints
-     * (connect() failed, a 5xx) would come as an [error] at every retry;
-     * our one [warn] line per failure names the status instead.
+     * A probe nobody waits for (quiet): the facilitator location's own
+     * complaints (connect() failed, a 5xx) would come as an [error] at
+     * every retry; our one [warn] line per failure names the status.
      */
-    if (log->log_level > NGX_LOG_CRIT) {
-        log->log_level = NGX_LOG_CRIT;
-    }
-    lctx->connection = c;
-
-    c->log = log;
-    c->log_error = NGX_ERROR_INFO;
-    c->read->log = log;
-    c->write->log = log;
-    /* never registered with epoll: nobody may try to add them */
-    c->read->active = 1;
-    c->write->active = 1;
-    c->read->handler = ngx_http_empty_handler;
-    c->write->handler = ngx_http_empty_handler;
-    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
-    c->requests = 1;
-    c->start_time = ngx_current_msec;
-
-#if (NGX_STAT_STUB)
-    /* ngx_http_close_connection() takes it off again */
-    (void) ngx_atomic_fetch_add(ngx_stat_active, 1);
-#endif
-
-    pool = ngx_create_pool(cscf->request_pool_size, log);
-    if (pool == NULL) {
-        goto failed_conn;
-    }
-
-    r = ngx_pcalloc(pool, sizeof(ngx_http_request_t));
+    r = ngx_http_x402_background_request(cycle, fac->cscf, NGX_HTTP_GET,
+                                  "GET x402-facilitator-supported HTTP/1.1",
+                                  "asking an x402 facilitator what it "
+                                  "supports", 1,
+                                  ngx_http_x402_supported_finish);
     if (r == NULL) {
-        ngx_destroy_pool(pool);
-        goto failed_conn;
+        return NGX_ERROR;
     }
 
-    r->pool = pool;
-    r->signature = NGX_HTTP_MODULE;
-    r->connection = c;
-    r->main = r;
-    r->count = 1;
-    r->main_conf = cscf->ctx->main_conf;
-    r->srv_conf = cscf->ctx->srv_conf;
-    r->loc_conf = cscf->ctx->loc_conf;
-
-    r->ctx = ngx_pcalloc(pool, sizeof(void *) * ngx_http_max_module);
-    r->variables = ngx_pcalloc(pool, cmcf->variables.nelts
-                                     * sizeof(ngx_http_variable_value_t));
-    sq = ngx_pcalloc(pool, sizeof(ngx_http_x402_supported_req_t));
+    sq = ngx_pcalloc(r->pool, sizeof(ngx_http_x402_supported_req_t));
     cln = ngx_http_cleanup_add(r, 0);
 
-    if (r->ctx == NULL || r->variables == NULL || sq == NULL || cln == NULL)
-    {
-        goto failed_req;
+    if (sq == NULL || cln == NULL) {
+        goto failed;
     }
 
     sq->fac = fac;
@@ -583,140 +505,60 @@ ngx_http_x402_supported_start(ngx_cycle_t *cycle,
     cln->handler = ngx_http_x402_supported_gone;
     cln->data = sq;
 
-    if (ngx_list_init(&r->headers_out.headers, pool, 1,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK
-        || ngx_list_init(&r->headers_in.headers, pool, 2,
-                         sizeof(ngx_table_elt_t))
-           != NGX_OK)
-    {
-        goto failed_req;
-    }
-
     r->uri = fac->uri;
     r->unparsed_uri = fac->uri;
-    r->method = NGX_HTTP_GET;
-    r->method_name = ngx_http_x402_supported_get;
-    r->http_version = NGX_HTTP_VERSION_11;
-    ngx_str_set(&r->http_protocol, "HTTP/1.1");
-    ngx_str_set(&r->request_line, "GET x402-facilitator-supported HTTP/1.1");
-    ngx_str_set(&r->schema, "http");
-    r->headers_in.content_length_n = -1;
-    r->headers_in.keep_alive_n = -1;
-    r->uri_changes = NGX_HTTP_MAX_URI_CHANGES + 1;
-    r->subrequests = NGX_HTTP_MAX_SUBREQUESTS + 1;
-    r->http_state = NGX_HTTP_PROCESS_REQUEST_STATE;
-    r->discard_body = 1;
-    r->logged = 1;                  /* not an access-log entry */
-    r->start_sec = ngx_time();
-    r->start_msec = ((ngx_time_t *) ngx_timeofday())->msec;
-    r->read_event_handler = ngx_http_block_reading;
-    r->write_event_handler = ngx_http_x402_supported_finish;
 
-    h = ngx_list_push(&r->headers_in.headers);
-    if (h == NULL) {
-        goto failed_req;
-    }
-
-    ngx_str_set(&h->key, "Accept");
-    ngx_str_set(&h->value, "application/json");
-    h->lowcase_key = (u_char *) "accept";
-    h->hash = ngx_hash_key(h->lowcase_key, h->key.len);
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-
-    c->data = r;
-    lctx->request = r;
-    lctx->current_request = r;
-
-    ps = ngx_palloc(pool, sizeof(ngx_http_post_subrequest_t));
-    if (ps == NULL) {
-        goto failed_req;
-    }
-
-    ps->handler = ngx_http_x402_supported_post;
-    ps->data = sq;
-
-    if (ngx_http_subrequest(r, &fac->uri, NULL, &sr, ps,
-                            NGX_HTTP_SUBREQUEST_IN_MEMORY
-                            |NGX_HTTP_SUBREQUEST_WAITED)
+    if (ngx_http_x402_facilitator_request(r, &fac->uri, NULL,
+                                          NGX_HTTP_SUBREQUEST_WAITED,
+                                          ngx_http_x402_supported_post, sq,
+                                          &sr)
         != NGX_OK)
     {
-        goto failed_req;
+        goto failed;
     }
 
-    sr->header_only = 0;
+    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "x402: GET \"%V\"", &fac->uri);
 
-    ngx_log_debug1(NGX_LOG_DEBUG_HTTP, log, 0, "x402: GET \"%V\"", &fac->uri);
-
-    ngx_http_run_posted_requests(c);
+    ngx_http_run_posted_requests(r->connection);
 
     return NGX_OK;
 
-failed_req:
+failed:
 
-    ngx_http_free_request(r, 0);
-
-failed_conn:
-
-    ngx_http_close_connection(c);
+    ngx_http_x402_background_close(r);
 
     return NGX_ERROR;
 }
 
 
-/* not static: ngx_http_x402_own_subrequest() knows our subrequest by it */
-ngx_int_t
+static ngx_int_t
 ngx_http_x402_supported_post(ngx_http_request_t *sr, void *data,
     ngx_int_t rc)
 {
     ngx_http_x402_supported_req_t  *sq = data;
 
-    ngx_buf_t  *b;
-
-    if (sq->done) {
-        return rc;
-    }
-
-    if (rc == NGX_ERROR || sr->connection->error) {
-        sq->got_response = 0;
-        return rc;
-    }
-
-    sq->got_response = 1;
-    sq->status = (rc >= NGX_HTTP_SPECIAL_RESPONSE) ? (ngx_uint_t) rc
-                                                   : sr->headers_out.status;
-
-    if (sr->out && sr->out->buf) {
-        b = sr->out->buf;
-        sq->body.data = b->pos;
-        sq->body.len = b->last - b->pos;
-
-    } else {
-        ngx_str_null(&sq->body);
+    if (!sq->done) {
+        sq->got_response = ngx_http_x402_facilitator_answer(sr, rc,
+                                                            &sq->status,
+                                                            &sq->body);
     }
 
     return rc;
 }
 
 
-/* the fake request's write handler: its subrequest is done */
+/* the background request's write handler: its subrequest is done */
 static void
 ngx_http_x402_supported_finish(ngx_http_request_t *r)
 {
-    ngx_connection_t  *c;
-
     if (r->count > 1) {
         /* still waiting for the subrequest */
         return;
     }
 
-    c = r->connection;
-
     /* the cleanup reads the answer, then the request is gone */
-    ngx_http_free_request(r, 0);
-    ngx_http_close_connection(c);
+    ngx_http_x402_background_close(r);
 }
 
 

@@ -20,14 +20,7 @@ __DATA__
 --- config
 include x402-paid.conf;
 location /w {
-    x402_accept network=base-sepolia price=0.01;
-    x402_accept network=base-sepolia price=0.02
-                asset=0x808456652fdb597867f38412077A9182bf77359F
-                name=EURC version=2 decimals=6;
-    x402_accept network=eip155:31338 price=5000 atomic
-                asset=0x036CbD53842c5426634e7929541eC2318f3dCF7e
-                name=USDC version=2 pay_to=0x70997970C51812dc3A010C7d01b50e0d17dc79C8
-                facilitator=/_x402_b/ max_timeout=60;
+    include x402-accept-three.conf;    # USDC 0.01, EURC 0.02, eip155:31338 5000 via /_x402_b/
 }
 --- request
 GET /w
@@ -53,19 +46,10 @@ is_deeply([map { "$_->{network} $_->{asset}" } @{$v1->{accepts}}],
 === TEST 2: each option is paid (v2), under its own domain, through its own facilitator
 --- config
 include x402-paid.conf;
-location /_x402_b/ {
-    internal;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_FAC_PORT/b/;
-}
+include x402-facilitator-b.conf;
 location /w {
     x402_settle sync;
-    x402_accept network=base-sepolia price=0.01;
-    x402_accept network=base-sepolia price=0.02
-                asset=0x808456652fdb597867f38412077A9182bf77359F
-                name=EURC version=2 decimals=6;
-    x402_accept network=eip155:31338 price=5000 atomic
-                asset=0x036CbD53842c5426634e7929541eC2318f3dCF7e
-                name=USDC version=2 facilitator=/_x402_b/;
+    include x402-accept-three.conf;    # USDC 0.01, EURC 0.02, eip155:31338 5000 via /_x402_b/
     add_header X-Paid "$x402_status $x402_network $x402_asset $x402_amount" always;
 }
 --- user_files
@@ -427,10 +411,7 @@ verify
 === TEST 19: under the default (after), the option's own facilitator settles once the response exists
 --- config
 include x402-paid.conf;
-location /_x402_b/ {
-    internal;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_FAC_PORT/b/;
-}
+include x402-facilitator-b.conf;
 location /w {
     x402_accept network=base-sepolia price=0.01;
     x402_accept network=base price=0.01 facilitator=/_x402_b/;
@@ -460,10 +441,7 @@ is_deeply([map { $_->{path} } $fac->requests], ['/b/verify', '/b/settle'],
 === TEST 20: under async the background settlement goes to the option's facilitator too
 --- config
 include x402-paid.conf;
-location /_x402_b/ {
-    internal;
-    proxy_pass http://127.0.0.1:$TEST_NGINX_FAC_PORT/b/;
-}
+include x402-facilitator-b.conf;
 location /w {
     x402_settle async;
     x402_accept network=base-sepolia price=0.01;

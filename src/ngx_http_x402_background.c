@@ -1,0 +1,199 @@
+
+/*
+ * ngx_http_x402_background.c: a request without a client, for the calls a
+ * worker's timer makes (retry.c's owed settlements, supported.c's GET
+ * /supported). The facilitator call is an in-memory subrequest of it, so
+ * the facilitator location's proxy settings apply as for live traffic (as
+ * lua-nginx-module and nchan do for timers).
+ *
+ * Its connection has a real descriptor (/dev/null) that is never polled:
+ * whatever path closes it (the caller's, or nginx's terminate path)
+ * closes it cleanly.
+ */
+
+#include "ngx_http_x402_module.h"
+
+
+static ngx_str_t  ngx_http_x402_background_get = ngx_string("GET");
+static ngx_str_t  ngx_http_x402_background_post = ngx_string("POST");
+
+
+/*
+ * The request, on cscf's configuration: method (NGX_HTTP_GET or _POST) and
+ * line name it in logs and $request_method; action is the log's "while
+ * ..."; quiet keeps the facilitator location's own errors out of the log
+ * (a probe whose caller logs each failure once); finish is its write
+ * handler, run when its subrequest is done. The caller sets r->uri, adds
+ * its cleanup and issues the subrequest; on failure it calls
+ * ngx_http_x402_background_close().
+ */
+
+ngx_http_request_t *
+ngx_http_x402_background_request(ngx_cycle_t *cycle,
+    ngx_http_core_srv_conf_t *cscf, ngx_uint_t method, char *line,
+    char *action, ngx_uint_t quiet, ngx_http_event_handler_pt finish)
+{
+    ngx_fd_t                    fd;
+    ngx_log_t                  *log;
+    ngx_pool_t                 *cpool, *pool;
+    ngx_connection_t           *c;
+    ngx_http_log_ctx_t         *lctx;
+    ngx_http_request_t         *r;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
+
+    /* the pool first: ngx_http_close_connection() destroys c->pool */
+    cpool = ngx_create_pool(1024, cycle->log);
+    if (cpool == NULL) {
+        return NULL;
+    }
+
+    fd = ngx_open_file("/dev/null", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_destroy_pool(cpool);
+        return NULL;
+    }
+
+    c = ngx_get_connection((ngx_socket_t) fd, cycle->log);
+    if (c == NULL) {
+        (void) ngx_close_file(fd);
+        ngx_destroy_pool(cpool);
+        return NULL;
+    }
+
+    c->pool = cpool;
+
+#if (NGX_STAT_STUB)
+    /* ngx_http_close_connection() takes it off again */
+    (void) ngx_atomic_fetch_add(ngx_stat_active, 1);
+#endif
+
+    log = ngx_pcalloc(cpool, sizeof(ngx_log_t));
+    lctx = ngx_pcalloc(cpool, sizeof(ngx_http_log_ctx_t));
+    if (log == NULL || lctx == NULL) {
+        goto failed_conn;
+    }
+
+    *log = *cycle->log;
+    log->handler = NULL;
+    log->data = lctx;
+    log->action = action;
+
+    if (quiet && log->log_level > NGX_LOG_CRIT) {
+        log->log_level = NGX_LOG_CRIT;
+    }
+
+    lctx->connection = c;
+
+    c->log = log;
+    c->log_error = NGX_ERROR_INFO;
+    c->read->log = log;
+    c->write->log = log;
+    /*
+     * Never registered with epoll: nobody may try to add them (the
+     * upstream's check for a client that went away would).
+     */
+    c->read->active = 1;
+    c->write->active = 1;
+    /*
+     * But nginx may put timers on them: ngx_http_finalize_connection()
+     * adds lingering_timeout to c->read while the call is in flight, and
+     * a NULL handler crashed the worker when it fired (t/80).
+     */
+    c->read->handler = ngx_http_empty_handler;
+    c->write->handler = ngx_http_empty_handler;
+    c->number = ngx_atomic_fetch_add(ngx_connection_counter, 1);
+    c->requests = 1;
+    c->start_time = ngx_current_msec;
+
+    pool = ngx_create_pool(cscf->request_pool_size, log);
+    if (pool == NULL) {
+        goto failed_conn;
+    }
+
+    r = ngx_pcalloc(pool, sizeof(ngx_http_request_t));
+    if (r == NULL) {
+        ngx_destroy_pool(pool);
+        goto failed_conn;
+    }
+
+    r->pool = pool;
+    r->signature = NGX_HTTP_MODULE;
+    r->connection = c;
+    r->main = r;
+    r->count = 1;
+    r->main_conf = cscf->ctx->main_conf;
+    r->srv_conf = cscf->ctx->srv_conf;
+    r->loc_conf = cscf->ctx->loc_conf;
+
+    r->ctx = ngx_pcalloc(pool, sizeof(void *) * ngx_http_max_module);
+    r->variables = ngx_pcalloc(pool, cmcf->variables.nelts
+                                     * sizeof(ngx_http_variable_value_t));
+
+    if (r->ctx == NULL || r->variables == NULL) {
+        goto failed_req;
+    }
+
+    /* empty: the subrequest gets headers of its own (facilitator.c) */
+    if (ngx_list_init(&r->headers_out.headers, pool, 1,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK
+        || ngx_list_init(&r->headers_in.headers, pool, 1,
+                         sizeof(ngx_table_elt_t))
+           != NGX_OK)
+    {
+        goto failed_req;
+    }
+
+    r->method = method;
+    r->method_name = (method == NGX_HTTP_POST)
+                     ? ngx_http_x402_background_post
+                     : ngx_http_x402_background_get;
+    r->http_version = NGX_HTTP_VERSION_11;
+    ngx_str_set(&r->http_protocol, "HTTP/1.1");
+    r->request_line.data = (u_char *) line;
+    r->request_line.len = ngx_strlen(line);
+    ngx_str_set(&r->schema, "http");
+    r->headers_in.content_length_n = -1;
+    r->headers_in.keep_alive_n = -1;
+    r->uri_changes = NGX_HTTP_MAX_URI_CHANGES + 1;
+    r->subrequests = NGX_HTTP_MAX_SUBREQUESTS + 1;
+    r->http_state = NGX_HTTP_PROCESS_REQUEST_STATE;
+    r->discard_body = 1;
+    r->logged = 1;                  /* not an access-log entry */
+    r->start_sec = ngx_time();
+    r->start_msec = ((ngx_time_t *) ngx_timeofday())->msec;
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = finish;
+
+    c->data = r;
+    lctx->request = r;
+    lctx->current_request = r;
+
+    return r;
+
+failed_req:
+
+    ngx_http_free_request(r, 0);
+
+failed_conn:
+
+    ngx_http_close_connection(c);
+
+    return NULL;
+}
+
+
+/* the request's end, ours or a failed start: its cleanups run first */
+
+void
+ngx_http_x402_background_close(ngx_http_request_t *r)
+{
+    ngx_connection_t  *c;
+
+    c = r->connection;
+
+    ngx_http_free_request(r, 0);
+    ngx_http_close_connection(c);
+}
