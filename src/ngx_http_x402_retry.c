@@ -14,8 +14,9 @@
  * Backoff doubles from 1s to 60s; past validBefore the settlement cannot
  * happen any more: it is logged and counted as lost.
  *
- * Over 800 lines as one concern: the timer, the fake request and its
- * subrequest, and the report of each attempt share the lease's lifetime.
+ * Over 800 lines as one concern: the timer, each attempt's subrequest,
+ * its report and the chain lookup (retry_chain) share the lease's
+ * lifetime; the request they run from is background.c's.
  */
 
 #include <ngx_config.h>
