@@ -144,7 +144,14 @@ for my $zone ('', 'x402_zone x402:2m;') {
     }
     Time::HiRes::sleep(0.05);
     close $_ for @socks;
-    Time::HiRes::sleep(1);
+    # every hang-up ended (logged as its request is freed, with its
+    # reservation), however long a loaded machine takes to notice them
+    ok(wait_for(30, sub { log_records($ng) >= $n + 1 }),
+       "hang-ups in verify: all $n requests ended");
+    # and the facilitator took every connection they left in its listen
+    # queue: a full queue drops the payer's connect (504, not the zone)
+    ok(wait_for(30, sub { $fac->backlog == 0 }),
+       'hang-ups in verify: the facilitator accepted them all');
     my $r = $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[$n][0] });
     is($r->{status}, 200, "hang-ups in verify: after $n, a payer is served");
     is(n_of($fac, 'settle'), 1, 'hang-ups in verify: only the payer settled');
