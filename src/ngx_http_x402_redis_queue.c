@@ -536,6 +536,8 @@ ngx_http_x402_redis_queue_poll(ngx_uint_t n)
 
     if (ngx_http_x402_rq_claim_timer.handler == NULL) {
         ngx_http_x402_rq_claim_timer.handler = ngx_http_x402_rq_claim_timeout;
+        /* never NULL: the debug log of a timer reads ev->data's fd */
+        ngx_http_x402_rq_claim_timer.data = (void *) ngx_cycle;
         ngx_http_x402_rq_claim_timer.log = ngx_cycle->log;
         ngx_http_x402_rq_claim_timer.cancelable = 1;
     }

@@ -487,6 +487,18 @@ ngx_http_x402_store_cleanup(void *data)
 
     if (op->resume.posted) {
         ngx_delete_posted_event(&op->resume);
+
+        /*
+         * Redis answered, but the request ended before it could act on
+         * the answer (the client's hang-up came in the same event batch
+         * as the reply): nothing was served, the reservation goes, as
+         * when the request leaves before the answer.
+         */
+        if (op->reserved && op->result == NGX_HTTP_X402_STORE_FRESH
+            && op->request)
+        {
+            ngx_http_x402_store_op_release(op->request, op);
+        }
     }
 
     if (op->pending) {

@@ -67,6 +67,10 @@ is($none, 0, 'none refused by both');
 
 my $keys = [ grep { !/:epoch$/ } @{ $redis->cmd('KEYS', 't31:*') } ];
 is(scalar @$keys, 50, '50 records in redis');
+# a settled record is written after the response (with the next command)
+ok(wait_for(5, sub {
+       50 == grep { ($redis->cmd('GET', $_) // '') =~ /^S/ } @$keys }),
+   'all 50 settled in redis');
 my $v = $redis->cmd('GET', $keys->[0]);
 like($v, qr/^S\|[0-9a-f]{16}\|\d+\|\d+\|0x[0-9a-f]{64}$/,
      'a settled record with its transaction');
@@ -88,7 +92,10 @@ my ($g) = payments_for($ng1, 1);
 my $gh = { 'PAYMENT-SIGNATURE' => $g->[0] };
 my $before = settles();
 is($ng1->get('/paid/', $gh)->{status}, 200, 'grant: paid at one');
-sleep 0.2;    # the settled record is written after the response
+# the settled record is written right after the response
+my $gid = (log_records($ng1))[-1][4];
+ok(wait_for(5, sub { ($redis->cmd('GET', "t31:$gid") // '') =~ /^S/ }),
+   'the grant is settled in redis');
 is($ng2->get('/paid/', $gh)->{status}, 200, 'grant: reused at the other');
 is($ng2->get('/paid/', $gh)->{status}, 200, 'again (now from its zone)');
 is($ng2->get('/other/', $gh)->{status}, 402, 'but not at another location');

@@ -88,7 +88,9 @@ is_deeply([grep { $_ } map { settled_nonces()->{nonce_of($_->[0])} } @p], [],
           'none settled while A owed them');
 is(owed(), 3, 'still owed in redis after A died');
 
-my $b = start_nginx(node('fleet-b', $fac_b->port, ''));
+# B logs at debug: the debug line of every timer it arms (the claim's
+# included) reads the timer's data, which must point somewhere valid
+my $b = start_nginx(node('fleet-b', $fac_b->port, ''), log_level => 'debug');
 ok(wait_for(40, sub {
        my $s = settled_nonces();
        3 == grep { $s->{nonce_of($_->[0])} } @p }),

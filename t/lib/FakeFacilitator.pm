@@ -153,6 +153,18 @@ sub start {
     return $self;
 }
 
+# connections waiting in its listen queue (not accepted yet): Linux's
+# /proc/net/tcp, rx_queue of the listening socket
+sub backlog {
+    my ($self) = @_;
+    my $want = sprintf '0100007F:%04X 00000000:0000 0A', $self->{port};
+    open my $f, '<', '/proc/net/tcp' or return 0;
+    while (<$f>) {
+        return hex $1 if index($_, $want) >= 0 && /0A [0-9A-F]{8}:([0-9A-F]{8})/;
+    }
+    return 0;
+}
+
 sub stop {
     my ($self) = @_;
     my $pid = delete $self->{pid} or return;

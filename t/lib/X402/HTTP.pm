@@ -12,6 +12,11 @@ use Exporter qw(import);
 
 our @EXPORT_OK = qw(http_request http_get parse_response build_request header);
 
+# responses (with a status line) received from each port: nginx logs a
+# request after its response went out, so a test reading the access log
+# waits for this many lines (X402::StoreTest::log_records)
+our %ANSWERED;
+
 # build_request("GET /x", "Name: v\nOther: w") -> raw request bytes.
 # The first line of $spec is the request line ("GET /x" or with HTTP/1.x);
 # any further lines are the body.  Host and Connection: close are added
@@ -82,6 +87,7 @@ sub http_request {
     close $s;
     my $r = parse_response($buf, head => ($raw =~ /^HEAD / ? 1 : 0));
     $r->{elapsed} = time - $t0;
+    $ANSWERED{$port}++ if $r->{status};
     return $r;
 }
 

@@ -102,21 +102,33 @@ sub concurrent_gets {
         chomp $s if defined $s;
         push @st, $s // 0;
     }
+    # answered in the children: counted here (see log_records)
+    for my $i (0 .. $#st) {
+        $X402::HTTP::ANSWERED{$ports->[$i]}++ if $st[$i];
+    }
     return @st;
 }
 
-# the store log of $ng as [uri, status, x402_status, store, id, pending]
+# the store log of $ng as [uri, status, x402_status, store, id, pending];
+# nginx logs a request after its response went out: waits (5 s at most)
+# for a line per response the test got from it
 sub log_records {
     my ($ng) = @_;
-    # nginx logs a request after its response went out: give it a moment
-    sleep 0.15;
-    open my $fh, '<', $ng->prefix . '/logs/store.log' or return ();
+    my $want = $X402::HTTP::ANSWERED{$ng->port} // 0;
+    my $deadline = time + 5;
     my @r;
-    while (<$fh>) {
-        chomp;
-        push @r, [split / /];
+    while (1) {
+        @r = ();
+        if (open my $fh, '<', $ng->prefix . '/logs/store.log') {
+            while (<$fh>) {
+                next unless /\n\z/;    # a line being written
+                chomp;
+                push @r, [split / /];
+            }
+        }
+        return @r if @r >= $want || time > $deadline;
+        sleep 0.05;
     }
-    return @r;
 }
 
 # polls $cond (a sub) until true or $secs pass; returns its last value
