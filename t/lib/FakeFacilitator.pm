@@ -185,7 +185,7 @@ sub stop {
     return $self;
 }
 
-sub stop_all { $_->stop for values %LIVE }
+sub stop_all { my @live = values %LIVE; $_->stop for @live }   # stop() deletes from %LIVE
 
 # every request received so far, in order: { endpoint, method, path,
 # headers => {lc => value}, body (raw bytes), json (decoded body or undef),

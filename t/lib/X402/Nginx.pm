@@ -314,7 +314,10 @@ sub stop {
 }
 
 sub stop_all {
-    $_->stop for values %LIVE;
+    # stop() deletes from %LIVE: iterate over a copy ("Use of freed value in
+    # iteration" otherwise, when a test dies with nginx still running)
+    my @live = values %LIVE;
+    $_->stop for @live;
 }
 
 # $ng->request("GET /x", "Header: v\n...", timeout => 5) or

@@ -561,7 +561,8 @@ sub pause  { kill 'STOP', $_[0]{pid} if $_[0]{pid} }
 sub resume { kill 'CONT', $_[0]{pid} if $_[0]{pid} }
 
 sub stop_all {
-    for my $r (values %LIVE) {
+    my @live = values %LIVE;    # stop() deletes from %LIVE
+    for my $r (@live) {
         kill 'CONT', $r->{pid};
         $r->stop;
     }
