@@ -104,6 +104,8 @@ static ngx_int_t ngx_http_x402_metrics_add_amount(
     ngx_http_x402_metrics_revenue_t *rv, ngx_str_t *amount);
 static void *ngx_http_x402_metrics_alloc(void *pool, size_t size);
 static u_char *ngx_http_x402_metrics_label(u_char *p, ngx_str_t *v);
+static u_char *ngx_http_x402_metrics_option_labels(u_char *p,
+    ngx_http_x402_metrics_revenue_t *rv);
 static u_char *ngx_http_x402_metrics_limbs(u_char *p, uint32_t *limb);
 static u_char *ngx_http_x402_metrics_seconds(u_char *p, ngx_atomic_uint_t ms);
 static ngx_int_t ngx_http_x402_metrics_init_zone(ngx_shm_zone_t *shm_zone,
@@ -890,23 +892,10 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
     for (i = 0; i < nrevenue; i++) {
         rv = &sh->revenue[i];
 
-        p = ngx_cpymem(p, "x402_revenue_atomic_total{network=\"",
-                       sizeof("x402_revenue_atomic_total{network=\"") - 1);
-        v.data = rv->network;
-        v.len = rv->network_len;
-        p = ngx_http_x402_metrics_label(p, &v);
-
-        p = ngx_cpymem(p, "\",asset=\"", sizeof("\",asset=\"") - 1);
-        v.data = rv->asset;
-        v.len = rv->asset_len;
-        p = ngx_http_x402_metrics_label(p, &v);
-
-        p = ngx_cpymem(p, "\",pay_to=\"", sizeof("\",pay_to=\"") - 1);
-        v.data = rv->pay_to;
-        v.len = rv->pay_to_len;
-        p = ngx_http_x402_metrics_label(p, &v);
-
-        p = ngx_cpymem(p, "\"} ", sizeof("\"} ") - 1);
+        p = ngx_cpymem(p, "x402_revenue_atomic_total",
+                       sizeof("x402_revenue_atomic_total") - 1);
+        p = ngx_http_x402_metrics_option_labels(p, rv);
+        p = ngx_cpymem(p, "} ", sizeof("} ") - 1);
 
         /*
          * A limb may be read mid-update by a concurrent settlement; take
@@ -929,23 +918,10 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
         rv = &sh->revenue[i];
 
         for (k = 0; k < NGX_HTTP_X402_METRICS_SETTLE_N; k++) {
-            p = ngx_cpymem(p, "x402_option_settlements_total{network=\"",
-                      sizeof("x402_option_settlements_total{network=\"") - 1);
-            v.data = rv->network;
-            v.len = rv->network_len;
-            p = ngx_http_x402_metrics_label(p, &v);
-
-            p = ngx_cpymem(p, "\",asset=\"", sizeof("\",asset=\"") - 1);
-            v.data = rv->asset;
-            v.len = rv->asset_len;
-            p = ngx_http_x402_metrics_label(p, &v);
-
-            p = ngx_cpymem(p, "\",pay_to=\"", sizeof("\",pay_to=\"") - 1);
-            v.data = rv->pay_to;
-            v.len = rv->pay_to_len;
-            p = ngx_http_x402_metrics_label(p, &v);
-
-            p = ngx_sprintf(p, "\",result=\"%s\"} %uA\n",
+            p = ngx_cpymem(p, "x402_option_settlements_total",
+                           sizeof("x402_option_settlements_total") - 1);
+            p = ngx_http_x402_metrics_option_labels(p, rv);
+            p = ngx_sprintf(p, ",result=\"%s\"} %uA\n",
                             ngx_http_x402_metrics_settle_result[k],
                             rv->settlements[k]);
         }
@@ -983,6 +959,34 @@ ngx_http_x402_metrics_handler(ngx_http_request_t *r)
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/* {network="...",asset="...",pay_to="..." of an option, escaped, unclosed */
+static u_char *
+ngx_http_x402_metrics_option_labels(u_char *p,
+    ngx_http_x402_metrics_revenue_t *rv)
+{
+    ngx_str_t  v;
+
+    p = ngx_cpymem(p, "{network=\"", sizeof("{network=\"") - 1);
+    v.data = rv->network;
+    v.len = rv->network_len;
+    p = ngx_http_x402_metrics_label(p, &v);
+
+    p = ngx_cpymem(p, "\",asset=\"", sizeof("\",asset=\"") - 1);
+    v.data = rv->asset;
+    v.len = rv->asset_len;
+    p = ngx_http_x402_metrics_label(p, &v);
+
+    p = ngx_cpymem(p, "\",pay_to=\"", sizeof("\",pay_to=\"") - 1);
+    v.data = rv->pay_to;
+    v.len = rv->pay_to_len;
+    p = ngx_http_x402_metrics_label(p, &v);
+
+    *p++ = '"';
+
+    return p;
 }
 
 

@@ -559,28 +559,6 @@ ngx_http_x402_rq_claim_timeout(ngx_event_t *ev)
 }
 
 
-/* len bytes from 2 * len hex digits */
-static ngx_int_t
-ngx_http_x402_rq_hex(u_char *dst, u_char *src, size_t len)
-{
-    ngx_int_t  hi, lo;
-
-    while (len--) {
-        hi = ngx_hextoi(src, 1);
-        lo = ngx_hextoi(src + 1, 1);
-
-        if (hi == NGX_ERROR || lo == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        *dst++ = (u_char) (hi * 16 + lo);
-        src += 2;
-    }
-
-    return NGX_OK;
-}
-
-
 /* "<scope hex 16>|<expire>|<validBefore>|<server>" */
 static ngx_int_t
 ngx_http_x402_rq_meta(redisReply *m, ngx_http_x402_pending_t *p)
@@ -595,7 +573,7 @@ ngx_http_x402_rq_meta(redisReply *m, ngx_http_x402_pending_t *p)
         return NGX_ERROR;
     }
 
-    if (ngx_http_x402_rq_hex((u_char *) &p->scope, s, 8) != NGX_OK) {
+    if (ngx_http_x402_store_unhex((u_char *) &p->scope, s, 8) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -668,7 +646,7 @@ ngx_http_x402_rq_claim_reply(redisAsyncContext *ac, void *reply,
         ngx_memzero(&tmp, sizeof(ngx_http_x402_pending_t));
 
         if (e[0]->type != REDIS_REPLY_STRING || e[0]->len != 64
-            || ngx_http_x402_rq_hex(id, (u_char *) e[0]->str, 32) != NGX_OK
+            || ngx_http_x402_store_unhex(id, (u_char *) e[0]->str, 32) != NGX_OK
             || ngx_http_x402_rq_meta(e[1], &tmp) != NGX_OK
             || e[5]->type != REDIS_REPLY_STRING
             || e[6]->type != REDIS_REPLY_STRING

@@ -194,27 +194,6 @@ ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone)
 
 /* ---- replay at start ---- */
 
-static ngx_int_t
-ngx_http_x402_spool_hex(u_char *dst, u_char *src, size_t len)
-{
-    ngx_int_t  hi, lo;
-
-    while (len--) {
-        hi = ngx_hextoi(src, 1);
-        lo = ngx_hextoi(src + 1, 1);
-
-        if (hi == NGX_ERROR || lo == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-
-        *dst++ = (u_char) (hi * 16 + lo);
-        src += 2;
-    }
-
-    return NGX_OK;
-}
-
-
 /* splits line into at most n space-separated fields */
 static ngx_uint_t
 ngx_http_x402_spool_fields(u_char *p, u_char *last, ngx_str_t *f, ngx_uint_t n)
@@ -261,7 +240,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     if (nf == 3 && f[0].len == 4 && ngx_strncmp(f[0].data, "done", 4) == 0
         && f[1].len == 64)
     {
-        if (ngx_http_x402_spool_hex(id, f[1].data, 32) != NGX_OK) {
+        if (ngx_http_x402_store_unhex(id, f[1].data, 32) != NGX_OK) {
             return NGX_DECLINED;
         }
 
@@ -295,7 +274,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     if (nf == 3 && f[0].len == 4 && ngx_strncmp(f[0].data, "free", 4) == 0
         && f[1].len == 64)
     {
-        if (ngx_http_x402_spool_hex(id, f[1].data, 32) != NGX_OK) {
+        if (ngx_http_x402_store_unhex(id, f[1].data, 32) != NGX_OK) {
             return NGX_DECLINED;
         }
 
@@ -314,7 +293,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
 
     if (nf != 9 || f[0].len != 3 || ngx_strncmp(f[0].data, "owe", 3) != 0
         || f[1].len != 64
-        || ngx_http_x402_spool_hex(id, f[1].data, 32) != NGX_OK)
+        || ngx_http_x402_store_unhex(id, f[1].data, 32) != NGX_OK)
     {
         return NGX_DECLINED;
     }

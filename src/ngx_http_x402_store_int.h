@@ -380,6 +380,31 @@ extern ngx_http_x402_shm_t  *ngx_http_x402_store_zone;
 #define NGX_HTTP_X402_T_REDIS_WRITE 3
 #define NGX_HTTP_X402_T_MAX         4
 
+/*
+ * len bytes from 2 * len hex digits (ids and scopes as the spool and the
+ * Redis queue write them); NGX_ERROR on a non-hex digit
+ */
+static ngx_inline ngx_int_t
+ngx_http_x402_store_unhex(u_char *dst, u_char *src, size_t len)
+{
+    ngx_int_t  hi, lo;
+
+    while (len--) {
+        hi = ngx_hextoi(src, 1);
+        lo = ngx_hextoi(src + 1, 1);
+
+        if (hi == NGX_ERROR || lo == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+
+        *dst++ = (u_char) (hi * 16 + lo);
+        src += 2;
+    }
+
+    return NGX_OK;
+}
+
+
 #if (NGX_HTTP_X402_STORE_TIMING)
 
 typedef struct {
