@@ -89,6 +89,20 @@ for my $sig (qw(INT TERM HUP)) {
     };
 }
 
+# A file that hangs fails on its own, naming itself, long before CI's time
+# limit ends the whole run without a report (X402_TEST_FILE_TIMEOUT seconds,
+# 0 = none). A test that sets its own alarm replaces this one.
+my $FILE_LIMIT = $ENV{X402_TEST_FILE_TIMEOUT} // 900;
+if ($FILE_LIMIT > 0) {
+    $SIG{ALRM} = sub {
+        return POSIX::_exit(1) if $$ != $MAIN_PID;
+        print STDERR "# $0 still running after ${FILE_LIMIT}s "
+            . "(X402_TEST_FILE_TIMEOUT): stopped\n";
+        exit 124;
+    };
+    alarm $FILE_LIMIT;
+}
+
 END {
     return if $$ != $MAIN_PID;
     my $status = $?;
