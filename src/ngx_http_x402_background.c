@@ -255,3 +255,35 @@ ngx_http_x402_background_close(ngx_http_request_t *r)
     ngx_http_free_request(r, 0);
     ngx_http_close_connection(c);
 }
+
+
+/*
+ * Which server block an owed settlement was paid in, in terms that still
+ * mean something after a reload, on another nginx of the fleet (Redis) or
+ * at the next start (the spool): its first server_name, and its index to
+ * tell apart blocks of one name. retry.c runs the retry in a server that
+ * uses the same facilitator (supported.c), preferring this one.
+ */
+uint64_t
+ngx_http_x402_background_server_key(ngx_http_core_main_conf_t *cmcf,
+    ngx_http_core_srv_conf_t *cscf)
+{
+    uint64_t                    key;
+    ngx_uint_t                  i;
+    ngx_http_core_srv_conf_t  **cscfp;
+
+    key = NGX_HTTP_X402_SERVER_KEYED
+          | ((uint64_t) ngx_murmur_hash2(cscf->server_name.data,
+                                         cscf->server_name.len) << 16);
+
+    cscfp = cmcf->servers.elts;
+
+    for (i = 0; i < cmcf->servers.nelts; i++) {
+        if (cscfp[i] == cscf) {
+            key |= (i & 0xffff);
+            break;
+        }
+    }
+
+    return key;
+}

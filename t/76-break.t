@@ -71,4 +71,111 @@ EOC
     $fac->stop;
 }
 
+# ---- an owed /settle retried through the wrong server ----
+# The retry ran in the server block at the index recorded when the
+# payment was queued. A reload that puts another block first (the zone,
+# the spool and Redis carry what is owed across configurations) made it
+# another server, whose facilitator location of the same name reaches
+# another facilitator: the signed payment went there. Now the retry runs
+# in a block whose priced locations use the facilitator the payment is
+# owed to (the same prefix, in a block of the same server_name); none
+# left: kept, said once, sent nowhere else.
+sub owed_server {
+    my ($fp, %a) = @_;
+    my $name = $a{name} // 'localhost';
+    my $prefix = $a{prefix} // '/_x402/';
+    my $listen = $a{listen} ? "listen 127.0.0.1:$a{listen};" : '';
+    return <<"EOC";
+    $listen
+    server_name $name;
+    x402_pay_to $PAY_TO;
+    x402_network base-sepolia;
+    x402_facilitator $prefix;
+    x402_settle async;
+    x402_verify local;
+    location /paid/ { x402_price 0.001; empty_gif; }
+    location = /pending { return 200 \$x402_pending; }
+    location $prefix { internal; proxy_pass http://127.0.0.1:$fp/; }
+EOC
+}
+
+sub settled_nonces {
+    my ($fac, $since) = @_;
+    my %n;
+    $n{$_->{json}{paymentPayload}{payload}{authorization}{nonce}} = 1
+        for grep { $_->{endpoint} eq 'settle' && $_->{t} >= $since } $fac->requests(all => 1);
+    return \%n;
+}
+
+for my $case (['another block first, the same facilitator prefix', name => 'b.example'],
+              ['another block first, of the same name', prefix => '/_x402_b/'])
+{
+    my ($what, %b) = @$case;
+    my $down = "verify: default\nsettle: 500 {\"error\":\"down\"}\n";
+    my $facA = start_facilitator(script => $down);
+    my $facB = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $ng = start_nginx(http_config => "x402_async_drain 1s;\n",
+                         config => owed_server($facA->port));
+    my @p = payments_for($ng, 2);
+    my $served = grep { $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $_->[0] })->{status} == 200 } @p;
+    is($served, 2, "$what: 2 served on credit, the facilitator refusing");
+    ok(wait_for(8, sub { n_of($facA, 'settle') >= 4 }), "$what: retried while it refuses");
+
+    my $port2 = free_port();
+    $ng->reload(http_config => "x402_async_drain 1s;\n    server {\n"
+                               . owed_server($facB->port, listen => $port2, %b) . "    }\n");
+    is($ng->get('/pending')->{body}, 2, "$what: 2 still owed after the reload");
+    my $since = Time::HiRes::time();
+    $facA->set_script("verify: default\nsettle: default\n");
+    ok(wait_for(20, sub { ($ng->get('/pending')->{body} // -1) == 0 }),
+       "$what: nothing owed in the end");
+    my $at_a = settled_nonces($facA, $since);
+    my $ok = grep { $at_a->{decode_b64_json($_->[0])->{payload}{authorization}{nonce}} } @p;
+    is($ok, 2, "$what: both settled at the facilitator they were paid through");
+    is(n_of($facB, 'settle'), 0, "$what: the other facilitator never saw a /settle");
+    is(crashed($ng), '', "$what: no worker crashed");
+    $ng->stop;
+    $facA->stop;
+    $facB->stop;
+}
+
+# no block uses the facilitator any more: kept, said once, then settled
+# where it belongs once a reload brings the block back
+{
+    my $facA = start_facilitator(script => "verify: default\nsettle: 500 {\"error\":\"down\"}\n");
+    my $facB = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $ng = start_nginx(http_config => "x402_async_drain 1s;\n",
+                         config => owed_server($facA->port));
+    my @p = payments_for($ng, 1);
+    is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[0][0] })->{status}, 200,
+       'facilitator gone: served on credit');
+    ok(wait_for(8, sub { n_of($facA, 'settle') >= 2 }), 'facilitator gone: retried while it refuses');
+    # the facilitator location keeps its name, reaching another facilitator,
+    # but no priced location uses it (the old workers' drain, with the old
+    # configuration, is over when reload returns)
+    $ng->reload(config => owed_server($facB->port, prefix => '/_x402_b/')
+                          . "    location /_x402/ { internal; proxy_pass http://127.0.0.1:"
+                          . $facB->port . "/; }\n");
+    $facA->set_script("verify: default\nsettle: default\n");
+    my $since = Time::HiRes::time();
+    ok(wait_for(10, sub { $ng->error_log =~ /owed through the facilitator "\/_x402\/" of a server block that no priced location/ }),
+       'facilitator gone: said at error');
+    ok(wait_for(10, sub { $ng->error_log =~ /no priced location of this configuration uses.*\n(?:.*\n)*?.*retrying async settlement/ }),
+       'facilitator gone: tried again after that');
+    is($ng->get('/pending')->{body}, 1, 'facilitator gone: still owed');
+    is(() = $ng->error_log =~ /no priced location of this configuration uses/g, 1, 'facilitator gone: said once');
+    is(n_of($facB, 'settle'), 0, 'facilitator gone: nothing sent to the other facilitator');
+    is(scalar keys %{settled_nonces($facA, $since)}, 0, 'facilitator gone: nor to its own meanwhile');
+
+    $ng->reload(config => owed_server($facA->port));
+    ok(wait_for(20, sub { ($ng->get('/pending')->{body} // -1) == 0 }),
+       'facilitator back: nothing owed in the end');
+    my $nonce = decode_b64_json($p[0][0])->{payload}{authorization}{nonce};
+    ok(settled_nonces($facA, $since)->{$nonce}, 'facilitator back: settled at its facilitator');
+    is(n_of($facB, 'settle'), 0, 'facilitator back: the other one never saw it');
+    $ng->stop;
+    $facA->stop;
+    $facB->stop;
+}
+
 done_testing();
