@@ -178,4 +178,58 @@ for my $case (['another block first, the same facilitator prefix', name => 'b.ex
     $facB->stop;
 }
 
+# ---- try_files into an unpriced named location, under after ----
+# `location /premium/ { x402_price ...; try_files $uri @app; }`: the
+# priced location's access phase asked for the payment, then @app (no
+# price of its own) made the content, and the header filter saw a
+# location other than the one paid for: served free, the payment
+# released, and the same payment bought it again and again. A named
+# location is reached only through the location that sent the request
+# there: its response is that location's content, settled as such;
+# `x402 off` there keeps it free.
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $fp = $fac->port;
+    my $ng = start_nginx(config => <<"EOC", user_files => ">>> premium/file.txt\nstatic paid\n");
+    x402_pay_to $PAY_TO;
+    x402_network base-sepolia;
+    x402_facilitator /_x402/;
+    x402_settle after;
+    location /premium/ {
+        x402_price 0.001;
+        try_files \$uri \@app;
+    }
+    location \@app { return 200 "app content\\n"; }
+    location /optout/ {
+        x402_price 0.001;
+        try_files \$uri \@free;
+    }
+    location \@free { x402 off; return 200 "free fallback\\n"; }
+    location /_x402/ { internal; proxy_pass http://127.0.0.1:$fp/; }
+EOC
+    is($ng->get('/premium/report')->{status}, 402, 'named fallback: no payment, 402');
+    my $p = sign_payment(amount => '1000');
+    my $r = $ng->get('/premium/report', { 'PAYMENT-SIGNATURE' => $p });
+    is($r->{status}, 200, 'named fallback: paid, 200');
+    is($r->{body}, "app content\n", "named fallback: the named location's content");
+    ok(X402::HTTP::header($r, 'PAYMENT-RESPONSE'), 'named fallback: with the settlement header');
+    is(n_of($fac, 'settle'), 1, 'named fallback: settled');
+    $r = $ng->get('/premium/report', { 'PAYMENT-SIGNATURE' => $p });
+    is($r->{status}, 402, 'named fallback: the same payment again, 402');
+    unlike($r->{body} // '', qr/app content/, 'named fallback: not served again');
+    is(n_of($fac, 'settle'), 1, 'named fallback: settled once');
+
+    $r = $ng->get('/premium/file.txt', { 'PAYMENT-SIGNATURE' => sign_payment(amount => '1000') });
+    is($r->{body}, "static paid\n", 'named fallback: a file of the location itself');
+    is(n_of($fac, 'settle'), 2, 'named fallback: a file of the location itself, settled');
+
+    my $q = sign_payment(amount => '1000');
+    $r = $ng->get('/optout/x', { 'PAYMENT-SIGNATURE' => $q });
+    is($r->{body}, "free fallback\n", 'x402 off in the named location: served');
+    is(X402::HTTP::header($r, 'PAYMENT-RESPONSE'), undef, 'x402 off in the named location: no settlement header');
+    is(n_of($fac, 'settle'), 2, 'x402 off in the named location: not settled');
+    $ng->stop;
+    $fac->stop;
+}
+
 done_testing();
