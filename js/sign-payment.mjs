@@ -30,6 +30,8 @@
 //   --accepted-override JSON (merged into accepted) --extensions JSON
 // Output: --out header (default) | json (the payload JSON) | jsonl (one
 //   line {"header","payload","from","digest"} per payment); --count N.
+// --pay-to-each A,B,...: one payment per address, the i-th paying the i-th
+//   (the requirement's payTo replaced; --count is their number).
 
 import "./webcrypto.mjs"; // first: global crypto on Node 18
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
@@ -326,13 +328,15 @@ if (o.version !== undefined && Number(o.version) !== Number(picked.version)) {
   }
   picked.version = Number(o.version);
 }
-const count = Number(o.count ?? 1);
+const payToEach = o["pay-to-each"] ? String(o["pay-to-each"]).split(",") : null;
+const count = payToEach ? payToEach.length : Number(o.count ?? 1);
 if (!(count >= 1 && count <= 100000)) die("--count out of range");
 if (count > 1 && o.nonce !== undefined) die("--nonce with --count > 1 would repeat the nonce");
 const out = o.out ?? "header";
 const lines = [];
 for (let i = 0; i < count; i++) {
-  const r = await signOne(o, picked);
+  const r = await signOne(o, payToEach
+    ? { ...picked, req: { ...picked.req, payTo: payToEach[i] } } : picked);
   if (out === "header") lines.push(r.header);
   else if (out === "json") lines.push(JSON.stringify(r.payload));
   else if (out === "jsonl") lines.push(JSON.stringify(r));

@@ -9,13 +9,28 @@
  * Its connection has a real descriptor (/dev/null) that is never polled:
  * whatever path closes it (the caller's, or nginx's terminate path)
  * closes it cleanly.
+ *
+ * The facilitator subrequest runs the server's phases and filters, and
+ * whatever an operator configured there reads the connection and the
+ * request as nginx made them: the request is set up field by field as
+ * ngx_http_alloc_request() does, and the connection gets a local address
+ * as a unix-socket listener's connections have ("unix:"), so
+ * $remote_addr, $binary_remote_addr (limit_req_zone, limit_conn_zone),
+ * $server_addr and the access module find one (a NULL c->sockaddr
+ * crashed the worker at every retry and probe, t/76).
  */
 
 #include "ngx_http_x402_module.h"
 
 
+/* the modules' own values (private to their .c files, 1 since 1.17.6) */
+#define NGX_HTTP_X402_LIMIT_REQ_PASSED   1
+#define NGX_HTTP_X402_LIMIT_CONN_PASSED  1
+
+
 static ngx_str_t  ngx_http_x402_background_get = ngx_string("GET");
 static ngx_str_t  ngx_http_x402_background_post = ngx_string("POST");
+static ngx_str_t  ngx_http_x402_background_addr = ngx_string("unix:");
 
 
 /*
@@ -34,11 +49,14 @@ ngx_http_x402_background_request(ngx_cycle_t *cycle,
     char *action, ngx_uint_t quiet, ngx_http_event_handler_pt finish)
 {
     ngx_fd_t                    fd;
+    ngx_buf_t                  *b;
     ngx_log_t                  *log;
+    struct sockaddr            *sa;
     ngx_pool_t                 *cpool, *pool;
     ngx_connection_t           *c;
     ngx_http_log_ctx_t         *lctx;
     ngx_http_request_t         *r;
+    ngx_http_connection_t      *hc;
     ngx_http_core_main_conf_t  *cmcf;
 
     cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
@@ -107,6 +125,30 @@ ngx_http_x402_background_request(ngx_cycle_t *cycle,
     c->requests = 1;
     c->start_time = ngx_current_msec;
 
+    /*
+     * Both ends "unix:" (an unnamed AF_UNIX address): no client address
+     * an allow/deny rule or a limit key could mistake for a real one.
+     */
+    sa = ngx_pcalloc(cpool, sizeof(struct sockaddr_un));
+    hc = ngx_pcalloc(cpool, sizeof(ngx_http_connection_t));
+    b = ngx_calloc_buf(cpool);
+    if (sa == NULL || hc == NULL || b == NULL) {
+        goto failed_conn;
+    }
+
+    sa->sa_family = AF_UNIX;
+    c->sockaddr = sa;
+    c->socklen = sizeof(struct sockaddr_un);
+    c->local_sockaddr = sa;
+    c->local_socklen = sizeof(struct sockaddr_un);
+    c->addr_text = ngx_http_x402_background_addr;
+    c->type = SOCK_STREAM;
+
+    /* an empty read buffer: nothing was read from this "client" */
+    c->buffer = b;
+
+    hc->conf_ctx = cscf->ctx;
+
     pool = ngx_create_pool(cscf->request_pool_size, log);
     if (pool == NULL) {
         goto failed_conn;
@@ -119,8 +161,10 @@ ngx_http_x402_background_request(ngx_cycle_t *cycle,
     }
 
     r->pool = pool;
+    r->http_connection = hc;
     r->signature = NGX_HTTP_MODULE;
     r->connection = c;
+    r->header_in = b;
     r->main = r;
     r->count = 1;
     r->main_conf = cscf->ctx->main_conf;
@@ -139,6 +183,9 @@ ngx_http_x402_background_request(ngx_cycle_t *cycle,
     if (ngx_list_init(&r->headers_out.headers, pool, 1,
                       sizeof(ngx_table_elt_t))
         != NGX_OK
+        || ngx_list_init(&r->headers_out.trailers, pool, 1,
+                         sizeof(ngx_table_elt_t))
+           != NGX_OK
         || ngx_list_init(&r->headers_in.headers, pool, 1,
                          sizeof(ngx_table_elt_t))
            != NGX_OK)
@@ -157,11 +204,22 @@ ngx_http_x402_background_request(ngx_cycle_t *cycle,
     ngx_str_set(&r->schema, "http");
     r->headers_in.content_length_n = -1;
     r->headers_in.keep_alive_n = -1;
+    r->headers_out.content_length_n = -1;
+    r->headers_out.last_modified_time = -1;
     r->uri_changes = NGX_HTTP_MAX_URI_CHANGES + 1;
     r->subrequests = NGX_HTTP_MAX_SUBREQUESTS + 1;
     r->http_state = NGX_HTTP_PROCESS_REQUEST_STATE;
     r->discard_body = 1;
     r->logged = 1;                  /* not an access-log entry */
+
+    /*
+     * Not client traffic: limit_req and limit_conn, at http or server
+     * level, see it as already counted (they look at r->main) and let
+     * the facilitator call through; a delay would never end, nobody
+     * drives this connection's events.
+     */
+    r->limit_req_status = NGX_HTTP_X402_LIMIT_REQ_PASSED;
+    r->limit_conn_status = NGX_HTTP_X402_LIMIT_CONN_PASSED;
     r->start_sec = ngx_time();
     r->start_msec = ((ngx_time_t *) ngx_timeofday())->msec;
     r->read_event_handler = ngx_http_block_reading;
@@ -196,4 +254,36 @@ ngx_http_x402_background_close(ngx_http_request_t *r)
 
     ngx_http_free_request(r, 0);
     ngx_http_close_connection(c);
+}
+
+
+/*
+ * Which server block an owed settlement was paid in, in terms that still
+ * mean something after a reload, on another nginx of the fleet (Redis) or
+ * at the next start (the spool): its first server_name, and its index to
+ * tell apart blocks of one name. retry.c runs the retry in a server that
+ * uses the same facilitator (supported.c), preferring this one.
+ */
+uint64_t
+ngx_http_x402_background_server_key(ngx_http_core_main_conf_t *cmcf,
+    ngx_http_core_srv_conf_t *cscf)
+{
+    uint64_t                    key;
+    ngx_uint_t                  i;
+    ngx_http_core_srv_conf_t  **cscfp;
+
+    key = NGX_HTTP_X402_SERVER_KEYED
+          | ((uint64_t) ngx_murmur_hash2(cscf->server_name.data,
+                                         cscf->server_name.len) << 16);
+
+    cscfp = cmcf->servers.elts;
+
+    for (i = 0; i < cmcf->servers.nelts; i++) {
+        if (cscfp[i] == cscf) {
+            key |= (i & 0xffff);
+            break;
+        }
+    }
+
+    return key;
 }

@@ -9,8 +9,8 @@
  * header filter decides: >= 400 passes through unsettled (nobody pays for
  * a 404 or an upstream error; a 304 is settled, as the reference does), as
  * does a redirect nginx makes itself (a directory's 301), and so does a
- * response
- * of a location other than the one paid for (an internal redirect);
+ * response of a location other than the one paid for (an internal
+ * redirect; a named location without a price is the paid one's content);
  * otherwise it holds the header, and the body filter holds the body until
  * its last buffer: only a complete response is settled. Memory bodies are
  * copied (upstream buffers are not pinned) up to x402_hold_buffer_size,
@@ -61,6 +61,7 @@ static ngx_int_t ngx_http_x402_spill(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_buf_t *b);
 static ngx_int_t ngx_http_x402_send_held(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_chain_t *out);
+static ngx_uint_t ngx_http_x402_named_content(ngx_http_request_t *r);
 static void ngx_http_x402_not_settled(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static void ngx_http_x402_held_cleanup(void *data);
@@ -153,7 +154,8 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
     }
 
     if (ctx->paid_conf
-        != ngx_http_get_module_loc_conf(r, ngx_http_x402_module))
+        != ngx_http_get_module_loc_conf(r, ngx_http_x402_module)
+        && !ngx_http_x402_named_content(r))
     {
         /* redirected from the paid location to one it did not pay for */
 
@@ -321,6 +323,28 @@ ngx_http_x402_settle_held(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 
 
 /* a held response that will not be sent: its payment is not settled */
+
+/*
+ * A named location without a price of its own (try_files $uri @app,
+ * error_page 404 = @fallback, X-Accel-Redirect: @app) has no URI a client
+ * could ask for: it is reached only through the location that sent the
+ * request there, and what it sends is that location's content, settled as
+ * such. It was served free and the payment released (reusable for more),
+ * while a request without a payment got the 402 (t/76). "x402 off" there
+ * keeps it free.
+ */
+static ngx_uint_t
+ngx_http_x402_named_content(ngx_http_request_t *r)
+{
+    ngx_http_core_loc_conf_t  *clcf;
+    ngx_http_x402_loc_conf_t  *xlcf;
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    xlcf = ngx_http_get_module_loc_conf(r, ngx_http_x402_module);
+
+    return clcf->named && xlcf->enable && !xlcf->priced;
+}
+
 
 static void
 ngx_http_x402_not_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)

@@ -357,7 +357,16 @@ ngx_http_x402_metrics_settlement(ngx_uint_t result, ngx_str_t *network,
         }
     }
 
-    if (rv == NULL && sh->nrevenue < NGX_HTTP_X402_METRICS_KEYS) {
+    /*
+     * A payTo may come from a variable, and one fed by the request lets a
+     * client pick it: failed settlements (free to cause under x402_verify
+     * local) take rows only in the first half of the table, the rest is
+     * kept for options that were paid (t/76).
+     */
+    if (rv == NULL
+        && sh->nrevenue < (ok ? NGX_HTTP_X402_METRICS_KEYS
+                              : NGX_HTTP_X402_METRICS_KEYS / 2))
+    {
         rv = &sh->revenue[sh->nrevenue];
         ngx_memzero(rv, sizeof(ngx_http_x402_metrics_revenue_t));
         ngx_memcpy(rv->network, network->data, network->len);

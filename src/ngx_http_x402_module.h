@@ -283,6 +283,21 @@ ngx_http_request_t *ngx_http_x402_background_request(ngx_cycle_t *cycle,
     ngx_http_core_srv_conf_t *cscf, ngx_uint_t method, char *line,
     char *action, ngx_uint_t quiet, ngx_http_event_handler_pt finish);
 void ngx_http_x402_background_close(ngx_http_request_t *r);
+uint64_t ngx_http_x402_background_server_key(ngx_http_core_main_conf_t *cmcf,
+    ngx_http_core_srv_conf_t *cscf);
+
+/*
+ * An owed settlement's server key: this bit, the murmur2 hash of the
+ * server block's first server_name (bits 16..47) and its index (0..15).
+ * Without the bit, an index (spools and Redis entries of older versions).
+ */
+#define NGX_HTTP_X402_SERVER_KEYED      ((uint64_t) 1 << 48)
+#define ngx_http_x402_server_name_hash(k)  (((k) >> 16) & 0xffffffff)
+#define ngx_http_x402_server_index(k)      ((k) & 0xffff)
+
+/* ngx_http_x402_supported.c */
+ngx_http_core_srv_conf_t *ngx_http_x402_supported_server(ngx_cycle_t *cycle,
+    ngx_str_t *prefix, uint64_t key);
 
 /* ngx_http_x402_request.c */
 void ngx_http_x402_requirement(ngx_http_x402_loc_conf_t *xlcf,

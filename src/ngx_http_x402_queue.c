@@ -255,7 +255,7 @@ ngx_http_x402_queue_migrate(ngx_http_x402_shm_sh_t *from,
 
 ngx_int_t
 ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
-    ngx_http_x402_store_op_t *op, ngx_uint_t limit, ngx_uint_t server,
+    ngx_http_x402_store_op_t *op, ngx_uint_t limit, uint64_t server,
     ngx_str_t *uri, ngx_str_t *body, ngx_log_t *log)
 {
     size_t                    size;

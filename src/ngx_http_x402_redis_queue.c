@@ -190,7 +190,7 @@ ngx_http_x402_rq_send(redisCallbackFn *fn, void *privdata, const char *script,
  */
 void
 ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
-    ngx_http_x402_store_op_t *op, ngx_uint_t server, ngx_str_t *uri,
+    ngx_http_x402_store_op_t *op, uint64_t server, ngx_str_t *uri,
     ngx_str_t *body)
 {
     u_char                   *id, keys[2 * 128 + 80];
@@ -234,7 +234,7 @@ ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
 
     args[2].data = meta;
     args[2].len = ngx_sprintf(ngx_hex_dump(meta, (u_char *) &op->scope, 8),
-                              "|%T|%T|%ui", op->expire, op->valid_before,
+                              "|%T|%T|%uL", op->expire, op->valid_before,
                               server)
                   - meta;
     args[3] = *uri;
@@ -563,8 +563,8 @@ ngx_http_x402_rq_claim_timeout(ngx_event_t *ev)
 static ngx_int_t
 ngx_http_x402_rq_meta(redisReply *m, ngx_http_x402_pending_t *p)
 {
+    off_t       off;
     u_char     *s, *last, *bar;
-    ngx_int_t   n;
 
     s = (u_char *) m->str;
     last = s + m->len;
@@ -592,12 +592,12 @@ ngx_http_x402_rq_meta(redisReply *m, ngx_http_x402_pending_t *p)
     }
 
     s = bar + 1;
-    n = ngx_atoi(s, last - s);
-    if (n == NGX_ERROR) {
+    off = ngx_atoof(s, last - s);
+    if (off == NGX_ERROR) {
         return NGX_ERROR;
     }
 
-    p->server = n;
+    p->server = (uint64_t) off;
 
     return NGX_OK;
 }

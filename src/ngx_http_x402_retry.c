@@ -72,7 +72,7 @@ typedef struct {
     uint64_t                    scope;
     time_t                      expire;
     ngx_uint_t                  redis;
-    ngx_uint_t                  server;
+    uint64_t                    server;
     ngx_uint_t                  unknown;
     ngx_uint_t                  mode;
     ngx_uint_t                  rq;
@@ -103,6 +103,8 @@ static void ngx_http_x402_retry_record(ngx_http_x402_retry_t *rt,
 static ngx_int_t ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
 static void *ngx_http_x402_retry_alloc(void *pool, size_t size);
+static void ngx_http_x402_retry_nowhere(ngx_log_t *log,
+    ngx_http_x402_retry_job_t *p, ngx_str_t *prefix);
 
 
 #define ngx_http_x402_due_pending(n)                                          \
@@ -259,6 +261,7 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
 {
     u_char                            hex[64];
     uint64_t                          now;
+    ngx_int_t                         rc;
     ngx_str_t                         text, uri, body;
     ngx_uint_t                        i, ngiven, njobs, pending, expired;
     ngx_cycle_t                      *cycle;
@@ -444,9 +447,16 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
                       ? "retrying" : "asking the chain about",
                       (size_t) 64, hex, job->attempts);
 
-        if (ngx_http_x402_retry_start(cycle, job, &smcf->rpc, &rt) != NGX_OK)
-        {
-            ngx_str_set(&text, "could not start a retry");
+        rc = ngx_http_x402_retry_start(cycle, job, &smcf->rpc, &rt);
+
+        if (rc != NGX_OK) {
+            if (rc == NGX_DECLINED) {
+                ngx_str_set(&text, "no server uses its facilitator");
+
+            } else {
+                ngx_str_set(&text, "could not start a retry");
+            }
+
             ngx_http_x402_redis_queue_done(zone, job->id,
                                            NGX_HTTP_X402_SETTLE_RETRY, &text,
                                            ev->log);
@@ -491,6 +501,51 @@ next:
 }
 
 
+/*
+ * No server block of this configuration settles through the facilitator
+ * the payment is owed to (a reload removed it, or this nginx of the fleet
+ * has none): kept and retried with the usual backoff, never sent to
+ * another facilitator. Said once per facilitator and worker, at error: a
+ * reload that gives it back settles what waits; what expires meanwhile is
+ * given up with its settle request in the log.
+ */
+#define NGX_HTTP_X402_RETRY_NOWHERE  8
+
+static void
+ngx_http_x402_retry_nowhere(ngx_log_t *log, ngx_http_x402_retry_job_t *p,
+    ngx_str_t *prefix)
+{
+    u_char             hex[64];
+    uint32_t           h;
+    ngx_uint_t         i;
+    static uint32_t    said[NGX_HTTP_X402_RETRY_NOWHERE];
+    static ngx_uint_t  nsaid;
+
+    h = ngx_murmur_hash2(prefix->data, prefix->len)
+        ^ (uint32_t) ngx_http_x402_server_name_hash(p->server);
+
+    for (i = 0; i < nsaid; i++) {
+        if (said[i] == h) {
+            return;
+        }
+    }
+
+    if (nsaid < NGX_HTTP_X402_RETRY_NOWHERE) {
+        said[nsaid++] = h;
+    }
+
+    (void) ngx_hex_dump(hex, p->id, 32);
+
+    ngx_log_error(NGX_LOG_ERR, log, 0,
+                  "x402: async settlement of payment %*s is owed through "
+                  "the facilitator \"%V\" of a server block that no priced "
+                  "location of this configuration uses (x402_facilitator): "
+                  "kept and retried, not sent to another facilitator; "
+                  "payments owed there are given up when their "
+                  "authorization expires", (size_t) 64, hex, prefix);
+}
+
+
 /* ---- a settle without a client ---- */
 
 /* Builds the request and posts its subrequest; the caller runs it. */
@@ -506,20 +561,40 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     ngx_http_cleanup_t               *cln;
     ngx_http_request_t               *r;
     ngx_http_x402_retry_t            *rt;
-    ngx_http_core_srv_conf_t        **cscfp, *cscf;
-    ngx_http_core_main_conf_t        *cmcf;
+    ngx_http_core_srv_conf_t         *cscf;
     ngx_http_x402_store_main_conf_t  *smcf;
 
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_x402_store_module);
-    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
 
-    if (smcf == NULL || cmcf == NULL || cmcf->servers.nelts == 0) {
+    if (smcf == NULL) {
         return NGX_ERROR;
     }
 
-    cscfp = cmcf->servers.elts;
-    cscf = cscfp[p->server < cmcf->servers.nelts ? p->server : 0];
+    /*
+     * The /settle goes where the payment was to settle: a server block
+     * using the facilitator its uri names (<prefix>settle), the one it
+     * was paid in if it is still there. A block found by its index alone
+     * could be another one after a reload, or on another nginx of the
+     * fleet (Redis), with a facilitator location of the same name that
+     * reaches another facilitator.
+     */
+    uri.data = p->data;
+    uri.len = p->uri_len;
+    cscf = NULL;
+
+    if (uri.len > sizeof("settle") - 1
+        && ngx_strncmp(uri.data + uri.len - (sizeof("settle") - 1), "settle",
+                       sizeof("settle") - 1) == 0)
+    {
+        uri.len -= sizeof("settle") - 1;
+        cscf = ngx_http_x402_supported_server(cycle, &uri, p->server);
+    }
+
+    if (cscf == NULL) {
+        ngx_http_x402_retry_nowhere(cycle->log, p, &uri);
+        return NGX_DECLINED;
+    }
 
     r = ngx_http_x402_background_request(cycle, cscf, NGX_HTTP_POST,
                                          "POST x402-settlement-retry HTTP/1.1",

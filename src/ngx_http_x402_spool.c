@@ -12,7 +12,9 @@
  *     done <id hex> <settled|refused|given-up|unknown|chain>
  *     free <id hex> <0|1>
  *
- * ("free": an old worker of a resizing reload failed an attempt the new
+ * (<server>: background.c's key of the server block the payment was made
+ * in, its first server_name and index; a bare index in older spools.
+ * "free": an old worker of a resizing reload failed an attempt the new
  * zone holds leased to it; 1 if the answer was lost.)
  *
  * Appends happen under the zone mutex, so the file's order is the queue's
@@ -113,7 +115,7 @@ ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
     b = ngx_http_x402_spool_buf;
     b = ngx_cpymem(b, "owe ", 4);
     b = ngx_hex_dump(b, p->id, 32);
-    b = ngx_sprintf(b, " %T %T %uL %ui %ui ", p->valid_before, p->expire,
+    b = ngx_sprintf(b, " %T %T %uL %uL %ui ", p->valid_before, p->expire,
                     p->scope, p->server, p->redis);
     b = ngx_http_x402_spool_b64(b, p->data, p->uri_len);
     *b++ = ' ';
@@ -227,6 +229,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     ngx_uint_t *counts)
 {
     size_t                    size;
+    off_t                     off;
     ngx_int_t                 n;
     ngx_str_t                 f[9], uri, body;
     ngx_uint_t                nf;
@@ -365,11 +368,11 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
         p->scope = p->scope * 10 + (f[4].data[n] - '0');
     }
 
-    n = ngx_atoi(f[5].data, f[5].len);
-    if (n == NGX_ERROR) {
+    off = ngx_atoof(f[5].data, f[5].len);
+    if (off == NGX_ERROR) {
         goto malformed;
     }
-    p->server = n;
+    p->server = (uint64_t) off;
 
     n = ngx_atoi(f[6].data, f[6].len);
     if (n == NGX_ERROR) {

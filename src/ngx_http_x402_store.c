@@ -13,6 +13,7 @@
 #include <ngx_core.h>
 #include <ngx_http.h>
 
+#include "ngx_http_x402_module.h"
 #include "ngx_http_x402_store_int.h"
 
 
@@ -606,9 +607,9 @@ ngx_int_t
 ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
     ngx_http_x402_store_op_t *op, ngx_str_t *uri, ngx_str_t *body)
 {
-    ngx_uint_t                        i, server;
+    uint64_t                          server;
     ngx_int_t                         rc;
-    ngx_http_core_srv_conf_t         *cscf, **cscfp;
+    ngx_http_core_srv_conf_t         *cscf;
     ngx_http_core_main_conf_t        *cmcf;
     ngx_http_x402_store_main_conf_t  *smcf;
 
@@ -626,18 +627,13 @@ ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
         return NGX_DECLINED;
     }
 
-    /* the retry is issued in this server: its locations hold the uri */
+    /*
+     * The retry is issued in a server using the facilitator the uri
+     * names: this one, found again by its key in a later configuration
+     */
     cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
     cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
-    cscfp = cmcf->servers.elts;
-    server = 0;
-
-    for (i = 0; i < cmcf->servers.nelts; i++) {
-        if (cscfp[i] == cscf) {
-            server = i;
-            break;
-        }
-    }
+    server = ngx_http_x402_background_server_key(cmcf, cscf);
 
     rc = ngx_http_x402_shm_pending_add(smcf->zone, op, smcf->async_limit,
                                        server, uri, body,

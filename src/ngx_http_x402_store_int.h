@@ -169,7 +169,7 @@ typedef struct {
     uint64_t                          lease_until; /* wall clock ms, 0: none */
     ngx_pid_t                         lease_pid;
     ngx_uint_t                        attempts;
-    ngx_uint_t                        server;
+    uint64_t                          server;     /* background.c's key */
     ngx_uint_t                        unknown;    /* an answer was lost */
     /* x402_redis: NGX_HTTP_X402_RQ_*, and the end of our claim there (ms) */
     ngx_uint_t                        rq;
@@ -260,7 +260,7 @@ void ngx_http_x402_queue_free_locked(ngx_http_x402_shm_t *zone,
 ngx_uint_t ngx_http_x402_queue_migrate(ngx_http_x402_shm_sh_t *from,
     ngx_http_x402_shm_t *to, ngx_uint_t *dropped);
 ngx_int_t ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
-    ngx_http_x402_store_op_t *op, ngx_uint_t limit, ngx_uint_t server,
+    ngx_http_x402_store_op_t *op, ngx_uint_t limit, uint64_t server,
     ngx_str_t *uri, ngx_str_t *body, ngx_log_t *log);
 void ngx_http_x402_shm_pending_done(ngx_http_x402_shm_t *zone, u_char *id,
     ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log);
@@ -349,7 +349,7 @@ void ngx_http_x402_redis_detach(ngx_http_x402_store_op_t *op);
 
 /* redis_queue.c: owed settlements kept in Redis (x402_redis) */
 void ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
-    ngx_http_x402_store_op_t *op, ngx_uint_t server, ngx_str_t *uri,
+    ngx_http_x402_store_op_t *op, uint64_t server, ngx_str_t *uri,
     ngx_str_t *body);
 void ngx_http_x402_redis_queue_done(ngx_http_x402_shm_t *zone, u_char *id,
     ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log);

@@ -360,6 +360,71 @@ ngx_http_x402_supported_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 }
 
 
+/*
+ * A server block whose priced locations settle through the facilitator
+ * prefix: of those, the one with the key's server_name (background.c),
+ * preferably at the key's index, else the first of that name. A key
+ * without a name (an older spool or Redis entry) takes the block at its
+ * index if it uses the prefix, else the first that does. NULL: no block
+ * of this configuration uses it (retry.c keeps what is owed to it).
+ */
+ngx_http_core_srv_conf_t *
+ngx_http_x402_supported_server(ngx_cycle_t *cycle, ngx_str_t *prefix,
+    uint64_t key)
+{
+    uint64_t                              k;
+    ngx_uint_t                            i;
+    ngx_http_core_srv_conf_t             *found;
+    ngx_http_core_main_conf_t            *cmcf;
+    ngx_http_x402_supported_fac_t        *fac;
+    ngx_http_x402_supported_main_conf_t  *smcf;
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_x402_supported_module);
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
+
+    if (smcf == NULL || cmcf == NULL) {
+        return NULL;
+    }
+
+    found = NULL;
+    fac = smcf->facilitators.elts;
+
+    for (i = 0; i < smcf->facilitators.nelts; i++) {
+
+        if (fac[i].prefix.len != prefix->len
+            || ngx_strncmp(fac[i].prefix.data, prefix->data, prefix->len)
+               != 0)
+        {
+            continue;
+        }
+
+        k = ngx_http_x402_background_server_key(cmcf, fac[i].cscf);
+
+        if (key & NGX_HTTP_X402_SERVER_KEYED) {
+            if (ngx_http_x402_server_name_hash(k)
+                != ngx_http_x402_server_name_hash(key))
+            {
+                continue;
+            }
+
+        } else if (ngx_http_x402_server_index(k) == key) {
+            return fac[i].cscf;
+        }
+
+        if (k == key) {
+            return fac[i].cscf;
+        }
+
+        if (found == NULL) {
+            found = fac[i].cscf;
+        }
+    }
+
+    return found;
+}
+
+
 /* ---- the timer, in one worker ---- */
 
 static ngx_int_t
