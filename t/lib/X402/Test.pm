@@ -206,25 +206,34 @@ sub _sign_once {
 # one-shot run, then {"end":0}. X402_SIGN_ONESHOT=1: a node run per call.
 my $SIGNER;
 
+sub _start_signer {
+    pipe(my $in_r, my $in_w) or die "pipe: $!";
+    pipe(my $out_r, my $out_w) or die "pipe: $!";
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        close $in_w;
+        close $out_r;
+        open STDIN, '<&', $in_r or POSIX::_exit(111);
+        open STDOUT, '>&', $out_w or POSIX::_exit(111);
+        exec 'node', "$ROOT/js/sign-payment.mjs", '--serve'
+            or POSIX::_exit(112);
+    }
+    close $in_r;
+    close $out_w;
+    $in_w->autoflush(1);
+    $SIGNER = { pid => $pid, in => $in_w, out => $out_r };
+}
+
+# a file that signs gets its signer at once: node loads while nginx starts
+if (!$ENV{X402_SIGN_ONESHOT} && open my $src, '<', $0) {
+    local $/;
+    _start_signer() if <$src> =~ /\b(?:sign_payments?|payments_for)\b/;
+}
+
 sub _sign_served {
     my ($json, $opts) = @_;
-    if (!$SIGNER) {
-        pipe(my $in_r, my $in_w) or die "pipe: $!";
-        pipe(my $out_r, my $out_w) or die "pipe: $!";
-        my $pid = fork // die "fork: $!";
-        if (!$pid) {
-            close $in_w;
-            close $out_r;
-            open STDIN, '<&', $in_r or POSIX::_exit(111);
-            open STDOUT, '>&', $out_w or POSIX::_exit(111);
-            exec 'node', "$ROOT/js/sign-payment.mjs", '--serve'
-                or POSIX::_exit(112);
-        }
-        close $in_r;
-        close $out_w;
-        $in_w->autoflush(1);
-        $SIGNER = { pid => $pid, in => $in_w, out => $out_r };
-    }
+    _start_signer() unless $SIGNER;
+    $SIGNER->{used} = 1;
     local $SIG{PIPE} = 'IGNORE';    # a dead signer: EOF below, not SIGPIPE
     # one line, ASCII: \u escapes reach node as the same characters
     my $ok = print { $SIGNER->{in} }
@@ -254,6 +263,7 @@ sub _stop_signer {
     close $s->{in};     # EOF: it exits
     close $s->{out};
     local $?;
+    kill 'TERM', $s->{pid} unless $s->{used};    # maybe still loading
     for (1 .. 500) {    # 5 s
         return if waitpid($s->{pid}, POSIX::WNOHANG()) == $s->{pid};
         sleep 0.01;
