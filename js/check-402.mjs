@@ -13,6 +13,8 @@
 // Usage:
 //   node js/check-402.mjs HEADER_FILE BODY_FILE
 //   node js/check-402.mjs < 402.json        # {"header": "...", "body": ...}
+//   node js/check-402.mjs --batch < cases.json  # [{header, body, opts}, ...]:
+//                                              # one line {rc, out} per case
 // body may be a JSON string or an already-parsed object. Options:
 //   --allow-empty-v1   a v1 body with no accepts[] is a warning, not an
 //                      error (an offer only on networks legacy clients
@@ -184,11 +186,8 @@ function checkV1(bodyIn, allowEmpty) {
   };
 }
 
-async function main() {
-  const args = process.argv.slice(2);
-  const allowEmpty = args.includes("--allow-empty-v1");
-  const anyAsset = args.includes("--any-asset");
-  const { header, body } = readInput(args);
+// one check: { rc, out } as the single-check command would exit and print
+async function checkOne(header, body, allowEmpty, anyAsset) {
   const errors = [];
   const report = {};
   try {
@@ -201,11 +200,47 @@ async function main() {
   } catch (e) {
     errors.push(`v1: ${e.message}`);
   }
-  if (errors.length) {
-    process.stderr.write(errors.join("\n") + "\n");
-    process.exit(1);
+  if (errors.length) return { rc: 1, out: errors.join("\n") + "\n" };
+  return { rc: 0, out: JSON.stringify(report) + "\n" };
+}
+
+// --batch: stdin is a JSON array of {header, body, opts: [...]}; prints one
+// JSON line {rc, out} per entry, in order (one node start for many checks:
+// loading the parsers is most of a check's time)
+async function batch() {
+  let cases;
+  try {
+    cases = JSON.parse(readFileSync(0, "utf8"));
+  } catch (e) {
+    usage(`--batch: stdin is not a JSON array: ${e.message}`);
   }
-  process.stdout.write(JSON.stringify(report) + "\n");
+  if (!Array.isArray(cases)) usage("--batch: stdin is not a JSON array");
+  for (const c of cases) {
+    const opts = Array.isArray(c.opts) ? c.opts : [];
+    let r;
+    if (typeof c.header !== "string" || c.body === undefined) {
+      r = { rc: 2, out: "check-402: a case needs a string `header` and a `body`\n" };
+    } else {
+      try {
+        r = await checkOne(c.header, c.body, opts.includes("--allow-empty-v1"),
+                           opts.includes("--any-asset"));
+      } catch (e) {
+        r = { rc: 1, out: `check-402: ${e.stack || e}\n` };
+      }
+    }
+    process.stdout.write(JSON.stringify(r) + "\n");
+  }
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  if (args.includes("--batch")) return batch();
+  const allowEmpty = args.includes("--allow-empty-v1");
+  const anyAsset = args.includes("--any-asset");
+  const { header, body } = readInput(args);
+  const { rc, out } = await checkOne(header, body, allowEmpty, anyAsset);
+  (rc ? process.stderr : process.stdout).write(out);
+  if (rc) process.exit(rc);
 }
 
 main().catch((e) => {

@@ -9,8 +9,12 @@
 // checked against the format's grammar here: metric and label names,
 // label value escapes, values, HELP/TYPE placement, duplicate series,
 // histogram bucket order and _count == +Inf bucket.
+//
+// --serve: read one JSON string (an exposition) a line from stdin, answer
+// each with a line {"rc": exit status, "out": what would be printed}.
 
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
+import { createInterface } from 'node:readline';
 
 const NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
 const LABEL = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
@@ -205,31 +209,51 @@ function check(text) {
   return { errors, samples };
 }
 
-const text = await readStdin();
-const { errors, samples } = check(text);
+// { rc, out }: what the command exits with and prints for an exposition
+function analyze(text) {
+  const { errors, samples } = check(text);
 
-let families;
-try {
-  families = parsePrometheusTextFormat(text);
-} catch (e) {
-  errors.push(`parse-prometheus-text-format: ${e.message}`);
-}
-
-if (families) {
-  // the library and the grammar check must agree on what is there
-  const names = new Set(families.map((f) => f.name));
-  for (const f of new Set(samples.map((s) => s.name))) {
-    const base = f.replace(/_(bucket|sum|count)$/, '');
-    if (!names.has(f) && !names.has(base)) errors.push(`parser lost family of ${f}`);
+  let families;
+  try {
+    families = parsePrometheusTextFormat(text);
+  } catch (e) {
+    errors.push(`parse-prometheus-text-format: ${e.message}`);
   }
-  for (const f of families) {
-    if (f.type === 'UNTYPED') errors.push(`parser saw untyped family ${f.name}`);
+
+  if (families) {
+    // the library and the grammar check must agree on what is there
+    const names = new Set(families.map((f) => f.name));
+    for (const f of new Set(samples.map((s) => s.name))) {
+      const base = f.replace(/_(bucket|sum|count)$/, '');
+      if (!names.has(f) && !names.has(base)) errors.push(`parser lost family of ${f}`);
+    }
+    for (const f of families) {
+      if (f.type === 'UNTYPED') errors.push(`parser saw untyped family ${f.name}`);
+    }
   }
+
+  if (errors.length) {
+    return { rc: 1, out: errors.map((e) => `parse-metrics: ${e}\n`).join('') };
+  }
+  return { rc: 0, out: JSON.stringify({ families, samples }) + '\n' };
 }
 
-if (errors.length) {
-  for (const e of errors) process.stderr.write(`parse-metrics: ${e}\n`);
-  process.exit(1);
+if (process.argv[2] === '--serve') {
+  // one node start for a test's many scrapes: each stdin line is a JSON
+  // string (an exposition), answered by one line {rc, out}
+  const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  for await (const line of rl) {
+    if (!line.trim()) continue;
+    let r;
+    try {
+      r = analyze(JSON.parse(line));
+    } catch (e) {
+      r = { rc: 1, out: `parse-metrics: ${e.stack || e}\n` };
+    }
+    process.stdout.write(JSON.stringify(r) + '\n');
+  }
+} else {
+  const { rc, out } = analyze(await readStdin());
+  (rc ? process.stderr : process.stdout).write(out);
+  if (rc) process.exit(rc);
 }
-
-process.stdout.write(JSON.stringify({ families, samples }) + '\n');

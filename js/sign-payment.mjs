@@ -32,11 +32,15 @@
 //   line {"header","payload","from","digest"} per payment); --count N.
 // --pay-to-each A,B,...: one payment per address, the i-th paying the i-th
 //   (the requirement's payTo replaced; --count is their number).
+// --serve (alone): read one --json object a line from stdin, answer each
+//   with its jsonl lines and {"end":0} ({"end":2,"error":...} on a usage
+//   error), until stdin closes: one node start for many signatures.
 
 import "./webcrypto.mjs"; // first: global crypto on Node 18
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { getAddress, hashTypedData, toHex } from "viem";
 import { randomBytes } from "node:crypto";
+import { createInterface } from "node:readline";
 
 const ANVIL0 = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 const DEFAULT_PAY_TO = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C";
@@ -77,9 +81,11 @@ const AUTH_TYPES = {
   ],
 };
 
+// a usage error: the command exits 2 with it, --serve answers it
+class UsageError extends Error {}
+
 function die(msg) {
-  process.stderr.write(`sign-payment: ${msg}\n`);
-  process.exit(2);
+  throw new UsageError(`sign-payment: ${msg}`);
 }
 
 function parseArgs(argv) {
@@ -306,40 +312,76 @@ async function signOne(o, picked) {
   return { header: Buffer.from(json, "utf8").toString("base64"), payload, from: account.address, digest };
 }
 
-const o = parseArgs(process.argv.slice(2));
-const picked = pickRequirement(o);
-if (o.version !== undefined && Number(o.version) !== Number(picked.version)) {
-  // a v1 client answering a v2 402 (or the reverse): convert the requirement
-  const r = picked.req;
-  if (Number(o.version) === 1) {
-    picked.req = {
-      scheme: r.scheme, network: v1Name(r.network),
-      maxAmountRequired: r.amount ?? r.maxAmountRequired,
-      resource: picked.resource?.url ?? r.resource ?? "http://localhost/",
-      description: picked.resource?.description ?? "", mimeType: picked.resource?.mimeType ?? "",
-      payTo: r.payTo, maxTimeoutSeconds: r.maxTimeoutSeconds, asset: r.asset, extra: r.extra,
-    };
-  } else {
-    picked.req = {
-      scheme: r.scheme, network: v2Name(r.network), amount: r.maxAmountRequired ?? r.amount,
-      asset: r.asset, payTo: r.payTo, maxTimeoutSeconds: r.maxTimeoutSeconds, extra: r.extra ?? {},
-    };
-    picked.resource = { url: r.resource ?? "http://localhost/", description: r.description ?? "", mimeType: r.mimeType ?? "" };
+// the output lines for options o
+async function run(o) {
+  const picked = pickRequirement(o);
+  if (o.version !== undefined && Number(o.version) !== Number(picked.version)) {
+    // a v1 client answering a v2 402 (or the reverse): convert the requirement
+    const r = picked.req;
+    if (Number(o.version) === 1) {
+      picked.req = {
+        scheme: r.scheme, network: v1Name(r.network),
+        maxAmountRequired: r.amount ?? r.maxAmountRequired,
+        resource: picked.resource?.url ?? r.resource ?? "http://localhost/",
+        description: picked.resource?.description ?? "", mimeType: picked.resource?.mimeType ?? "",
+        payTo: r.payTo, maxTimeoutSeconds: r.maxTimeoutSeconds, asset: r.asset, extra: r.extra,
+      };
+    } else {
+      picked.req = {
+        scheme: r.scheme, network: v2Name(r.network), amount: r.maxAmountRequired ?? r.amount,
+        asset: r.asset, payTo: r.payTo, maxTimeoutSeconds: r.maxTimeoutSeconds, extra: r.extra ?? {},
+      };
+      picked.resource = { url: r.resource ?? "http://localhost/", description: r.description ?? "", mimeType: r.mimeType ?? "" };
+    }
+    picked.version = Number(o.version);
   }
-  picked.version = Number(o.version);
+  const payToEach = o["pay-to-each"] ? String(o["pay-to-each"]).split(",") : null;
+  const count = payToEach ? payToEach.length : Number(o.count ?? 1);
+  if (!(count >= 1 && count <= 100000)) die("--count out of range");
+  if (count > 1 && o.nonce !== undefined) die("--nonce with --count > 1 would repeat the nonce");
+  const out = o.out ?? "header";
+  const lines = [];
+  for (let i = 0; i < count; i++) {
+    const r = await signOne(o, payToEach
+      ? { ...picked, req: { ...picked.req, payTo: payToEach[i] } } : picked);
+    if (out === "header") lines.push(r.header);
+    else if (out === "json") lines.push(JSON.stringify(r.payload));
+    else if (out === "jsonl") lines.push(JSON.stringify(r));
+    else die(`--out ${out}: header, json or jsonl`);
+  }
+  return lines;
 }
-const payToEach = o["pay-to-each"] ? String(o["pay-to-each"]).split(",") : null;
-const count = payToEach ? payToEach.length : Number(o.count ?? 1);
-if (!(count >= 1 && count <= 100000)) die("--count out of range");
-if (count > 1 && o.nonce !== undefined) die("--nonce with --count > 1 would repeat the nonce");
-const out = o.out ?? "header";
-const lines = [];
-for (let i = 0; i < count; i++) {
-  const r = await signOne(o, payToEach
-    ? { ...picked, req: { ...picked.req, payTo: payToEach[i] } } : picked);
-  if (out === "header") lines.push(r.header);
-  else if (out === "json") lines.push(JSON.stringify(r.payload));
-  else if (out === "jsonl") lines.push(JSON.stringify(r));
-  else die(`--out ${out}: header, json or jsonl`);
+
+// --serve: one signer for many requests (a test file's; starting node and
+// loading viem is most of a signature's time): each stdin line is a --json
+// object, answered by its --out jsonl lines and then {"end":0}, or
+// {"end":2,"error":MESSAGE} for what the command would exit 2 with
+async function serve() {
+  const rl = createInterface({ input: process.stdin, crlfDelay: Infinity });
+  for await (const line of rl) {
+    if (!line.trim()) continue;
+    let res;
+    try {
+      const o = parseArgs(["--json", line]);
+      o.out = "jsonl";
+      res = (await run(o)).join("\n") + "\n" + JSON.stringify({ end: 0 }) + "\n";
+    } catch (e) {
+      const msg = e instanceof UsageError ? e.message : `sign-payment: ${e.stack || e}`;
+      res = JSON.stringify({ end: e instanceof UsageError ? 2 : 1, error: msg }) + "\n";
+    }
+    process.stdout.write(res);
+  }
 }
-process.stdout.write(lines.join("\n") + "\n");
+
+try {
+  if (process.argv[2] === "--serve") {
+    await serve();
+  } else {
+    const lines = await run(parseArgs(process.argv.slice(2)));
+    process.stdout.write(lines.join("\n") + "\n");
+  }
+} catch (e) {
+  if (!(e instanceof UsageError)) throw e;
+  process.stderr.write(`${e.message}\n`);
+  process.exit(2);
+}

@@ -9,7 +9,9 @@
 #                                            tree (./configure --with-compat)
 #
 # Env: BUILD_DIR (default build/), JOBS (default 2), X402_NGINX_CC_OPT
-# (extra --with-cc-opt, e.g. sanitizers). Prints the path of the .so last.
+# (extra --with-cc-opt, e.g. sanitizers), X402_CORE_BUILD_DIR (link the C++
+# core built there, for a variant of the glue only: t/37). Prints the path
+# of the .so last.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,7 +22,7 @@ src=
 while [ $# -gt 0 ]; do
     case $1 in
         --nginx-src) src=$(cd "$2" && pwd); shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "build-module.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
 done

@@ -110,11 +110,11 @@ export X402_MODULE=$src/objs/ngx_http_x402_module.so
 cd "$root" || exit 1
 if [ -n "${PROVE_ARGS:-}" ]; then
     # shellcheck disable=SC2086
-    prove -j1 -I t/lib $PROVE_ARGS
+    prove -j1 --timer -I t/lib $PROVE_ARGS
 else
     files=()
     for f in t/*.t; do
         [[ $f == t/5* ]] || files+=("$f")
     done
-    prove -j1 -I t/lib "${files[@]}"
+    prove -j1 --timer -I t/lib "${files[@]}"
 fi

@@ -98,7 +98,7 @@ tests() {
     rm -f "$build/prove-failures.txt"
     if [ -n "${PROVE_ARGS:-}" ]; then
         # shellcheck disable=SC2086
-        prove -j1 -I t/lib $PROVE_ARGS
+        prove -j1 --timer -I t/lib $PROVE_ARGS
         return
     fi
     # the interop tests (t/5x) run in their own step, under time limits
@@ -107,7 +107,7 @@ tests() {
         if [ -n "$run_interop" ] && [[ $f == t/5* ]]; then continue; fi
         files+=("$f")
     done
-    prove -j1 -I t/lib "${files[@]}" 2>&1 | tee "$build/prove.log"
+    prove -j1 --timer -I t/lib "${files[@]}" 2>&1 | tee "$build/prove.log"
     local rc=${PIPESTATUS[0]}
     # name what failed where the summary shows it: a CI log is often cut
     # before prove's own report

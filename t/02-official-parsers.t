@@ -53,44 +53,48 @@ my $ng = start_nginx(name => 'parsers', user_files => ">>> index.html\nx\n",
     }
 EOC
 
-# (exit code, stdout+stderr) of check-402.mjs over {header, body}
-sub check_402 {
-    my ($header, $body, @opts) = @_;
-    my $in = JSON::PP->new->utf8->canonical->encode({ header => $header, body => $body });
+# check-402.mjs over many {header, body, opts} in one node run (loading the
+# parsers is most of a check's time): a list of [exit code, output], each
+# what `node check-402.mjs OPTS < {header, body}` exits with and prints
+sub check_402_all {
+    my (@cases) = @_;
+    my $in = JSON::PP->new->utf8->canonical->encode([ map {
+        { header => $_->[0], body => $_->[1], opts => $_->[2] // [] } } @cases ]);
     my $tmp = servroot() . "/check-402-in.json";
     open my $fh, '>', $tmp or die $!;
     print $fh $in;
     close $fh;
-    my $out = `cd '$root/js' && node check-402.mjs @opts < '$tmp' 2>&1`;
-    return ($? >> 8, $out);
+    my $out = `cd '$root/js' && node check-402.mjs --batch < '$tmp' 2>&1`;
+    my @res = map { my $o = eval { json_decode($_) }; $o ? [ $o->{rc}, $o->{out} ] : () }
+              grep { /^\{/ } split /\n/, $out;
+    is(scalar @res, scalar @cases, 'check-402.mjs --batch answers every case')
+        or diag($out);
+    return @res;
 }
 
+# every 402 first, then one check run, then the assertions in that order
 my $port = $ng->port;
-for my $case (['/sepolia/report?id=7', []],
-              ['/base/data.csv', []],
-              ['/polygon/x', []],
-              ['/token/t', ['--any-asset']]) {
+my @cases;
+my @fine = (['/sepolia/report?id=7', []],
+            ['/base/data.csv', []],
+            ['/polygon/x', []],
+            ['/token/t', ['--any-asset']]);
+for my $case (@fine) {
     my ($path, $opts) = @$case;
     my $r = $ng->get($path, { Host => "127.0.0.1:$port" });
     is($r->{status}, 402, "$path: 402");
-    my $hdr = X402::HTTP::header($r, 'PAYMENT-REQUIRED') // '';
-    my ($rc, $out) = check_402($hdr, $r->{body}, @$opts);
-    is($rc, 0, "$path: the official v2 and v1 parsers accept our 402") or diag($out);
-    my $rep = eval { json_decode((grep { /^\{/ } split /\n/, $out)[-1] // '') } || {};
-    is($rep->{v2}{url}, "http://127.0.0.1:$port$path", "$path: the client read our resource URL");
-    is($rep->{v2}{accepts}, 1, "$path: the v2 client saw one requirement");
-    is($rep->{v1}{accepts}, 1, "$path: the legacy client saw one requirement");
+    push @cases, [ X402::HTTP::header($r, 'PAYMENT-REQUIRED') // '', $r->{body}, $opts ];
 }
 
 # the official client with its default spend controls refuses a token that
 # is not a default asset: documented behaviour, and proof the check selects
 {
     my $r = $ng->get('/token/t');
-    my ($rc, $out) = check_402(X402::HTTP::header($r, 'PAYMENT-REQUIRED'), $r->{body});
-    isnt($rc, 0, 'custom token: default client spend controls refuse it') or diag($out);
+    push @cases, [ X402::HTTP::header($r, 'PAYMENT-REQUIRED'), $r->{body} ];
 }
 
 # negative controls: a broken 402 must fail the check
+my (@bad2, @bad1);
 {
     my $r = $ng->get('/sepolia/a');
     my $hdr = X402::HTTP::header($r, 'PAYMENT-REQUIRED');
@@ -105,12 +109,10 @@ for my $case (['/sepolia/report?id=7', []],
     for my $name (sort keys %bad2) {
         my $copy = json_decode(json_encode($pr));
         $bad2{$name}->($copy);
-        my ($rc, $out) = check_402(encode_base64(json_encode($copy), ''), $r->{body});
-        isnt($rc, 0, "broken v2 header ($name) is rejected");
-        like($out, qr/v2:/, "broken v2 header ($name): the v2 parser says so");
+        push @bad2, $name;
+        push @cases, [ encode_base64(json_encode($copy), ''), $r->{body} ];
     }
-    my ($rc, $out) = check_402('not base64 at all!', $r->{body});
-    isnt($rc, 0, 'a header that is not base64 is rejected');
+    push @cases, [ 'not base64 at all!', $r->{body} ];
 
     my %bad1 = (
         'no description' => sub { delete $_[0]{accepts}[0]{description} },
@@ -120,10 +122,38 @@ for my $case (['/sepolia/report?id=7', []],
     for my $name (sort keys %bad1) {
         my $copy = json_decode(json_encode($body));
         $bad1{$name}->($copy);
-        my ($rc, $out) = check_402($hdr, json_encode($copy));
-        isnt($rc, 0, "broken v1 body ($name) is rejected");
-        like($out, qr/v1:/, "broken v1 body ($name): the legacy parser says so");
+        push @bad1, $name;
+        push @cases, [ $hdr, json_encode($copy) ];
     }
+}
+
+my @res = check_402_all(@cases);
+for my $case (@fine) {
+    my $path = $case->[0];
+    my ($rc, $out) = @{ shift(@res) // [] };
+    is($rc, 0, "$path: the official v2 and v1 parsers accept our 402") or diag($out);
+    my $rep = eval { json_decode((grep { /^\{/ } split /\n/, $out // '')[-1] // '') } || {};
+    is($rep->{v2}{url}, "http://127.0.0.1:$port$path", "$path: the client read our resource URL");
+    is($rep->{v2}{accepts}, 1, "$path: the v2 client saw one requirement");
+    is($rep->{v1}{accepts}, 1, "$path: the legacy client saw one requirement");
+}
+{
+    my ($rc, $out) = @{ shift(@res) // [] };
+    isnt($rc // 0, 0, 'custom token: default client spend controls refuse it') or diag($out);
+}
+for my $name (@bad2) {
+    my ($rc, $out) = @{ shift(@res) // [] };
+    isnt($rc // 0, 0, "broken v2 header ($name) is rejected");
+    like($out // '', qr/v2:/, "broken v2 header ($name): the v2 parser says so");
+}
+{
+    my ($rc, $out) = @{ shift(@res) // [] };
+    isnt($rc // 0, 0, 'a header that is not base64 is rejected');
+}
+for my $name (@bad1) {
+    my ($rc, $out) = @{ shift(@res) // [] };
+    isnt($rc // 0, 0, "broken v1 body ($name) is rejected");
+    like($out // '', qr/v1:/, "broken v1 body ($name): the legacy parser says so");
 }
 
 $ng->stop;

@@ -227,6 +227,9 @@ sub x402_log {
          'keepalive: bodies in order, complete');
     is(join(' ', map { $_->{endpoint} } $fac->requests),
        'verify settle verify settle', 'keepalive: facilitator calls');
+    # closed first: nginx lingers on a pipelined connection until the client
+    # closes it (lingering_timeout, 5 s), and a graceful stop waits for that
+    close $s;
     $ng->stop;
     $fac->stop;
 }
@@ -273,6 +276,7 @@ SKIP: {
     ok(defined $first && $first >= 1.5, 'stream: held until complete ('
        . sprintf('%.2f', $first // -1) . ' s)');
     cmp_ok($total, '>=', 1.5, 'stream: whole');
+    close $s;
     $ng->stop;
     $fac->stop;
 }

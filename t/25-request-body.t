@@ -50,7 +50,15 @@ for my $mode (qw(sync after async)) {
                          timeout => 20);
     is($r->{status}, 200, "$mode: 200");
     is(md5_hex($r->{body}), md5_hex($body), "$mode: the upstream got the body intact");
-    sleep 0.5 if $mode eq 'async';
+    # async settles after the response: wait for its /settle to arrive
+    if ($mode eq 'async') {
+        my $end = time + 10;
+        while (time < $end) {
+            my @all = $fac->requests;
+            last if @all >= $before + 2;
+            select(undef, undef, undef, 0.05);
+        }
+    }
     my @seen = ($fac->requests)[$before .. $before + 1];
     is(join(' ', map { $_->{endpoint} // '' } @seen), 'verify settle',
        "$mode: verify and settle");

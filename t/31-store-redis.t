@@ -12,6 +12,7 @@ use X402::Test;
 use X402::StoreTest;
 use IO::Socket::INET;
 use Time::HiRes qw(time sleep);
+use POSIX ();
 
 plan skip_all => 'module not built' unless -f module_path();
 plan skip_all => 'no redis-server' unless `which redis-server` =~ /\S/;
@@ -158,8 +159,17 @@ $open->stop;
 
 # ---- a stalled redis: accepts, never answers ----
 
-$redis->pause;
 my @st = payments_for($ng1, 3);
+# a worker logs Redis going down once a second at most: the stall's timeout
+# is only logged in a second after the last line of the outage before
+# (while a signer took a second or more, that second had always passed)
+{
+    my @down = $ng1->error_log =~ m{^(\d{4}/\d\d/\d\d \d\d:\d\d:\d\d) .*x402: redis \S+: }mg;
+    my $last = $down[-1] // '';
+    ok(wait_for(5, sub { POSIX::strftime('%Y/%m/%d %H:%M:%S', localtime) gt $last }),
+       'a second after the last redis line of the outage');
+}
+$redis->pause;
 my @lat;
 for my $i (0 .. 2) {
     my $t = time;

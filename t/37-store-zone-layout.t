@@ -12,6 +12,7 @@ use lib 't/lib';
 use X402::Test;
 use X402::StoreTest;
 use File::Copy qw(copy);
+use File::Basename ();
 use Time::HiRes qw(time sleep);
 
 plan skip_all => 'module not built' unless -f module_path();
@@ -60,11 +61,15 @@ SKIP: {
     skip 'the layout variant is built for /usr/sbin/nginx only', 4
         if ($ENV{TEST_NGINX_BINARY} // '/usr/sbin/nginx') ne '/usr/sbin/nginx';
 
-    # built once into build/ (about a minute), then reused
+    # built once into build/, then reused; with the C++ core of the build
+    # under test when there is one (the layout is the glue's: the core
+    # would be the same, and building it is most of the time)
     my $other = repo_root() . '/build/t37-layout';
     if (!-f "$other/ngx_http_x402_module.so") {
+        my $core = File::Basename::dirname(module_path()) . '/nginx-debian/objs/x402core';
+        my $shared = -f "$core/libx402core.a" ? "X402_CORE_BUILD_DIR=$core " : '';
         my $rc = system('bash', '-c',
-            "BUILD_DIR=$other X402_NGINX_CC_OPT=-DNGX_HTTP_X402_ZONE_LAYOUT=99 "
+            "BUILD_DIR=$other X402_NGINX_CC_OPT=-DNGX_HTTP_X402_ZONE_LAYOUT=99 $shared"
             . repo_root() . "/scripts/build-module.sh "
             . ">$dir/layout-build.log 2>&1");
         skip 'cannot build the module with another layout', 4 if $rc;

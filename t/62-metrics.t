@@ -19,28 +19,44 @@ my $PAY_TO = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
 my $USDC = '0x036CbD53842c5426634e7929541eC2318f3dCF7e';    # base-sepolia
 my $BIG = '340282366920938463463374607431768211457';          # 2^128 + 1
 
-# parse the exposition with node; (exit code, decoded JSON or stderr)
+# parse the exposition with node; (exit code, decoded JSON or stderr).
+# One `parse-metrics.mjs --serve` answers every scrape of the file (a node
+# start each cost more than the parse): a JSON string in, {rc, out} back.
+my ($PARSER_PID, $PARSER_IN, $PARSER_OUT);
+my $MAIN_PID = $$;
+END {
+    if ($PARSER_PID && $$ == $MAIN_PID) {
+        local $?;
+        close $PARSER_IN;    # EOF: it exits
+        waitpid $PARSER_PID, 0;
+    }
+}
+
 sub parse_metrics {
     my ($text) = @_;
-    my $in = servroot() . "/metrics-$$.txt";
-    open my $fh, '>', $in or die $!;
-    print $fh $text;
-    close $fh;
-    pipe(my $r, my $w) or die $!;
-    my $pid = fork // die $!;
-    if (!$pid) {
-        close $r;
-        open STDIN, '<', $in or POSIX::_exit(111);
-        open STDOUT, '>&', $w;
-        open STDERR, '>&', $w;
-        exec('node', "$ROOT/js/parse-metrics.mjs") or POSIX::_exit(112);
+    if (!$PARSER_PID) {
+        pipe(my $in_r, $PARSER_IN) or die $!;
+        pipe($PARSER_OUT, my $out_w) or die $!;
+        $PARSER_PID = fork // die $!;
+        if (!$PARSER_PID) {
+            close $PARSER_IN;
+            close $PARSER_OUT;
+            open STDIN, '<&', $in_r or POSIX::_exit(111);
+            open STDOUT, '>&', $out_w or POSIX::_exit(111);
+            exec('node', "$ROOT/js/parse-metrics.mjs", '--serve') or POSIX::_exit(112);
+        }
+        close $in_r;
+        close $out_w;
+        $PARSER_IN->autoflush(1);
     }
-    close $w;
-    local $/;
-    my $out = <$r> // '';
-    close $r;
-    waitpid $pid, 0;
-    my $rc = $? >> 8;
+    local $SIG{PIPE} = 'IGNORE';
+    my $chars = $text;
+    utf8::decode($chars);    # node reads the bytes as UTF-8 too
+    print $PARSER_IN JSON::PP->new->ascii->allow_nonref->encode($chars), "\n";
+    my $line = readline($PARSER_OUT);
+    my $res = defined $line ? eval { json_decode($line) } : undef;
+    return (255, "parse-metrics.mjs --serve gave no answer\n") unless $res;
+    my ($rc, $out) = ($res->{rc}, $res->{out});
     return ($rc, $rc == 0 ? json_decode($out) : $out);
 }
 

@@ -109,6 +109,7 @@ END {
     X402::Nginx->stop_all;
     FakeFacilitator->stop_all;
     X402::Redis->stop_all if X402::Redis->can('stop_all');
+    _stop_signer();
     if ($SERVROOT && -d $SERVROOT && !$ENV{TEST_NGINX_KEEP}) {
         my $tb = Test::More->builder;
         if ($tb->is_passing && $status == 0) {
@@ -180,6 +181,22 @@ sub sign_payments {
     my ($n, %args) = @_;
     my $opts = { %args, count => $n };
     my $json = JSON::PP->new->canonical->encode($opts);
+    my @lines = ($ENV{X402_SIGN_ONESHOT} || $$ != $MAIN_PID)
+        ? _sign_once($json) : _sign_served($json, $opts);
+    my @res;
+    for my $l (@lines) {
+        next unless $l =~ /\S/;
+        my $o = json_decode($l);
+        push @res, [ $o->{header}, $o->{payload} ];
+    }
+    die "sign-payment.mjs: expected $n payments, got " . @res . "\n"
+        unless @res == $n;
+    return @res;
+}
+
+# one node run per call: for a forked child, or when the signer is off
+sub _sign_once {
+    my ($json) = @_;
     my $script = "$ROOT/js/sign-payment.mjs";
     pipe(my $r, my $w) or die "pipe: $!";
     my $pid = fork // die "fork: $!";
@@ -194,15 +211,79 @@ sub sign_payments {
     close $r;
     waitpid $pid, 0;
     die "sign-payment.mjs failed (exit " . ($? >> 8) . ") for $json\n" if $?;
-    my @res;
-    for my $l (@lines) {
-        next unless $l =~ /\S/;
-        my $o = json_decode($l);
-        push @res, [ $o->{header}, $o->{payload} ];
+    return @lines;
+}
+
+# the test process's signer: one `node sign-payment.mjs --serve` for the
+# whole file (a node start and viem's load cost more than the signature;
+# hundreds of payments in the suite). Its answers are the jsonl lines of a
+# one-shot run, then {"end":0}. X402_SIGN_ONESHOT=1: a node run per call.
+my $SIGNER;
+
+sub _start_signer {
+    pipe(my $in_r, my $in_w) or die "pipe: $!";
+    pipe(my $out_r, my $out_w) or die "pipe: $!";
+    my $pid = fork // die "fork: $!";
+    if (!$pid) {
+        close $in_w;
+        close $out_r;
+        open STDIN, '<&', $in_r or POSIX::_exit(111);
+        open STDOUT, '>&', $out_w or POSIX::_exit(111);
+        exec 'node', "$ROOT/js/sign-payment.mjs", '--serve'
+            or POSIX::_exit(112);
     }
-    die "sign-payment.mjs: expected $n payments, got " . @res . "\n"
-        unless @res == $n;
-    return @res;
+    close $in_r;
+    close $out_w;
+    $in_w->autoflush(1);
+    $SIGNER = { pid => $pid, in => $in_w, out => $out_r };
+}
+
+# a file that signs gets its signer at once: node loads while nginx starts
+if (!$ENV{X402_SIGN_ONESHOT} && open my $src, '<', $0) {
+    local $/;
+    _start_signer() if <$src> =~ /\b(?:sign_payments?|payments_for)\b/;
+}
+
+sub _sign_served {
+    my ($json, $opts) = @_;
+    _start_signer() unless $SIGNER;
+    $SIGNER->{used} = 1;
+    local $SIG{PIPE} = 'IGNORE';    # a dead signer: EOF below, not SIGPIPE
+    # one line, ASCII: \u escapes reach node as the same characters
+    my $ok = print { $SIGNER->{in} }
+        JSON::PP->new->ascii->canonical->encode($opts), "\n";
+    my (@lines, $end);
+    if ($ok) {
+        my $fh = $SIGNER->{out};
+        while (defined(my $l = <$fh>)) {
+            if ($l =~ /^\{"end":/) { $end = json_decode($l); last }
+            push @lines, $l;
+        }
+    }
+    if (!$end) {
+        _stop_signer();
+        die "sign-payment.mjs --serve died for $json\n";
+    }
+    if ($end->{end}) {
+        print STDERR "$end->{error}\n" if defined $end->{error};
+        die "sign-payment.mjs failed (exit $end->{end}) for $json\n";
+    }
+    return @lines;
+}
+
+sub _stop_signer {
+    my $s = $SIGNER or return;
+    undef $SIGNER;
+    close $s->{in};     # EOF: it exits
+    close $s->{out};
+    local $?;
+    kill 'TERM', $s->{pid} unless $s->{used};    # maybe still loading
+    for (1 .. 500) {    # 5 s
+        return if waitpid($s->{pid}, POSIX::WNOHANG()) == $s->{pid};
+        sleep 0.01;
+    }
+    kill 'KILL', $s->{pid};
+    waitpid $s->{pid}, 0;
 }
 
 # Test::Base parses the DATA section of the test script
