@@ -80,6 +80,38 @@ sub servroot {
 # the test process itself, not a child forked by a test
 my $MAIN_PID = $$;
 
+# The file is a process group of its own, so that whatever it forked and
+# did not stop (a server child of a test that died) can be found and ended
+# at exit: such a child keeps prove's pipe open, and prove then waits for
+# it for ever (a t/82 that died this way hung a whole CI run).
+setpgrp(0, 0);
+
+# every other process of our group, by /proc
+sub _group_pids {
+    my @p;
+    for my $stat (glob '/proc/[0-9]*/stat') {
+        open my $fh, '<', $stat or next;
+        my $line = <$fh> // next;
+        # pid (comm) state ppid pgrp: comm may hold spaces and parentheses
+        my ($pid, $pgrp) = $line =~ /^(\d+) \(.*\) \S+ \d+ (\d+)/s or next;
+        push @p, $pid if $pgrp == $MAIN_PID && $pid != $MAIN_PID;
+    }
+    return @p;
+}
+
+sub _end_group {
+    my @left = _group_pids() or return;
+    print STDERR "# ending processes the test left running: @left\n";
+    kill 'TERM', @left;
+    my $deadline = time + 2;
+    while (time < $deadline) {
+        last unless grep { kill 0, $_ } @left;
+        sleep 0.05;
+    }
+    kill 'KILL', grep { kill 0, $_ } @left;
+    waitpid($_, 0) for @left;    # our own children: not left as zombies
+}
+
 # killed (prove's timeout, ^C): still stop every server we started
 for my $sig (qw(INT TERM HUP)) {
     $SIG{$sig} = sub {
@@ -106,10 +138,14 @@ if ($FILE_LIMIT > 0) {
 END {
     return if $$ != $MAIN_PID;
     my $status = $?;
-    X402::Nginx->stop_all;
-    FakeFacilitator->stop_all;
-    X402::Redis->stop_all if X402::Redis->can('stop_all');
-    _stop_signer();
+    # each in an eval: one that dies must not leave the others running
+    for my $stop (sub { X402::Nginx->stop_all },
+                  sub { FakeFacilitator->stop_all },
+                  sub { X402::Redis->stop_all if X402::Redis->can('stop_all') },
+                  \&_stop_signer,
+                  \&_end_group) {
+        eval { $stop->(); 1 } or print STDERR "# stopping the servers: $@";
+    }
     if ($SERVROOT && -d $SERVROOT && !$ENV{TEST_NGINX_KEEP}) {
         my $tb = Test::More->builder;
         if ($tb->is_passing && $status == 0) {
