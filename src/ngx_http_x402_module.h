@@ -253,6 +253,12 @@ struct ngx_http_x402_ctx_s {
     void                       *paid_conf;
     ngx_uint_t                  err_status;
 
+    /* the location the request was at before this one, and the last named
+     * location reached from the paid one (or from its named content):
+     * what an unpriced named location sends is paid content only then */
+    void                       *last_conf;
+    void                       *named_conf;
+
     unsigned                    reserved:1;     /* store hook said OK */
     unsigned                    recorded:1;     /* outcome recorded once */
     unsigned                    header_added:1;
@@ -338,6 +344,7 @@ void ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx);
 
 /* ngx_http_x402_handler.c */
 ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_x402_location_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
 
 /*
