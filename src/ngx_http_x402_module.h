@@ -291,6 +291,8 @@ ngx_http_request_t *ngx_http_x402_background_request(ngx_cycle_t *cycle,
 void ngx_http_x402_background_close(ngx_http_request_t *r);
 uint64_t ngx_http_x402_background_server_key(ngx_http_core_main_conf_t *cmcf,
     ngx_http_core_srv_conf_t *cscf);
+ngx_http_core_srv_conf_t *ngx_http_x402_background_server(ngx_cycle_t *cycle,
+    uint64_t key);
 
 /*
  * An owed settlement's server key: this bit, the murmur2 hash of the

@@ -5,6 +5,7 @@ use warnings;
 use lib 't/lib';
 use X402::Test;
 use X402::StoreTest;
+use Time::HiRes ();
 
 plan skip_all => 'module not built' unless -f module_path();
 
@@ -66,6 +67,56 @@ EOC
     is($ng->get('/premium3/x', { 'PAYMENT-SIGNATURE' => $p })->{status}, 402, 'named -> named: not served again');
     $ng->stop;
     $fac->stop;
+}
+
+# ---- a lost answer owed to a facilitator no block uses any more ----
+# t/76 keeps an owed settlement whose facilitator no priced location of
+# the running configuration uses, and sends it nowhere. But a /settle
+# whose answer was lost (x402_rpc) is resolved by the chain, which needs
+# no facilitator: it was never asked, and once the authorization expired
+# nothing ended the entry (only the chain may, and expiry does not give
+# such an entry up): owed for ever, its revenue never counted. Now the
+# chain is asked in the block it was paid in; only a /settle waits for a
+# block using its facilitator.
+{
+    my $USED = '0x' . ('0' x 63) . '1';
+    my $facA = start_facilitator(script => "verify: default\nsettle: 502 {}\nrpc: 503 {}\n");
+    my $facB = start_facilitator(script => "verify: default\nsettle: default\n");
+    my ($pa, $pb) = ($facA->port, $facB->port);
+    my $server = sub {
+        my ($prefix, $fp) = @_;
+        return <<"EOC";
+    x402_pay_to $PAY_TO;
+    x402_network base-sepolia;
+    x402_facilitator $prefix;
+    x402_settle async;
+    x402_verify local;
+    location /paid/ { x402_price 0.001; empty_gif; }
+    location = /pending { return 200 \$x402_pending; }
+    location $prefix { internal; proxy_pass http://127.0.0.1:$fp/; }
+    location = /_x402_rpc/eip155:84532 { internal; proxy_pass http://127.0.0.1:$pa/rpc; }
+EOC
+    };
+    my $http = "x402_async_drain 1s;\n    x402_rpc /_x402_rpc/;\n";
+    my $ng = start_nginx(http_config => $http, config => $server->('/_x402/', $pa));
+    my @p = payments_for($ng, 1);
+    is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[0][0] })->{status}, 200,
+       'lost answer, facilitator gone: served on credit');
+    ok(wait_for(5, sub { n_of($facA, 'settle') >= 1 }), 'lost answer, facilitator gone: its /settle answer lost');
+    $ng->reload(http_config => $http, config => $server->('/_x402_b/', $pb));
+    my $since = Time::HiRes::time();
+    $facA->set_script(qq(verify: default\nsettle: default\nrpc: 200 {"jsonrpc":"2.0","id":1,"result":"$USED"}\n));
+    ok(wait_for(20, sub { ($ng->get('/pending')->{body} // -1) == 0 }),
+       'lost answer, facilitator gone: resolved by the chain');
+    cmp_ok(n_of($facA, 'rpc'), '>=', 1, 'lost answer, facilitator gone: the chain was asked');
+    is(scalar(grep { $_->{endpoint} eq 'settle' && $_->{t} >= $since } $facA->requests(all => 1)), 0,
+       'lost answer, facilitator gone: no /settle sent again');
+    is(n_of($facB, 'settle'), 0, 'lost answer, facilitator gone: nothing to the other facilitator');
+    like($ng->error_log, qr/says its authorization was used: settled/, 'lost answer, facilitator gone: settled on chain');
+    unlike($ng->error_log, qr/exited on signal/, 'lost answer, facilitator gone: no worker crashed');
+    $ng->stop;
+    $facA->stop;
+    $facB->stop;
 }
 
 done_testing();
