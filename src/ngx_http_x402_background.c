@@ -287,3 +287,50 @@ ngx_http_x402_background_server_key(ngx_http_core_main_conf_t *cmcf,
 
     return key;
 }
+
+
+/*
+ * The block a key names, whatever facilitator it uses: the same key, else
+ * the first of its server_name, else (a bare index of an older entry) the
+ * block at that index, else the first block. For a call that needs the
+ * block's other locations, not its facilitator (retry.c: x402_rpc).
+ */
+ngx_http_core_srv_conf_t *
+ngx_http_x402_background_server(ngx_cycle_t *cycle, uint64_t key)
+{
+    uint64_t                    k;
+    ngx_uint_t                  i;
+    ngx_http_core_srv_conf_t  **cscfp, *found;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_cycle_get_module_main_conf(cycle, ngx_http_core_module);
+
+    if (cmcf == NULL || cmcf->servers.nelts == 0) {
+        return NULL;
+    }
+
+    cscfp = cmcf->servers.elts;
+
+    if (!(key & NGX_HTTP_X402_SERVER_KEYED)) {
+        return cscfp[key < cmcf->servers.nelts ? key : 0];
+    }
+
+    found = NULL;
+
+    for (i = 0; i < cmcf->servers.nelts; i++) {
+        k = ngx_http_x402_background_server_key(cmcf, cscfp[i]);
+
+        if (k == key) {
+            return cscfp[i];
+        }
+
+        if (found == NULL
+            && ngx_http_x402_server_name_hash(k)
+               == ngx_http_x402_server_name_hash(key))
+        {
+            found = cscfp[i];
+        }
+    }
+
+    return found ? found : cscfp[0];
+}

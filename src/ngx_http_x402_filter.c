@@ -61,7 +61,8 @@ static ngx_int_t ngx_http_x402_spill(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_buf_t *b);
 static ngx_int_t ngx_http_x402_send_held(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_chain_t *out);
-static ngx_uint_t ngx_http_x402_named_content(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_x402_named_content(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
 static void ngx_http_x402_not_settled(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static void ngx_http_x402_held_cleanup(void *data);
@@ -155,7 +156,7 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
 
     if (ctx->paid_conf
         != ngx_http_get_module_loc_conf(r, ngx_http_x402_module)
-        && !ngx_http_x402_named_content(r))
+        && !ngx_http_x402_named_content(r, ctx))
     {
         /* redirected from the paid location to one it did not pay for */
 
@@ -334,7 +335,7 @@ ngx_http_x402_settle_held(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
  * keeps it free.
  */
 static ngx_uint_t
-ngx_http_x402_named_content(ngx_http_request_t *r)
+ngx_http_x402_named_content(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
     ngx_http_core_loc_conf_t  *clcf;
     ngx_http_x402_loc_conf_t  *xlcf;
@@ -342,7 +343,10 @@ ngx_http_x402_named_content(ngx_http_request_t *r)
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
     xlcf = ngx_http_get_module_loc_conf(r, ngx_http_x402_module);
 
-    return clcf->named && xlcf->enable && !xlcf->priced;
+    /* sent there by the paid location itself (handler.c), not through a
+     * free location whose own fallback it is (t/77) */
+    return clcf->named && xlcf->enable && !xlcf->priced
+           && ctx->named_conf == xlcf;
 }
 
 

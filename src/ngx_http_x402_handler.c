@@ -79,6 +79,7 @@ ngx_http_x402_access_handler(ngx_http_request_t *r)
 
     if (ctx) {
         ctx->paid_conf = xlcf;
+        ctx->last_conf = xlcf;
 
         if (ctx->settle_mode == NGX_HTTP_X402_SETTLE_AFTER
             && ctx->status == NGX_HTTP_X402_VERIFIED && r->err_status)
@@ -89,6 +90,50 @@ ngx_http_x402_access_handler(ngx_http_request_t *r)
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * The rewrite phase of every location a paid request reaches (it runs
+ * first there, before "return"): notes where the request comes from. An
+ * unpriced named location is the paid location's content (filter.c) only
+ * when the paid location, or a named location that is its content, sent
+ * the request there: one reached through a free location (try_files
+ * $uri /free/…, whose own fallback is @site) sends that free location's
+ * content, not settled (t/77).
+ */
+
+ngx_int_t
+ngx_http_x402_location_handler(ngx_http_request_t *r)
+{
+    ngx_http_x402_ctx_t       *ctx;
+    ngx_http_x402_loc_conf_t  *xlcf;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_x402_get_ctx(r);
+
+    if (ctx == NULL || ctx->paid_conf == NULL) {
+        return NGX_DECLINED;
+    }
+
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+    xlcf = ngx_http_get_module_loc_conf(r, ngx_http_x402_module);
+
+    if (clcf->named && xlcf->enable && !xlcf->priced
+        && ctx->last_conf != NULL
+        && (ctx->last_conf == ctx->paid_conf
+            || ctx->last_conf == ctx->named_conf))
+    {
+        ctx->named_conf = xlcf;
+    }
+
+    ctx->last_conf = xlcf;
+
+    return NGX_DECLINED;
 }
 
 

@@ -267,6 +267,18 @@ ngx_http_x402_init(ngx_conf_t *cf)
 
     first[0] = ngx_http_x402_access_handler;
 
+    /*
+     * Where a paid request comes from, at each location it reaches: last
+     * registered, so it runs before the rewrite module's "return"
+     */
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_REWRITE_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_x402_location_handler;
+
     /* subrequests skip the access phase: they are checked here instead */
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);

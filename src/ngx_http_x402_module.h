@@ -253,6 +253,12 @@ struct ngx_http_x402_ctx_s {
     void                       *paid_conf;
     ngx_uint_t                  err_status;
 
+    /* the location the request was at before this one, and the last named
+     * location reached from the paid one (or from its named content):
+     * what an unpriced named location sends is paid content only then */
+    void                       *last_conf;
+    void                       *named_conf;
+
     unsigned                    reserved:1;     /* store hook said OK */
     unsigned                    recorded:1;     /* outcome recorded once */
     unsigned                    header_added:1;
@@ -285,6 +291,8 @@ ngx_http_request_t *ngx_http_x402_background_request(ngx_cycle_t *cycle,
 void ngx_http_x402_background_close(ngx_http_request_t *r);
 uint64_t ngx_http_x402_background_server_key(ngx_http_core_main_conf_t *cmcf,
     ngx_http_core_srv_conf_t *cscf);
+ngx_http_core_srv_conf_t *ngx_http_x402_background_server(ngx_cycle_t *cycle,
+    uint64_t key);
 
 /*
  * An owed settlement's server key: this bit, the murmur2 hash of the
@@ -338,6 +346,7 @@ void ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx);
 
 /* ngx_http_x402_handler.c */
 ngx_int_t ngx_http_x402_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_x402_location_handler(ngx_http_request_t *r);
 ngx_int_t ngx_http_x402_subrequest_handler(ngx_http_request_t *r);
 
 /*

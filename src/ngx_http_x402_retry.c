@@ -55,6 +55,7 @@ typedef struct {
     unsigned                    got_response:1;
     unsigned                    finished:1;
     unsigned                    counted:1;
+    unsigned                    chain_only:1;   /* no /settle from here */
 } ngx_http_x402_retry_t;
 
 
@@ -560,6 +561,7 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     ngx_pool_t                       *pool;
     ngx_http_cleanup_t               *cln;
     ngx_http_request_t               *r;
+    ngx_uint_t                        chain_only;
     ngx_http_x402_retry_t            *rt;
     ngx_http_core_srv_conf_t         *cscf;
     ngx_http_x402_store_main_conf_t  *smcf;
@@ -591,9 +593,27 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
         cscf = ngx_http_x402_supported_server(cycle, &uri, p->server);
     }
 
+    chain_only = 0;
+
     if (cscf == NULL) {
         ngx_http_x402_retry_nowhere(cycle->log, p, &uri);
-        return NGX_DECLINED;
+
+        if (p->mode == NGX_HTTP_X402_RETRY_SETTLE || rpc->len == 0) {
+            return NGX_DECLINED;
+        }
+
+        /*
+         * A lost answer: the chain's word needs no facilitator, and only
+         * it can end an expired one (never given up without it, t/77).
+         * Asked in the block it was paid in (x402_rpc's locations);
+         * nothing is sent to a facilitator from there.
+         */
+        cscf = ngx_http_x402_background_server(cycle, p->server);
+        if (cscf == NULL) {
+            return NGX_DECLINED;
+        }
+
+        chain_only = 1;
     }
 
     r = ngx_http_x402_background_request(cycle, cscf, NGX_HTTP_POST,
@@ -622,6 +642,7 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     rt->scope = p->scope;
     rt->expire = p->expire;
     rt->redis = p->redis;
+    rt->chain_only = chain_only;
     rt->r = r;
 
     cln = ngx_http_cleanup_add(r, 0);
@@ -686,7 +707,7 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
                       "x402: no authorizationState call can be made from "
                       "the settle body of this payment");
 
-        if (p->mode == NGX_HTTP_X402_RETRY_FINAL) {
+        if (p->mode == NGX_HTTP_X402_RETRY_FINAL || chain_only) {
             goto failed_req;
         }
 
@@ -753,6 +774,7 @@ ngx_http_x402_retry_post(ngx_http_request_t *sr, void *data, ngx_int_t rc)
 static void
 ngx_http_x402_retry_finish(ngx_http_request_t *r)
 {
+    ngx_str_t               text;
     ngx_connection_t       *c;
     ngx_http_cleanup_t     *cln;
     ngx_http_x402_retry_t  *rt;
@@ -780,9 +802,20 @@ ngx_http_x402_retry_finish(ngx_http_request_t *r)
         rt->asking = 0;
 
         if (ngx_http_x402_retry_chain(rt, c->log) == NGX_AGAIN) {
+
+            if (rt->chain_only) {
+                /* not used: kept for a block that uses its facilitator */
+                ngx_str_set(&text, "no server uses its facilitator");
+                rt->finished = 1;
+                ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone,
+                                               rt->id,
+                                               NGX_HTTP_X402_SETTLE_RETRY,
+                                               &text, c->log);
+
             /* not used on chain: the /settle goes out again */
-            if (ngx_http_x402_retry_subrequest(r, rt, &rt->uri, &rt->sent)
-                == NGX_OK)
+            } else if (ngx_http_x402_retry_subrequest(r, rt, &rt->uri,
+                                                      &rt->sent)
+                       == NGX_OK)
             {
                 ngx_http_run_posted_requests(c);
                 return;
