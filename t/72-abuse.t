@@ -6,7 +6,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use X402::Test;
-use X402::StoreTest qw(concurrent_gets);
+use X402::StoreTest qw(concurrent_gets wait_for);
 use IO::Socket::INET;
 use Time::HiRes qw(sleep);
 
@@ -38,15 +38,19 @@ sub crashed { $_[0]->error_log =~ /exited on signal|\[(alert|emerg|crit)\]/ }
 
 my $files = ">>> doc.txt\npaid content\n>>> b/doc.txt\nb content\n";
 
-# send a paid request and hang up after $after seconds
+# send a paid request and hang up once the facilitator has the call
+# ($ep) in flight: a fixed delay could, on a loaded machine, hang up while
+# /verify was still running when the test meant /settle
 sub hang_up {
-    my ($ng, $p, $after) = @_;
+    my ($ng, $p, $fac, $ep) = @_;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
                                   PeerPort => $ng->port, Proto => 'tcp')
         or die $!;
     print $s "GET /doc.txt HTTP/1.1\r\nHost: localhost\r\n"
            . "PAYMENT-SIGNATURE: $p\r\nConnection: close\r\n\r\n";
-    sleep $after;
+    wait_for(15, sub { n_of($fac, $ep) >= 1 })
+        or diag("hang_up: no /$ep reached the facilitator in 15 s");
+    sleep 0.05;
     close $s;
 }
 
@@ -59,7 +63,7 @@ for my $mode (qw(sync after async)) {
         my $fac = start_facilitator(script => $script);
         my $ng = start_nginx(config => conf($fac, $mode), user_files => $files);
         my $p = pay();
-        hang_up($ng, $p, 0.2);
+        hang_up($ng, $p, $fac, $ep);
         sleep 1.5;
         my $settles = n_of($fac, 'settle');
         my $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => $p });
