@@ -260,6 +260,7 @@ struct ngx_http_x402_ctx_s {
     unsigned                    released:1;
     unsigned                    discard:1;      /* settle refused: drop */
     unsigned                    last_held:1;    /* last_buf seen */
+    unsigned                    keepalive:1;    /* r->keepalive, while held */
     unsigned                    preflight:1;    /* CORS preflight: no body */
 };
 
