@@ -101,7 +101,6 @@ static ngx_int_t
 ngx_http_x402_header_filter(ngx_http_request_t *r)
 {
     ngx_http_x402_ctx_t  *ctx;
-    ngx_http_cleanup_t   *cln;
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
@@ -224,14 +223,6 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
         r->headers_out.status = ctx->err_status;
         r->headers_out.status_line.len = 0;
     }
-
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_http_x402_held_cleanup;
-    cln->data = ctx;
 
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "x402: holding the %ui response until complete and settled",
@@ -393,14 +384,43 @@ ngx_http_x402_not_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 }
 
 
-/* the request ends (finalized, terminated) with its response still held */
+/*
+ * The access phase passed a payment to be settled after the content: the
+ * request's end is watched from now on, as a header may never reach us
+ * (the client hangs up while the upstream has not answered, "return 444").
+ * A request cleanup runs before the log phase, also when terminated.
+ */
+
+ngx_int_t
+ngx_http_x402_filter_watch(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    ngx_http_cleanup_t  *cln;
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_x402_held_cleanup;
+    cln->data = ctx;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The request ends (finalized, terminated) with its response still held,
+ * or before any header: nothing of it was sent
+ */
 
 static void
 ngx_http_x402_held_cleanup(void *data)
 {
     ngx_http_x402_ctx_t  *ctx = data;
 
-    if (!ctx->header_held || ctx->released) {
+    /* released, passed through unsettled, or no longer this payment's */
+
+    if (ctx->released || ctx->status != NGX_HTTP_X402_VERIFIED) {
         return;
     }
 

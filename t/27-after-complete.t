@@ -25,7 +25,8 @@ my $REFUSE = "settle: delay=%d 200 {\"success\":false,\"errorReason\":\"insuffic
 
 # a raw upstream: /cl sends "Content-Length: 1000" and 10 bytes, /chunked
 # half a chunk, /big 64 KB of a 1 MB Content-Length; then a reset (?rst) or
-# a plain close (/stall: past the proxy_read_timeout of /t/)
+# a plain close (/stall: past the proxy_read_timeout of /t/; /late: all of
+# it a second late)
 sub broken_upstream {
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
                                   Listen => 16, ReuseAddr => 1) or die "listen: $!";
@@ -38,6 +39,7 @@ sub broken_upstream {
             }
             my ($path) = $req =~ m{^GET (\S+)};
             $path //= '';
+            sleep 1 if $path =~ /late/;
             if ($path =~ m{^/big}) {
                 print $c "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                        . "Content-Length: 1000000\r\n\r\n" . ('0123456789' x 6554);
@@ -160,6 +162,27 @@ for my $store ('zone', 'redis') {
         $n++;
         is(settles($fac), $n, "$store $path: settled then");
     }
+    # the client goes away while its response is held, or before the
+    # upstream's header: not settled either, the reservation goes at once
+    my %aborted = ('/b/cl?stall' => 'while held', '/u/late' => 'before a header');
+    my @aborted = $store eq 'zone' ? sort keys %aborted : ();
+    for my $path (@aborted) {
+        my $pay = sign_payment(amount => '1000');
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
+            or die "connect: $!";
+        print $s "GET $path HTTP/1.1\r\nHost: localhost\r\nPAYMENT-SIGNATURE: $pay\r\n\r\n";
+        sleep 0.3;
+        close $s;
+        my ($t0, $r) = (time);
+        do {
+            sleep 0.1;
+            $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => $pay });
+        } until ($r->{status} // 0) == 200 || time - $t0 > 5;
+        is($r->{status}, 200, sprintf("$store $path, client gone $aborted{$path}: the payment "
+                                      . "buys a complete one %.1f s later", time - $t0));
+        $n++;
+        is(settles($fac), $n, "$store $path, client gone $aborted{$path}: settled once, then");
+    }
     # a complete response is still kept alive
     {
         my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
@@ -201,11 +224,12 @@ for my $store ('zone', 'redis') {
     }
     $ng->stop;
     my @l = grep { $_->[0] ne '/doc.txt' } x402_log($ng);
-    is(scalar @l, @TRUNCATED + ($h2 ? 1 : 0), "$store: truncated responses logged once each");
+    is(scalar @l, @TRUNCATED + @aborted + ($h2 ? 1 : 0),
+       "$store: truncated responses logged once each");
     is($_->[2] . '|' . $_->[3], 'verified|not_settled', "$store: $_->[0] verified, not_settled")
         for @l;
     my @ended = $ng->error_log =~ /response ended before its last byte, payment of 1000/g;
-    is(scalar @ended, @TRUNCATED + ($h2 ? 1 : 0), "$store: logged once each");
+    is(scalar @ended, @TRUNCATED + @aborted + ($h2 ? 1 : 0), "$store: logged once each");
     like($ng->error_log, qr/a response held until its settlement is buffered to a temporary file/,
          "$store: the big ones spilled to a file");
     my @left = grep { -f $_ } glob($ng->prefix . '/tmp/body/*'),
