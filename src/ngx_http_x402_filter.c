@@ -21,15 +21,17 @@
  * subrequest's end posts the main request, whose writer calls the body
  * filter); a refused or failed settlement replaces it with a 402 or a 5xx
  * and drops the content. A response that ends before its last buffer
- * (upstream reset or premature close, a filter error) is never settled:
- * the request's cleanup releases the reservation.
+ * (upstream reset or premature close, a timeout, a filter error) is never
+ * settled: nginx finalizes the request at once and closes the connection,
+ * and the request's cleanup releases the reservation.
  *
  * Over 800 lines as one concern, like nginx's own body filters (gunzip,
  * sub): the hold, its spill to a temporary file and its release share one
  * buffer state, and splitting them would export that state.
  *
  * Our body filter sits above the postpone filter, so held output never
- * reaches it; r->buffered tells nginx we still hold data.
+ * reaches it; r->buffered tells nginx we still hold data, from the last
+ * buffer on (before it, only the content can end the hold).
  */
 
 
@@ -100,7 +102,6 @@ static ngx_int_t
 ngx_http_x402_header_filter(ngx_http_request_t *r)
 {
     ngx_http_x402_ctx_t  *ctx;
-    ngx_http_cleanup_t   *cln;
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
@@ -224,14 +225,6 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
         r->headers_out.status_line.len = 0;
     }
 
-    cln = ngx_http_cleanup_add(r, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
-    }
-
-    cln->handler = ngx_http_x402_held_cleanup;
-    cln->data = ctx;
-
     ngx_log_debug1(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
                    "x402: holding the %ui response until complete and settled",
                    r->headers_out.status);
@@ -239,11 +232,25 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
     ctx->header_held = 1;
     ctx->hold_limit =
         ((ngx_http_x402_loc_conf_t *) ctx->paid_conf)->hold_buffer_size;
-    r->buffered |= NGX_HTTP_X402_BUFFERED;
+
+    /*
+     * Until the last buffer is held, the content producer drives the
+     * request, and a finalization before it means the response broke
+     * (upstream reset, premature close, timeout): nginx must go on to close
+     * the connection at once, as it does when the header has left. So
+     * r->buffered is set only from the last buffer on (nginx's writer
+     * would wait for ever on a hold only the producer can end), and the
+     * connection is not kept alive unless the response is released: the
+     * client got nothing of it.
+     */
+
+    ctx->keepalive = r->keepalive;
+    r->keepalive = 0;
 
     if (r->header_only) {
         /* no body follows */
         ctx->last_held = 1;
+        r->buffered |= NGX_HTTP_X402_BUFFERED;
         return ngx_http_x402_settle_held(r, ctx);
     }
 
@@ -381,14 +388,43 @@ ngx_http_x402_not_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 }
 
 
-/* the request ends (finalized, terminated) with its response still held */
+/*
+ * The access phase passed a payment to be settled after the content: the
+ * request's end is watched from now on, as a header may never reach us
+ * (the client hangs up while the upstream has not answered, "return 444").
+ * A request cleanup runs before the log phase, also when terminated.
+ */
+
+ngx_int_t
+ngx_http_x402_filter_watch(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+{
+    ngx_http_cleanup_t  *cln;
+
+    cln = ngx_http_cleanup_add(r, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_x402_held_cleanup;
+    cln->data = ctx;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The request ends (finalized, terminated) with its response still held,
+ * or before any header: nothing of it was sent
+ */
 
 static void
 ngx_http_x402_held_cleanup(void *data)
 {
     ngx_http_x402_ctx_t  *ctx = data;
 
-    if (!ctx->header_held || ctx->released) {
+    /* released, passed through unsettled, or no longer this payment's */
+
+    if (ctx->released || ctx->status != NGX_HTTP_X402_VERIFIED) {
         return;
     }
 
@@ -437,6 +473,8 @@ ngx_http_x402_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (ctx->last_held && !ctx->settle.issued) {
+            /* complete: now the settlement drives the request */
+            r->buffered |= NGX_HTTP_X402_BUFFERED;
             return ngx_http_x402_settle_held(r, ctx);
         }
 
@@ -707,6 +745,7 @@ ngx_http_x402_release(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
 
     ctx->released = 1;
     r->buffered &= ~NGX_HTTP_X402_BUFFERED;
+    r->keepalive = ctx->keepalive;
 
     outcome = ngx_http_x402_settle_result(r, ctx);
 
@@ -982,8 +1021,13 @@ ngx_http_x402_release_handler(ngx_event_t *ev)
                    "x402: releasing the held response");
 
     if (ngx_http_output_filter(r, NULL) == NGX_ERROR) {
-        /* whoever produces the content sees the error on its next write */
+        /*
+         * the producer gave its last buffer already and may have nothing
+         * more to write that would show it the error: end the request here
+         * (its cleanups stop a producer still running)
+         */
         c->error = 1;
+        ngx_http_finalize_request(r, NGX_ERROR);
     }
 
     ngx_http_run_posted_requests(c);

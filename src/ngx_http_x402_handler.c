@@ -579,6 +579,11 @@ ngx_http_x402_proceed(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 
         /* the filters hold the response and settle below 400 */
 
+        if (ngx_http_x402_filter_watch(r, ctx) != NGX_OK) {
+            return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                      "internal_error", NULL);
+        }
+
         ctx->state = NGX_HTTP_X402_STATE_PASSED;
         return NGX_OK;
 

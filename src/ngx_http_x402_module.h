@@ -266,6 +266,7 @@ struct ngx_http_x402_ctx_s {
     unsigned                    released:1;
     unsigned                    discard:1;      /* settle refused: drop */
     unsigned                    last_held:1;    /* last_buf seen */
+    unsigned                    keepalive:1;    /* r->keepalive, while held */
     unsigned                    preflight:1;    /* CORS preflight: no body */
 };
 
@@ -384,6 +385,8 @@ ngx_uint_t ngx_http_x402_facilitator_answer(ngx_http_request_t *sr,
 
 /* ngx_http_x402_filter.c */
 ngx_int_t ngx_http_x402_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_x402_filter_watch(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx);
 
 /* ngx_http_x402_discovery.c */
 char *ngx_http_x402_discovery(ngx_conf_t *cf, ngx_command_t *cmd, void *conf);

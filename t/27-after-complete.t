@@ -1,7 +1,9 @@
 # x402_settle after charges only complete responses: a response that
 # breaks before its last byte (upstream reset or premature close, buffered
-# or not, Content-Length or chunked) is not settled and its reservation is
-# released. Held bodies have a memory bound (x402_hold_buffer_size), past
+# or not, Content-Length or chunked, held in memory or spilled to a file,
+# HTTP/1.1 or HTTP/2) is not settled, its reservation is released, and the
+# client connection (or h2 stream) is closed at once, as nginx does once a
+# header left: the client does not wait for a timeout. Held bodies have a memory bound (x402_hold_buffer_size), past
 # which they spill to a temporary file under client_body_temp_path: six
 # concurrent 8 MB bodies from keys without funds do not pin tens of MB of
 # worker memory. A 304 or 412 keeps the request's payment state.
@@ -11,6 +13,7 @@ use lib 't/lib';
 use X402::Test;
 use Digest::MD5 qw(md5_hex);
 use IO::Socket::INET;
+use IO::Select;
 use Socket qw(SOL_SOCKET SO_LINGER);
 use Time::HiRes qw(time sleep);
 
@@ -21,7 +24,9 @@ my $REFUSE = "settle: delay=%d 200 {\"success\":false,\"errorReason\":\"insuffic
            . "\"transaction\":\"\",\"network\":\"{{network}}\",\"payer\":\"{{payer}}\"}\n";
 
 # a raw upstream: /cl sends "Content-Length: 1000" and 10 bytes, /chunked
-# half a chunk; then a reset (?rst) or a plain close
+# half a chunk, /big 64 KB of a 1 MB Content-Length; then a reset (?rst) or
+# a plain close (/stall: past the proxy_read_timeout of /t/; /late: all of
+# it a second late)
 sub broken_upstream {
     my $l = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
                                   Listen => 16, ReuseAddr => 1) or die "listen: $!";
@@ -34,7 +39,11 @@ sub broken_upstream {
             }
             my ($path) = $req =~ m{^GET (\S+)};
             $path //= '';
-            if ($path =~ m{^/chunked}) {
+            sleep 1 if $path =~ /late/;
+            if ($path =~ m{^/big}) {
+                print $c "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                       . "Content-Length: 1000000\r\n\r\n" . ('0123456789' x 6554);
+            } elsif ($path =~ m{^/chunked}) {
                 print $c "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
                        . "Transfer-Encoding: chunked\r\n\r\n3e8\r\n0123456789";
             } else {
@@ -42,7 +51,7 @@ sub broken_upstream {
                        . "Content-Length: 1000\r\n\r\n0123456789";
             }
             $c->flush;
-            sleep 0.2;
+            sleep($path =~ /stall/ ? 1 : 0.2);
             setsockopt($c, SOL_SOCKET, SO_LINGER, pack('ii', 1, 0)) if $path =~ /rst/;
             close $c;
         }
@@ -55,9 +64,10 @@ sub broken_upstream {
 
 sub confs {
     my (%a) = @_;
-    my $fp = $a{fac}->port;
-    my $up = $a{up} // 1;
     my $redis = $a{redis} ? "x402_redis 127.0.0.1:$a{redis} prefix=t27: fail=closed;" : '';
+    # h2: a server of its own with the same locations
+    my $h2 = $a{h2} ? "server {\n    listen 127.0.0.1:$a{h2} http2;\n    root html;\n"
+                      . server_conf(%a) . "}\n" : '';
     my $http = <<"EOH";
     log_format x402 '\$uri|\$status|\$x402_status|\$x402_reason|\$x402_store';
     $redis
@@ -65,8 +75,16 @@ sub confs {
         listen 127.0.0.1:$a{self};
         root html;
     }
+    $h2
 EOH
-    my $server = <<"EOC";
+    return (http_config => $http, config => server_conf(%a));
+}
+
+sub server_conf {
+    my (%a) = @_;
+    my $fp = $a{fac}->port;
+    my $up = $a{up} // 1;
+    return <<"EOC";
 access_log logs/x402.log x402;
 x402_price 0.001;
 x402_pay_to $PAY_TO;
@@ -82,6 +100,11 @@ location /_x402/ {
 }
 location /b/ { proxy_pass http://127.0.0.1:$up/; }
 location /u/ { proxy_pass http://127.0.0.1:$up/; proxy_buffering off; }
+location /s/ { proxy_pass http://127.0.0.1:$up/; x402_hold_buffer_size 4k; }
+location /su/ {
+    proxy_pass http://127.0.0.1:$up/; proxy_buffering off; x402_hold_buffer_size 4k;
+}
+location /t/ { proxy_pass http://127.0.0.1:$up/; proxy_read_timeout 300ms; }
 location /self/ { proxy_pass http://127.0.0.1:$a{self}/; proxy_buffering off; }
 location /gz/ {
     proxy_pass http://127.0.0.1:$a{self}/;
@@ -89,7 +112,6 @@ location /gz/ {
 }
 if_modified_since before;
 EOC
-    return (http_config => $http, config => $server);
 }
 
 sub x402_log {
@@ -100,20 +122,34 @@ sub x402_log {
 
 sub settles { scalar grep { $_->{endpoint} eq 'settle' } $_[0]->requests }
 
-# truncated responses are not settled, the payment can be presented again
+# truncated responses are not settled, the payment can be presented again;
+# the client sees its connection closed at once (a generous timeout: the
+# old hold waited for the client to give up, 10 s each here)
+my @TRUNCATED = ('/b/cl', '/b/cl?rst', '/u/cl', '/u/cl?rst',
+                 '/b/chunked', '/b/chunked?rst', '/u/chunked?rst',
+                 '/s/big', '/s/big?rst', '/su/big?rst', '/t/cl?stall',
+                 'keep-alive /b/cl');
 for my $store ('zone', 'redis') {
     my $redis = $store eq 'redis' ? X402::Redis->start : undef;
     my ($upid, $up) = broken_upstream();
     my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
-    my $ng = start_nginx(confs(fac => $fac, up => $up, self => free_port(),
+    my $h2 = $store eq 'zone' ? free_port() : undef;
+    my $ng = start_nginx(confs(fac => $fac, up => $up, self => free_port(), h2 => $h2,
                                redis => $redis && $redis->port),
                          user_files => ">>> doc.txt\npaid content\n");
     my $n = 0;
-    for my $path ('/b/cl', '/b/cl?rst', '/u/cl', '/u/cl?rst',
-                  '/b/chunked', '/b/chunked?rst', '/u/chunked?rst')
-    {
+    for my $case (@TRUNCATED) {
+        my ($ka, $path) = $case =~ /^(keep-alive )?(\S+)$/;
         my $pay = sign_payment(amount => '1000');
-        my $r = $ng->get($path, { 'PAYMENT-SIGNATURE' => $pay });
+        my $t0 = time;
+        my $r = $ka ? $ng->request("GET $path", "Connection: keep-alive\nPAYMENT-SIGNATURE: $pay",
+                                   timeout => 20)
+                    : $ng->get($path, { 'PAYMENT-SIGNATURE' => $pay }, timeout => 20);
+        my $took = time - $t0;
+        $path = $case;
+        unlike($r->{error} // '', qr/^timeout/, "$store $path: the client did not time out");
+        cmp_ok($took, '<', 3, sprintf("$store $path: connection closed after %.1f s", $took));
+        is($r->{raw} // '', '', "$store $path: nothing sent");
         isnt($r->{status} // 0, 200, "$store $path: no 200");
         ok(!defined X402::HTTP::header($r, 'PAYMENT-RESPONSE'), "$store $path: no settlement header");
         unlike($r->{body} // '', qr/0123456789/, "$store $path: no byte of it");
@@ -126,13 +162,79 @@ for my $store ('zone', 'redis') {
         $n++;
         is(settles($fac), $n, "$store $path: settled then");
     }
+    # the client goes away while its response is held, or before the
+    # upstream's header: not settled either, the reservation goes at once
+    my %aborted = ('/b/cl?stall' => 'while held', '/u/late' => 'before a header');
+    my @aborted = $store eq 'zone' ? sort keys %aborted : ();
+    for my $path (@aborted) {
+        my $pay = sign_payment(amount => '1000');
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
+            or die "connect: $!";
+        print $s "GET $path HTTP/1.1\r\nHost: localhost\r\nPAYMENT-SIGNATURE: $pay\r\n\r\n";
+        sleep 0.3;
+        close $s;
+        my ($t0, $r) = (time);
+        do {
+            sleep 0.1;
+            $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => $pay });
+        } until ($r->{status} // 0) == 200 || time - $t0 > 5;
+        is($r->{status}, 200, sprintf("$store $path, client gone $aborted{$path}: the payment "
+                                      . "buys a complete one %.1f s later", time - $t0));
+        $n++;
+        is(settles($fac), $n, "$store $path, client gone $aborted{$path}: settled once, then");
+    }
+    # a complete response is still kept alive
+    {
+        my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
+            or die "connect: $!";
+        my @got;
+        for my $i (1, 2) {
+            print $s "GET /doc.txt HTTP/1.1\r\nHost: localhost\r\n"
+                   . "PAYMENT-SIGNATURE: " . sign_payment(amount => '1000') . "\r\n\r\n";
+            my $buf = '';
+            while ($buf !~ /\r\n\r\npaid content\n\z/) {
+                my $sel = IO::Select->new($s);
+                last unless $sel->can_read(10) && sysread($s, $buf, 4096, length $buf);
+            }
+            push @got, $buf;
+            $n++;
+        }
+        like($got[0], qr{^HTTP/1\.1 200 .*\r\nConnection: keep-alive\r\n.*PAYMENT-RESPONSE: }s,
+             "$store keep-alive: a settled response keeps the connection");
+        like($got[1], qr{^HTTP/1\.1 200 .*PAYMENT-RESPONSE: .*\r\n\r\npaid content\n\z}s,
+             "$store keep-alive: the next request on it settled too");
+        is(settles($fac), $n, "$store keep-alive: two settled");
+    }
+    if ($h2) {
+        # HTTP/2: the stream is reset at once, the connection lives on
+        my $pay = sign_payment(amount => '1000');
+        my $t0 = time;
+        my $out = `curl -s -o /dev/null -w '%{http_code}' --http2-prior-knowledge --max-time 20 -H 'PAYMENT-SIGNATURE: $pay' http://127.0.0.1:$h2/u/cl?rst`;
+        my $exit = $? >> 8;
+        my $took = time - $t0;
+        cmp_ok($took, '<', 3, sprintf("h2 /u/cl?rst: stream ended after %.1f s", $took));
+        isnt($exit, 28, "h2 /u/cl?rst: curl did not time out");
+        is($exit, 92, "h2 /u/cl?rst: the stream was reset (curl exit 92)");
+        isnt($out, '200', "h2 /u/cl?rst: no 200");
+        is(settles($fac), $n, "h2 /u/cl?rst: not settled");
+        $out = `curl -s --http2-prior-knowledge --max-time 20 -H 'PAYMENT-SIGNATURE: $pay' http://127.0.0.1:$h2/doc.txt`;
+        is($out, "paid content\n", "h2 /u/cl?rst: the payment still buys a complete one");
+        $n++;
+        is(settles($fac), $n, "h2 /u/cl?rst: settled then");
+    }
     $ng->stop;
     my @l = grep { $_->[0] ne '/doc.txt' } x402_log($ng);
-    is(scalar @l, 7, "$store: truncated responses logged");
+    is(scalar @l, @TRUNCATED + @aborted + ($h2 ? 1 : 0),
+       "$store: truncated responses logged once each");
     is($_->[2] . '|' . $_->[3], 'verified|not_settled', "$store: $_->[0] verified, not_settled")
         for @l;
-    like($ng->error_log, qr/response ended before its last byte, payment of 1000/,
-         "$store: logged");
+    my @ended = $ng->error_log =~ /response ended before its last byte, payment of 1000/g;
+    is(scalar @ended, @TRUNCATED + @aborted + ($h2 ? 1 : 0), "$store: logged once each");
+    like($ng->error_log, qr/a response held until its settlement is buffered to a temporary file/,
+         "$store: the big ones spilled to a file");
+    my @left = grep { -f $_ } glob($ng->prefix . '/tmp/body/*'),
+                                glob($ng->prefix . '/tmp/body/*/*/*');
+    is(scalar @left, 0, "$store: no temporary file left");
     kill 'TERM', $upid;
     waitpid $upid, 0;
     $fac->stop;
