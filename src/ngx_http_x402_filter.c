@@ -66,7 +66,7 @@ static ngx_int_t ngx_http_x402_send_held(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_x402_named_content(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static void ngx_http_x402_not_settled(ngx_http_request_t *r,
-    ngx_http_x402_ctx_t *ctx);
+    ngx_http_x402_ctx_t *ctx, const char *why);
 static void ngx_http_x402_held_cleanup(void *data);
 
 
@@ -139,7 +139,8 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
         ctx->held_tail = NULL;
         r->buffered &= ~NGX_HTTP_X402_BUFFERED;
 
-        ngx_http_x402_not_settled(r, ctx);
+        ngx_http_x402_not_settled(r, ctx,
+                                  "response ended before its last byte");
 
         return ngx_http_next_header_filter(r);
     }
@@ -208,6 +209,28 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
         ngx_http_x402_outcome(r, ctx);
 
         return ngx_http_next_header_filter(r);
+    }
+
+    if (r->headers_out.status == NGX_HTTP_SWITCHING_PROTOCOLS) {
+
+        /*
+         * An upgraded connection (WebSocket) is relayed by the upstream
+         * module beneath every filter: its bytes would reach the client
+         * before the held 101 and any settlement, and a session the client
+         * ends is never complete, so never settled (t/78). Under "after"
+         * it is refused: the connection closes, nothing is settled.
+         */
+
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "x402: \"%V\" answered 101 (protocol upgrade) in a "
+                      "location with \"x402_settle after\": an upgraded "
+                      "connection cannot be held until settled, refused "
+                      "(use \"x402_settle sync\" there)", &r->uri);
+
+        ctx->discard = 1;
+        ngx_http_x402_not_settled(r, ctx, "protocol upgrade refused");
+
+        return NGX_ERROR;
     }
 
     /*
@@ -303,11 +326,11 @@ static ngx_int_t
 ngx_http_x402_settle_held(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
     if (ngx_http_x402_client_gone(r)) {
-        /* nothing was delivered: not settled, the reservation goes */
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "x402: client closed the connection before the "
-                      "response was sent, payment of %V from %V not "
-                      "settled", &ctx->amount, &ctx->payer);
+        /* nothing was delivered: not settled, the reservation goes (said
+         * once: the request's end then finds it released) */
+        ctx->discard = 1;
+        ngx_http_x402_not_settled(r, ctx, "client closed the connection "
+                                  "before the response was sent");
         r->connection->error = 1;
         return NGX_ERROR;
     }
@@ -350,15 +373,36 @@ ngx_http_x402_named_content(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
     xlcf = ngx_http_get_module_loc_conf(r, ngx_http_x402_module);
 
+    if (!xlcf->enable || xlcf->priced || ctx->named_conf == NULL) {
+        return 0;
+    }
+
     /* sent there by the paid location itself (handler.c), not through a
      * free location whose own fallback it is (t/77) */
-    return clcf->named && xlcf->enable && !xlcf->priced
-           && ctx->named_conf == xlcf;
+
+    if (clcf->named) {
+        return ctx->named_conf == xlcf;
+    }
+
+    /*
+     * An "if" taken (or a limit_except) inside that named location switches
+     * the request to the block's own configuration: not named, another x402
+     * conf, but the named location's name (nginx copies it to the block).
+     * Its response is still that location's content (t/78): an "if" on a
+     * client's header served it unsettled, the payment reusable.
+     */
+
+    return clcf->noname
+           && clcf->name.len == ctx->named_name.len
+           && clcf->name.len > 0 && clcf->name.data[0] == '@'
+           && ngx_strncmp(clcf->name.data, ctx->named_name.data,
+                          clcf->name.len) == 0;
 }
 
 
 static void
-ngx_http_x402_not_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
+ngx_http_x402_not_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
+    const char *why)
 {
     ctx->released = 1;
     r->buffered &= ~NGX_HTTP_X402_BUFFERED;
@@ -379,8 +423,8 @@ ngx_http_x402_not_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     }
 
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                  "x402: response ended before its last byte, payment of "
-                  "%V from %V not settled", &ctx->amount, &ctx->payer);
+                  "x402: %s, payment of %V from %V not settled",
+                  why, &ctx->amount, &ctx->payer);
 
     ngx_http_x402_set_reason(r, ctx, "not_settled",
                              sizeof("not_settled") - 1);
@@ -430,7 +474,8 @@ ngx_http_x402_held_cleanup(void *data)
 
     ctx->discard = 1;
 
-    ngx_http_x402_not_settled(ctx->request, ctx);
+    ngx_http_x402_not_settled(ctx->request, ctx,
+                              "response ended before its last byte");
 }
 
 

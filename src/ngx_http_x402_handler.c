@@ -129,6 +129,7 @@ ngx_http_x402_location_handler(ngx_http_request_t *r)
             || ctx->last_conf == ctx->named_conf))
     {
         ctx->named_conf = xlcf;
+        ctx->named_name = clcf->name;
     }
 
     ctx->last_conf = xlcf;

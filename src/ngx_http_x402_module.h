@@ -258,6 +258,7 @@ struct ngx_http_x402_ctx_s {
      * what an unpriced named location sends is paid content only then */
     void                       *last_conf;
     void                       *named_conf;
+    ngx_str_t                   named_name;     /* its "@name" (t/78) */
 
     unsigned                    reserved:1;     /* store hook said OK */
     unsigned                    recorded:1;     /* outcome recorded once */
