@@ -16,6 +16,21 @@ my $PAY_TO = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
 
 sub settles { scalar grep { $_->{endpoint} eq 'settle' } $_[0]->requests(all => 1) }
 
+# a server priced at 0.001 under "after" with local verification, the
+# facilitator at /_x402/; $extra: more locations
+sub after_conf {
+    my ($fp, $extra) = @_;
+    return <<"EOC" . ($extra // '');
+    x402_price 0.001;
+    x402_pay_to $PAY_TO;
+    x402_network base-sepolia;
+    x402_facilitator /_x402/;
+    x402_settle after;
+    x402_verify local;
+    location /_x402/ { internal; proxy_pass http://127.0.0.1:$fp/; }
+EOC
+}
+
 # ---- a WebSocket upgrade (101) in a priced "after" location ----
 # The header filter holds the 101 like any < 400 header; nginx's upstream
 # then proxies the upgraded connection with c->send/c->recv, under every
@@ -84,20 +99,13 @@ sub ws_session {
     my ($upid, $up) = ws_upstream();
     my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
     my $fp = $fac->port;
-    my $ng = start_nginx(config => <<"EOC", user_files => ">>> doc.txt\npaid content\n");
-    x402_price 0.001;
-    x402_pay_to $PAY_TO;
-    x402_network base-sepolia;
-    x402_facilitator /_x402/;
-    x402_settle after;
-    x402_verify local;
+    my $ng = start_nginx(config => after_conf($fp, <<"EOC"), user_files => ">>> doc.txt\npaid content\n");
     location /ws/ {
         proxy_pass http://127.0.0.1:$up/;
         proxy_http_version 1.1;
         proxy_set_header Upgrade \$http_upgrade;
         proxy_set_header Connection upgrade;
     }
-    location /_x402/ { internal; proxy_pass http://127.0.0.1:$fp/; }
 EOC
     for my $case (['/ws/wait', 'the client ends the session'],
                   ['/ws/', 'the backend ends the session'])
@@ -176,15 +184,7 @@ EOC
 {
     my $fac = start_facilitator(script => "verify: default\nsettle: delay=300 default\n");
     my $fp = $fac->port;
-    my $ng = start_nginx(config => <<"EOC", user_files => ">>> doc.txt\npaid content\n");
-    x402_price 0.001;
-    x402_pay_to $PAY_TO;
-    x402_network base-sepolia;
-    x402_facilitator /_x402/;
-    x402_settle after;
-    x402_verify local;
-    location /_x402/ { internal; proxy_pass http://127.0.0.1:$fp/; }
-EOC
+    my $ng = start_nginx(config => after_conf($fp), user_files => ">>> doc.txt\npaid content\n");
     my $pay = sign_payment(amount => '1000');
     my $req = "GET /doc.txt HTTP/1.1\r\nHost: localhost\r\nPAYMENT-SIGNATURE: $pay\r\n\r\n";
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
@@ -214,15 +214,7 @@ EOC
     use Socket qw(SHUT_WR);
     my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
     my $fp = $fac->port;
-    my $ng = start_nginx(config => <<"EOC", user_files => ">>> doc.txt\npaid content\n");
-    x402_price 0.001;
-    x402_pay_to $PAY_TO;
-    x402_network base-sepolia;
-    x402_facilitator /_x402/;
-    x402_settle after;
-    x402_verify local;
-    location /_x402/ { internal; proxy_pass http://127.0.0.1:$fp/; }
-EOC
+    my $ng = start_nginx(config => after_conf($fp), user_files => ">>> doc.txt\npaid content\n");
     my $pay = sign_payment(amount => '1000');
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
         or die "connect: $!";
