@@ -2,14 +2,27 @@
  * Load generator for bench/run.sh: exactly N GET requests over CONN
  * keep-alive HTTP/1.1 connections to 127.0.0.1:PORT, request i carrying
  * line i of FILE in HEADER (one distinct pre-signed payment per request;
- * FILE "-" sends no payment). One thread, poll(); each connection sends
- * its next request when the previous answer is complete (Content-Length
- * or chunked bodies).
+ * FILE "-" sends no payment). One thread, poll().
  *
  *   x402_bench_load PORT PATH N CONN [FILE HEADER]
+ *   RATE=R x402_bench_load ...      (open loop)
+ *
+ * Closed loop (RATE unset or 0): each connection sends its next request
+ * when the previous answer is complete (Content-Length or chunked bodies);
+ * this measures throughput, and its latency at saturation is mostly
+ * queueing.
+ *
+ * Open loop (RATE=R requests/s): request i is due at start + i/R whatever
+ * the answers do, sent on an idle connection (taken in turn, so that each
+ * stays warm), and its latency runs from that due time, not from the send:
+ * a stall delays the requests due during it and they count it (no
+ * coordinated omission). A request due when all CONN connections have one
+ * in flight waits for one and is counted in <waited>; its latency still
+ * runs from its due time. <lag p99> is how late the sends left after their
+ * due time (this process's own wake-up delay, in every target's latency).
  *
  * Prints one line: "result <answers> <2xx> <402> <other> <errors> <req/s>
- * <p50 µs> <p99 µs>".
+ * <p50 µs> <p99 µs> <p99.9 µs> <waited> <lag p99 µs>".
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -21,11 +34,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAX_CONN 256
+#define MAX_CONN 512
 #define BUF_SIZE 65536
 
 typedef struct {
@@ -140,6 +154,26 @@ static int cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* the q-quantile of n sorted values */
+static double pct(const double *v, long n, double q)
+{
+    if (n == 0) {
+        return 0.0;
+    }
+    long i = (long) (n * q);
+    return v[i < n ? i : n - 1];
+}
+
+static void build(char *req, int *m, const char *path, const char *header, long i)
+{
+    *m = lines != NULL
+        ? snprintf(req, BUF_SIZE,
+                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s: %s\r\n\r\n",
+                   path, header, lines[i])
+        : snprintf(req, BUF_SIZE,
+                   "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 5 && argc != 7) {
@@ -183,22 +217,57 @@ int main(int argc, char **argv)
     double *lat = calloc((size_t) n, sizeof *lat);
     char *req = malloc(BUF_SIZE);
     long next = 0, done = 0, nlat = 0, ok = 0, paywall = 0, other = 0, errors = 0;
+    const char *rate_env = getenv("RATE");
+    double rate = rate_env != NULL ? atof(rate_env) : 0.0;
+    double interval = rate > 0 ? 1e6 / rate : 0.0;
+    double *lag = rate > 0 ? calloc((size_t) n, sizeof *lag) : NULL;
+    long waited = 0, waited_for = -1;
+    int turn = 0;
+    int m;
 
-    double start = now_us();
+    if (rate > 0) {
+        /* the default 50 µs timer slack would be in every latency */
+        prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+    }
     for (int i = 0; i < nconn; i++) {
         conns[i].fd = dial(port);
         conns[i].req = -1;
     }
+    double start = now_us();
     for (;;) {
+        if (rate > 0) {
+            double t = now_us();
+            while (next < n && start + next * interval <= t) {
+                int k, found = -1;
+                for (k = 0; k < nconn; k++) {
+                    int i = (turn + k) % nconn;
+                    if (conns[i].req < 0) {
+                        found = i;
+                        break;
+                    }
+                }
+                if (found < 0) {
+                    if (waited_for != next) {
+                        waited++;
+                        waited_for = next;
+                    }
+                    break;
+                }
+                turn = (found + 1) % nconn;
+                conn_t *c = &conns[found];
+                build(req, &m, path, header, next);
+                c->t0 = start + next * interval;
+                lag[next] = t - c->t0;
+                c->req = next++;
+                c->len = 0;
+                send_all(c->fd, req, (size_t) m);
+                t = now_us();
+            }
+        }
         for (int i = 0; i < nconn; i++) {
             conn_t *c = &conns[i];
-            if (c->req < 0 && next < n) {
-                int m = lines != NULL
-                    ? snprintf(req, BUF_SIZE,
-                               "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s: %s\r\n\r\n",
-                               path, header, lines[next])
-                    : snprintf(req, BUF_SIZE,
-                               "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+            if (rate <= 0 && c->req < 0 && next < n) {
+                build(req, &m, path, header, next);
                 c->req = next++;
                 c->len = 0;
                 c->t0 = now_us();
@@ -210,7 +279,22 @@ int main(int argc, char **argv)
         if (done == n) {
             break;
         }
-        if (poll(pfd, (nfds_t) nconn, 10000) <= 0) {
+        /* open loop: wake at the next due time, unless every connection
+         * is busy (then only an answer can free one) */
+        double wait_us = 10e6;
+        if (rate > 0 && next < n && waited_for != next) {
+            wait_us = start + next * interval - now_us();
+            if (wait_us < 0) {
+                wait_us = 0;
+            }
+        }
+        struct timespec ts = {.tv_sec = (time_t) (wait_us / 1e6),
+                              .tv_nsec = (long) ((wait_us - (double) (time_t) (wait_us / 1e6) * 1e6) * 1e3)};
+        int pr = ppoll(pfd, (nfds_t) nconn, &ts, NULL);
+        if (pr < 0 && errno != EINTR) {
+            die("poll");
+        }
+        if (pr == 0 && wait_us >= 10e6) {
             fprintf(stderr, "x402_bench_load: no answer for 10 s\n");
             return 1;
         }
@@ -253,9 +337,13 @@ int main(int argc, char **argv)
     double secs = (now_us() - start) / 1e6;
     long answered = nlat;
     qsort(lat, (size_t) answered, sizeof *lat, cmp);
-    printf("result %ld %ld %ld %ld %ld %.1f %.0f %.0f\n", answered, ok, paywall,
-           other, errors, answered / secs,
-           answered ? lat[answered / 2] : 0.0,
-           answered ? lat[(long) (answered * 0.99)] : 0.0);
+    double lag99 = 0.0;
+    if (lag != NULL) {
+        qsort(lag, (size_t) n, sizeof *lag, cmp);
+        lag99 = pct(lag, n, 0.99);
+    }
+    printf("result %ld %ld %ld %ld %ld %.1f %.0f %.0f %.0f %ld %.0f\n", answered, ok,
+           paywall, other, errors, answered / secs, pct(lat, answered, 0.5),
+           pct(lat, answered, 0.99), pct(lat, answered, 0.999), waited, lag99);
     return 0;
 }

@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
 # End-to-end comparison of this module with the official @x402/express
-# middleware on loopback, in one run. Prints figures; asserts nothing.
+# middleware on loopback, in one run. Prints figures and, last, each target
+# of issue 13 with its measured figure and met / not met; asserts nothing.
 #
 #   bench/run.sh            (ROUNDS=3 N=20000 NE=2000 CONN=16)
+#   ROUNDS=1 N=3000 NE=400 bench/run.sh     (quick: under 3 minutes)
+#
+# Settings (environment):
+#   ROUNDS  rounds of closed-loop and open-loop measurements (3)
+#   N       module / plain nginx requests per closed-loop measurement (20000)
+#   NE      node's requests per measurement (2000)
+#   CONN    keep-alive connections of a closed-loop measurement (16)
+#   RATE    open-loop rate, requests/s (default: half the module's measured
+#           1-worker credit-advance throughput, rounded to 2 digits)
+#   NO      requests per open-loop measurement (N)
+#   OCONN   connections of an open-loop measurement (64)
+#   KEEP    set: keep the work directory (configs, logs, raw results)
 #
 # Started here: redis-server; an "instant" facilitator (nginx answering
 # /verify, /settle and /supported with canned JSON); this module's nginx
@@ -15,20 +28,39 @@
 # Every paid request carries its own payment, signed beforehand by
 # x402_bench_sign (bench/sign.cpp: libsecp256k1 and the core's EIP-712,
 # checked here byte for byte against js/sign-payment.mjs (viem) for a fixed
-# nonce). Load: x402_bench_load (bench/load.c), exactly N requests (NE for
-# node) per measurement over CONN keep-alive connections. Both sides are warmed
-# first (node's JIT), then each round measures every path on both sides,
-# the side measured first alternating between rounds.
+# nonce). Load: x402_bench_load (bench/load.c). Closed loop (throughput and
+# CPU): exactly N requests (NE for node) per measurement over CONN
+# keep-alive connections, each sending when its previous answer is
+# complete, so its latencies at saturation are mostly queueing. Both sides
+# are warmed first (node's JIT), then each round measures every path on both
+# sides, the side measured first alternating between rounds.
 #
 # CPU per request: the serving process's CPU time (all its threads,
 # /proc/<pid>/task/*/schedstat, ns) over the measurement ÷ requests. The
 # "recovers" column divides it by one bare secp256k1_ecdsa_recover timed in
-# the same run; "kernel share" is the system part of that CPU time
-# (/proc/<pid>/stat stime over utime + stime). Redis: redis-server's CPU per payment. Last, the module's
-# requests/s with 1 and 2 workers, and the latency of one request at a
-# time on one connection (credit advance, and plain nginx's 402 beside it). Wall-clock figures
-# on a shared machine are noisy; the ratios come from alternating
-# measurements under the same load.
+# the same run. That CPU time is split into user and kernel by the process's
+# utime : stime over the measurement (/proc/<pid>/stat); "kernel share" is
+# the kernel part, "user in recovers" the user part ÷ one recover (on
+# loopback the kernel part is mostly the socket work and waking the peer
+# processes: client, facilitator, redis). Redis: redis-server's CPU per
+# payment.
+#
+# Open loop (latency the module adds under load): after the rounds, at RATE
+# requests/s, NO requests each, the module's credit-advance path (zone),
+# a free location of the same nginx (`return 200`, same worker) and plain
+# nginx's `return 402`, in rotating order, every round; all three carry the
+# same payment header (the free and plain locations ignore it), so the
+# request bytes are the same. Request i is due at start + i/RATE and its
+# latency runs from that due time (no coordinated omission); a request due
+# while all OCONN connections are busy waits and is counted ("waited").
+# Printed: p50/p99/p99.9 of each and the credit-advance p99 minus each
+# baseline's p99, "added by the module".
+#
+# Last, the module's requests/s with 1 and 2 workers, the latency of one
+# request at a time on one connection (credit advance, and plain nginx's 402
+# beside it), and the summary of the targets. Wall-clock figures on a shared
+# machine are noisy; the ratios come from alternating measurements under
+# the same load.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,6 +69,9 @@ rounds=${ROUNDS:-3}
 n=${N:-20000}
 ne=${NE:-2000}
 conn=${CONN:-16}
+rate=${RATE:-}
+no=${NO:-$n}
+oconn=${OCONN:-64}
 pay_to=0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 payer=0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266
 work=$(mktemp -d /tmp/x402-bench.XXXXXX)
@@ -264,15 +299,16 @@ measure() {
         read -r u s < <(ticks "$p"); u0=$((u0 + u)); s0=$((s0 + s))
     done
     r0=$(cpu_ns "$redis_pid")
-    out=$("$load" "$port" "$path" "$count" "${CONNS:-$conn}" "$file" PAYMENT-SIGNATURE \
-          | sed -n 's/^result //p')
+    out=$(RATE=${MRATE:-0} "$load" "$port" "$path" "$count" "${CONNS:-$conn}" \
+          "$file" PAYMENT-SIGNATURE | sed -n 's/^result //p')
+    [ -n "$out" ] || { echo "bench: $label: no result from the load" >&2; exit 1; }
     for p in $pidlist; do
         c1=$((c1 + $(cpu_ns "$p")))
         read -r u s < <(ticks "$p"); u1=$((u1 + u)); s1=$((s1 + s))
     done
     r1=$(cpu_ns "$redis_pid")
-    # label requests 2xx 402 other errors rps p50 p99 cpu_ns redis_ns
-    # user_ticks sys_ticks
+    # label requests 2xx 402 other errors rps p50 p99 p99.9 waited lag_p99
+    # cpu_ns redis_ns user_ticks sys_ticks
     echo "$label $out $((c1 - c0)) $((r1 - r0)) $((u1 - u0)) $((s1 - s0))" >> "$work/results"
 }
 
@@ -336,75 +372,160 @@ say "latency on one connection: credit advance (zone) and plain nginx's 402"
 CONNS=1 measure latency:zone "$zw" "$zport" /local/ "$((n / 4))" "$work/pay-latency.txt"
 CONNS=1 measure latency:plain "$pw" "$pport" /paid/ "$((n / 4))"
 
+# ---------------------------------------------------------------- open loop
+# the module's 1-worker credit-advance capacity: median requests/s of the
+# closed-loop zone measurements; the rate is half of it, 2 digits
+capacity=$(awk '$1 == "module:zone" { print $7 }' "$work/results" | sort -n \
+    | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
+if [ -z "$rate" ]; then
+    rate=$(perl -e 'my $h = $ARGV[0] / 2; my $e = 10 ** (int(log($h) / log(10)) - 1);
+                    print int($h / $e + 0.5) * $e' "$capacity")
+fi
+echo "open $rate $capacity $no $oconn" >> "$work/results"
+say "open loop at $rate requests/s (the module's capacity $capacity), $no requests a target"
+for r in $(seq "$rounds"); do
+    sign_file "open-$r" "$pr_local" "$no"
+    open=(
+        "open:zone $zw $zport /local/ $no $work/pay-open-$r.txt"
+        "open:free $zw $zport / $no $work/pay-open-$r.txt"
+        "open:plain $pw $pport /paid/ $no $work/pay-open-$r.txt"
+    )
+    for k in 0 1 2; do
+        # shellcheck disable=SC2086
+        MRATE=$rate CONNS=$oconn measure ${open[$(( (k + r - 1) % 3 ))]}
+    done
+done
+
 # ---------------------------------------------------------------- report
 perl - "$work/results" "$recover_ns" "$recover_ns2" "$rounds" <<'EOF'
 use strict; use warnings;
 my ($file, $rec1, $rec2, $rounds) = @ARGV;
 my $rec = ($rec1 + $rec2) / 2;
-my (%runs, @order);
+my (%runs, @order, %open);
 open my $f, '<', $file or die;
 while (<$f>) {
-    my ($label, $req, $ok, $pw, $other, $err, $rps, $p50, $p99, $cpu, $rcpu, $ut, $st) = split;
+    my @v = split;
+    if ($v[0] eq 'open') { @open{qw(rate capacity count conns)} = @v[1 .. 4]; next }
+    my ($label, $req, $ok, $pw, $other, $err, $rps, $p50, $p99, $p999, $waited, $lag,
+        $cpu, $rcpu, $ut, $st) = @v;
     push @order, $label unless $runs{$label};
+    my $c = $cpu / $req / 1000;
+    my $us = $ut + $st ? $ut / ($ut + $st) : 1;
     push @{ $runs{$label} }, { req => $req, ok => $ok, pw => $pw, other => $other,
-        err => $err, rps => $rps, p50 => $p50, p99 => $p99,
-        cpu => $cpu / $req / 1000, rcpu => $rcpu / $req / 1000,
-        sys => $ut + $st ? 100 * $st / ($ut + $st) : 0 };
+        err => $err, rps => $rps, p50 => $p50 / 1000, p99 => $p99 / 1000,
+        p999 => $p999 / 1000, waited => $waited, lag => $lag / 1000,
+        cpu => $c, rcpu => $rcpu / $req / 1000, user => $c * $us, kern => $c * (1 - $us),
+        rec => $c * 1000 / $rec, urec => $c * $us * 1000 / $rec,
+        sys => 100 * (1 - $us) };
 }
 sub med { my @s = sort { $a <=> $b } @_; my $m = @s / 2;
           @s % 2 ? $s[$m] : ($s[$m - 1] + $s[$m]) / 2 }
-sub span { my @s = sort { $a <=> $b } @_; sprintf '%s–%s', @_ ? ($s[0], $s[-1]) : ('', '') }
 sub fmt { my ($v) = @_; $v >= 100 ? sprintf('%.0f', $v) : $v >= 10 ? sprintf('%.1f', $v) : sprintf('%.2f', $v) }
-sub col { my ($l, $k) = @_; map { $_->{$k} } @{ $runs{$l} } }
+sub col { my ($l, $k) = @_; map { $_->{$k} } @{ $runs{$l} || [] } }
+# "median (min–max)" with printf format $p
+sub mr { my ($p, @v) = @_; my @s = sort { $a <=> $b } @v;
+         @s ? sprintf("$p ($p–$p)", med(@s), $s[0], $s[-1]) : 'not measured' }
 
-my %want = ('402' => 'pw', sync => 'ok', zone => 'ok', redis => 'ok');
+my %want = ('402' => 'pw', sync => 'ok', zone => 'ok', redis => 'ok', free => 'ok');
 printf "bare secp256k1_ecdsa_recover: %.1f µs of CPU (before %.1f, after %.1f)\n\n",
     $rec / 1000, $rec1 / 1000, $rec2 / 1000;
-print "| path | side | CPU µs/request (median, range) | in recovers | kernel share | requests/s | p50 ms | p99 ms | answered as expected |\n";
-print "|---|---|---|---|---|---|---|---|---|\n";
+print "closed loop, $rounds round(s): CPU of the serving process per request; user + kernel = CPU\n\n";
+print "| path | side | CPU µs/request (median, range) | in recovers | user µs | kernel µs | user in recovers | kernel share | requests/s | p50 ms | p99 ms | answered as expected |\n";
+print "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
 my %name = ('402' => 'unpaid 402', sync => 'paid, facilitator verify + settle (sync)',
             zone => 'paid, local verify + async, zone',
             redis => 'paid, local verify + async, x402_redis');
+sub answered { my ($l, $p) = @_; my ($good, $all) = (0, 0);
+    for (@{ $runs{$l} }) { $good += $_->{ $want{$p} }; $all += $_->{req} } "$good of $all" }
 for my $p ('402', 'sync', 'zone', 'redis') {
     for my $side ('module', 'express', ($p eq '402' ? 'plain' : ())) {
         my $l = "$side:$p";
         next unless $runs{$l};
         my @c = col($l, 'cpu');
-        my ($good, $all) = (0, 0);
-        for (@{ $runs{$l} }) { $good += $_->{ $want{$p} }; $all += $_->{req} }
-        printf "| %s | %s | %s (%s) | %.2f | %.0f%% | %.0f | %.2f | %.2f | %d of %d |\n",
+        printf "| %s | %s | %s (%s) | %.2f | %s | %s | %.2f | %.0f%% | %.0f | %.2f | %.2f | %s |\n",
             $name{$p}, $side eq 'plain' ? 'plain nginx `return 402`' : $side eq 'module' ? 'this module' : "\@x402/express",
             fmt(med(@c)), join('–', map { fmt($_) } (sort { $a <=> $b } @c)[0, -1]),
-            med(@c) * 1000 / $rec, med(col($l, 'sys')), med(col($l, 'rps')),
-            med(col($l, 'p50')) / 1000, med(col($l, 'p99')) / 1000, $good, $all;
+            med(col($l, 'rec')), fmt(med(col($l, 'user'))), fmt(med(col($l, 'kern'))),
+            med(col($l, 'urec')), med(col($l, 'sys')), med(col($l, 'rps')),
+            med(col($l, 'p50')), med(col($l, 'p99')), answered($l, $p);
     }
 }
+my %ratio;
 print "\n| path | CPU per request: \@x402/express ÷ this module (median, range over rounds) |\n|---|---|\n";
 for my $p ('402', 'sync', 'zone', 'redis') {
     my @e = col("express:$p", 'cpu'); my @m = col("module:$p", 'cpu');
-    my @r = map { $e[$_] / $m[$_] } 0 .. $#m;
-    printf "| %s | %.1f× (%s) |\n", $name{$p}, med(@r),
-        join('–', map { sprintf '%.1f', $_ } (sort { $a <=> $b } @r)[0, -1]);
+    $ratio{$p} = [ map { $e[$_] / $m[$_] } 0 .. $#m ];
+    printf "| %s | %s× |\n", $name{$p}, mr('%.1f', @{ $ratio{$p} });
 }
-{
-    my @m = col('module:402', 'cpu'); my @p = col('plain:402', 'cpu');
-    my @r = map { $m[$_] / $p[$_] } 0 .. $#m;
-    printf "\nthe module's 402 ÷ plain nginx `return 402` (same bytes): %.2f× (%s)\n",
-        med(@r), join('–', map { sprintf '%.2f', $_ } (sort { $a <=> $b } @r)[0, -1]);
-}
-{
-    my @r = col('module:redis', 'rcpu');
-    printf "redis-server CPU per payment (x402_redis path): %.1f µs (%s)\n",
-        med(@r), join('–', map { sprintf '%.1f', $_ } (sort { $a <=> $b } @r)[0, -1]);
-}
+my @m402 = col('module:402', 'cpu'); my @p402 = col('plain:402', 'cpu');
+my @r402 = map { $m402[$_] / $p402[$_] } 0 .. $#m402;
+printf "\nthe module's 402 ÷ plain nginx `return 402` (same bytes), CPU per request: %s×\n",
+    mr('%.2f', @r402);
+my @redis = col('module:redis', 'rcpu');
+printf "redis-server CPU per payment (x402_redis path): %s µs\n", mr('%.1f', @redis);
 if ($runs{'latency:zone'} && $runs{'latency:plain'}) {
     my ($z, $p) = ($runs{'latency:zone'}[0], $runs{'latency:plain'}[0]);
     printf "one connection, one request at a time: credit advance (zone) p50 %.3f ms, p99 %.3f ms; plain nginx 402 p50 %.3f ms, p99 %.3f ms\n",
-        $z->{p50} / 1000, $z->{p99} / 1000, $p->{p50} / 1000, $p->{p99} / 1000;
+        $z->{p50}, $z->{p99}, $p->{p50}, $p->{p99};
 }
 if ($runs{'scale:1'} && $runs{'scale:2'}) {
     my ($a, $b) = ($runs{'scale:1'}[0], $runs{'scale:2'}[0]);
     printf "scaling, credit advance (zone): 1 worker %.0f requests/s, 2 workers %.0f requests/s (%.2f×; CPU %s and %s µs/request)\n",
         $a->{rps}, $b->{rps}, $b->{rps} / $a->{rps}, fmt($a->{cpu}), fmt($b->{cpu});
 }
+
+my (@add_free, @add_plain, @add50_free);
+if ($runs{'open:zone'}) {
+    printf "\nopen loop at %s requests/s (about half the module's 1-worker credit-advance capacity, %.0f requests/s closed loop), %d requests per target a round, %d connections; latency from each request's due time\n\n",
+        $open{rate}, $open{capacity}, $open{count}, $open{conns};
+    print "| target | p50 ms | p99 ms | p99.9 ms | achieved requests/s | waited for a connection | send lag p99 ms | answered as expected |\n|---|---|---|---|---|---|---|---|\n";
+    my %oname = (zone => 'credit advance (zone), the module\'s nginx',
+                 free => 'free location (`return 200`), the module\'s nginx',
+                 plain => 'plain nginx `return 402`');
+    for my $t ('zone', 'free', 'plain') {
+        my $l = "open:$t";
+        printf "| %s | %s | %s | %s | %.0f | %d | %.3f | %s |\n", $oname{$t},
+            mr('%.3f', col($l, 'p50')), mr('%.3f', col($l, 'p99')), mr('%.3f', col($l, 'p999')),
+            med(col($l, 'rps')), eval { my $s = 0; $s += $_ for col($l, 'waited'); $s },
+            med(col($l, 'lag')), answered($l, $t eq 'plain' ? '402' : $t);
+    }
+    my @z = col('open:zone', 'p99'); my @fr = col('open:free', 'p99'); my @pl = col('open:plain', 'p99');
+    @add_free = map { $z[$_] - $fr[$_] } 0 .. $#z;
+    @add_plain = map { $z[$_] - $pl[$_] } 0 .. $#z;
+    my @z50 = col('open:zone', 'p50'); my @f50 = col('open:free', 'p50');
+    @add50_free = map { $z50[$_] - $f50[$_] } 0 .. $#z50;
+    printf "\nadded by the module at p99 (credit advance p99 − baseline p99, per round): %s ms over the free location, %s ms over plain nginx's 402; at p50 %s ms over the free location\n",
+        mr('%.3f', @add_free), mr('%.3f', @add_plain), mr('%.3f', @add50_free);
+}
+
+# ---- the targets: met if the median and every round meet it
+sub verdict { my ($ok, @v) = @_;
+    my $all = !grep { !$ok->($_) } @v;
+    $ok->(med(@v)) ? ($all ? 'met' : 'met at the median, not in every round') : 'not met' }
+print "\ntargets (issue 13): median (min–max over rounds); met = the median and every round\n";
+my @t = (
+    ['credit advance (zone) ≤ 1.4 recovers of CPU per request', 'module:zone', 1.4],
+    ['x402_redis ≤ 1.5 recovers', 'module:redis', 1.5],
+    ['sync ≤ 2.0 recovers', 'module:sync', 2.0],
+);
+for (@t) {
+    my ($what, $l, $max) = @$_;
+    my @v = col($l, 'rec');
+    printf "  %-58s %s (user only %s): %s\n", $what, mr('%.2f', @v),
+        mr('%.2f', col($l, 'urec')), verdict(sub { $_[0] <= $max }, @v);
+}
+printf "  %-58s %s×: %s\n", "the module's 402 ≤ 1.10× plain nginx's CPU per request",
+    mr('%.2f', @r402), verdict(sub { $_[0] <= 1.10 }, @r402);
+for my $p ('sync', 'zone', 'redis') {
+    printf "  %-58s %s×: %s\n", "≥ 20× less CPU than \@x402/express, $p",
+        mr('%.1f', @{ $ratio{$p} }), verdict(sub { $_[0] >= 20 }, @{ $ratio{$p} });
+}
+if (@add_free) {
+    printf "  %-58s %s ms over the free location: %s; %s ms over plain nginx: %s\n",
+        "p99 added by the module < 1 ms at $open{rate} requests/s",
+        mr('%.3f', @add_free), verdict(sub { $_[0] < 1 }, @add_free),
+        mr('%.3f', @add_plain), verdict(sub { $_[0] < 1 }, @add_plain);
+}
+printf "  %-58s %s µs: %s\n", 'redis-server CPU per payment ≤ 10 µs',
+    mr('%.1f', @redis), verdict(sub { $_[0] <= 10 }, @redis);
 EOF
