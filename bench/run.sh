@@ -290,6 +290,21 @@ nginx_start plain 1 "    server {
 wait_port "$pport"
 
 # ---------------------------------------------------------------- measure
+# wait (3 s at most) until the processes PIDS have used under 0.5 ms of CPU
+# in 50 ms: work a measurement leaves behind (async settlements, Redis
+# writes) counts in it, not in the next one, and does not load the next
+# one's latencies
+quiet() {
+    local a b p
+    for _ in $(seq 60); do
+        a=0; b=0
+        for p in $1; do a=$((a + $(cpu_ns "$p"))); done
+        sleep 0.05
+        for p in $1; do b=$((b + $(cpu_ns "$p"))); done
+        [ $((b - a)) -lt 500000 ] && return 0
+    done
+}
+
 # measure LABEL PIDS PORT PATH COUNT [FILE] -> appends to results
 measure() {
     local label=$1 pidlist=$2 port=$3 path=$4 count=$5 file=${6:--}
@@ -299,9 +314,10 @@ measure() {
         read -r u s < <(ticks "$p"); u0=$((u0 + u)); s0=$((s0 + s))
     done
     r0=$(cpu_ns "$redis_pid")
-    out=$(RATE=${MRATE:-0} "$load" "$port" "$path" "$count" "${CONNS:-$conn}" \
+    out=$(RATE=${MRATE:-0} ${MPRIO:-} "$load" "$port" "$path" "$count" "${CONNS:-$conn}" \
           "$file" PAYMENT-SIGNATURE | sed -n 's/^result //p')
     [ -n "$out" ] || { echo "bench: $label: no result from the load" >&2; exit 1; }
+    quiet "$pidlist $redis_pid"
     for p in $pidlist; do
         c1=$((c1 + $(cpu_ns "$p")))
         read -r u s < <(ticks "$p"); u1=$((u1 + u)); s1=$((s1 + s))
@@ -381,7 +397,14 @@ if [ -z "$rate" ]; then
     rate=$(perl -e 'my $h = $ARGV[0] / 2; my $e = 10 ** (int(log($h) / log(10)) - 1);
                     print int($h / $e + 0.5) * $e' "$capacity")
 fi
-echo "open $rate $capacity $no $oconn" >> "$work/results"
+# the generator at a real-time priority (root): woken by its timer or an
+# answer it runs at once, so its own scheduling delay stays out of the
+# latencies it measures (it sleeps in ppoll between sends)
+prio=
+if [ "${LOAD_RT:-1}" != 0 ] && [ "$(id -u)" = 0 ] && chrt -f 1 true 2>/dev/null; then
+    prio="chrt -f 1"
+fi
+echo "open $rate $capacity $no $oconn ${prio:+rt}" >> "$work/results"
 say "open loop at $rate requests/s (the module's capacity $capacity), $no requests a target"
 for r in $(seq "$rounds"); do
     sign_file "open-$r" "$pr_local" "$no"
@@ -392,7 +415,7 @@ for r in $(seq "$rounds"); do
     )
     for k in 0 1 2; do
         # shellcheck disable=SC2086
-        MRATE=$rate CONNS=$oconn measure ${open[$(( (k + r - 1) % 3 ))]}
+        MRATE=$rate MPRIO=$prio CONNS=$oconn measure ${open[$(( (k + r - 1) % 3 ))]}
     done
 done
 
@@ -406,7 +429,7 @@ my (%runs, @order, %open);
 open my $f, '<', $file or die;
 while (<$f>) {
     my @v = split;
-    if ($v[0] eq 'open') { @open{qw(rate capacity count conns)} = @v[1 .. 4]; next }
+    if ($v[0] eq 'open') { @open{qw(rate capacity count conns rt)} = @v[1 .. 5]; next }
     my ($label, $req, $ok, $pw, $other, $err, $rps, $p50, $p99, $p999, $waited, $lag,
         $p99s, $cpu, $rcpu, $ut, $st) = @v;
     push @order, $label unless $runs{$label};
@@ -490,8 +513,9 @@ if ($runs{'scale:1'} && $runs{'scale:2'}) {
 
 my (@add_free, @add_plain, @add50_free);
 if ($runs{'open:zone'}) {
-    printf "\nopen loop at %s requests/s (about half the module's 1-worker credit-advance capacity, %.0f requests/s closed loop), %d requests per target a round, %d connections; latency from each request's due time\n\n",
-        $open{rate}, $open{capacity}, $open{count}, $open{conns};
+    printf "\nopen loop at %s requests/s (about half the module's 1-worker credit-advance capacity, %.0f requests/s closed loop), %d requests per target a round, %d connections, the generator %s; latency from each request's due time\n\n",
+        $open{rate}, $open{capacity}, $open{count}, $open{conns},
+        $open{rt} ? 'at real-time priority (chrt -f 1)' : 'at normal priority';
     print "| target | p50 ms | p99 ms | p99.9 ms | achieved requests/s | waited for a connection | the load's own send lag, p99 ms | p99 from the send ms | answered as expected |\n|---|---|---|---|---|---|---|---|---|\n";
     my %oname = (zone => 'credit advance (zone), the module\'s nginx',
                  free => 'free location (`return 200`), the module\'s nginx',
