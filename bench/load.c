@@ -22,6 +22,9 @@
  * due time (this process's own wake-up delay, in every target's latency);
  * <p99 from the send> leaves it out (closed loop: equal to <p99>).
  *
+ * LATS=FILE appends each answer's latencies to FILE, one line each: µs from
+ * the due time, µs from the send (run.sh pools them over several runs).
+ *
  * Prints one line: "result <answers> <2xx> <402> <other> <errors> <req/s>
  * <p50 µs> <p99 µs> <p99.9 µs> <waited> <lag p99 µs> <p99 from the send µs>".
  */
@@ -236,6 +239,10 @@ int main(int argc, char **argv)
         conns[i].fd = dial(port);
         conns[i].req = -1;
     }
+    if (rate > 0) {
+        /* let the server accept the connections before the first is due */
+        usleep(20000);
+    }
     double start = now_us();
     for (;;) {
         if (rate > 0) {
@@ -342,6 +349,17 @@ int main(int argc, char **argv)
     }
     double secs = (now_us() - start) / 1e6;
     long answered = nlat;
+    const char *lats_file = getenv("LATS");
+    if (lats_file != NULL && *lats_file != '\0') {
+        FILE *f = fopen(lats_file, "a");
+        if (f == NULL) {
+            die(lats_file);
+        }
+        for (long i = 0; i < answered; i++) {
+            fprintf(f, "%.0f %.0f\n", lat[i], lats[i]);
+        }
+        fclose(f);
+    }
     qsort(lat, (size_t) answered, sizeof *lat, cmp);
     qsort(lats, (size_t) answered, sizeof *lats, cmp);
     double lag99 = 0.0;

@@ -72,6 +72,8 @@ conn=${CONN:-16}
 rate=${RATE:-}
 no=${NO:-$n}
 oconn=${OCONN:-64}
+ochunks=${OCHUNKS:-5}
+rate_set=${RATE:+1}
 pay_to=0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 payer=0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266
 work=$(mktemp -d /tmp/x402-bench.XXXXXX)
@@ -314,7 +316,7 @@ measure() {
         read -r u s < <(ticks "$p"); u0=$((u0 + u)); s0=$((s0 + s))
     done
     r0=$(cpu_ns "$redis_pid")
-    out=$(RATE=${MRATE:-0} ${MPRIO:-} "$load" "$port" "$path" "$count" "${CONNS:-$conn}" \
+    out=$(RATE=${MRATE:-0} LATS=${MLATS:-} ${MPRIO:-} "$load" "$port" "$path" "$count" "${CONNS:-$conn}" \
           "$file" PAYMENT-SIGNATURE | sed -n 's/^result //p')
     [ -n "$out" ] || { echo "bench: $label: no result from the load" >&2; exit 1; }
     quiet "$pidlist $redis_pid"
@@ -404,32 +406,41 @@ prio=
 if [ "${LOAD_RT:-1}" != 0 ] && [ "$(id -u)" = 0 ] && chrt -f 1 true 2>/dev/null; then
     prio="chrt -f 1"
 fi
-echo "open $rate $capacity $no $oconn ${prio:+rt}" >> "$work/results"
-say "open loop at $rate requests/s (the module's capacity $capacity), $no requests a target"
+echo "open $rate $capacity $((no / ochunks * ochunks)) $oconn ${rate_set:-0} ${prio:+rt}" >> "$work/results"
+say "open loop at $rate requests/s (the module's capacity $capacity), $((no / ochunks * ochunks)) requests a target a round"
+# each round: OCHUNKS chunks of each target in turn (the order rotating),
+# so that the machine's other load falls on the three alike; a target's
+# percentiles pool its chunks' latencies (LATS files)
+chunk=$((no / ochunks))
 for r in $(seq "$rounds"); do
-    sign_file "open-$r" "$pr_local" "$no"
-    open=(
-        "open:zone $zw $zport /local/ $no $work/pay-open-$r.txt"
-        "open:free $zw $zport / $no $work/pay-open-$r.txt"
-        "open:plain $pw $pport /paid/ $no $work/pay-open-$r.txt"
-    )
-    for k in 0 1 2; do
-        # shellcheck disable=SC2086
-        MRATE=$rate MPRIO=$prio CONNS=$oconn measure ${open[$(( (k + r - 1) % 3 ))]}
+    for c in $(seq "$ochunks"); do
+        sign_file "open-$r-$c" "$pr_local" "$chunk"
+        open=(
+            "open:zone $zw $zport /local/ $chunk $work/pay-open-$r-$c.txt"
+            "open:free $zw $zport / $chunk $work/pay-open-$r-$c.txt"
+            "open:plain $pw $pport /paid/ $chunk $work/pay-open-$r-$c.txt"
+        )
+        for k in 0 1 2; do
+            t=${open[$(( (k + r + c) % 3 ))]}
+            t=${t%% *}
+            # shellcheck disable=SC2086
+            MRATE=$rate MPRIO=$prio MLATS=$work/lat-${t#open:}-$r.txt CONNS=$oconn \
+                measure ${open[$(( (k + r + c) % 3 ))]}
+        done
     done
 done
 
 # ---------------------------------------------------------------- report
-perl - "$work/results" "$recover_ns" "$recover_ns2" "$rounds" <<'EOF'
+perl - "$work/results" "$recover_ns" "$recover_ns2" "$rounds" "$work" <<'EOF'
 use strict; use warnings; use utf8;
 binmode STDOUT, ":encoding(UTF-8)";
-my ($file, $rec1, $rec2, $rounds) = @ARGV;
+my ($file, $rec1, $rec2, $rounds, $work) = @ARGV;
 my $rec = ($rec1 + $rec2) / 2;
 my (%runs, @order, %open);
 open my $f, '<', $file or die;
 while (<$f>) {
     my @v = split;
-    if ($v[0] eq 'open') { @open{qw(rate capacity count conns rt)} = @v[1 .. 5]; next }
+    if ($v[0] eq 'open') { @open{qw(rate capacity count conns set rt)} = @v[1 .. 6]; next }
     my ($label, $req, $ok, $pw, $other, $err, $rps, $p50, $p99, $p999, $waited, $lag,
         $p99s, $cpu, $rcpu, $ut, $st) = @v;
     push @order, $label unless $runs{$label};
@@ -513,8 +524,25 @@ if ($runs{'scale:1'} && $runs{'scale:2'}) {
 
 my (@add_free, @add_plain, @add50_free);
 if ($runs{'open:zone'}) {
-    printf "\nopen loop at %s requests/s (about half the module's 1-worker credit-advance capacity, %.0f requests/s closed loop), %d requests per target a round, %d connections, the generator %s; latency from each request's due time\n\n",
-        $open{rate}, $open{capacity}, $open{count}, $open{conns},
+    # per round, each target's latencies pooled over its chunks: $o{t}[r]{k}
+    my %o;
+    for my $t ('zone', 'free', 'plain') {
+        for my $r (1 .. $rounds) {
+            open my $lf, '<', "$work/lat-$t-$r.txt" or next;
+            my (@due, @sent, @lag);
+            while (<$lf>) { my ($d, $s) = split; push @due, $d / 1000; push @sent, $s / 1000;
+                            push @lag, ($d - $s) / 1000 }
+            my $pq = sub { my ($v, $p) = @_; my @s = sort { $a <=> $b } @$v;
+                           $s[ int(@s * $p) < @s ? int(@s * $p) : $#s ] };
+            push @{ $o{$t} }, { p50 => $pq->(\@due, 0.5), p99 => $pq->(\@due, 0.99),
+                p999 => $pq->(\@due, 0.999), p99s => $pq->(\@sent, 0.99),
+                lag => $pq->(\@lag, 0.99), n => scalar @due };
+        }
+    }
+    my $oc = sub { my ($t, $k) = @_; map { $_->{$k} } @{ $o{$t} || [] } };
+    printf "\nopen loop at %s requests/s (%s; the module's 1-worker credit-advance capacity, closed loop: %.0f requests/s), %d requests per target a round in %d chunks, the targets in turn, %d connections, the generator %s; latency from each request's due time; per round, a target's chunks pooled\n\n",
+        $open{rate}, $open{set} ? 'RATE' : 'half the capacity, 2 digits',
+        $open{capacity}, $open{count}, scalar(@{ $runs{'open:zone'} }) / $rounds, $open{conns},
         $open{rt} ? 'at real-time priority (chrt -f 1)' : 'at normal priority';
     print "| target | p50 ms | p99 ms | p99.9 ms | achieved requests/s | waited for a connection | the load's own send lag, p99 ms | p99 from the send ms | answered as expected |\n|---|---|---|---|---|---|---|---|---|\n";
     my %oname = (zone => 'credit advance (zone), the module\'s nginx',
@@ -523,18 +551,17 @@ if ($runs{'open:zone'}) {
     for my $t ('zone', 'free', 'plain') {
         my $l = "open:$t";
         printf "| %s | %s | %s | %s | %.0f | %d | %s | %s | %s |\n", $oname{$t},
-            mr('%.3f', col($l, 'p50')), mr('%.3f', col($l, 'p99')), mr('%.3f', col($l, 'p999')),
+            mr('%.3f', $oc->($t, 'p50')), mr('%.3f', $oc->($t, 'p99')), mr('%.3f', $oc->($t, 'p999')),
             med(col($l, 'rps')), eval { my $s = 0; $s += $_ for col($l, 'waited'); $s },
-            mr('%.3f', col($l, 'lag')), mr('%.3f', col($l, 'p99s')),
+            mr('%.3f', $oc->($t, 'lag')), mr('%.3f', $oc->($t, 'p99s')),
             answered($l, $t eq 'plain' ? '402' : $t);
     }
-    my @z = col('open:zone', 'p99'); my @fr = col('open:free', 'p99'); my @pl = col('open:plain', 'p99');
-    @add_free = map { $z[$_] - $fr[$_] } 0 .. $#z;
-    @add_plain = map { $z[$_] - $pl[$_] } 0 .. $#z;
-    my @z50 = col('open:zone', 'p50'); my @f50 = col('open:free', 'p50');
-    @add50_free = map { $z50[$_] - $f50[$_] } 0 .. $#z50;
-    my @zs = col('open:zone', 'p99s'); my @fs = col('open:free', 'p99s');
-    my @adds = map { $zs[$_] - $fs[$_] } 0 .. $#zs;
+    my $diff = sub { my ($k, $b) = @_; my @z = $oc->('zone', $k); my @x = $oc->($b, $k);
+                     map { $z[$_] - $x[$_] } 0 .. $#z };
+    @add_free = $diff->('p99', 'free');
+    @add_plain = $diff->('p99', 'plain');
+    @add50_free = $diff->('p50', 'free');
+    my @adds = $diff->('p99s', 'free');
     printf "\nadded by the module at p99 (credit advance p99 − baseline p99, per round): %s ms over the free location, %s ms over plain nginx's 402; at p50 %s ms over the free location; p99 from the send (without the load's own lag) %s ms over the free location\n",
         mr('%.3f', @add_free), mr('%.3f', @add_plain), mr('%.3f', @add50_free), mr('%.3f', @adds);
 }
