@@ -4,7 +4,7 @@
 # of issue 13 with its measured figure and met / not met; asserts nothing.
 #
 #   bench/run.sh            (ROUNDS=3 N=20000 NE=2000 CONN=16)
-#   ROUNDS=1 N=3000 NE=400 bench/run.sh     (quick: under 3 minutes)
+#   ROUNDS=1 N=3000 NE=400 bench/run.sh     (quick: well under 3 minutes)
 #
 # Settings (environment):
 #   ROUNDS  rounds of closed-loop and open-loop measurements (3)
@@ -13,9 +13,13 @@
 #   CONN    keep-alive connections of a closed-loop measurement (16)
 #   RATE    open-loop rate, requests/s (default: half the module's measured
 #           1-worker credit-advance throughput, rounded to 2 digits)
-#   NO      requests per open-loop measurement (N)
+#   NO      open-loop requests per target and round (N)
 #   OCONN   connections of an open-loop measurement (64)
-#   KEEP    set: keep the work directory (configs, logs, raw results)
+#   OCHUNKS chunks a target's open-loop requests are cut into (5)
+#   LOAD_RT 0: no real-time priority (one open-loop pass, the generator at
+#           normal priority); default: both when root
+#   KEEP    set: keep the work directory (configs, logs, raw results,
+#           open-loop latencies)
 #
 # Started here: redis-server; an "instant" facilitator (nginx answering
 # /verify, /settle and /supported with canned JSON); this module's nginx
@@ -46,15 +50,22 @@
 # payment.
 #
 # Open loop (latency the module adds under load): after the rounds, at RATE
-# requests/s, NO requests each, the module's credit-advance path (zone),
-# a free location of the same nginx (`return 200`, same worker) and plain
-# nginx's `return 402`, in rotating order, every round; all three carry the
-# same payment header (the free and plain locations ignore it), so the
-# request bytes are the same. Request i is due at start + i/RATE and its
-# latency runs from that due time (no coordinated omission); a request due
-# while all OCONN connections are busy waits and is counted ("waited").
-# Printed: p50/p99/p99.9 of each and the credit-advance p99 minus each
-# baseline's p99, "added by the module".
+# requests/s, NO requests per target and round, the module's credit-advance
+# path (zone), a free location of the same nginx (`return 200`, same
+# worker) and plain nginx's `return 402`, in OCHUNKS chunks each, the
+# targets in turn (so the machine's other load falls on the three alike);
+# all three carry the same payment header (the free and plain locations
+# ignore it), so the request bytes are the same. Request i is due at
+# start + i/RATE and its latency runs from that due time (no coordinated
+# omission); a request due while all OCONN connections are busy waits and
+# is counted ("waited"). Printed: p50/p99/p99.9 of each (a round's chunks
+# pooled), the generator's own send lag, and the credit-advance p99 minus
+# each baseline's p99, "added by the module". As root the generator runs at
+# real-time priority (chrt -f 1; it sleeps in ppoll between sends) and each
+# chunk runs twice: the nginx workers as deployed, then at real-time
+# priority too, leaving out the scheduler slices a woken worker can wait
+# behind other programs on a shared machine (a stall of the worker's own,
+# such as a blocking write, shows in both).
 #
 # Last, the module's requests/s with 1 and 2 workers, the latency of one
 # request at a time on one connection (credit advance, and plain nginx's 402
