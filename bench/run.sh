@@ -43,11 +43,14 @@
 # /proc/<pid>/task/*/schedstat, ns) over the measurement ÷ requests. The
 # "recovers" column divides it by one bare secp256k1_ecdsa_recover timed in
 # the same run. That CPU time is split into user and kernel by the process's
-# utime : stime over the measurement (/proc/<pid>/stat); "kernel share" is
+# utime : stime over the measurement (/proc/<pid>/stat: sampled at the
+# kernel's tick, so pooled over the rounds, and "—" under 0.1 s of CPU, as
+# for the unpaid 402s of a short run); "kernel share" is
 # the kernel part, "user in recovers" the user part ÷ one recover (on
 # loopback the kernel part is mostly the socket work and waking the peer
 # processes: client, facilitator, redis). Redis: redis-server's CPU per
-# payment.
+# payment. A measurement ends when its processes have gone quiet, so the
+# work it leaves behind (async settlements, Redis writes) counts in it.
 #
 # Open loop (latency the module adds under load): after the rounds, at RATE
 # requests/s, NO requests per target and round, the module's credit-advance
