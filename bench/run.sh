@@ -8,7 +8,9 @@
 #
 # Settings (environment):
 #   ROUNDS  rounds of closed-loop and open-loop measurements (3)
-#   N       module / plain nginx requests per closed-loop measurement (20000)
+#   N       module / plain nginx requests per closed-loop measurement
+#           (20000; 5 N for the unpaid 402s, whose CPU is ~1/20 of a paid
+#           request's and would otherwise be too short to time)
 #   NE      node's requests per measurement (2000)
 #   CONN    keep-alive connections of a closed-loop measurement (16)
 #   RATE    open-loop rate, requests/s (default: half the module's measured
@@ -367,11 +369,11 @@ for r in $(seq "$rounds"); do
     say "round $r of $rounds"
     sign_round "$r"
     module=(
-        "module:402 $zw $zport /paid/ $n"
+        "module:402 $zw $zport /paid/ $((5 * n))"
         "module:sync $zw $zport /paid/ $n $work/pay-sync-$r.txt"
         "module:zone $zw $zport /local/ $n $work/pay-zone-$r.txt"
         "module:redis $rw $rzport /local/ $n $work/pay-redis-$r.txt"
-        "plain:402 $pw $pport /paid/ $n"
+        "plain:402 $pw $pport /paid/ $((5 * n))"
     )
     express=(
         "express:402 $node_pid $eport /paid/ $ne"
