@@ -302,7 +302,10 @@ int main(int argc, char **argv)
         struct timespec ts = {.tv_sec = (time_t) (wait_us / 1e6),
                               .tv_nsec = (long) ((wait_us - (double) (time_t) (wait_us / 1e6) * 1e6) * 1e3)};
         int pr = ppoll(pfd, (nfds_t) nconn, &ts, NULL);
-        if (pr < 0 && errno != EINTR) {
+        if (pr < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
             die("poll");
         }
         if (pr == 0 && wait_us >= 10e6) {
