@@ -126,5 +126,5 @@ echo "-- top symbols (self; libsecp256k1 has none: see its DSO line)"
     | grep -E '^ +[0-9]' | grep -v libsecp256k1 | head -${TOP:-25}
 echo "-- system calls (inclusive)"
 "$perf" report -i "$out" --children --sort sym --stdio -g none 2>/dev/null \
-    | grep -E '\[k\] __(x64|se)_sys_' | head -12
+    | grep -E '\[k\] (__x64_sys_|__sys_|do_writev|ksys_write|ksys_read|do_epoll_wait|__do_sys_)' | head -14
 echo "profile: $perf report -i $out"
