@@ -8,11 +8,14 @@
  * one small append, nobody waits for a flush. One record a line:
  *
  *     owe <id hex> <validBefore> <expire> <scope> <server> <redis> \
- *         <settle uri, base64> <settle body, base64>
+ *         <settle uri, base64> <settle body>
  *     done <id hex> <settled|refused|given-up|unknown|chain>
  *     free <id hex> <0|1>
  *
- * (<server>: background.c's key of the server block the payment was made
+ * (<settle body>: the JSON itself, to the end of the line, when it starts
+ * with "{" and holds no newline, which is what the module sends; base64
+ * otherwise, as every body was in older spools, which replay the same.
+ * <server>: background.c's key of the server block the payment was made
  * in, its first server_name and index; a bare index in older spools.
  * "free": an old worker of a resizing reload failed an attempt the new
  * zone holds leased to it; 1 if the answer was lost.)
@@ -36,6 +39,10 @@
     (sizeof("owe  ") + 64 + 5 * NGX_INT64_LEN + 8                             \
      + ngx_base64_encoded_length(NGX_HTTP_X402_ASYNC_URI_MAX)                 \
      + ngx_base64_encoded_length(NGX_HTTP_X402_ASYNC_BODY_MAX))
+
+/* a body written as it is: JSON of one line (a base64 body never has "{") */
+#define ngx_http_x402_spool_raw(data, len)                                    \
+    ((len) && (data)[0] == '{' && memchr(data, '\n', len) == NULL)
 
 
 static u_char  ngx_http_x402_spool_buf[NGX_HTTP_X402_SPOOL_LINE];
@@ -119,7 +126,16 @@ ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
                     p->scope, p->server, p->redis);
     b = ngx_http_x402_spool_b64(b, p->data, p->uri_len);
     *b++ = ' ';
-    b = ngx_http_x402_spool_b64(b, p->data + p->uri_len, p->body_len);
+
+    /* the JSON as it is: no base64 work on the request path, a shorter
+     * append (the body's length is bounded by ASYNC_BODY_MAX either way) */
+    if (ngx_http_x402_spool_raw(p->data + p->uri_len, p->body_len)) {
+        b = ngx_cpymem(b, p->data + p->uri_len, p->body_len);
+
+    } else {
+        b = ngx_http_x402_spool_b64(b, p->data + p->uri_len, p->body_len);
+    }
+
     *b++ = '\n';
 
     return ngx_http_x402_spool_write(zone, ngx_http_x402_spool_buf,
@@ -196,7 +212,10 @@ ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone)
 
 /* ---- replay at start ---- */
 
-/* splits line into at most n space-separated fields */
+/*
+ * Splits line into at most n space-separated fields, the last of them the
+ * rest of the line (an owed settlement's body: JSON may hold spaces).
+ */
 static ngx_uint_t
 ngx_http_x402_spool_fields(u_char *p, u_char *last, ngx_str_t *f, ngx_uint_t n)
 {
@@ -205,6 +224,10 @@ ngx_http_x402_spool_fields(u_char *p, u_char *last, ngx_str_t *f, ngx_uint_t n)
 
     for (i = 0; i < n && p < last; i++) {
         s = p;
+
+        if (i == n - 1) {
+            p = last;
+        }
 
         while (p < last && *p != ' ') {
             p++;
@@ -232,7 +255,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     off_t                     off;
     ngx_int_t                 n;
     ngx_str_t                 f[9], uri, body;
-    ngx_uint_t                nf;
+    ngx_uint_t                nf, raw;
     ngx_http_x402_rec_t      *rec;
     ngx_http_x402_pending_t  *p;
     ngx_http_x402_store_op_t  op;
@@ -306,7 +329,8 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     }
 
     uri.len = ngx_base64_decoded_length(f[7].len);
-    body.len = ngx_base64_decoded_length(f[8].len);
+    raw = ngx_http_x402_spool_raw(f[8].data, f[8].len);
+    body.len = raw ? f[8].len : ngx_base64_decoded_length(f[8].len);
 
     /* the estimates count padding as bytes: up to 2 more than decoded */
     if (uri.len > NGX_HTTP_X402_ASYNC_URI_MAX + 2
@@ -334,7 +358,11 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
 
     body.data = p->data + uri.len;
 
-    if (ngx_decode_base64(&body, &f[8]) != NGX_OK) {
+    if (raw) {
+        ngx_memcpy(body.data, f[8].data, f[8].len);
+        body.len = f[8].len;
+
+    } else if (ngx_decode_base64(&body, &f[8]) != NGX_OK) {
         goto malformed;
     }
 
