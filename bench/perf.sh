@@ -12,7 +12,10 @@
 #       N paid requests (default 20000), C connections (default 16)
 #
 # Leaves the profile in build/bench/perf-<path>.data for `perf report -i`.
-# Needs perf (kernel.perf_event_paranoid <= 1, or root).
+# Needs perf (kernel.perf_event_paranoid <= 1, or root). RECORD=0: the CPU
+# time only, without perf's sampling overhead (to compare builds).
+# STRACE=1: the worker's system calls per paid request (strace -c; its
+# overhead makes the CPU figures meaningless then).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -100,14 +103,32 @@ sleep 1
 
 ticks() { awk '{ print $14, $15 }' "/proc/$wpid/stat"; }
 read -r u0 s0 < <(ticks)
-"$perf" record -q -F 4999 -g -p "$wpid" -o "$out" -- sleep 600 > /dev/null 2>&1 &
-ppid=$!
-pids+=("$ppid")
-sleep 1
+record=${RECORD:-1}
+if [ "${STRACE:-0}" = 1 ]; then
+    record=0
+    strace -c -f -o "$work/strace.txt" -p "$wpid" &
+    spid=$!
+    pids+=("$spid")
+    sleep 1
+fi
+if [ "$record" != 0 ]; then
+    "$perf" record -q -F 4999 -g -p "$wpid" -o "$out" -- sleep 600 > /dev/null 2>&1 &
+    ppid=$!
+    pids+=("$ppid")
+    sleep 1
+fi
 "$load" "$mport" "/$path/" "$n" "$conns" "$work/run.txt" PAYMENT-SIGNATURE
 sleep 0.5  # the async settlements of the last requests
-kill -INT "$ppid"; wait "$ppid" 2>/dev/null || true
+if [ "$record" != 0 ]; then
+    kill -INT "$ppid"; wait "$ppid" 2>/dev/null || true
+fi
 read -r u1 s1 < <(ticks)
+if [ "${STRACE:-0}" = 1 ]; then
+    kill -INT "$spid"; wait "$spid" 2>/dev/null || true
+    echo "-- system calls per paid request"
+    awk -v n="$n" '$NF ~ /^[a-z_0-9]+$/ && $4 ~ /^[0-9]+$/ && $NF != "total" { printf "%8.3f %s\n", $4 / n, $NF }' \
+        "$work/strace.txt" | sort -rn
+fi
 
 # a bare recover, in CPU time on this machine now
 rec=$("$sign" --recover-bench 3000)   # ns
@@ -118,13 +139,14 @@ perl -e 'my ($u, $s, $n, $hz, $rec, $path) = @ARGV;
         $path, $us + $ss, $us, $ss, 100 * $ss / ($us + $ss || 1);
     printf "; bare recover %.1f us: %.2f recovers", $rec, ($us + $ss) / $rec if $rec;
     print "\n"' "$((u1 - u0))" "$((s1 - s0))" "$n" "$hz" "$rec" "$path"
+[ "$record" = 0 ] && exit 0
 echo "-- by DSO"
 "$perf" report -i "$out" --no-children --sort dso --stdio 2>/dev/null \
-    | grep -E '^ +[0-9]' | head -12
+    | grep -E '^ +[0-9]' | sed -n 1,12p
 echo "-- top symbols (self; libsecp256k1 has none: see its DSO line)"
 "$perf" report -i "$out" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
-    | grep -E '^ +[0-9]' | grep -v libsecp256k1 | head -${TOP:-25}
+    | grep -E '^ +[0-9]' | grep -v libsecp256k1 | sed -n 1,${TOP:-25}p
 echo "-- system calls (inclusive)"
 "$perf" report -i "$out" --children --sort sym --stdio -g none 2>/dev/null \
-    | grep -E '\[k\] (__x64_sys_|__sys_|do_writev|ksys_write|ksys_read|do_epoll_wait|__do_sys_)' | head -14
+    | grep -E '\[k\] (__x64_sys_|__sys_|do_writev|ksys_write|ksys_read|do_epoll_wait|__do_sys_)' | sed -n 1,14p
 echo "profile: $perf report -i $out"
