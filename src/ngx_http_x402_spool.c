@@ -5,7 +5,8 @@
  * The queue in the zone dies with the last process that maps it; the spool
  * does not. It is written the way nginx writes its logs: the master opens
  * it (O_APPEND, inherited by the workers, reopened by USR1), every change is
- * one small append, nobody waits for a flush. One record a line:
+ * a small append (a worker's "done" lines of a settlement's end go with its
+ * next one), nobody waits for a flush. One record a line:
  *
  *     owe <id hex> <validBefore> <expire> <scope> <server> <redis> \
  *         <settle uri, base64> <settle body>
