@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
-# Instructions per credit-advance paid request (x402_verify local,
-# x402_settle async, zone) of one nginx worker under callgrind, against the
+# Instructions per paid request of one nginx worker under callgrind (credit
+# advance: x402_verify local, x402_settle async, zone; or sync: /verify and
+# /settle subrequests to the facilitator), against the
 # instructions of one bare secp256k1_ecdsa_recover: a deterministic ratio,
 # unlike CPU time on a shared machine. Kernel work (sockets, epoll) is not
 # counted by callgrind; bench/run.sh's CPU time includes it.
 #
-#   bench/callgrind.sh [N]      (N paid requests, default 500)
+#   bench/callgrind.sh [N] [local|sync]   (N paid requests, default 500;
+#                                          default local: credit advance)
 #
 # Leaves the profile in build/bench/callgrind.out for callgrind_annotate.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 n=${1:-500}
+path=${2:-local}
+case $path in local|sync) ;; *) echo "usage: $0 [N] [local|sync]" >&2; exit 2 ;; esac
 work=$(mktemp -d /tmp/x402-callgrind.XXXXXX)
 pids=()
 cleanup() {
@@ -61,6 +65,7 @@ http {
         x402_network base-sepolia;
         x402_facilitator /_x402/;
         location /local/ { x402_price 0.001; x402_verify local; x402_settle async; empty_gif; }
+        location /sync/ { x402_price 0.001; empty_gif; }
         location /_x402/ { internal; proxy_pass http://facilitator/;
                            proxy_http_version 1.1; proxy_set_header Connection ""; }
     }
@@ -73,18 +78,18 @@ valgrind --tool=callgrind --callgrind-out-file="$out" \
 vpid=$!
 pids+=("$vpid")
 for _ in $(seq 300); do
-    curl -s -o /dev/null "http://127.0.0.1:$mport/local/" && break
+    curl -s -o /dev/null "http://127.0.0.1:$mport/$path/" && break
     sleep 0.1
 done
-pr=$(curl -s -D - -o /dev/null "http://127.0.0.1:$mport/local/" | tr -d '\r' \
+pr=$(curl -s -D - -o /dev/null "http://127.0.0.1:$mport/$path/" | tr -d '\r' \
      | sed -n 's/^[Pp][Aa][Yy][Mm][Ee][Nn][Tt]-[Rr][Ee][Qq][Uu][Ii][Rr][Ee][Dd]: //p')
 "$sign" --payment-required "$pr" --count $((n + 100)) > "$work/pay.txt"
 head -100 "$work/pay.txt" > "$work/warm.txt"
 tail -n "$n" "$work/pay.txt" > "$work/run.txt"
-"$load" "$mport" /local/ 100 4 "$work/warm.txt" PAYMENT-SIGNATURE > /dev/null
+"$load" "$mport" "/$path/" 100 4 "$work/warm.txt" PAYMENT-SIGNATURE > /dev/null
 sleep 1
 callgrind_control -z "$vpid" > /dev/null 2>&1
-"$load" "$mport" /local/ "$n" 4 "$work/run.txt" PAYMENT-SIGNATURE
+"$load" "$mport" "/$path/" "$n" 4 "$work/run.txt" PAYMENT-SIGNATURE
 sleep 1  # the async settlements of the last requests
 callgrind_control -d "$vpid" > /dev/null 2>&1
 kill -QUIT "$vpid"
@@ -95,7 +100,8 @@ total=$(callgrind_annotate "$out" 2>/dev/null | sed -n 's/^ *\([0-9,]*\) .*PROGR
 rec() { valgrind --tool=callgrind --callgrind-out-file=/dev/null "$sign" --recover-bench "$1" 2>&1 \
         | sed -n 's/.*refs: *\([0-9,]*\).*/\1/p' | tr -d ,; }
 r1=$(rec 100); r2=$(rec 300)
-perl -e 'my ($t, $n, $r1, $r2) = @ARGV; my $rec = ($r2 - $r1) / 200;
-    printf "paid request (local verify, async, zone): %.0f instructions; bare secp256k1_ecdsa_recover: %.0f; ratio %.2f\n",
-        $t / $n, $rec, $t / $n / $rec' "$total" "$n" "$r1" "$r2"
+perl -e 'my ($t, $n, $r1, $r2, $path) = @ARGV; my $rec = ($r2 - $r1) / 200;
+    printf "paid request (%s): %.0f instructions; bare secp256k1_ecdsa_recover: %.0f; ratio %.2f\n",
+        $path eq "sync" ? "sync: /verify and /settle subrequests" : "local verify, async, zone",
+        $t / $n, $rec, $t / $n / $rec' "$total" "$n" "$r1" "$r2" "$path"
 echo "profile: callgrind_annotate --inclusive=yes $out | less"

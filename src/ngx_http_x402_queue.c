@@ -27,6 +27,8 @@
 
 static void ngx_http_x402_queue_insert_value(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+static void ngx_http_x402_queue_free_rec_locked(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_pending_t *p, ngx_http_x402_rec_t *rec);
 
 
 uint64_t
@@ -177,9 +179,17 @@ void
 ngx_http_x402_queue_free_locked(ngx_http_x402_shm_t *zone,
     ngx_http_x402_pending_t *p)
 {
-    ngx_http_x402_rec_t  *rec;
+    ngx_http_x402_queue_free_rec_locked(zone, p,
+                                        ngx_http_x402_shm_lookup(zone->sh,
+                                                                 p->id));
+}
 
-    rec = ngx_http_x402_shm_lookup(zone->sh, p->id);
+
+/* the same, with p's record (or NULL) already looked up by the caller */
+static void
+ngx_http_x402_queue_free_rec_locked(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_pending_t *p, ngx_http_x402_rec_t *rec)
+{
     if (rec) {
         rec->async = 0;
     }
@@ -394,6 +404,12 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
 
     p = ngx_http_x402_queue_find(zone->sh, id);
 
+    /* the record, looked up once (a walk of a tree of every payment) */
+    rec = (outcome == NGX_HTTP_X402_SETTLE_OK
+           || outcome == NGX_HTTP_X402_SETTLE_CHAIN
+           || outcome == NGX_HTTP_X402_SETTLE_REFUSED)
+          ? ngx_http_x402_shm_lookup(zone->sh, id) : NULL;
+
     if (p) {
         found = 1;
         attempts = p->attempts;
@@ -408,11 +424,11 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
         if (outcome == NGX_HTTP_X402_SETTLE_OK
             || outcome == NGX_HTTP_X402_SETTLE_CHAIN)
         {
-            spooled = held || (ngx_http_x402_spool_done_locked(zone, id,
+            spooled = held || (ngx_http_x402_spool_done_later_locked(zone, id,
                                    outcome == NGX_HTTP_X402_SETTLE_OK
                                    ? "settled" : "chain")
                        == NGX_OK);
-            ngx_http_x402_queue_free_locked(zone, p);
+            ngx_http_x402_queue_free_rec_locked(zone, p, rec);
 
             if (outcome == NGX_HTTP_X402_SETTLE_OK) {
                 ngx_http_x402_count(zone->sh, async_settled, 1);
@@ -424,7 +440,7 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
         } else if (outcome == NGX_HTTP_X402_SETTLE_GIVEN_UP
                    || outcome == NGX_HTTP_X402_SETTLE_UNKNOWN)
         {
-            spooled = held || (ngx_http_x402_spool_done_locked(zone, id,
+            spooled = held || (ngx_http_x402_spool_done_later_locked(zone, id,
                                    outcome == NGX_HTTP_X402_SETTLE_UNKNOWN
                                    ? "unknown" : "given-up")
                        == NGX_OK);
@@ -451,9 +467,9 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
             }
 
             spooled = held
-                      || (ngx_http_x402_spool_done_locked(zone, id, "refused")
+                      || (ngx_http_x402_spool_done_later_locked(zone, id, "refused")
                           == NGX_OK);
-            ngx_http_x402_queue_free_locked(zone, p);
+            ngx_http_x402_queue_free_rec_locked(zone, p, rec);
             ngx_http_x402_count(zone->sh, async_refused, 1);
 
         } else {
@@ -496,8 +512,6 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
     if (outcome == NGX_HTTP_X402_SETTLE_OK
         || outcome == NGX_HTTP_X402_SETTLE_CHAIN)
     {
-        rec = ngx_http_x402_shm_lookup(zone->sh, id);
-
         if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
             rec->state = NGX_HTTP_X402_REC_SETTLED;
             rec->settled_at = ngx_time();
@@ -513,8 +527,6 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
     }
 
     if (outcome == NGX_HTTP_X402_SETTLE_REFUSED) {
-        rec = ngx_http_x402_shm_lookup(zone->sh, id);
-
         if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
             /* served on credit: kept (not evictable) until it expires */
             rec->state = NGX_HTTP_X402_REC_FAILED;

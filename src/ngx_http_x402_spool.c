@@ -5,14 +5,18 @@
  * The queue in the zone dies with the last process that maps it; the spool
  * does not. It is written the way nginx writes its logs: the master opens
  * it (O_APPEND, inherited by the workers, reopened by USR1), every change is
- * one small append, nobody waits for a flush. One record a line:
+ * a small append (a worker's "done" lines of a settlement's end go with its
+ * next one), nobody waits for a flush. One record a line:
  *
  *     owe <id hex> <validBefore> <expire> <scope> <server> <redis> \
- *         <settle uri, base64> <settle body, base64>
+ *         <settle uri, base64> <settle body>
  *     done <id hex> <settled|refused|given-up|unknown|chain>
  *     free <id hex> <0|1>
  *
- * (<server>: background.c's key of the server block the payment was made
+ * (<settle body>: the JSON itself, to the end of the line, when it starts
+ * with "{" and holds no newline, which is what the module sends; base64
+ * otherwise, as every body was in older spools, which replay the same.
+ * <server>: background.c's key of the server block the payment was made
  * in, its first server_name and index; a bare index in older spools.
  * "free": an old worker of a resizing reload failed an attempt the new
  * zone holds leased to it; 1 if the answer was lost.)
@@ -37,8 +41,24 @@
      + ngx_base64_encoded_length(NGX_HTTP_X402_ASYNC_URI_MAX)                 \
      + ngx_base64_encoded_length(NGX_HTTP_X402_ASYNC_BODY_MAX))
 
+/* a body written as it is: JSON of one line (a base64 body never has "{") */
+#define ngx_http_x402_spool_raw(data, len)                                    \
+    ((len) && (data)[0] == '{' && memchr(data, '\n', len) == NULL)
 
-static u_char  ngx_http_x402_spool_buf[NGX_HTTP_X402_SPOOL_LINE];
+
+/*
+ * A worker's "done" lines not yet written (ngx_http_x402_spool_done_later_
+ * locked) are the head of the buffer: they go out with its next "owe" line,
+ * in the same write (one write per payment under load), or at the next
+ * tick of its retry timer, or when it stops.
+ */
+#define NGX_HTTP_X402_SPOOL_DONE_BUF  4096
+
+
+static u_char  ngx_http_x402_spool_buf[NGX_HTTP_X402_SPOOL_DONE_BUF
+                                       + NGX_HTTP_X402_SPOOL_LINE];
+static size_t                ngx_http_x402_spool_done_len;
+static ngx_http_x402_shm_t  *ngx_http_x402_spool_done_zone;
 
 
 static ngx_int_t
@@ -106,24 +126,43 @@ ngx_int_t
 ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
     ngx_http_x402_pending_t *p)
 {
-    u_char  *b;
+    u_char     *b, *start;
+    ngx_int_t   rc;
 
     if (zone->spool == NULL) {
         return NGX_OK;
     }
 
-    b = ngx_http_x402_spool_buf;
+    /* after this worker's "done" lines waiting for a write, if any */
+    b = ngx_http_x402_spool_buf + ngx_http_x402_spool_done_len;
+    start = (ngx_http_x402_spool_done_zone == zone)
+            ? ngx_http_x402_spool_buf : b;
+
     b = ngx_cpymem(b, "owe ", 4);
     b = ngx_hex_dump(b, p->id, 32);
     b = ngx_sprintf(b, " %T %T %uL %uL %ui ", p->valid_before, p->expire,
                     p->scope, p->server, p->redis);
     b = ngx_http_x402_spool_b64(b, p->data, p->uri_len);
     *b++ = ' ';
-    b = ngx_http_x402_spool_b64(b, p->data + p->uri_len, p->body_len);
+
+    /* the JSON as it is: no base64 work on the request path, a shorter
+     * append (the body's length is bounded by ASYNC_BODY_MAX either way) */
+    if (ngx_http_x402_spool_raw(p->data + p->uri_len, p->body_len)) {
+        b = ngx_cpymem(b, p->data + p->uri_len, p->body_len);
+
+    } else {
+        b = ngx_http_x402_spool_b64(b, p->data + p->uri_len, p->body_len);
+    }
+
     *b++ = '\n';
 
-    return ngx_http_x402_spool_write(zone, ngx_http_x402_spool_buf,
-                                     b - ngx_http_x402_spool_buf);
+    rc = ngx_http_x402_spool_write(zone, start, b - start);
+
+    if (rc == NGX_OK && start == ngx_http_x402_spool_buf) {
+        ngx_http_x402_spool_done_len = 0;
+    }
+
+    return rc;
 }
 
 
@@ -142,6 +181,95 @@ ngx_http_x402_spool_done_locked(ngx_http_x402_shm_t *zone, u_char *id,
     b = ngx_sprintf(b, " %s\n", outcome);
 
     return ngx_http_x402_spool_write(zone, line, b - line);
+}
+
+
+/*
+ * The same, written later (see ngx_http_x402_spool_buf): an outcome is
+ * written by the worker's next owe, timer tick or exit, whichever comes
+ * first. The queue in the zone has it at once; only a start with a fresh
+ * zone after all of nginx was killed within that time would resume such an
+ * entry, as an "unknown" one (its answer may have been lost): the chain
+ * (x402_rpc) or the facilitator's refusal of a used nonce says it settled,
+ * nothing is paid twice. Written at once while the worker is stopping.
+ */
+ngx_int_t
+ngx_http_x402_spool_done_later_locked(ngx_http_x402_shm_t *zone, u_char *id,
+    const char *outcome)
+{
+    u_char     *b;
+    ngx_int_t   rc;
+
+    if (zone->spool == NULL) {
+        return NGX_OK;
+    }
+
+    if ((ngx_process != NGX_PROCESS_WORKER
+         && ngx_process != NGX_PROCESS_SINGLE)
+        || ngx_exiting || ngx_quit
+        || ngx_terminate || zone->sh->superseded)
+    {
+        return ngx_http_x402_spool_done_locked(zone, id, outcome);
+    }
+
+    if (ngx_http_x402_spool_done_zone != zone) {
+        /* a worker has one zone: the lines of another are not ours */
+        ngx_http_x402_spool_done_zone = zone;
+        ngx_http_x402_spool_done_len = 0;
+    }
+
+    if (ngx_http_x402_spool_done_len + sizeof("done  \n") + 64 + 16
+        > NGX_HTTP_X402_SPOOL_DONE_BUF)
+    {
+        rc = ngx_http_x402_spool_write(zone, ngx_http_x402_spool_buf,
+                                       ngx_http_x402_spool_done_len);
+        ngx_http_x402_spool_done_len = 0;
+
+        if (rc != NGX_OK) {
+            return rc;
+        }
+    }
+
+    b = ngx_http_x402_spool_buf + ngx_http_x402_spool_done_len;
+    b = ngx_cpymem(b, "done ", 5);
+    b = ngx_hex_dump(b, id, 32);
+    b = ngx_sprintf(b, " %s\n", outcome);
+
+    ngx_http_x402_spool_done_len = b - ngx_http_x402_spool_buf;
+
+    return NGX_OK;
+}
+
+
+/* writes the "done" lines waiting (the retry timer's tick, an exit) */
+void
+ngx_http_x402_spool_flush(ngx_http_x402_shm_t *zone, ngx_log_t *log)
+{
+    size_t     len;
+    ngx_int_t  rc;
+
+    if (ngx_http_x402_spool_done_len == 0
+        || ngx_http_x402_spool_done_zone != zone || zone->spool == NULL)
+    {
+        return;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    len = ngx_http_x402_spool_done_len;
+    rc = (len == 0) ? NGX_OK
+                    : ngx_http_x402_spool_write(zone, ngx_http_x402_spool_buf,
+                                                len);
+    ngx_http_x402_spool_done_len = 0;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    if (rc != NGX_OK) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      "x402: could not write to the spool \"%V\" the end "
+                      "of %uz bytes of settlements done: a restart will try "
+                      "them again", &zone->spool->name, len);
+    }
 }
 
 
@@ -190,13 +318,21 @@ ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone)
 
     if (ftruncate(zone->spool->fd, 0) == 0) {
         zone->sh->spool_size = 0;
+
+        /* what this worker has done waiting: the owed lines went too */
+        if (ngx_http_x402_spool_done_zone == zone) {
+            ngx_http_x402_spool_done_len = 0;
+        }
     }
 }
 
 
 /* ---- replay at start ---- */
 
-/* splits line into at most n space-separated fields */
+/*
+ * Splits line into at most n space-separated fields, the last of them the
+ * rest of the line (an owed settlement's body: JSON may hold spaces).
+ */
 static ngx_uint_t
 ngx_http_x402_spool_fields(u_char *p, u_char *last, ngx_str_t *f, ngx_uint_t n)
 {
@@ -205,6 +341,10 @@ ngx_http_x402_spool_fields(u_char *p, u_char *last, ngx_str_t *f, ngx_uint_t n)
 
     for (i = 0; i < n && p < last; i++) {
         s = p;
+
+        if (i == n - 1) {
+            p = last;
+        }
 
         while (p < last && *p != ' ') {
             p++;
@@ -232,7 +372,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     off_t                     off;
     ngx_int_t                 n;
     ngx_str_t                 f[9], uri, body;
-    ngx_uint_t                nf;
+    ngx_uint_t                nf, raw;
     ngx_http_x402_rec_t      *rec;
     ngx_http_x402_pending_t  *p;
     ngx_http_x402_store_op_t  op;
@@ -306,7 +446,8 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     }
 
     uri.len = ngx_base64_decoded_length(f[7].len);
-    body.len = ngx_base64_decoded_length(f[8].len);
+    raw = ngx_http_x402_spool_raw(f[8].data, f[8].len);
+    body.len = raw ? f[8].len : ngx_base64_decoded_length(f[8].len);
 
     /* the estimates count padding as bytes: up to 2 more than decoded */
     if (uri.len > NGX_HTTP_X402_ASYNC_URI_MAX + 2
@@ -334,7 +475,11 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
 
     body.data = p->data + uri.len;
 
-    if (ngx_decode_base64(&body, &f[8]) != NGX_OK) {
+    if (raw) {
+        ngx_memcpy(body.data, f[8].data, f[8].len);
+        body.len = f[8].len;
+
+    } else if (ngx_decode_base64(&body, &f[8]) != NGX_OK) {
         goto malformed;
     }
 

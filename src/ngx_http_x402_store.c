@@ -72,15 +72,36 @@ ngx_http_x402_hex_decode(u_char *dst, const char *src, size_t len)
  * strings. Names, not configuration pointers or listen addresses: the
  * scope holds across reloads and across a fleet sharing Redis.
  */
+/*
+ * A worker's last scopes, by the bytes they hash: a location's are the
+ * same at every request (only a Host or an offer differs), and a Keccak
+ * is 5-6k instructions of the request path.
+ */
+#define NGX_HTTP_X402_SCOPE_CACHE      4
+#define NGX_HTTP_X402_SCOPE_CACHE_LEN  512
+
+typedef struct {
+    uint64_t  scope;
+    size_t    len;
+    u_char    data[NGX_HTTP_X402_SCOPE_CACHE_LEN];
+} ngx_http_x402_scope_cache_t;
+
+static ngx_http_x402_scope_cache_t
+    ngx_http_x402_scope_cache[NGX_HTTP_X402_SCOPE_CACHE];
+static ngx_uint_t  ngx_http_x402_scope_next;
+
+
 static uint64_t
 ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
 {
-    u_char                    *p, *buf;
-    size_t                     len;
-    uint64_t                   scope;
-    unsigned char              md[32];
-    ngx_http_core_srv_conf_t  *cscf;
-    ngx_http_core_loc_conf_t  *clcf;
+    u_char                       *p, *buf, stack[NGX_HTTP_X402_SCOPE_CACHE_LEN];
+    size_t                        len;
+    uint64_t                      scope;
+    ngx_uint_t                    i;
+    unsigned char                 md[32];
+    ngx_http_core_srv_conf_t     *cscf;
+    ngx_http_core_loc_conf_t     *clcf;
+    ngx_http_x402_scope_cache_t  *c;
 
     cscf = ngx_http_get_module_srv_conf(r, ngx_http_core_module);
     clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
@@ -88,9 +109,14 @@ ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
     len = cscf->server_name.len + r->headers_in.server.len + clcf->name.len
           + v->network.len + v->asset.len + v->pay_to.len + v->value.len + 7;
 
-    buf = ngx_pnalloc(r->pool, len);
-    if (buf == NULL) {
-        return 0;
+    if (len <= NGX_HTTP_X402_SCOPE_CACHE_LEN) {
+        buf = stack;
+
+    } else {
+        buf = ngx_pnalloc(r->pool, len);
+        if (buf == NULL) {
+            return 0;
+        }
     }
 
     /* NUL separators: no two field lists hash the same bytes */
@@ -109,8 +135,26 @@ ngx_http_x402_store_scope(ngx_http_request_t *r, const x402_verdict_t *v)
     p = ngx_cpymem(p, v->value.data, v->value.len);
     *p++ = '\0';
 
+    if (buf == stack) {
+        for (i = 0; i < NGX_HTTP_X402_SCOPE_CACHE; i++) {
+            c = &ngx_http_x402_scope_cache[i];
+
+            if (c->len == len && ngx_memcmp(c->data, buf, len) == 0) {
+                return c->scope;
+            }
+        }
+    }
+
     x402_keccak256(buf, p - buf, md);
     ngx_memcpy(&scope, md, sizeof(uint64_t));
+
+    if (buf == stack) {
+        c = &ngx_http_x402_scope_cache[ngx_http_x402_scope_next++
+                                       % NGX_HTTP_X402_SCOPE_CACHE];
+        c->scope = scope;
+        c->len = len;
+        ngx_memcpy(c->data, buf, len);
+    }
 
     return scope;
 }

@@ -183,6 +183,54 @@ sleep 1;
 is(counters($ng)->[0], 0, 'a refused settlement is not resumed');
 $ng->stop;
 
+# ---- the spool's format: the /settle body as JSON, to the end of the
+# line; lines of older spools (base64 body) are replayed the same ----
+
+sub spool_text {
+    my ($ng) = @_;
+    return eval { local (@ARGV, $/) = ($ng->prefix . '/x402_spool/settlements'); <> } // '';
+}
+
+$fac->set_script("verify: default\nsettle: 500 {\"error\":\"down\"}\n");
+$ng = start_nginx(%cfg, name => 'spool-format');
+my ($fp) = payments_for($ng, 1);
+is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $fp->[0] })->{status}, 200,
+   'format: served on credit');
+ok(wait_for(3, sub { (counters($ng)->[0] // 0) == 1 }), 'format: owed');
+my ($line) = grep { /^owe / } split /\n/, spool_text($ng);
+like($line // '', qr/^owe [0-9a-f]{64} \d+ \d+ \d+ \S+ [01] [A-Za-z0-9+\/=]+ \{"x402Version":/,
+     'format: the body is written as JSON');
+my @f = split / /, $line // '', 9;
+my $sent = [grep { $_->{endpoint} eq 'settle' } $fac->requests]->[-1]{body} // '';
+is($f[8], $sent, 'format: the JSON is the /settle body, byte for byte');
+{
+    my @pids = ($ng->pid, $ng->worker_pids);
+    kill 'KILL', @pids;
+    wait_for(5, sub { !grep { X402::Nginx::pid_alive($_) } @pids });
+    $ng->{pid} = undef;
+}
+
+# the same payment as an older spool wrote it, and a body with spaces
+use MIME::Base64 qw(encode_base64);
+use JSON::PP;
+my $spaced = JSON::PP->new->canonical->space_after->encode(JSON::PP->new->decode($f[8]));
+my $t = time + 3600;
+open my $sfh, '>', $ng->prefix . '/x402_spool/settlements' or die $!;
+print $sfh join(' ', @f[0 .. 7], encode_base64($f[8], '')), "\n";
+print $sfh join(' ', 'owe', 'ab' x 32, int $t, int $t, 0, 0, 0,
+                encode_base64('/_x402/settle', ''), $spaced), "\n";
+close $sfh;
+$fac->set_script("verify: default\nsettle: default\n");
+$ok_since = time;
+$ng->start;
+ok(wait_for(10, sub { (counters($ng)->[0] // -1) == 0 }), 'format: both settled after a start');
+my @bodies = map { $_->{body} } grep { $_->{endpoint} eq 'settle' && $_->{t} >= $ok_since }
+             $fac->requests;
+ok((grep { $_ eq $f[8] } @bodies), 'format: the base64 line sent its body as it was');
+ok((grep { $_ eq $spaced } @bodies), 'format: a JSON body with spaces sent whole');
+unlike($ng->error_log, qr/malformed record/, 'format: no line taken for malformed');
+$ng->stop;
+
 # ---- x402_spool off: nothing on disk, as before ----
 
 $fac->set_script("verify: default\nsettle: 500 {\"error\":\"down\"}\n");
