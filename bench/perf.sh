@@ -6,9 +6,13 @@
 # Prints the worker's CPU per request (user, system) against a bare
 # secp256k1_ecdsa_recover, the share of each DSO, and the top symbols.
 #
-#   bench/perf.sh [local|sync] [N] [C]
+#   bench/perf.sh [local|sync|proxy|proxy2] [N] [C]
 #       local: credit advance (x402_verify local, x402_settle async, zone)
 #       sync:  /verify and /settle subrequests to the facilitator
+#       proxy, proxy2: nginx's own floor for the same I/O, no x402 at all:
+#              the same requests proxied to the facilitator's /settle
+#              (one upstream exchange, as local's settlement), and with an
+#              auth_request to its /verify first (two, as sync)
 #       N paid requests (default 20000), C connections (default 16)
 #
 # Leaves the profile in build/bench/perf-<path>.data for `perf report -i`.
@@ -22,7 +26,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 path=${1:-local}
 n=${2:-20000}
 conns=${3:-16}
-case $path in local|sync) ;; *) echo "usage: $0 [local|sync] [N] [C]" >&2; exit 2 ;; esac
+case $path in local|sync|proxy|proxy2) ;; *) echo "usage: $0 [local|sync|proxy|proxy2] [N] [C]" >&2; exit 2 ;; esac
 perf=${PERF:-/usr/bin/perf}
 work=$(mktemp -d /tmp/x402-perf.XXXXXX)
 pids=()
@@ -82,6 +86,14 @@ http {
         location /local/ { x402_price 0.001; x402_verify local; x402_settle async; empty_gif; }
         location /_x402/ { internal; proxy_pass http://facilitator/;
                            proxy_http_version 1.1; proxy_set_header Connection ""; }
+        location /proxy/ { proxy_pass http://facilitator/settle;
+                           proxy_http_version 1.1; proxy_set_header Connection ""; }
+        location /proxy2/ { auth_request /_floor/verify;
+                            proxy_pass http://facilitator/settle;
+                            proxy_http_version 1.1; proxy_set_header Connection ""; }
+        location = /_floor/verify { internal; proxy_pass http://facilitator/verify;
+                                    proxy_pass_request_body off;
+                                    proxy_http_version 1.1; proxy_set_header Connection ""; }
     }
 }
 EOF
@@ -92,7 +104,9 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 wpid=$(pgrep -P "$(cat "$work/m/logs/nginx.pid")" | head -1)
-pr=$(curl -s -D - -o /dev/null "http://127.0.0.1:$mport/$path/" | tr -d '\r' \
+# the floors' requests carry the same payments (the same bytes in)
+offer=$path; case $path in proxy*) offer=local ;; esac
+pr=$(curl -s -D - -o /dev/null "http://127.0.0.1:$mport/$offer/" | tr -d '\r' \
      | sed -n 's/^[Pp][Aa][Yy][Mm][Ee][Nn][Tt]-[Rr][Ee][Qq][Uu][Ii][Rr][Ee][Dd]: //p')
 warm=$((n / 10 + 200))
 "$sign" --payment-required "$pr" --count $((n + warm)) > "$work/pay.txt"
