@@ -5,6 +5,12 @@
 # each exactly once; A started again settles none of them a second time.
 # With Redis down when a settlement is owed (fail=open), the spool keeps it
 # and the host settles it itself.
+#
+# Issue 13: an entry is one string written with plain commands (SET PX,
+# ZADD), its attempts in a separate key once rescheduled; a removal is ZREM
+# and DEL. A's entries are of that format, one is turned into the hash the
+# earlier version wrote (an upgrade): B settles both kinds. Paid requests
+# that settle at once run no script in Redis and leave no key behind.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -64,6 +70,16 @@ sub node {
 
 sub owed { $redis->cmd('ZCARD', 't40:owed') }
 
+# INFO commandstats: { command => calls }
+sub cmdstats {
+    my %c = ($redis->cmd('INFO', 'commandstats')
+             =~ /^cmdstat_(\w+):calls=(\d+)/mg);
+    return \%c;
+}
+sub owed_keys { scalar @{ $redis->cmd('KEYS', 't40:owed*') // [] } }
+sub owed_list { join ' ', map { "$_:" . $redis->cmd('TYPE', $_) }
+                          @{ $redis->cmd('KEYS', 't40:owed*') // [] } }
+
 # ---- A owes three, dies; B settles them ----
 
 my $a = start_nginx(node('fleet-a', $fac_a->port, ''));
@@ -77,6 +93,34 @@ ok(wait_for(5, sub { ($fac_a->requests // 0) >= 3 }), 'A tried them');
 my $spool = eval { local (@ARGV, $/) = ($a->prefix . '/x402_spool/settlements'); <> } // '';
 is(scalar(() = $spool =~ /^done [0-9a-f]{64} redis$/mg), 3,
    "A's spool says redis holds them");
+
+# the entries: strings; A's failed attempts rescheduled them (attempts keys)
+my @ids = sort @{ $redis->cmd('ZRANGE', 't40:owed', 0, -1) };
+is(scalar(grep { $redis->cmd('TYPE', "t40:owed:$_") eq 'string' } @ids), 3,
+   'each entry is one string');
+ok(wait_for(5, sub { 3 == grep { defined $redis->cmd('GET', "t40:owed:$_:r") }
+                                 @ids }),
+   'rescheduled: each has its attempts key')
+    or diag(join ' ', map { $redis->cmd('GET', "t40:owed:$_:r") // '-' } @ids);
+like($redis->cmd('GET', "t40:owed:$ids[0]:r") // '', qr/^1\|[01]\|down$/,
+     'attempts key: 1 attempt, whether an answer was lost, the error');
+ok(!grep({ $redis->cmd('PTTL', $_) < 0 }
+         map { ("t40:owed:$_", "t40:owed:$_:r") } @ids),
+   'every entry key has a TTL');
+
+# one turned into what the earlier version wrote: a hash (upgrade)
+{
+    my $k = "t40:owed:$ids[0]";
+    my $v = $redis->cmd('GET', $k);
+    my ($m, $n, $rest) = $v =~ /\A([^\n]*)\n(\d+)\n(.*)\z/s
+        or die "entry unreadable: $v";
+    my ($a, $u, $r) = split /\|/, $redis->cmd('GET', "$k:r"), 3;
+    $redis->cmd('DEL', $k, "$k:r");
+    $redis->cmd('HMSET', $k, m => $m, a => $a, u => $u, r => $r,
+                uri => substr($rest, 0, $n), b => substr($rest, $n));
+    $redis->cmd('PEXPIRE', $k, 86400000);
+    is($redis->cmd('TYPE', $k), 'hash', 'one entry in the old hash format');
+}
 
 my $pid = $a->pid;
 my @w = $a->worker_pids;
@@ -96,6 +140,9 @@ ok(wait_for(40, sub {
        3 == grep { $s->{nonce_of($_->[0])} } @p }),
    'B settles all three that A owed');
 ok(wait_for(5, sub { owed() == 0 }), 'nothing owed in redis any more');
+ok(wait_for(5, sub { owed_keys() == 0 }),
+   'no entry or attempts key left (old format included)')
+    or diag(owed_list());
 like($b->error_log, qr/owed settlement\(s\) claimed from redis/,
      'B logs the claim');
 like($b->get('/metrics')->{body} // '',
@@ -104,6 +151,34 @@ like($b->get('/metrics')->{body} // '',
 for my $i (0 .. 2) {
     is($b->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[$i][0] })->{status},
        402, "B: payment $i not served again");
+}
+
+# B serves and settles at once: plain commands, no script; nothing left
+{
+    my @q = payments_for($b, 6);
+    my $c0 = cmdstats();
+    for my $i (0 .. $#q) {
+        is($b->get('/paid/', { 'PAYMENT-SIGNATURE' => $q[$i][0] })->{status},
+           200, "B: paid request $i served on credit");
+    }
+    ok(wait_for(10, sub {
+           my $s = settled_nonces();
+           6 == grep { $s->{nonce_of($_->[0])} } @q }),
+       'B settled the six');
+    ok(wait_for(5, sub { owed() == 0 && owed_keys() == 0 }),
+       'their entries left redis: no owed set, no entry key')
+        or diag(owed_list());
+    my $c1 = cmdstats();
+    my %d = map { $_ => ($c1->{$_} // 0) - ($c0->{$_} // 0) } keys %$c1;
+    # every script run was a claim (one ZRANGEBYSCORE each): none per payment
+    is($d{eval} // 0, $d{zrangebyscore} // 0,
+       'no script ran for them (each EVAL a claim)')
+        or diag(join ' ', map { "$_=$d{$_}" } sort keys %d);
+    is($d{hmset} // 0, 0, 'no hash written');
+    is($d{pexpire} // 0, 0, 'no separate PEXPIRE');
+    ok(($d{zadd} // 0) >= 6 && ($d{zrem} // 0) >= 6, 'ZADD and ZREM each');
+    # the reserves' epoch check: at most one GET per write, not per reserve
+    ok(($d{get} // 0) <= 6, 'the epoch record read once per write at most');
 }
 
 # A starts again, its facilitator answering now: nothing to settle again
