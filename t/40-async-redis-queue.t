@@ -111,14 +111,18 @@ ok(!grep({ $redis->cmd('PTTL', $_) < 0 }
 # one turned into what the earlier version wrote: a hash (upgrade)
 {
     my $k = "t40:owed:$ids[0]";
-    my $v = $redis->cmd('GET', $k);
+    # (already one under the earlier version: the tests below still run)
+    my $v = $redis->cmd('TYPE', $k) eq 'string' ? $redis->cmd('GET', $k)
+          : "0|0|0|0\n0\n";
     my ($m, $n, $rest) = $v =~ /\A([^\n]*)\n(\d+)\n(.*)\z/s
         or die "entry unreadable: $v";
-    my ($a, $u, $r) = split /\|/, $redis->cmd('GET', "$k:r"), 3;
-    $redis->cmd('DEL', $k, "$k:r");
-    $redis->cmd('HMSET', $k, m => $m, a => $a, u => $u, r => $r,
-                uri => substr($rest, 0, $n), b => substr($rest, $n));
-    $redis->cmd('PEXPIRE', $k, 86400000);
+    my ($a, $u, $r) = split /\|/, $redis->cmd('GET', "$k:r") // '', 3;
+    if ($n) {
+        $redis->cmd('DEL', $k, "$k:r");
+        $redis->cmd('HMSET', $k, m => $m, a => $a, u => $u, r => $r,
+                    uri => substr($rest, 0, $n), b => substr($rest, $n));
+        $redis->cmd('PEXPIRE', $k, 86400000);
+    }
     is($redis->cmd('TYPE', $k), 'hash', 'one entry in the old hash format');
 }
 
@@ -177,8 +181,8 @@ for my $i (0 .. 2) {
     is($d{hmset} // 0, 0, 'no hash written');
     is($d{pexpire} // 0, 0, 'no separate PEXPIRE');
     ok(($d{zadd} // 0) >= 6 && ($d{zrem} // 0) >= 6, 'ZADD and ZREM each');
-    # the reserves' epoch check: at most one GET per write, not per reserve
-    ok(($d{get} // 0) <= 6, 'the epoch record read once per write at most');
+    # the reserves' epoch check (one GET per write; these come one at a time)
+    ok(($d{get} // 0) <= 6, 'the epoch record read once per reserve at most');
 }
 
 # A starts again, its facilitator answering now: nothing to settle again
