@@ -24,7 +24,9 @@
  * write event. A command nobody waits for (queued with queue_lazily set:
  * the settled record) posts nothing: it leaves with the next flush, the
  * next payment's reserve under load, or after NGX_HTTP_X402_REDIS_LAZY_MS;
- * Redis then reads one batch per payment, not two.
+ * Redis then reads one batch per payment, not two. Before each write the
+ * protocol's writing() hook may add a last command (the epoch record's
+ * GET that answers for every reserve of the batch).
  */
 
 #include <ngx_config.h>
