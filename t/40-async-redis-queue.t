@@ -30,6 +30,7 @@ my $fac_b = start_facilitator(script => "verify: default\nsettle: default\n");
 
 # successful /settle calls at either facilitator, by nonce
 my $a_ok_since = 9e9;
+my $b_ok_since = 0;
 sub settled_nonces {
     my %n;
     for my $q (grep { $_->{endpoint} eq 'settle' } $fac_a->requests) {
@@ -37,6 +38,7 @@ sub settled_nonces {
         $n{$q->{json}{paymentPayload}{payload}{authorization}{nonce}}++;
     }
     for my $q (grep { $_->{endpoint} eq 'settle' } $fac_b->requests) {
+        next unless $q->{t} >= $b_ok_since;
         $n{$q->{json}{paymentPayload}{payload}{authorization}{nonce}}++;
     }
     return \%n;
@@ -138,7 +140,27 @@ is(owed(), 3, 'still owed in redis after A died');
 
 # B logs at debug: the debug line of every timer it arms (the claim's
 # included) reads the timer's data, which must point somewhere valid
+# B's facilitator fails at first: B claims them, fails, reschedules them in
+# Redis (the old hash updated in place, the strings' attempts keys)
+$fac_b->set_script("verify: default\nsettle: 500 {\"error\":\"busy\"}\n");
+$b_ok_since = 9e9;
 my $b = start_nginx(node('fleet-b', $fac_b->port, ''), log_level => 'debug');
+ok(wait_for(30, sub {
+       ($redis->cmd('HGET', "t40:owed:$ids[0]", 'a') // '') eq '2'
+       && 2 == grep { ($redis->cmd('GET', "t40:owed:$_:r") // '') =~ /^2\|/ }
+                    @ids[1, 2] }),
+   'B rescheduled each after its failed attempt (hash and strings)')
+    or diag(join ' ', $redis->cmd('HGET', "t40:owed:$ids[0]", 'a') // '-',
+            map { $redis->cmd('GET', "t40:owed:$_:r") // '-' } @ids[1, 2]);
+like($redis->cmd('HGET', "t40:owed:$ids[0]", 'r') // '', qr/busy/,
+     "the hash's last error is B's");
+ok(!grep({ $redis->cmd('PTTL', $_) < 0 }
+         "t40:owed:$ids[0]", map { ("t40:owed:$_", "t40:owed:$_:r") }
+                                 @ids[1, 2]),
+   'every key still has a TTL');
+is(owed(), 3, 'still three owed');
+$b_ok_since = time;
+$fac_b->set_script("verify: default\nsettle: default\n");
 ok(wait_for(40, sub {
        my $s = settled_nonces();
        3 == grep { $s->{nonce_of($_->[0])} } @p }),
