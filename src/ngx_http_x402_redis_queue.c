@@ -9,17 +9,18 @@
  *     <prefix>owed        a sorted set of payment ids (hex), scored by when
  *                         the entry may be tried next (wall clock ms): its
  *                         next attempt, or the end of a claim
- *     <prefix>owed:<id>   a string: "<scope hex>|<expire>|<validBefore>|
- *                         <server>\n<uri length>\n<uri><the /settle body>",
- *                         with a TTL (validBefore + a day)
- *     <prefix>owed:<id>:r only once an attempt failed (a reschedule):
- *                         "<attempts>|<answer lost 0/1>|<last error>", the
- *                         entry's TTL; none means 1|0|
+ *     <prefix>owed:<id>   a string with a TTL (validBefore + a day):
+ *                         "<scope hex>|<expire>|<validBefore>|<server>\n
+ *                         <uri length>\n<uri><the /settle body>"; once an
+ *                         attempt failed (a reschedule rewrites it) the
+ *                         second line is "<uri length> <attempts> <answer
+ *                         lost 0/1> <error length>" and the error comes
+ *                         before the uri. The first form means 1 0 0.
  *
  * An entry is written and removed with plain pipelined commands, no
- * script (the common path costs Redis about a third of what two scripts
+ * script (the common path costs Redis about 60% of what two scripts
  * cost, bench/redis.sh): the owe is SET <entry> PX, then ZADD; a removal
- * ZREM, then one DEL of both keys. A claim (a script) between two of them
+ * ZREM, then DEL. A claim (a script) between two of them
  * sees a whole entry or none: the set names it only while the entry is
  * there. A connection lost in between leaves a key that expires, or an id
  * whose entry is gone, which a claim drops. The rare paths (reschedule,
@@ -66,19 +67,30 @@
 
 
 /*
- * KEYS: set, entry, its attempts key; ARGV: id, score, attempts, unknown,
- * reason. An entry of the earlier version (a hash) keeps them inside; the
- * attempts key lives as long as the entry (none once it is gone).
+ * KEYS: set, entry; ARGV: id, score, attempts, unknown, reason. A string
+ * entry is rewritten with its attempts (its TTL kept); one of the earlier
+ * version (a hash) keeps them in its fields.
  */
 static const char  ngx_http_x402_rq_reschedule_lua[] =
     "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end "
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) "
-    "if redis.call('TYPE', KEYS[2]).ok == 'hash' then "
+    "local t = redis.call('TYPE', KEYS[2]).ok "
+    "if t == 'hash' then "
     "redis.call('HMSET', KEYS[2], 'a', ARGV[3], 'u', ARGV[4], "
     "'r', ARGV[5]) return 1 end "
-    "local t = redis.call('PTTL', KEYS[2]) "
-    "if t > 0 then redis.call('SET', KEYS[3], "
-    "ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[5], 'PX', t) end "
+    "if t ~= 'string' then return 0 end "
+    "local v = redis.call('GET', KEYS[2]) "
+    "local i = string.find(v, '\\n', 1, true) "
+    "local j = i and string.find(v, '\\n', i + 1, true) "
+    "if not j then return 0 end "
+    "local l = string.sub(v, i + 1, j - 1) "
+    "local n, a, u, rl = string.match(l, '^(%d+) (%d+) ([01]) (%d+)$') "
+    "if not n then n = string.match(l, '^(%d+)$') rl = 0 end "
+    "local p = redis.call('PTTL', KEYS[2]) "
+    "if not n or p <= 0 then return 0 end "
+    "redis.call('SET', KEYS[2], string.sub(v, 1, i) .. n .. ' ' .. ARGV[3] "
+    ".. ' ' .. ARGV[4] .. ' ' .. string.len(ARGV[5]) .. '\\n' .. ARGV[5] "
+    ".. string.sub(v, j + 1 + tonumber(rl)), 'PX', p) "
     "return 1";
 
 /*
@@ -103,19 +115,18 @@ static const char  ngx_http_x402_rq_claim_lua[] =
     "local v = redis.call('GET', hk) "
     "local i = string.find(v, '\\n', 1, true) "
     "local j = i and string.find(v, '\\n', i + 1, true) "
-    "local n = j and tonumber(string.sub(v, i + 1, j - 1)) "
     "h = {'', '', '', '', '', ''} "
-    "if n then "
-    "h = {string.sub(v, 1, i - 1), '1', '0', '', "
-    "string.sub(v, j + 1, j + n), string.sub(v, j + n + 1)} "
-    "local s = redis.call('GET', hk .. ':r') "
-    "local a, u, r "
-    "if s then a, u, r = string.match(s, '^(%d+)|([01])|(.*)$') end "
-    "if a then h[2] = a h[3] = u h[4] = r end end end "
+    "if j then "
+    "local l = string.sub(v, i + 1, j - 1) "
+    "local n, a, u, rl = string.match(l, '^(%d+) (%d+) ([01]) (%d+)$') "
+    "if not n then n = string.match(l, '^(%d+)$') a = '1' u = '0' rl = 0 end "
+    "if n then n = tonumber(n) rl = tonumber(rl) "
+    "h = {string.sub(v, 1, i - 1), a, u, string.sub(v, j + 1, j + rl), "
+    "string.sub(v, j + rl + 1, j + rl + n), "
+    "string.sub(v, j + rl + n + 1)} end end end "
     "local rec = redis.call('GET', ARGV[4] .. id) "
     "if not h[1] or not h[6] or (rec and string.sub(rec, 1, 1) == 'S') "
-    "then redis.call('ZREM', KEYS[1], id) "
-    "redis.call('DEL', hk, hk .. ':r') "
+    "then redis.call('ZREM', KEYS[1], id) redis.call('DEL', hk) "
     "else redis.call('ZADD', KEYS[1], ARGV[2], id) "
     "table.insert(out, id) "
     "for i = 1, 6 do table.insert(out, h[i] or '') end end end "
@@ -164,12 +175,12 @@ ngx_http_x402_rq_ready(void)
 }
 
 
-/* "<prefix>owed", "<prefix>owed:<id hex>" and "<prefix>owed:<id hex>:r" */
-#define NGX_HTTP_X402_RQ_KEYS  (3 * 128 + 160)
+/* "<prefix>owed" and "<prefix>owed:<id hex>" */
+#define NGX_HTTP_X402_RQ_KEYS  (2 * 128 + 80)
 
 static void
 ngx_http_x402_rq_keys(u_char *id, ngx_str_t *set, ngx_str_t *entry,
-    ngx_str_t *attempts, u_char *buf)
+    u_char *buf)
 {
     u_char      *p;
     ngx_str_t   *prefix;
@@ -190,13 +201,6 @@ ngx_http_x402_rq_keys(u_char *id, ngx_str_t *set, ngx_str_t *entry,
     }
 
     entry->len = p - entry->data;
-
-    if (attempts) {
-        attempts->data = p;
-        p = ngx_cpymem(p, entry->data, entry->len);
-        p = ngx_cpymem(p, ":r", 2);
-        attempts->len = p - attempts->data;
-    }
 }
 
 
@@ -294,7 +298,7 @@ ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    ngx_http_x402_rq_keys(op->id, &set, &entry, NULL, keys);
+    ngx_http_x402_rq_keys(op->id, &set, &entry, keys);
 
     v = (u_char *) (owe + 1);
     len = ngx_sprintf(ngx_hex_dump(v, (u_char *) &op->scope, 8),
@@ -492,39 +496,39 @@ ngx_http_x402_rq_reschedule(u_char *id, ngx_http_x402_pending_info_t *info)
     u_char     keys[NGX_HTTP_X402_RQ_KEYS], hex[64], score[NGX_INT64_LEN];
     u_char     attempts[NGX_INT_T_LEN];
     uint64_t   at, vb;
-    ngx_str_t  args[8];
+    ngx_str_t  args[7];
 
     if (!ngx_http_x402_rq_ready()) {
         /* its claim in Redis runs out: then any member may take it */
         return;
     }
 
-    ngx_http_x402_rq_keys(id, &args[0], &args[1], &args[2], keys);
+    ngx_http_x402_rq_keys(id, &args[0], &args[1], keys);
 
-    args[3].data = hex;
-    args[3].len = ngx_hex_dump(hex, id, 32) - hex;
+    args[2].data = hex;
+    args[2].len = ngx_hex_dump(hex, id, 32) - hex;
 
     /* due at its next attempt, or when it expires if that comes first */
     vb = (uint64_t) info->valid_before * 1000;
     at = ngx_min(info->next_try, vb);
 
-    args[4].data = score;
-    args[4].len = ngx_sprintf(score, "%uL", at) - score;
-    args[5].data = attempts;
-    args[5].len = ngx_sprintf(attempts, "%ui", info->attempts) - attempts;
-    ngx_str_set(&args[6], "1");
+    args[3].data = score;
+    args[3].len = ngx_sprintf(score, "%uL", at) - score;
+    args[4].data = attempts;
+    args[4].len = ngx_sprintf(attempts, "%ui", info->attempts) - attempts;
+    ngx_str_set(&args[5], "1");
 
     if (!info->unknown) {
-        ngx_str_set(&args[6], "0");
+        ngx_str_set(&args[5], "0");
     }
 
-    args[7].data = info->reason;
-    args[7].len = info->reason_len;
+    args[6].data = info->reason;
+    args[6].len = info->reason_len;
 
     (void) ngx_http_x402_rq_send(ngx_http_x402_rq_reply, NULL,
                                  ngx_http_x402_rq_reschedule_lua,
                                  sizeof(ngx_http_x402_rq_reschedule_lua) - 1,
-                                 3, args, 8);
+                                 2, args, 7);
 }
 
 
@@ -533,10 +537,10 @@ void
 ngx_http_x402_redis_queue_remove(u_char *id)
 {
     u_char       keys[NGX_HTTP_X402_RQ_KEYS], hex[64];
-    size_t       argvlen[4];
+    size_t       argvlen[3];
     ngx_int_t    rc;
-    ngx_str_t    set, entry, attempts;
-    const char  *argv[4];
+    ngx_str_t    set, entry;
+    const char  *argv[3];
 
     if (ngx_http_x402_redis_conn.conf == NULL) {
         return;
@@ -546,7 +550,7 @@ ngx_http_x402_redis_queue_remove(u_char *id)
         goto later;
     }
 
-    ngx_http_x402_rq_keys(id, &set, &entry, &attempts, keys);
+    ngx_http_x402_rq_keys(id, &set, &entry, keys);
 
     /*
      * ZREM first: a claim never sees an id whose entry is gone. Nobody
@@ -565,10 +569,9 @@ ngx_http_x402_redis_queue_remove(u_char *id)
     if (rc == NGX_OK) {
         argv[0] = "DEL"; argvlen[0] = 3;
         argv[1] = (const char *) entry.data; argvlen[1] = entry.len;
-        argv[2] = (const char *) attempts.data; argvlen[2] = attempts.len;
 
-        /* failed (out of memory): the keys expire */
-        (void) ngx_http_x402_rq_command(ngx_http_x402_rq_reply, NULL, 3,
+        /* failed (out of memory): the entry expires */
+        (void) ngx_http_x402_rq_command(ngx_http_x402_rq_reply, NULL, 2,
                                         argv, argvlen);
     }
 
@@ -654,7 +657,7 @@ ngx_http_x402_redis_queue_poll(ngx_uint_t n)
         }
     }
 
-    ngx_http_x402_rq_keys(NULL, &args[0], &hash, NULL, keys);
+    ngx_http_x402_rq_keys(NULL, &args[0], &hash, keys);
 
     ms = ngx_http_x402_queue_now();
 

@@ -7,7 +7,7 @@
 # and the host settles it itself.
 #
 # Issue 13: an entry is one string written with plain commands (SET PX,
-# ZADD), its attempts in a separate key once rescheduled; a removal is ZREM
+# ZADD), rewritten with its attempts once rescheduled; a removal is ZREM
 # and DEL. A's entries are of that format, one is turned into the hash the
 # earlier version wrote (an upgrade): B settles both kinds. Paid requests
 # that settle at once run no script in Redis and leave no key behind.
@@ -79,6 +79,18 @@ sub cmdstats {
     return \%c;
 }
 sub owed_keys { scalar @{ $redis->cmd('KEYS', 't40:owed*') // [] } }
+
+# a string entry: [meta, uri length, attempts, lost, error, uri, body]
+sub entry {
+    return [] unless $redis->cmd('TYPE', "t40:owed:$_[0]") eq 'string';
+    my $v = $redis->cmd('GET', "t40:owed:$_[0]") // return [];
+    my ($m, $l, $rest) = $v =~ /\A([^\n]*)\n([^\n]*)\n(.*)\z/s or return [];
+    my ($n, $a, $u, $rl) = $l =~ /^(\d+)(?: (\d+) ([01]) (\d+))?$/
+        or return [];
+    ($a, $u, $rl) = (1, 0, 0) unless defined $a;
+    return [$m, $n, $a, $u, substr($rest, 0, $rl), substr($rest, $rl, $n),
+            substr($rest, $rl + $n)];
+}
 sub owed_list { join ' ', map { "$_:" . $redis->cmd('TYPE', $_) }
                           @{ $redis->cmd('KEYS', 't40:owed*') // [] } }
 
@@ -96,33 +108,30 @@ my $spool = eval { local (@ARGV, $/) = ($a->prefix . '/x402_spool/settlements');
 is(scalar(() = $spool =~ /^done [0-9a-f]{64} redis$/mg), 3,
    "A's spool says redis holds them");
 
-# the entries: strings; A's failed attempts rescheduled them (attempts keys)
+# the entries: strings; A's failed attempts rescheduled them (rewritten)
 my @ids = sort @{ $redis->cmd('ZRANGE', 't40:owed', 0, -1) };
 is(scalar(grep { $redis->cmd('TYPE', "t40:owed:$_") eq 'string' } @ids), 3,
    'each entry is one string');
-ok(wait_for(5, sub { 3 == grep { defined $redis->cmd('GET', "t40:owed:$_:r") }
-                                 @ids }),
-   'rescheduled: each has its attempts key')
-    or diag(join ' ', map { $redis->cmd('GET', "t40:owed:$_:r") // '-' } @ids);
-like($redis->cmd('GET', "t40:owed:$ids[0]:r") // '', qr/^1\|[01]\|down$/,
-     'attempts key: 1 attempt, whether an answer was lost, the error');
-ok(!grep({ $redis->cmd('PTTL', $_) < 0 }
-         map { ("t40:owed:$_", "t40:owed:$_:r") } @ids),
-   'every entry key has a TTL');
+ok(wait_for(5, sub { 3 == grep { (entry($_)->[4] // '') eq 'down' } @ids }),
+   'rescheduled: each rewritten with its attempts and error')
+    or diag(join ' ', map { (entry($_)->[1] ? $redis->cmd('GET', "t40:owed:$_")
+                                           : '-') } @ids);
+is(join(' ', @{ entry($ids[0]) }[2, 4, 5]), '1 down /_x402/settle',
+   'an entry: 1 attempt, the error, the settle location');
+like(entry($ids[0])->[6], qr/^\{.*"paymentPayload"/s, 'and the /settle body');
+ok(!grep({ $redis->cmd('PTTL', "t40:owed:$_") < 0 } @ids),
+   'every entry has a TTL');
+is(owed_keys(), 4, 'one key per entry, and the set');
 
 # one turned into what the earlier version wrote: a hash (upgrade)
 {
     my $k = "t40:owed:$ids[0]";
     # (already one under the earlier version: the tests below still run)
-    my $v = $redis->cmd('TYPE', $k) eq 'string' ? $redis->cmd('GET', $k)
-          : "0|0|0|0\n0\n";
-    my ($m, $n, $rest) = $v =~ /\A([^\n]*)\n(\d+)\n(.*)\z/s
-        or die "entry unreadable: $v";
-    my ($a, $u, $r) = split /\|/, $redis->cmd('GET', "$k:r") // '', 3;
+    my ($m, $n, $a, $u, $r, $uri, $body) = @{ entry($ids[0]) };
     if ($n) {
-        $redis->cmd('DEL', $k, "$k:r");
+        $redis->cmd('DEL', $k);
         $redis->cmd('HMSET', $k, m => $m, a => $a, u => $u, r => $r,
-                    uri => substr($rest, 0, $n), b => substr($rest, $n));
+                    uri => $uri, b => $body);
         $redis->cmd('PEXPIRE', $k, 86400000);
     }
     is($redis->cmd('TYPE', $k), 'hash', 'one entry in the old hash format');
@@ -141,22 +150,22 @@ is(owed(), 3, 'still owed in redis after A died');
 # B logs at debug: the debug line of every timer it arms (the claim's
 # included) reads the timer's data, which must point somewhere valid
 # B's facilitator fails at first: B claims them, fails, reschedules them in
-# Redis (the old hash updated in place, the strings' attempts keys)
+# Redis (the old hash updated in place, the strings rewritten)
 $fac_b->set_script("verify: default\nsettle: 500 {\"error\":\"busy\"}\n");
 $b_ok_since = 9e9;
 my $b = start_nginx(node('fleet-b', $fac_b->port, ''), log_level => 'debug');
 ok(wait_for(30, sub {
        ($redis->cmd('HGET', "t40:owed:$ids[0]", 'a') // '') eq '2'
-       && 2 == grep { ($redis->cmd('GET', "t40:owed:$_:r") // '') =~ /^2\|/ }
-                    @ids[1, 2] }),
+       && 2 == grep { (entry($_)->[2] // '') eq '2'
+                      && entry($_)->[4] =~ /busy/ } @ids[1, 2] }),
    'B rescheduled each after its failed attempt (hash and strings)')
     or diag(join ' ', $redis->cmd('HGET', "t40:owed:$ids[0]", 'a') // '-',
-            map { $redis->cmd('GET', "t40:owed:$_:r") // '-' } @ids[1, 2]);
+            map { (entry($_)->[1] ? $redis->cmd('GET', "t40:owed:$_")
+                                           : '-') } @ids[1, 2]);
 like($redis->cmd('HGET', "t40:owed:$ids[0]", 'r') // '', qr/busy/,
      "the hash's last error is B's");
 ok(!grep({ $redis->cmd('PTTL', $_) < 0 }
-         "t40:owed:$ids[0]", map { ("t40:owed:$_", "t40:owed:$_:r") }
-                                 @ids[1, 2]),
+         map { "t40:owed:$_" } @ids),
    'every key still has a TTL');
 is(owed(), 3, 'still three owed');
 $b_ok_since = time;
@@ -167,7 +176,7 @@ ok(wait_for(40, sub {
    'B settles all three that A owed');
 ok(wait_for(5, sub { owed() == 0 }), 'nothing owed in redis any more');
 ok(wait_for(5, sub { owed_keys() == 0 }),
-   'no entry or attempts key left (old format included)')
+   'no entry left (old format included)')
     or diag(owed_list());
 like($b->error_log, qr/owed settlement\(s\) claimed from redis/,
      'B logs the claim');
