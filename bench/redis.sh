@@ -10,7 +10,10 @@
 # x402_settle async; N distinct payments signed beforehand (bench/sign.cpp)
 # sent by bench/load.c over CONN keep-alive connections. Per round:
 # redis-server's CPU (/proc schedstat) ÷ payments, the worker's CPU per
-# request, and the commands Redis executed per payment (INFO commandstats).
+# request, and the commands Redis executed per payment (INFO commandstats);
+# then, per round, each command's calls and µs of redis-server CPU per
+# payment (INFO commandstats; a script's inner commands are counted both
+# under their own name and within the eval's time).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -135,6 +138,10 @@ calls() {  # the sum of calls in INFO commandstats
     redis-cli -p "$rport" info commandstats | tr -d '\r' \
         | sed -n 's/.*:calls=\([0-9]*\),.*/\1/p' | awk '{ s += $1 } END { print s + 0 }'
 }
+cmdstats() {  # "name calls usec" per command
+    redis-cli -p "$rport" info commandstats | tr -d '\r' \
+        | sed -n 's/^cmdstat_\([^:]*\):calls=\([0-9]*\),usec=\([0-9]*\),.*/\1 \2 \3/p'
+}
 reads() {  # socket reads Redis processed (one per batch of commands)
     redis-cli -p "$rport" info stats | tr -d '\r' \
         | sed -n 's/^total_reads_processed:\([0-9]*\)/\1/p'
@@ -144,12 +151,15 @@ reads() {  # socket reads Redis processed (one per batch of commands)
 sleep 0.5
 echo "| round | paid | redis-server CPU µs/payment | Redis commands/payment | Redis reads/payment | worker CPU µs/request | requests/s |"
 echo "|---|---|---|---|---|---|---|"
+split=""
 for r in $(seq "$rounds"); do
+    cmdstats > "$work/cs0"
     k0=$(calls); d0=$(reads); r0=$(cpu_ns "$redis_pid"); w0=$(cpu_ns "$worker")
     out=$("$load" "$nport" /local/ "$n" "$conn" "$work/pay-$r.txt" PAYMENT-SIGNATURE \
           | sed -n 's/^result //p')
     sleep 0.5   # the async settlements' records land
     r1=$(cpu_ns "$redis_pid"); w1=$(cpu_ns "$worker"); d1=$(reads); k1=$(calls)
+    cmdstats > "$work/cs1"
     # requests 2xx 402 other errors rps p50 p99
     read -r req ok _ _ _ rps _ < <(echo "$out")
     # the INFO calls between the marks: one command and one read each
@@ -159,4 +169,20 @@ for r in $(seq "$rounds"); do
                  $wc / $r / 1000, $rps' \
         "$req" "$ok" "$((r1 - r0))" "$((k1 - k0 - 2))" "$((d1 - d0 - 2))" \
         "$((w1 - w0))" "$rps" "$r"
+    # the difference per command, INFO's own calls left out
+    split+=$(perl -e 'my ($r, $ok, $f0, $f1) = @ARGV; my (%x, %y);
+        for my $p ([$f0, \%x], [$f1, \%y]) { open my $h, "<", $p->[0] or die;
+            while (<$h>) { my ($n, $c, $u) = split; $p->[1]{$n} = [$c, $u] } }
+        my %d = map { $_ => [$y{$_}[0] - ($x{$_}[0] // 0),
+                             $y{$_}[1] - ($x{$_}[1] // 0)] } keys %y;
+        for my $n (sort { $d{$b}[1] <=> $d{$a}[1] } keys %d) {
+            my ($c, $u) = @{ $d{$n} };
+            next if $n eq "info" || !$c;
+            printf "| %d | %s | %.3f | %.3f | %.2f |\n",
+                $r, $n, $c / $ok, $u / $ok, $u / $c }' \
+        "$r" "$ok" "$work/cs0" "$work/cs1")$'\n'
 done
+echo
+echo "| round | command | calls/payment | µs/payment (INFO commandstats) | µs/call |"
+echo "|---|---|---|---|---|"
+printf '%s' "$split"

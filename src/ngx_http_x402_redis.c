@@ -44,15 +44,20 @@
 #define NGX_HTTP_X402_REDIS_RELEASES     256
 
 
-typedef struct {
+typedef struct ngx_http_x402_redis_op_s  ngx_http_x402_redis_op_t;
+
+struct ngx_http_x402_redis_op_s {
     ngx_event_t                  timer;
     ngx_http_x402_store_op_t    *sop;        /* NULL: nobody waits */
+    /* a reserve of the batch the next epoch GET answers for */
+    ngx_http_x402_redis_op_t    *next;
     ngx_uint_t                   kind;
     u_char                       id[32];
     /* a reserve: our value, to take the reservation back if nobody will
      * use it (the request left, or it was refused with fail=closed) */
     unsigned                     release:1;
-    /* a reserve: the GET of the epoch record follows; its SET answered */
+    /* a reserve: in the batch; the GET of the epoch record follows */
+    unsigned                     batched:1;
     unsigned                     epoch_check:1;
     unsigned                     answered:1;
     size_t                       value_len;
@@ -64,7 +69,7 @@ typedef struct {
     /* a reserve: the epoch record this worker knew when it was sent */
     size_t                       epoch_len;
     u_char                       epoch[NGX_HTTP_X402_REDIS_EPOCH_MAX];
-} ngx_http_x402_redis_op_t;
+};
 
 
 /* reservations to take back once Redis answers again */
@@ -87,6 +92,9 @@ typedef struct {
     size_t                       epoch_len;
     u_char                       epoch[NGX_HTTP_X402_REDIS_EPOCH_MAX];
     ngx_uint_t                   sync_inflight;
+    /* reserves queued since the last epoch GET (redis_batch_epoch) */
+    ngx_http_x402_redis_op_t    *batch;
+    ngx_http_x402_redis_op_t   **batch_last;
     ngx_uint_t                   pushed;
     ngx_uint_t                   push_failed;
     unsigned                     exiting:1;
@@ -102,6 +110,11 @@ static void ngx_http_x402_redis_take_back(u_char *id, u_char *value,
 static void ngx_http_x402_redis_op_timeout(ngx_event_t *ev);
 static void ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void ngx_http_x402_redis_epoch_check_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
+static void ngx_http_x402_redis_finish(ngx_http_x402_redis_op_t *op,
+    redisReply *rr);
+static void ngx_http_x402_redis_batch_epoch(void);
 static void ngx_http_x402_redis_connecting(void);
 static void ngx_http_x402_redis_ready(void);
 static void ngx_http_x402_redis_ask_epoch(void);
@@ -114,11 +127,12 @@ static ngx_http_x402_redis_t  ngx_http_x402_redis_worker;
 
 /*
  * Reserve: the record if there is one, else ours is set. On Redis 7.0 and
- * later that is one plain command, SET <key> <value> NX GET PX <ttl>,
- * followed in the same write by GET <prefix>epoch: the reserve counts only
+ * later that is one plain command, SET <key> <value> NX GET PX <ttl>; the
+ * last command of the write that carries it is GET <prefix>epoch, one for
+ * all the reserves of that write (redis_batch_epoch): a reserve counts only
  * if the epoch record is still the one this worker knew when it sent it
  * (when Redis lost its data, it is gone or new; its id is random, so it
- * cannot come back). The epoch is read after the SET: a loss before the
+ * cannot come back). The epoch is read after the SETs: a loss before a
  * SET is seen, one between the two refuses a reserve that would have been
  * good (rare, and safe). An unknown epoch (asked for on this connection
  * just before) is not checked. Plain commands instead of a script: Redis
@@ -365,9 +379,14 @@ ngx_http_x402_redis_init_process(ngx_cycle_t *cycle,
         return NGX_ERROR;
     }
 
+    rd->batch_last = &rd->batch;
+
     /* non-blocking: the worker starts serving while this connects */
     ngx_http_x402_redis_conn_init(cycle, rcf, ngx_http_x402_redis_connecting,
                                   ngx_http_x402_redis_ready);
+
+    /* set after init: nothing is written before init returns */
+    ngx_http_x402_redis_conn.writing = ngx_http_x402_redis_batch_epoch;
 
     return NGX_OK;
 }
@@ -746,26 +765,66 @@ ngx_http_x402_redis_send_set(ngx_http_x402_redis_op_t *op,
     ngx_add_timer(&op->timer, rd->conf->timeout);
 
     if (get && rd->epoch_len) {
-        p = ngx_cpymem(key, rd->conf->prefix.data, rd->conf->prefix.len);
-        p = ngx_cpymem(p, "epoch", 5);
-
-        argv[0] = "GET"; argvlen[0] = 3;
-        argv[1] = (const char *) key; argvlen[1] = p - key;
-
-        if (redisAsyncCommandArgv(ngx_http_x402_redis_conn.ac,
-                                  ngx_http_x402_redis_reply, op,
-                                  2, argv, argvlen)
-            == REDIS_OK)
-        {
-            op->epoch_check = 1;
-            op->epoch_len = rd->epoch_len;
-            ngx_memcpy(op->epoch, rd->epoch, rd->epoch_len);
-        }
-
-        /* else (out of memory): unchecked, as with an unknown epoch */
+        /* the GET of the epoch record goes at the end of this write */
+        op->batched = 1;
+        op->epoch_len = rd->epoch_len;
+        ngx_memcpy(op->epoch, rd->epoch, rd->epoch_len);
+        *rd->batch_last = op;
+        rd->batch_last = &op->next;
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * Before each write (redis_conn.c): one GET of the epoch record, after the
+ * reserves this write carries, answers for all of them. Their replies come
+ * before its own, each kept in its op until then.
+ */
+static void
+ngx_http_x402_redis_batch_epoch(void)
+{
+    u_char                    *p;
+    u_char                     key[128 + 8];
+    const char                *argv[2];
+    size_t                     argvlen[2];
+    ngx_uint_t                 ok;
+    ngx_http_x402_redis_t     *rd;
+    ngx_http_x402_redis_op_t  *op, *next;
+
+    rd = &ngx_http_x402_redis_worker;
+
+    if (rd->batch == NULL || rd->conf == NULL) {
+        return;
+    }
+
+    p = ngx_cpymem(key, rd->conf->prefix.data, rd->conf->prefix.len);
+    p = ngx_cpymem(p, "epoch", 5);
+
+    argv[0] = "GET"; argvlen[0] = 3;
+    argv[1] = (const char *) key; argvlen[1] = p - key;
+
+    ok = (ngx_http_x402_redis_conn.ac != NULL
+          && redisAsyncCommandArgv(ngx_http_x402_redis_conn.ac,
+                                   ngx_http_x402_redis_epoch_check_reply,
+                                   rd->batch, 2, argv, argvlen)
+             == REDIS_OK);
+
+    for (op = rd->batch; op; op = next) {
+        next = op->next;
+
+        /* else (out of memory): unchecked, as with an unknown epoch */
+        op->epoch_check = ok;
+        op->batched = 0;
+
+        if (!ok) {
+            op->next = NULL;
+        }
+    }
+
+    rd->batch = NULL;
+    rd->batch_last = &rd->batch;
 }
 
 
@@ -1061,22 +1120,26 @@ ngx_http_x402_redis_op_timeout(ngx_event_t *ev)
 static void
 ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    u_char                     hex[64];
-    ngx_str_t                  value;
-    ngx_uint_t                 ok;
-    redisReply                *rr, got;
+    redisReply                *rr;
     ngx_http_x402_redis_t     *rd;
-    ngx_http_x402_store_op_t  *sop;
     ngx_http_x402_redis_op_t  *op;
-
-    static time_t  logged;
-    static char    epoch_changed[] = "X402EPOCH the epoch record changed";
 
     rr = reply;
     op = privdata;
     rd = &ngx_http_x402_redis_worker;
 
-    if (op->epoch_check && !op->answered) {
+    if (op->batched) {
+        /*
+         * Answered before its batch's epoch GET was queued: only the
+         * connection dying does that (NULL), and the whole batch with it
+         */
+        rd->batch = NULL;
+        rd->batch_last = &rd->batch;
+        op->batched = 0;
+        op->next = NULL;
+    }
+
+    if (op->epoch_check) {
         /* a reserve's SET: kept until the epoch record's GET answers */
         op->answered = 1;
         op->got_type = (rr == NULL) ? -1 : rr->type;
@@ -1099,11 +1162,31 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
         return;
     }
 
-    if (op->epoch_check) {
+    ngx_http_x402_redis_finish(op, rr);
+}
+
+
+/* the epoch record's GET: the outcome of each reserve of its batch */
+static void
+ngx_http_x402_redis_epoch_check_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    redisReply                *rr, got;
+    ngx_http_x402_redis_t     *rd;
+    ngx_http_x402_redis_op_t  *op, *next;
+
+    static char  epoch_changed[] = "X402EPOCH the epoch record changed";
+
+    rd = &ngx_http_x402_redis_worker;
+
+    for (op = privdata; op; op = next) {
+        next = op->next;
+        rr = reply;
+
         /* the reserve's outcome: the SET's, if the epoch is unchanged */
         ngx_memzero(&got, sizeof(redisReply));
 
-        if (rr == NULL || op->got_type == -1) {
+        if (rr == NULL || !op->answered || op->got_type == -1) {
             rr = NULL;
 
         } else if (rr->type == REDIS_REPLY_STRING
@@ -1135,7 +1218,24 @@ ngx_http_x402_redis_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
             rr = &got;
         }
+
+        ngx_http_x402_redis_finish(op, rr);
     }
+}
+
+
+static void
+ngx_http_x402_redis_finish(ngx_http_x402_redis_op_t *op, redisReply *rr)
+{
+    u_char                     hex[64];
+    ngx_str_t                  value;
+    ngx_uint_t                 ok;
+    ngx_http_x402_redis_t     *rd;
+    ngx_http_x402_store_op_t  *sop;
+
+    static time_t  logged;
+
+    rd = &ngx_http_x402_redis_worker;
 
     if (op->kind == NGX_HTTP_X402_REDIS_OP_RESERVE && rr != NULL
         && rr->type == REDIS_REPLY_ERROR && !rd->legacy

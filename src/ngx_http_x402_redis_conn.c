@@ -24,7 +24,9 @@
  * write event. A command nobody waits for (queued with queue_lazily set:
  * the settled record) posts nothing: it leaves with the next flush, the
  * next payment's reserve under load, or after NGX_HTTP_X402_REDIS_LAZY_MS;
- * Redis then reads one batch per payment, not two.
+ * Redis then reads one batch per payment, not two. Before each write the
+ * protocol's writing() hook may add a last command (the epoch record's
+ * GET that answers for every reserve of the batch).
  */
 
 #include <ngx_config.h>
@@ -49,6 +51,7 @@ static void ngx_http_x402_redis_connect_timeout(ngx_event_t *ev);
 static void ngx_http_x402_redis_read_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_write_handler(ngx_event_t *ev);
 static void ngx_http_x402_redis_flush_handler(ngx_event_t *ev);
+static void ngx_http_x402_redis_write(ngx_http_x402_redis_conn_t *rd);
 static void ngx_http_x402_redis_add_read(void *privdata);
 static void ngx_http_x402_redis_del_read(void *privdata);
 static void ngx_http_x402_redis_add_write(void *privdata);
@@ -63,6 +66,9 @@ static void ngx_http_x402_redis_setup_reply(redisAsyncContext *ac,
 
 
 ngx_http_x402_redis_conn_t  ngx_http_x402_redis_conn;
+
+/* set while the protocol adds to a write about to be made: no flush */
+static ngx_uint_t  ngx_http_x402_redis_adding;
 
 
 /*
@@ -131,7 +137,7 @@ ngx_http_x402_redis_conn_exit(void)
     if (rd->ac && rd->state == NGX_HTTP_X402_REDIS_READY) {
         /* what is still queued (a settled record, lazily) goes out */
         rd->flushing = 1;
-        redisAsyncHandleWrite(rd->ac);
+        ngx_http_x402_redis_write(rd);
         rd->flushing = 0;
     }
 
@@ -463,7 +469,7 @@ ngx_http_x402_redis_add_write(void *privdata)
     ngx_int_t                    event;
     ngx_http_x402_redis_conn_t  *rd;
 
-    if (c->write->active) {
+    if (c->write->active || ngx_http_x402_redis_adding) {
         return;
     }
 
@@ -635,9 +641,31 @@ ngx_http_x402_redis_write_handler(ngx_event_t *ev)
 
     ngx_http_x402_timing_start();
 
-    redisAsyncHandleWrite(rd->ac);
+    ngx_http_x402_redis_write(rd);
 
     ngx_http_x402_timing_end(NGX_HTTP_X402_T_REDIS_WRITE);
+}
+
+
+/*
+ * Every write goes through here: the protocol may queue one last command
+ * first (the epoch record's GET answering for the reserves of the batch).
+ * The commands it adds only go out with this write, as it is flushing.
+ */
+static void
+ngx_http_x402_redis_write(ngx_http_x402_redis_conn_t *rd)
+{
+    if (rd->writing) {
+        ngx_http_x402_redis_adding = 1;
+        rd->writing();
+        ngx_http_x402_redis_adding = 0;
+
+        if (rd->ac == NULL) {
+            return;
+        }
+    }
+
+    redisAsyncHandleWrite(rd->ac);
 }
 
 
@@ -660,7 +688,7 @@ ngx_http_x402_redis_flush_handler(ngx_event_t *ev)
 
     /* what the socket does not take now asks for the write event */
     rd->flushing = 1;
-    redisAsyncHandleWrite(rd->ac);
+    ngx_http_x402_redis_write(rd);
     rd->flushing = 0;
 
     ngx_http_x402_timing_end(NGX_HTTP_X402_T_REDIS_WRITE);

@@ -4,14 +4,28 @@
  * (x402_redis), so that any nginx of the fleet can finish them
  * (src/README.md, layer 3, on the connection of redis_conn.c).
  *
- * Two keys beside the records:
+ * Keys beside the records:
  *
  *     <prefix>owed        a sorted set of payment ids (hex), scored by when
  *                         the entry may be tried next (wall clock ms): its
  *                         next attempt, or the end of a claim
- *     <prefix>owed:<id>   a hash: m "<scope hex>|<expire>|<validBefore>|
- *                         <server>", a (attempts), u (an answer was lost),
- *                         r (last error), uri, b (the /settle body)
+ *     <prefix>owed:<id>   a string with a TTL (validBefore + a day):
+ *                         "<scope hex>|<expire>|<validBefore>|<server>\n
+ *                         <uri length>\n<uri><the /settle body>"; once an
+ *                         attempt failed (a reschedule rewrites it) the
+ *                         second line is "<uri length> <attempts> <answer
+ *                         lost 0/1> <error length>" and the error comes
+ *                         before the uri. The first form means 1 0 0.
+ *
+ * An entry is written and removed with plain pipelined commands, no
+ * script (the common path costs Redis about 60% of what two scripts
+ * cost, bench/redis.sh): the owe is SET <entry> PX, then ZADD; a removal
+ * ZREM, then DEL. A claim (a script) between two of them
+ * sees a whole entry or none: the set names it only while the entry is
+ * there. A connection lost in between leaves a key that expires, or an id
+ * whose entry is gone, which a claim drops. The rare paths (reschedule,
+ * claim) are scripts. An entry written by an earlier version is a hash
+ * (m, a, u, r, uri, b): the scripts still read and update it.
  *
  * The life of an entry:
  *
@@ -52,32 +66,40 @@
 #define NGX_HTTP_X402_RQ_REMOVES 256
 
 
-/* KEYS: set, hash; ARGV: meta, uri, body, ttl ms, score, id */
-static const char  ngx_http_x402_rq_owe_lua[] =
-    "redis.call('HMSET', KEYS[2], 'm', ARGV[1], 'a', '1', 'u', '0', "
-    "'r', '', 'uri', ARGV[2], 'b', ARGV[3]) "
-    "redis.call('PEXPIRE', KEYS[2], ARGV[4]) "
-    "redis.call('ZADD', KEYS[1], ARGV[5], ARGV[6]) "
-    "return 1";
-
-/* KEYS: set, hash; ARGV: id */
-static const char  ngx_http_x402_rq_remove_lua[] =
-    "redis.call('ZREM', KEYS[1], ARGV[1]) "
-    "redis.call('DEL', KEYS[2]) "
-    "return 1";
-
-/* KEYS: set, hash; ARGV: id, score, attempts, unknown, reason */
+/*
+ * KEYS: set, entry; ARGV: id, score, attempts, unknown, reason. A string
+ * entry is rewritten with its attempts (its TTL kept); one of the earlier
+ * version (a hash) keeps them in its fields.
+ */
 static const char  ngx_http_x402_rq_reschedule_lua[] =
     "if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end "
     "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1]) "
+    "local t = redis.call('TYPE', KEYS[2]).ok "
+    "if t == 'hash' then "
     "redis.call('HMSET', KEYS[2], 'a', ARGV[3], 'u', ARGV[4], "
-    "'r', ARGV[5]) "
+    "'r', ARGV[5]) return 1 end "
+    "if t ~= 'string' then return 0 end "
+    "local v = redis.call('GET', KEYS[2]) "
+    "local i = string.find(v, '\\n', 1, true) "
+    "local j = i and string.find(v, '\\n', i + 1, true) "
+    "if not j then return 0 end "
+    "local l = string.sub(v, i + 1, j - 1) "
+    "local n, a, u, rl = string.match(l, '^(%d+) (%d+) ([01]) (%d+)$') "
+    "if not n then n = string.match(l, '^(%d+)$') rl = 0 end "
+    "local p = redis.call('PTTL', KEYS[2]) "
+    "if not n or p <= 0 then return 0 end "
+    "redis.call('SET', KEYS[2], string.sub(v, 1, i) .. n .. ' ' .. ARGV[3] "
+    ".. ' ' .. ARGV[4] .. ' ' .. string.len(ARGV[5]) .. '\\n' .. ARGV[5] "
+    ".. string.sub(v, j + 1 + tonumber(rl)), 'PX', p) "
     "return 1";
 
 /*
- * KEYS: set; ARGV: now, claim end, how many, prefix. Entries whose hash
- * expired, or whose record says settled (a removal that never reached
- * Redis), go; the others are claimed and returned, 7 fields each.
+ * KEYS: set; ARGV: now, claim end, how many, prefix. Entries that expired,
+ * or whose record says settled (a removal that never reached Redis), go;
+ * the others are claimed and returned, 7 fields each (id, meta, attempts,
+ * unknown, reason, uri, body): a string entry, or a hash of the earlier
+ * version. A string this version cannot read is claimed with empty
+ * fields: the reply's check skips it (logged), it stays owed.
  */
 static const char  ngx_http_x402_rq_claim_lua[] =
     "local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], "
@@ -85,7 +107,23 @@ static const char  ngx_http_x402_rq_claim_lua[] =
     "local out = {} "
     "for _, id in ipairs(ids) do "
     "local hk = ARGV[4] .. 'owed:' .. id "
-    "local h = redis.call('HMGET', hk, 'm', 'a', 'u', 'r', 'uri', 'b') "
+    "local t = redis.call('TYPE', hk).ok "
+    "local h = {false} "
+    "if t == 'hash' then "
+    "h = redis.call('HMGET', hk, 'm', 'a', 'u', 'r', 'uri', 'b') "
+    "elseif t == 'string' then "
+    "local v = redis.call('GET', hk) "
+    "local i = string.find(v, '\\n', 1, true) "
+    "local j = i and string.find(v, '\\n', i + 1, true) "
+    "h = {'', '', '', '', '', ''} "
+    "if j then "
+    "local l = string.sub(v, i + 1, j - 1) "
+    "local n, a, u, rl = string.match(l, '^(%d+) (%d+) ([01]) (%d+)$') "
+    "if not n then n = string.match(l, '^(%d+)$') a = '1' u = '0' rl = 0 end "
+    "if n then n = tonumber(n) rl = tonumber(rl) "
+    "h = {string.sub(v, 1, i - 1), a, u, string.sub(v, j + 1, j + rl), "
+    "string.sub(v, j + rl + 1, j + rl + n), "
+    "string.sub(v, j + rl + n + 1)} end end end "
     "local rec = redis.call('GET', ARGV[4] .. id) "
     "if not h[1] or not h[6] or (rec and string.sub(rec, 1, 1) == 'S') "
     "then redis.call('ZREM', KEYS[1], id) redis.call('DEL', hk) "
@@ -95,8 +133,21 @@ static const char  ngx_http_x402_rq_claim_lua[] =
     "return out";
 
 
+/* an owe's two commands answer to this */
+typedef struct {
+    u_char       id[32];
+    unsigned     set_failed:1;
+    /* the ZADD could not be queued: the SET's reply ends it, failed */
+    unsigned     alone:1;
+} ngx_http_x402_rq_owe_t;
+
+
+static void ngx_http_x402_rq_owe_set_reply(redisAsyncContext *ac,
+    void *reply, void *privdata);
 static void ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
+static void ngx_http_x402_rq_owe_done(ngx_http_x402_rq_owe_t *owe,
+    ngx_uint_t ok);
 static void ngx_http_x402_rq_reply(redisAsyncContext *ac, void *reply,
     void *privdata);
 static void ngx_http_x402_rq_claim_reply(redisAsyncContext *ac, void *reply,
@@ -125,8 +176,10 @@ ngx_http_x402_rq_ready(void)
 
 
 /* "<prefix>owed" and "<prefix>owed:<id hex>" */
+#define NGX_HTTP_X402_RQ_KEYS  (2 * 128 + 80)
+
 static void
-ngx_http_x402_rq_keys(u_char *id, ngx_str_t *set, ngx_str_t *hash,
+ngx_http_x402_rq_keys(u_char *id, ngx_str_t *set, ngx_str_t *entry,
     u_char *buf)
 {
     u_char      *p;
@@ -139,7 +192,7 @@ ngx_http_x402_rq_keys(u_char *id, ngx_str_t *set, ngx_str_t *hash,
     p = ngx_cpymem(p, "owed", 4);
     set->len = p - buf;
 
-    hash->data = p;
+    entry->data = p;
     p = ngx_cpymem(p, prefix->data, prefix->len);
     p = ngx_cpymem(p, "owed:", 5);
 
@@ -147,7 +200,22 @@ ngx_http_x402_rq_keys(u_char *id, ngx_str_t *set, ngx_str_t *hash,
         p = ngx_hex_dump(p, id, 32);
     }
 
-    hash->len = p - hash->data;
+    entry->len = p - entry->data;
+}
+
+
+static ngx_int_t
+ngx_http_x402_rq_command(redisCallbackFn *fn, void *privdata, ngx_uint_t argc,
+    const char **argv, size_t *argvlen)
+{
+    if (redisAsyncCommandArgv(ngx_http_x402_redis_conn.ac, fn, privdata,
+                              (int) argc, argv, argvlen)
+        != REDIS_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
@@ -172,44 +240,46 @@ ngx_http_x402_rq_send(redisCallbackFn *fn, void *privdata, const char *script,
         argvlen[3 + i] = args[i].len;
     }
 
-    if (redisAsyncCommandArgv(ngx_http_x402_redis_conn.ac, fn, privdata,
-                              (int) (3 + i), argv, argvlen)
-        != REDIS_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    return NGX_OK;
+    return ngx_http_x402_rq_command(fn, privdata, 3 + i, argv, argvlen);
 }
 
 
 /*
  * A settlement was queued in the zone and the spool (async_begin): sent to
  * Redis too, unless the connection is down (then the spool keeps it).
- * Nothing waits for the reply.
+ * Nothing waits for the reply: SET of the entry with its TTL, then ZADD
+ * (a claim sees the id only once the entry is there).
  */
 void
 ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
     ngx_http_x402_store_op_t *op, uint64_t server, ngx_str_t *uri,
     ngx_str_t *body)
 {
-    u_char                   *id, keys[2 * 128 + 80];
-    u_char                    meta[128], ttl[NGX_INT64_LEN], score[NGX_INT64_LEN];
+    u_char                   *v, keys[NGX_HTTP_X402_RQ_KEYS];
+    u_char                    ttl[NGX_INT64_LEN], score[NGX_INT64_LEN];
     u_char                    hex[64];
+    size_t                    len, score_len, argvlen[5];
     time_t                    keep;
-    ngx_str_t                 args[8];
+    ngx_str_t                 set, entry;
+    const char               *argv[5];
+    ngx_http_x402_rq_owe_t   *owe;
     ngx_http_x402_pending_t  *p;
 
     if (!ngx_http_x402_rq_ready()) {
         return;
     }
 
-    id = ngx_alloc(32, ngx_cycle->log);
-    if (id == NULL) {
+    /* the entry's value: "<meta>\n<uri length>\n<uri><body>" */
+    len = sizeof(ngx_http_x402_rq_owe_t) + 128 + NGX_SIZE_T_LEN + uri->len
+          + body->len;
+
+    owe = ngx_alloc(len, ngx_cycle->log);
+    if (owe == NULL) {
         return;
     }
 
-    ngx_memcpy(id, op->id, 32);
+    ngx_memzero(owe, sizeof(ngx_http_x402_rq_owe_t));
+    ngx_memcpy(owe->id, op->id, 32);
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -217,28 +287,27 @@ ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
 
     if (p == NULL || p->rq != NGX_HTTP_X402_RQ_NONE) {
         ngx_shmtx_unlock(&zone->shpool->mutex);
-        ngx_free(id);
+        ngx_free(owe);
         return;
     }
 
     p->rq = NGX_HTTP_X402_RQ_SENT;
 
     /* claimed by the attempt under way until its lease ends */
-    args[6].data = score;
-    args[6].len = ngx_sprintf(score, "%uL", (uint64_t) p->lease_until)
-                  - score;
+    score_len = ngx_sprintf(score, "%uL", (uint64_t) p->lease_until) - score;
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    ngx_http_x402_rq_keys(op->id, &args[0], &args[1], keys);
+    ngx_http_x402_rq_keys(op->id, &set, &entry, keys);
 
-    args[2].data = meta;
-    args[2].len = ngx_sprintf(ngx_hex_dump(meta, (u_char *) &op->scope, 8),
-                              "|%T|%T|%uL", op->expire, op->valid_before,
-                              server)
-                  - meta;
-    args[3] = *uri;
-    args[4] = *body;
+    v = (u_char *) (owe + 1);
+    len = ngx_sprintf(ngx_hex_dump(v, (u_char *) &op->scope, 8),
+                      "|%T|%T|%uL\n%uz\n", op->expire, op->valid_before,
+                      server, uri->len)
+          - v;
+    len = ngx_cpymem(ngx_cpymem(v + len, uri->data, uri->len),
+                     body->data, body->len)
+          - v;
 
     keep = op->valid_before - ngx_time();
     keep = (keep < 0 ? 0 : keep) + NGX_HTTP_X402_RQ_KEEP;
@@ -247,27 +316,74 @@ ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
     if (keep > 366 * 86400) {
         keep = 366 * 86400;
     }
-    args[5].data = ttl;
-    args[5].len = ngx_sprintf(ttl, "%T", keep * 1000) - ttl;
 
-    args[7].data = hex;
-    args[7].len = ngx_hex_dump(hex, op->id, 32) - hex;
+    argv[0] = "SET"; argvlen[0] = 3;
+    argv[1] = (const char *) entry.data; argvlen[1] = entry.len;
+    argv[2] = (const char *) v; argvlen[2] = len;
+    argv[3] = "PX"; argvlen[3] = 2;
+    argv[4] = (const char *) ttl;
+    argvlen[4] = ngx_sprintf(ttl, "%T", keep * 1000) - ttl;
 
-    if (ngx_http_x402_rq_send(ngx_http_x402_rq_owe_reply, id,
-                              ngx_http_x402_rq_owe_lua,
-                              sizeof(ngx_http_x402_rq_owe_lua) - 1, 2,
-                              args, 8)
+    if (ngx_http_x402_rq_command(ngx_http_x402_rq_owe_set_reply, owe,
+                                 5, argv, argvlen)
         != NGX_OK)
     {
-        ngx_shmtx_lock(&zone->shpool->mutex);
+        goto failed;
+    }
 
-        p = ngx_http_x402_queue_find(zone->sh, id);
-        if (p && p->rq == NGX_HTTP_X402_RQ_SENT) {
-            p->rq = NGX_HTTP_X402_RQ_NONE;
+    argv[0] = "ZADD"; argvlen[0] = 4;
+    argv[1] = (const char *) set.data; argvlen[1] = set.len;
+    argv[2] = (const char *) score; argvlen[2] = score_len;
+    argv[3] = (const char *) hex;
+    argvlen[3] = ngx_hex_dump(hex, op->id, 32) - hex;
+
+    if (ngx_http_x402_rq_command(ngx_http_x402_rq_owe_reply, owe,
+                                 4, argv, argvlen)
+        == NGX_OK)
+    {
+        return;
+    }
+
+    /* out of memory: the spool keeps it; a key that landed expires */
+    owe->alone = 1;
+
+    return;
+
+failed:
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    p = ngx_http_x402_queue_find(zone->sh, owe->id);
+    if (p && p->rq == NGX_HTTP_X402_RQ_SENT) {
+        p->rq = NGX_HTTP_X402_RQ_NONE;
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+    ngx_free(owe);
+}
+
+
+/* the entry's SET: its outcome waits for the ZADD's reply */
+static void
+ngx_http_x402_rq_owe_set_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_x402_rq_owe_t  *owe = privdata;
+
+    redisReply  *rr = reply;
+
+    if (rr == NULL || rr->type == REDIS_REPLY_ERROR) {
+        owe->set_failed = 1;
+
+        if (rr) {
+            ngx_http_x402_redis_log_down(NGX_LOG_ERR, "an owed settlement "
+                                         "was not queued there, the spool "
+                                         "keeps it", rr->str);
         }
+    }
 
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-        ngx_free(id);
+    if (owe->alone) {
+        ngx_http_x402_rq_owe_done(owe, 0);
     }
 }
 
@@ -275,23 +391,39 @@ ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
 static void
 ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
-    u_char                       *id = privdata;
+    ngx_http_x402_rq_owe_t  *owe = privdata;
 
-    u_char                        hex[64];
-    ngx_uint_t                    ok, moved, spooled;
-    redisReply                   *rr;
+    redisReply  *rr = reply;
+
+    if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
+        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "an owed settlement was "
+                                     "not queued there, the spool keeps it",
+                                     rr->str);
+    }
+
+    /* both commands: an id without its entry would be dropped by a claim */
+    ngx_http_x402_rq_owe_done(owe, rr != NULL
+                                   && rr->type != REDIS_REPLY_ERROR
+                                   && !owe->set_failed);
+}
+
+
+static void
+ngx_http_x402_rq_owe_done(ngx_http_x402_rq_owe_t *owe, ngx_uint_t ok)
+{
+    u_char                       *id, hex[64];
+    ngx_uint_t                    moved, spooled;
     ngx_http_x402_shm_t          *zone;
     ngx_http_x402_pending_t      *p;
     ngx_http_x402_pending_info_t  info;
 
-    rr = reply;
+    id = owe->id;
     zone = ngx_http_x402_store_zone;
-    ok = (rr != NULL && rr->type != REDIS_REPLY_ERROR);
     moved = 0;
     spooled = 1;
 
     if (zone == NULL) {
-        ngx_free(id);
+        ngx_free(owe);
         return;
     }
 
@@ -330,12 +462,6 @@ ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply, void *privdata)
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
-    if (!ok && rr != NULL) {
-        ngx_http_x402_redis_log_down(NGX_LOG_ERR, "an owed settlement was "
-                                     "not queued there, the spool keeps it",
-                                     rr->str);
-    }
-
     if (!spooled) {
         (void) ngx_hex_dump(hex, id, 32);
         ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
@@ -348,7 +474,7 @@ ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply, void *privdata)
         ngx_http_x402_rq_reschedule(id, &info);
     }
 
-    ngx_free(id);
+    ngx_free(owe);
 }
 
 
@@ -367,7 +493,7 @@ ngx_http_x402_rq_reply(redisAsyncContext *ac, void *reply, void *privdata)
 static void
 ngx_http_x402_rq_reschedule(u_char *id, ngx_http_x402_pending_info_t *info)
 {
-    u_char     keys[2 * 128 + 80], hex[64], score[NGX_INT64_LEN];
+    u_char     keys[NGX_HTTP_X402_RQ_KEYS], hex[64], score[NGX_INT64_LEN];
     u_char     attempts[NGX_INT_T_LEN];
     uint64_t   at, vb;
     ngx_str_t  args[7];
@@ -410,8 +536,11 @@ ngx_http_x402_rq_reschedule(u_char *id, ngx_http_x402_pending_info_t *info)
 void
 ngx_http_x402_redis_queue_remove(u_char *id)
 {
-    u_char     keys[2 * 128 + 80], hex[64];
-    ngx_str_t  args[3];
+    u_char       keys[NGX_HTTP_X402_RQ_KEYS], hex[64];
+    size_t       argvlen[3];
+    ngx_int_t    rc;
+    ngx_str_t    set, entry;
+    const char  *argv[3];
 
     if (ngx_http_x402_redis_conn.conf == NULL) {
         return;
@@ -421,17 +550,34 @@ ngx_http_x402_redis_queue_remove(u_char *id)
         goto later;
     }
 
-    ngx_http_x402_rq_keys(id, &args[0], &args[1], keys);
+    ngx_http_x402_rq_keys(id, &set, &entry, keys);
 
-    args[2].data = hex;
-    args[2].len = ngx_hex_dump(hex, id, 32) - hex;
+    /*
+     * ZREM first: a claim never sees an id whose entry is gone. Nobody
+     * waits: both go with the next write (redis_conn.c).
+     */
+    argv[0] = "ZREM"; argvlen[0] = 4;
+    argv[1] = (const char *) set.data; argvlen[1] = set.len;
+    argv[2] = (const char *) hex;
+    argvlen[2] = ngx_hex_dump(hex, id, 32) - hex;
 
-    if (ngx_http_x402_rq_send(ngx_http_x402_rq_reply, NULL,
-                              ngx_http_x402_rq_remove_lua,
-                              sizeof(ngx_http_x402_rq_remove_lua) - 1,
-                              2, args, 3)
-        == NGX_OK)
-    {
+    ngx_http_x402_redis_conn.queue_lazily = 1;
+
+    rc = ngx_http_x402_rq_command(ngx_http_x402_rq_reply, NULL, 3, argv,
+                                  argvlen);
+
+    if (rc == NGX_OK) {
+        argv[0] = "DEL"; argvlen[0] = 3;
+        argv[1] = (const char *) entry.data; argvlen[1] = entry.len;
+
+        /* failed (out of memory): the entry expires */
+        (void) ngx_http_x402_rq_command(ngx_http_x402_rq_reply, NULL, 2,
+                                        argv, argvlen);
+    }
+
+    ngx_http_x402_redis_conn.queue_lazily = 0;
+
+    if (rc == NGX_OK) {
         return;
     }
 
@@ -487,7 +633,8 @@ ngx_http_x402_redis_queue_done(ngx_http_x402_shm_t *zone, u_char *id,
 void
 ngx_http_x402_redis_queue_poll(ngx_uint_t n)
 {
-    u_char      keys[2 * 128 + 80], now[NGX_INT64_LEN], until[NGX_INT64_LEN];
+    u_char      keys[NGX_HTTP_X402_RQ_KEYS], now[NGX_INT64_LEN];
+    u_char      until[NGX_INT64_LEN];
     u_char      count[NGX_INT_T_LEN];
     uint64_t    ms;
     ngx_str_t   args[5], hash;

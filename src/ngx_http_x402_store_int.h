@@ -313,6 +313,8 @@ typedef struct {
     time_t                            logged;
     void                            (*connecting)(void);
     void                            (*ready)(void);
+    /* called before each write: the protocol's last command of a batch */
+    void                            (*writing)(void);
     unsigned                          exiting:1;
     unsigned                          was_down:1;
     unsigned                          flushing:1;
