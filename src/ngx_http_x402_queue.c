@@ -424,7 +424,7 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
         if (outcome == NGX_HTTP_X402_SETTLE_OK
             || outcome == NGX_HTTP_X402_SETTLE_CHAIN)
         {
-            spooled = held || (ngx_http_x402_spool_done_later_locked(zone, id,
+            spooled = held || (ngx_http_x402_spool_done_locked(zone, id,
                                    outcome == NGX_HTTP_X402_SETTLE_OK
                                    ? "settled" : "chain")
                        == NGX_OK);
@@ -440,7 +440,7 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
         } else if (outcome == NGX_HTTP_X402_SETTLE_GIVEN_UP
                    || outcome == NGX_HTTP_X402_SETTLE_UNKNOWN)
         {
-            spooled = held || (ngx_http_x402_spool_done_later_locked(zone, id,
+            spooled = held || (ngx_http_x402_spool_done_locked(zone, id,
                                    outcome == NGX_HTTP_X402_SETTLE_UNKNOWN
                                    ? "unknown" : "given-up")
                        == NGX_OK);
@@ -467,7 +467,7 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
             }
 
             spooled = held
-                      || (ngx_http_x402_spool_done_later_locked(zone, id, "refused")
+                      || (ngx_http_x402_spool_done_locked(zone, id, "refused")
                           == NGX_OK);
             ngx_http_x402_queue_free_rec_locked(zone, p, rec);
             ngx_http_x402_count(zone->sh, async_refused, 1);

@@ -281,9 +281,6 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
         return;
     }
 
-    /* the outcomes of the last tick's settlements, if no owe took them */
-    ngx_http_x402_spool_flush(zone, ev->log);
-
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_x402_store_module);
     now = ngx_http_x402_queue_now();

@@ -5,8 +5,7 @@
  * The queue in the zone dies with the last process that maps it; the spool
  * does not. It is written the way nginx writes its logs: the master opens
  * it (O_APPEND, inherited by the workers, reopened by USR1), every change is
- * a small append (a worker's "done" lines of a settlement's end go with its
- * next one), nobody waits for a flush. One record a line:
+ * one small append, nobody waits for a flush. One record a line:
  *
  *     owe <id hex> <validBefore> <expire> <scope> <server> <redis> \
  *         <settle uri, base64> <settle body>
@@ -46,19 +45,7 @@
     ((len) && (data)[0] == '{' && memchr(data, '\n', len) == NULL)
 
 
-/*
- * A worker's "done" lines not yet written (ngx_http_x402_spool_done_later_
- * locked) are the head of the buffer: they go out with its next "owe" line,
- * in the same write (one write per payment under load), or at the next
- * tick of its retry timer, or when it stops.
- */
-#define NGX_HTTP_X402_SPOOL_DONE_BUF  4096
-
-
-static u_char  ngx_http_x402_spool_buf[NGX_HTTP_X402_SPOOL_DONE_BUF
-                                       + NGX_HTTP_X402_SPOOL_LINE];
-static size_t                ngx_http_x402_spool_done_len;
-static ngx_http_x402_shm_t  *ngx_http_x402_spool_done_zone;
+static u_char  ngx_http_x402_spool_buf[NGX_HTTP_X402_SPOOL_LINE];
 
 
 static ngx_int_t
@@ -126,18 +113,13 @@ ngx_int_t
 ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
     ngx_http_x402_pending_t *p)
 {
-    u_char     *b, *start;
-    ngx_int_t   rc;
+    u_char  *b;
 
     if (zone->spool == NULL) {
         return NGX_OK;
     }
 
-    /* after this worker's "done" lines waiting for a write, if any */
-    b = ngx_http_x402_spool_buf + ngx_http_x402_spool_done_len;
-    start = (ngx_http_x402_spool_done_zone == zone)
-            ? ngx_http_x402_spool_buf : b;
-
+    b = ngx_http_x402_spool_buf;
     b = ngx_cpymem(b, "owe ", 4);
     b = ngx_hex_dump(b, p->id, 32);
     b = ngx_sprintf(b, " %T %T %uL %uL %ui ", p->valid_before, p->expire,
@@ -156,13 +138,8 @@ ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
 
     *b++ = '\n';
 
-    rc = ngx_http_x402_spool_write(zone, start, b - start);
-
-    if (rc == NGX_OK && start == ngx_http_x402_spool_buf) {
-        ngx_http_x402_spool_done_len = 0;
-    }
-
-    return rc;
+    return ngx_http_x402_spool_write(zone, ngx_http_x402_spool_buf,
+                                     b - ngx_http_x402_spool_buf);
 }
 
 
@@ -181,95 +158,6 @@ ngx_http_x402_spool_done_locked(ngx_http_x402_shm_t *zone, u_char *id,
     b = ngx_sprintf(b, " %s\n", outcome);
 
     return ngx_http_x402_spool_write(zone, line, b - line);
-}
-
-
-/*
- * The same, written later (see ngx_http_x402_spool_buf): an outcome is
- * written by the worker's next owe, timer tick or exit, whichever comes
- * first. The queue in the zone has it at once; only a start with a fresh
- * zone after all of nginx was killed within that time would resume such an
- * entry, as an "unknown" one (its answer may have been lost): the chain
- * (x402_rpc) or the facilitator's refusal of a used nonce says it settled,
- * nothing is paid twice. Written at once while the worker is stopping.
- */
-ngx_int_t
-ngx_http_x402_spool_done_later_locked(ngx_http_x402_shm_t *zone, u_char *id,
-    const char *outcome)
-{
-    u_char     *b;
-    ngx_int_t   rc;
-
-    if (zone->spool == NULL) {
-        return NGX_OK;
-    }
-
-    if ((ngx_process != NGX_PROCESS_WORKER
-         && ngx_process != NGX_PROCESS_SINGLE)
-        || ngx_exiting || ngx_quit
-        || ngx_terminate || zone->sh->superseded)
-    {
-        return ngx_http_x402_spool_done_locked(zone, id, outcome);
-    }
-
-    if (ngx_http_x402_spool_done_zone != zone) {
-        /* a worker has one zone: the lines of another are not ours */
-        ngx_http_x402_spool_done_zone = zone;
-        ngx_http_x402_spool_done_len = 0;
-    }
-
-    if (ngx_http_x402_spool_done_len + sizeof("done  \n") + 64 + 16
-        > NGX_HTTP_X402_SPOOL_DONE_BUF)
-    {
-        rc = ngx_http_x402_spool_write(zone, ngx_http_x402_spool_buf,
-                                       ngx_http_x402_spool_done_len);
-        ngx_http_x402_spool_done_len = 0;
-
-        if (rc != NGX_OK) {
-            return rc;
-        }
-    }
-
-    b = ngx_http_x402_spool_buf + ngx_http_x402_spool_done_len;
-    b = ngx_cpymem(b, "done ", 5);
-    b = ngx_hex_dump(b, id, 32);
-    b = ngx_sprintf(b, " %s\n", outcome);
-
-    ngx_http_x402_spool_done_len = b - ngx_http_x402_spool_buf;
-
-    return NGX_OK;
-}
-
-
-/* writes the "done" lines waiting (the retry timer's tick, an exit) */
-void
-ngx_http_x402_spool_flush(ngx_http_x402_shm_t *zone, ngx_log_t *log)
-{
-    size_t     len;
-    ngx_int_t  rc;
-
-    if (ngx_http_x402_spool_done_len == 0
-        || ngx_http_x402_spool_done_zone != zone || zone->spool == NULL)
-    {
-        return;
-    }
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    len = ngx_http_x402_spool_done_len;
-    rc = (len == 0) ? NGX_OK
-                    : ngx_http_x402_spool_write(zone, ngx_http_x402_spool_buf,
-                                                len);
-    ngx_http_x402_spool_done_len = 0;
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    if (rc != NGX_OK) {
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                      "x402: could not write to the spool \"%V\" the end "
-                      "of %uz bytes of settlements done: a restart will try "
-                      "them again", &zone->spool->name, len);
-    }
 }
 
 
@@ -318,11 +206,6 @@ ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone)
 
     if (ftruncate(zone->spool->fd, 0) == 0) {
         zone->sh->spool_size = 0;
-
-        /* what this worker has done waiting: the owed lines went too */
-        if (ngx_http_x402_spool_done_zone == zone) {
-            ngx_http_x402_spool_done_len = 0;
-        }
     }
 }
 

@@ -273,9 +273,6 @@ ngx_int_t ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
     ngx_http_x402_pending_t *p);
 ngx_int_t ngx_http_x402_spool_done_locked(ngx_http_x402_shm_t *zone,
     u_char *id, const char *outcome);
-ngx_int_t ngx_http_x402_spool_done_later_locked(ngx_http_x402_shm_t *zone,
-    u_char *id, const char *outcome);
-void ngx_http_x402_spool_flush(ngx_http_x402_shm_t *zone, ngx_log_t *log);
 ngx_int_t ngx_http_x402_spool_free_locked(ngx_http_x402_shm_t *zone,
     u_char *id, ngx_uint_t unknown);
 void ngx_http_x402_spool_emptied_locked(ngx_http_x402_shm_t *zone);

@@ -705,11 +705,6 @@ ngx_http_x402_store_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_x402_retry_exit_process(cycle);
     ngx_http_x402_redis_exit_process(cycle);
-
-    if (ngx_http_x402_store_zone) {
-        ngx_http_x402_spool_flush(ngx_http_x402_store_zone, cycle->log);
-    }
-
     ngx_http_x402_store_zone = NULL;
 }
 
