@@ -4,18 +4,21 @@
  *
  * A settlement served on credit is queued in the zone before the response
  * goes out (ngx_http_x402_store_op_async_begin), leased to the worker that
- * settles it in the background. If that settle fails, or never reports back
- * (the request died, the worker exited), the entry stays in the zone and
- * every worker's timer picks up due entries: a lease, then a POST of the
- * stored body to the stored settle location, issued as an in-memory
- * subrequest of a request of our own (background.c: a request on a
- * connection that is never polled), so the facilitator location's proxy
+ * served it, which lists its first attempt here (ngx_http_x402_retry_first)
+ * and starts it at the end of the event-loop iteration on a request of its
+ * own, as a retry: never on the client's request, whose keep-alive
+ * connection nginx would hold until the facilitator answered. If that
+ * settle fails, or never reports back (the worker exited), the entry stays
+ * in the zone and every worker's timer picks up due entries: a lease, then
+ * a POST of the stored body to the stored settle location, issued as an
+ * in-memory subrequest of a request of our own (background.c: a request on
+ * a connection that is never polled), so the facilitator location's proxy
  * settings apply exactly as for live traffic.
  * Backoff doubles from 1s to 60s; past validBefore the settlement cannot
  * happen any more: it is logged and counted as lost.
  *
- * Over 800 lines as one concern: the timer, each attempt's subrequest,
- * its report and the chain lookup (retry_chain) share the lease's
+ * Over 800 lines as one concern: the first attempts, the timer, each
+ * attempt's subrequest, its report and the chain lookup (retry_chain) share the lease's
  * lifetime; the request they run from is background.c's.
  */
 
