@@ -125,4 +125,61 @@ $ng->stop;
 unlike($ng->error_log, qr/\[(error|crit|alert|emerg)\]/, 'clean error log');
 $fac->stop;
 
+# the bound: first attempts in flight per worker are at most a quarter of
+# worker_connections (16 here); the others wait their turn in the worker's
+# list (not dropped, not left to the lease: no retry), each client still
+# answered at once
+{
+    my $N = 40;
+    my $fac = start_facilitator(script => "verify: default\nsettle: delay=1500 default\n");
+    my $fp = $fac->port;
+    my $ng = X402::Nginx->new(name => 'bound', config => <<"EOC",
+x402_price 0.001;
+x402_pay_to $PAY_TO;
+x402_network base-sepolia;
+x402_facilitator /_x402/;
+x402_settle async;
+x402_verify local;
+location /_x402/ {
+    internal;
+    proxy_pass http://127.0.0.1:$fp/;
+}
+EOC
+        user_files => ">>> doc.txt\nasync content\n");
+    my $conf = $ng->conf_text;
+    $conf =~ s/worker_connections 1024;/worker_connections 64;/ or die 'no events';
+    open my $fh, '>', $ng->conf_path or die $!;
+    print $fh $conf;
+    close $fh;
+    $ng->start;
+
+    my @pay = map { $_->[0] } sign_payments($N, amount => '1000');
+    my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
+        or die "connect: $!";
+    binmode $s;
+    $s->autoflush(1);
+    my ($ok, $slow) = (0, 0);
+    for my $p (@pay) {
+        my $r = ask($s, '/doc.txt', $p);
+        $ok++ if ($r->{status} // 0) == 200;
+        $slow++ if $r->{elapsed} >= 1;
+    }
+    close $s;
+    is($ok, $N, "bound: $N paid requests served on one connection");
+    is($slow, 0, 'bound: each answered at once');
+
+    ok(wait_for(sub { (grep { $_->{endpoint} eq 'settle' } $fac->requests) >= $N }, 20),
+       "bound: all $N settled") or diag(scalar grep { $_->{endpoint} eq 'settle' } $fac->requests);
+    my @t = sort { $a <=> $b } map { $_->{t} } grep { $_->{endpoint} eq 'settle' } $fac->requests;
+    my $first = grep { $_ < $t[0] + 1 } @t;    # each takes 1.5 s
+    cmp_ok($first, '<=', 16, "bound: at most 16 in flight at first ($first)");
+    cmp_ok($first, '>=', 4, "bound: but several at once ($first)");
+    ok(wait_for(sub { my @m = $ng->error_log =~ /settled after 1 attempt/g; @m >= $N }, 10),
+       'bound: each settled by its first attempt');
+    unlike($ng->error_log, qr/retrying async settlement/, 'bound: none left to the lease');
+    $ng->stop;
+    unlike($ng->error_log, qr/\[(error|crit|alert|emerg)\]/, 'bound: clean error log');
+    $fac->stop;
+}
+
 done_testing();
