@@ -18,8 +18,8 @@
  * happen any more: it is logged and counted as lost.
  *
  * Over 800 lines as one concern: the first attempts, the timer, each
- * attempt's subrequest, its report and the chain lookup (retry_chain) share the lease's
- * lifetime; the request they run from is background.c's.
+ * attempt's subrequest, its report and the chain lookup (retry_chain)
+ * share the lease's lifetime; the request they run from is background.c's.
  */
 
 #include <ngx_config.h>
@@ -346,6 +346,9 @@ ngx_http_x402_first_run(ngx_event_t *ev)
         }
 
         if (job == NULL) {
+            /* gone, leased elsewhere, or waited too long: the lease decides */
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                           "x402: first settlement attempt left to its lease");
             ngx_free(f);
             continue;
         }
