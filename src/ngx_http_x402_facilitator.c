@@ -96,28 +96,25 @@ ngx_http_x402_facilitator_posted(ngx_http_request_t *sr, void *data,
 
 
 /*
- * A /verify or /settle for the request's ctx; done(ctx), if given, runs
- * once the answer is in call (or lost): nginx resumes a waited call's
- * parent by itself, a background one (async) has nobody waiting.
+ * A /verify or /settle for the request's ctx, waited for; done(ctx), if
+ * given, runs once the answer is in call (or lost). An async settlement
+ * is never one: it runs from a request of its own (retry.c).
  */
 
 ngx_int_t
 ngx_http_x402_facilitator_call(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_http_x402_call_t *call, ngx_str_t *uri,
-    ngx_uint_t background, ngx_http_x402_call_done_pt done)
+    ngx_http_x402_call_done_pt done)
 {
     ngx_int_t            rc;
-    ngx_uint_t           flags;
     ngx_http_request_t  *sr;
-
-    flags = background ? NGX_HTTP_SUBREQUEST_BACKGROUND
-                       : NGX_HTTP_SUBREQUEST_WAITED;
 
     ngx_memzero(call, sizeof(ngx_http_x402_call_t));
 
     call->handler = done;
 
-    rc = ngx_http_x402_facilitator_request(r, uri, &ctx->fac_body, flags,
+    rc = ngx_http_x402_facilitator_request(r, uri, &ctx->fac_body,
+                                        NGX_HTTP_SUBREQUEST_WAITED,
                                         ngx_http_x402_facilitator_done, ctx,
                                         &sr);
 
@@ -135,10 +132,8 @@ ngx_http_x402_facilitator_call(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    ngx_log_debug3(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "x402: POST \"%V\"%s, %uz bytes", uri,
-                   background ? " in the background" : "",
-                   ctx->fac_body.len);
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "x402: POST \"%V\", %uz bytes", uri, ctx->fac_body.len);
 
     return NGX_OK;
 }
@@ -364,7 +359,7 @@ ngx_http_x402_facilitator_done(ngx_http_request_t *sr, void *data,
          * facilitator may have settled it, so that gets a record here.
          */
 
-        if (call == &ctx->settle && !sr->background) {
+        if (call == &ctx->settle) {
             ngx_log_error(NGX_LOG_ERR, sr->connection->log, 0,
                           "x402: settlement of %V from %V, payment %V: "
                           "answer lost, outcome unknown, nothing served",

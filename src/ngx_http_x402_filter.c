@@ -336,7 +336,7 @@ ngx_http_x402_settle_held(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     }
 
     if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
-                                       &ctx->settle_uri, 0,
+                                       &ctx->settle_uri,
                                        ngx_http_x402_filter_wake)
         != NGX_OK)
     {

@@ -10,7 +10,7 @@
  *       --sync--> SETTLING --(ok)--> PASSED (content, PAYMENT-RESPONSE)
  *                          --(refused)---------------------> 402 FINAL
  *       --after--> PASSED (the filters hold the response and settle)
- *       --async--> PASSED (settled by a background subrequest)
+ *       --async--> PASSED (queued; settled from a request of its own)
  *
  * The request ctx (ngx_http_x402_ctx.c) survives internal redirects, so a
  * paid request is never charged twice.
@@ -484,7 +484,7 @@ ngx_http_x402_verify(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     cln->data = ctx;
 
     if (ngx_http_x402_facilitator_call(r, ctx, &ctx->verify,
-                                       &ctx->verify_uri, 0, NULL)
+                                       &ctx->verify_uri, NULL)
         != NGX_OK)
     {
         return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,
@@ -591,22 +591,15 @@ ngx_http_x402_proceed(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     case NGX_HTTP_X402_SETTLE_ASYNC:
 
         /*
-         * credit advance: serve now, settle in the background; queued in
+         * credit advance: serve now, settle in the background (retry.c,
+         * from a request of its own, never this one: its client's next
+         * keep-alive request would wait for the facilitator); queued in
          * the store first, bounded: a full queue settles synchronously
          */
 
         if (ngx_http_x402_store_async(r, ctx) == NGX_OK) {
-
-            if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
-                                               &ctx->settle_uri, 1,
-                                               ngx_http_x402_settle_async_done)
-                != NGX_OK)
-            {
-                return ngx_http_x402_fail(r, ctx,
-                                          NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                          "internal_error", NULL);
-            }
-
+            /* its outcome is the background attempt's to record */
+            ctx->recorded = 1;
             ctx->state = NGX_HTTP_X402_STATE_PASSED;
             return NGX_OK;
         }
@@ -616,7 +609,7 @@ ngx_http_x402_proceed(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     default: /* NGX_HTTP_X402_SETTLE_SYNC */
 
         if (ngx_http_x402_facilitator_call(r, ctx, &ctx->settle,
-                                           &ctx->settle_uri, 0, NULL)
+                                           &ctx->settle_uri, NULL)
             != NGX_OK)
         {
             return ngx_http_x402_fail(r, ctx, NGX_HTTP_INTERNAL_SERVER_ERROR,

@@ -343,7 +343,6 @@ ngx_int_t ngx_http_x402_push_header(ngx_http_request_t *r,
 /* ngx_http_x402_settle.c */
 ngx_int_t ngx_http_x402_settle_result(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
-void ngx_http_x402_settle_async_done(ngx_http_x402_ctx_t *ctx);
 void ngx_http_x402_outcome(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx);
 
 /* ngx_http_x402_handler.c */
@@ -375,7 +374,7 @@ ngx_int_t ngx_http_x402_facilitator_request(ngx_http_request_t *r,
     ngx_http_request_t **psr);
 ngx_int_t ngx_http_x402_facilitator_call(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, ngx_http_x402_call_t *call, ngx_str_t *uri,
-    ngx_uint_t background, ngx_http_x402_call_done_pt done);
+    ngx_http_x402_call_done_pt done);
 int ngx_http_x402_parse_call(ngx_http_request_t *r,
     ngx_http_x402_call_t *call, ngx_http_x402_parse_pt parse,
     ngx_uint_t endpoint, x402_facilitator_result_t *res);

@@ -4,19 +4,22 @@
  *
  * A settlement served on credit is queued in the zone before the response
  * goes out (ngx_http_x402_store_op_async_begin), leased to the worker that
- * settles it in the background. If that settle fails, or never reports back
- * (the request died, the worker exited), the entry stays in the zone and
- * every worker's timer picks up due entries: a lease, then a POST of the
- * stored body to the stored settle location, issued as an in-memory
- * subrequest of a request of our own (background.c: a request on a
- * connection that is never polled), so the facilitator location's proxy
+ * served it, which lists its first attempt here (ngx_http_x402_retry_first)
+ * and starts it at the end of the event-loop iteration on a request of its
+ * own, as a retry: never on the client's request, whose keep-alive
+ * connection nginx would hold until the facilitator answered. If that
+ * settle fails, or never reports back (the worker exited), the entry stays
+ * in the zone and every worker's timer picks up due entries: a lease, then
+ * a POST of the stored body to the stored settle location, issued as an
+ * in-memory subrequest of a request of our own (background.c: a request on
+ * a connection that is never polled), so the facilitator location's proxy
  * settings apply exactly as for live traffic.
  * Backoff doubles from 1s to 60s; past validBefore the settlement cannot
  * happen any more: it is logged and counted as lost.
  *
- * Over 800 lines as one concern: the timer, each attempt's subrequest,
- * its report and the chain lookup (retry_chain) share the lease's
- * lifetime; the request they run from is background.c's.
+ * Over 800 lines as one concern: the first attempts, the timer, each
+ * attempt's subrequest, its report and the chain lookup (retry_chain)
+ * share the lease's lifetime; the request they run from is background.c's.
  */
 
 #include <ngx_config.h>
@@ -56,7 +59,30 @@ typedef struct {
     unsigned                    finished:1;
     unsigned                    counted:1;
     unsigned                    chain_only:1;   /* no /settle from here */
+    ngx_msec_t                  start;
+    struct ngx_http_x402_first_s  *first;   /* a first attempt's, or NULL */
 } ngx_http_x402_retry_t;
+
+
+/*
+ * The first attempt of a settlement queued by a client request (store
+ * hooks): what that request's own settlement logged and counted, copied,
+ * and its store op (a copy: the request may be gone when the answer
+ * comes). Listed per worker until the end of the event-loop iteration.
+ */
+typedef struct ngx_http_x402_first_s  ngx_http_x402_first_t;
+
+struct ngx_http_x402_first_s {
+    ngx_http_x402_first_t      *next;
+    ngx_http_x402_store_op_t    op;
+    ngx_uint_t                  log_level;
+    ngx_str_t                   network;
+    ngx_str_t                   asset;
+    ngx_str_t                   pay_to;
+    ngx_str_t                   amount;
+    ngx_str_t                   payer;
+    u_char                      data[1];
+};
 
 
 /* what a job does */
@@ -77,6 +103,7 @@ typedef struct {
     ngx_uint_t                  unknown;
     ngx_uint_t                  mode;
     ngx_uint_t                  rq;
+    ngx_uint_t                  first;      /* a first attempt */
     u_char                      reason_len;
     u_char                      reason[63];
     size_t                      uri_len;
@@ -99,6 +126,11 @@ static void ngx_http_x402_retry_finish(ngx_http_request_t *r);
 static void ngx_http_x402_retry_gone(void *data);
 static void ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
+static ngx_http_x402_retry_job_t *ngx_http_x402_retry_job(
+    ngx_http_x402_pending_t *p, ngx_log_t *log);
+static void ngx_http_x402_first_run(ngx_event_t *ev);
+static void ngx_http_x402_first_report(ngx_http_x402_retry_t *rt,
+    ngx_log_t *log);
 static void ngx_http_x402_retry_record(ngx_http_x402_retry_t *rt,
     ngx_uint_t state, ngx_str_t *text);
 static ngx_int_t ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt,
@@ -112,6 +144,21 @@ static void ngx_http_x402_retry_nowhere(ngx_log_t *log,
     ((ngx_http_x402_pending_t *) ((u_char *) (n)                              \
                                   - offsetof(ngx_http_x402_pending_t, due)))
 
+
+/*
+ * First attempts in flight per worker (each holds a request of ours and
+ * an upstream connection): at most this, and a quarter of
+ * worker_connections; the others wait in the list, as long as their lease
+ * has time left (FIRST_WAIT), then for the lease to run out.
+ */
+#define NGX_HTTP_X402_FIRST_INFLIGHT  256
+#define NGX_HTTP_X402_FIRST_WAIT      10000
+
+
+static ngx_event_t             ngx_http_x402_first_event;
+static ngx_http_x402_first_t  *ngx_http_x402_first_head;
+static ngx_http_x402_first_t **ngx_http_x402_first_tail;
+static ngx_uint_t              ngx_http_x402_first_inflight;
 
 static ngx_event_t   ngx_http_x402_retry_timer;
 static ngx_uint_t    ngx_http_x402_retry_inflight;
@@ -136,6 +183,15 @@ ngx_http_x402_retry_init_process(ngx_cycle_t *cycle)
     ngx_http_x402_retry_timer.log = cycle->log;
     ngx_http_x402_retry_timer.cancelable = 1;
 
+    ngx_memzero(&ngx_http_x402_first_event, sizeof(ngx_event_t));
+
+    ngx_http_x402_first_event.handler = ngx_http_x402_first_run;
+    ngx_http_x402_first_event.data = cycle;
+    ngx_http_x402_first_event.log = cycle->log;
+    ngx_http_x402_first_head = NULL;
+    ngx_http_x402_first_tail = &ngx_http_x402_first_head;
+    ngx_http_x402_first_inflight = 0;
+
     /* spread the workers' scans */
     ngx_add_timer(&ngx_http_x402_retry_timer,
                   NGX_HTTP_X402_ASYNC_TICK + ngx_random() % 100);
@@ -159,6 +215,170 @@ ngx_http_x402_retry_exit_process(ngx_cycle_t *cycle)
 
     if (ngx_http_x402_retry_timer.timer_set) {
         ngx_del_timer(&ngx_http_x402_retry_timer);
+    }
+}
+
+
+/* ---- first attempts ---- */
+
+ngx_int_t
+ngx_http_x402_retry_first(ngx_http_x402_store_op_t *op,
+    ngx_http_x402_first_info_t *info, ngx_log_t *log)
+{
+    u_char                 *d;
+    size_t                  size;
+    ngx_http_x402_first_t  *f;
+
+    if (ngx_http_x402_first_event.handler == NULL
+        || ngx_http_x402_retry_exiting)
+    {
+        return NGX_DECLINED;
+    }
+
+    size = offsetof(ngx_http_x402_first_t, data) + info->network.len
+           + info->asset.len + info->pay_to.len + info->amount.len
+           + info->payer.len;
+
+    f = ngx_alloc(size, log);
+    if (f == NULL) {
+        return NGX_ERROR;
+    }
+
+    f->next = NULL;
+    f->op = *op;
+    f->op.request = NULL;
+    f->op.pending = NULL;
+    f->op.cleanup_set = 0;
+    ngx_memzero(&f->op.resume, sizeof(ngx_event_t));
+    f->log_level = info->log_level;
+
+    d = f->data;
+
+#define ngx_http_x402_first_copy(field)                                       \
+    f->field.data = d;                                                        \
+    f->field.len = info->field.len;                                           \
+    d = ngx_cpymem(d, info->field.data, info->field.len)
+
+    ngx_http_x402_first_copy(network);
+    ngx_http_x402_first_copy(asset);
+    ngx_http_x402_first_copy(pay_to);
+    ngx_http_x402_first_copy(amount);
+    ngx_http_x402_first_copy(payer);
+
+#undef ngx_http_x402_first_copy
+
+    *ngx_http_x402_first_tail = f;
+    ngx_http_x402_first_tail = &f->next;
+
+    if (!ngx_http_x402_first_event.posted) {
+        /* after this iteration's requests: their attempts go out together */
+        ngx_post_event(&ngx_http_x402_first_event, &ngx_posted_events);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The listed first attempts, each from a background request as a retry's:
+ * still queued and leased to this worker (else the lease decides: once it
+ * runs out, any worker retries it), within the bound.
+ */
+static void
+ngx_http_x402_first_run(ngx_event_t *ev)
+{
+    uint64_t                          now;
+    ngx_int_t                         rc;
+    ngx_str_t                         text;
+    ngx_uint_t                        bound;
+    ngx_cycle_t                      *cycle;
+    ngx_http_x402_shm_t              *zone;
+    ngx_http_x402_first_t            *f;
+    ngx_http_x402_retry_t            *rt;
+    ngx_http_x402_pending_t          *p;
+    ngx_http_x402_retry_job_t        *job;
+    ngx_http_x402_store_main_conf_t  *smcf;
+
+    cycle = ev->data;
+    zone = ngx_http_x402_store_zone;
+
+    if (ngx_http_x402_retry_exiting || zone == NULL) {
+        return;
+    }
+
+    smcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_x402_store_module);
+    if (smcf == NULL) {
+        return;
+    }
+
+    bound = ngx_max(cycle->connection_n / 4, 16);
+    bound = ngx_min(bound, NGX_HTTP_X402_FIRST_INFLIGHT);
+
+    while (ngx_http_x402_first_head
+           && ngx_http_x402_first_inflight < bound)
+    {
+        f = ngx_http_x402_first_head;
+        ngx_http_x402_first_head = f->next;
+
+        if (ngx_http_x402_first_head == NULL) {
+            ngx_http_x402_first_tail = &ngx_http_x402_first_head;
+        }
+
+        now = ngx_http_x402_queue_now();
+        job = NULL;
+
+        if (!(ngx_http_x402_retry_draining
+              && now >= ngx_http_x402_retry_deadline))
+        {
+            ngx_shmtx_lock(&zone->shpool->mutex);
+
+            p = ngx_http_x402_queue_find(zone->sh, f->op.id);
+
+            if (p && p->lease_pid == ngx_pid
+                && p->lease_until > now + NGX_HTTP_X402_ASYNC_LEASE
+                                    - NGX_HTTP_X402_FIRST_WAIT)
+            {
+                job = ngx_http_x402_retry_job(p, ev->log);
+            }
+
+            ngx_shmtx_unlock(&zone->shpool->mutex);
+        }
+
+        if (job == NULL) {
+            /* gone, leased elsewhere, or waited too long: the lease decides */
+            ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
+                           "x402: first settlement attempt left to its lease");
+            ngx_free(f);
+            continue;
+        }
+
+        job->first = 1;
+
+        rc = ngx_http_x402_retry_start(cycle, job, &smcf->rpc, &rt);
+
+        ngx_free(job);
+
+        if (rc != NGX_OK) {
+            if (rc == NGX_DECLINED) {
+                ngx_str_set(&text, "no server uses its facilitator");
+
+            } else {
+                ngx_str_set(&text, "could not start a settlement");
+            }
+
+            ngx_http_x402_store_op_async_end(&f->op,
+                                             NGX_HTTP_X402_SETTLE_RETRY,
+                                             &text, ev->log);
+            ngx_free(f);
+            continue;
+        }
+
+        rt->first = f;
+        rt->start = ngx_current_msec;
+        ngx_http_x402_first_inflight++;
+
+        ngx_http_run_posted_requests(rt->r->connection);
     }
 }
 
@@ -211,6 +431,7 @@ ngx_http_x402_retry_job(ngx_http_x402_pending_t *p, ngx_log_t *log)
     job->unknown = p->unknown;
     job->mode = NGX_HTTP_X402_RETRY_SETTLE;
     job->rq = p->rq;
+    job->first = 0;
     job->reason_len = p->reason_len;
     ngx_memcpy(job->reason, p->reason, p->reason_len);
     job->uri_len = p->uri_len;
@@ -617,8 +838,13 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     }
 
     r = ngx_http_x402_background_request(cycle, cscf, NGX_HTTP_POST,
-                                         "POST x402-settlement-retry HTTP/1.1",
-                                         "retrying an x402 settlement", 0,
+                                         p->first
+                                         ? "POST x402-settlement HTTP/1.1"
+                                         : "POST x402-settlement-retry "
+                                           "HTTP/1.1",
+                                         p->first
+                                         ? "settling an x402 payment"
+                                         : "retrying an x402 settlement", 0,
                                          ngx_http_x402_retry_finish);
     if (r == NULL) {
         return NGX_ERROR;
@@ -848,6 +1074,18 @@ ngx_http_x402_retry_gone(void *data)
         ngx_http_x402_retry_inflight--;
     }
 
+    if (rt->first) {
+        ngx_free(rt->first);
+        ngx_http_x402_first_inflight--;
+
+        if (ngx_http_x402_first_head && !ngx_http_x402_first_event.posted
+            && !ngx_http_x402_retry_exiting)
+        {
+            /* a slot is free: the next listed ones go */
+            ngx_post_event(&ngx_http_x402_first_event, &ngx_posted_events);
+        }
+    }
+
     ngx_free(rt);
 }
 
@@ -993,6 +1231,11 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
         return;
     }
 
+    if (rt->first) {
+        ngx_http_x402_first_report(rt, log);
+        return;
+    }
+
     if (rt->asking) {
         /* the request went away during the chain lookup */
         ngx_str_set(&text, "chain lookup did not finish");
@@ -1076,4 +1319,128 @@ ngx_http_x402_retry_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
      */
     ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, rt->id,
                                    NGX_HTTP_X402_SETTLE_RETRY, &text, log);
+}
+
+
+/*
+ * A first attempt's answer: logged and counted as the client request's own
+ * settlement was (settle.c: the same lines, the facilitator's call timed,
+ * x402_settlements_total with the option's labels and revenue), then the
+ * store learns it from the op (grants, Redis) as async_end says.
+ */
+static void
+ngx_http_x402_first_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
+{
+    int                         outcome;
+    ngx_str_t                   text, detail;
+    ngx_uint_t                  result, status;
+    ngx_msec_t                  elapsed;
+    x402_str_t                  body;
+    x402_allocator_t            a;
+    ngx_http_x402_first_t      *f;
+    x402_facilitator_result_t   res;
+
+    f = rt->first;
+    elapsed = ngx_current_msec - rt->start;
+    status = rt->got_response ? rt->status : 0;
+
+    ngx_memzero(&res, sizeof(x402_facilitator_result_t));
+
+    if (!rt->got_response || rt->r == NULL) {
+        outcome = X402_FAC_BROKEN;
+        res.reason.data = "no response";
+        res.reason.len = sizeof("no response") - 1;
+
+    } else {
+        a.alloc = ngx_http_x402_retry_alloc;
+        a.ctx = rt->r->pool;
+        body.data = (const char *) rt->body.data;
+        body.len = rt->body.len;
+
+        outcome = x402_facilitator_parse_settle((int) status, body, &a, &res);
+    }
+
+    if (outcome == X402_FAC_OK || outcome == X402_FAC_REFUSED) {
+        result = NGX_HTTP_X402_METRICS_FAC_OK;
+
+    } else if (status == 0 || status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        result = NGX_HTTP_X402_METRICS_FAC_UNAVAILABLE;
+
+    } else {
+        result = NGX_HTTP_X402_METRICS_FAC_MALFORMED;
+    }
+
+    ngx_http_x402_metrics_facilitator(NGX_HTTP_X402_METRICS_SETTLE, elapsed,
+                                      result);
+
+    switch (outcome) {
+
+    case X402_FAC_OK:
+        text.data = (u_char *) res.transaction.data;
+        text.len = res.transaction.len;
+
+        ngx_log_error(NGX_LOG_INFO, log, 0,
+                      "x402: settled %V from %V on %V, tx %V, asset %V, "
+                      "in %Mms", &f->amount, &f->payer, &f->network, &text,
+                      &f->asset, elapsed);
+
+        ngx_http_x402_metrics_settlement(NGX_HTTP_X402_METRICS_SETTLE_OK,
+                                         &f->network, &f->asset, &f->pay_to,
+                                         &f->amount);
+
+        ngx_http_x402_store_op_async_end(&f->op, NGX_HTTP_X402_SETTLE_OK,
+                                         &text, log);
+        return;
+
+    case X402_FAC_REFUSED:
+        ngx_http_x402_clean_str(rt->r, &text, &res.reason);
+        ngx_http_x402_clean_str(rt->r, &detail, &res.message);
+
+        ngx_http_x402_metrics_settlement(NGX_HTTP_X402_METRICS_SETTLE_FAILED,
+                                         &f->network, &f->asset, &f->pay_to,
+                                         NULL);
+
+        ngx_log_error(f->log_level, log, 0,
+                      "x402: settlement of %V from %V refused: %V%s%V",
+                      &f->amount, &f->payer, &text,
+                      detail.len ? ": " : "", &detail);
+
+        /* refused by the facilitator: final; its 5xx says nothing */
+        ngx_http_x402_store_op_async_end(&f->op,
+                                         status < NGX_HTTP_INTERNAL_SERVER_ERROR
+                                         ? NGX_HTTP_X402_SETTLE_REFUSED
+                                         : NGX_HTTP_X402_SETTLE_RETRY,
+                                         &text, log);
+        return;
+
+    case X402_FAC_BROKEN:
+        if (rt->r) {
+            ngx_http_x402_clean_str(rt->r, &text, &res.reason);
+
+        } else {
+            ngx_str_set(&text, "no response");
+        }
+
+        /* served on credit, the store keeps it for a retry */
+        ngx_http_x402_metrics_settlement(
+                                       NGX_HTTP_X402_METRICS_SETTLE_PENDING,
+                                       &f->network, &f->asset, &f->pay_to,
+                                       NULL);
+
+        ngx_log_error(NGX_LOG_ERR, log, 0,
+                      "x402: settlement of %V from %V failed, facilitator "
+                      "\"%V\" status %ui: %V", &f->amount, &f->payer,
+                      &rt->uri, status, &text);
+
+        ngx_http_x402_store_op_async_end(&f->op, NGX_HTTP_X402_SETTLE_RETRY,
+                                         &text, log);
+        return;
+
+    default:
+        /* no memory: kept for a retry */
+        ngx_str_set(&text, "no memory");
+        ngx_http_x402_store_op_async_end(&f->op, NGX_HTTP_X402_SETTLE_RETRY,
+                                         &text, log);
+        return;
+    }
 }

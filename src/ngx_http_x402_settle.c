@@ -1,8 +1,10 @@
 
 /*
- * ngx_http_x402_module: the one place a settlement ends, whatever the mode
- * (sync, after, async): the /settle answer parsed into the ctx, logged,
- * counted, and the payment's outcome recorded in the store once.
+ * ngx_http_x402_module: where a request's own settlement ends (sync, after,
+ * and async's synchronous fallback when its queue is full): the /settle
+ * answer parsed into the ctx, logged, counted, and the payment's outcome
+ * recorded in the store once. An async settlement runs from a request of
+ * its own and ends in retry.c, logged and counted the same way.
  */
 
 
@@ -12,7 +14,7 @@
 
 /*
  * Parses the /settle answer into the ctx, logs the outcome and records it
- * in the store: every settlement, whatever the mode, ends here once.
+ * in the store: every settlement a request waits for ends here once.
  * Returns X402_FAC_OK, X402_FAC_REFUSED, X402_FAC_BROKEN or NGX_ERROR.
  */
 
@@ -104,13 +106,11 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
         ctx->status = NGX_HTTP_X402_ERROR;
         ngx_http_x402_set_reason(r, ctx, res.reason.data, res.reason.len);
 
-        /* served on credit, the store keeps it for a retry */
+        /* waited for: nothing is served, nothing owed (pending: retry.c) */
 
-        ngx_http_x402_metrics_settlement(
-                          ctx->settle_mode == NGX_HTTP_X402_SETTLE_ASYNC
-                          ? NGX_HTTP_X402_METRICS_SETTLE_PENDING
-                          : NGX_HTTP_X402_METRICS_SETTLE_FAILED,
-                          &ctx->network, &asset, &pay_to, NULL);
+        ngx_http_x402_metrics_settlement(NGX_HTTP_X402_METRICS_SETTLE_FAILED,
+                                         &ctx->network, &asset, &pay_to,
+                                         NULL);
 
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "x402: settlement of %V from %V failed, facilitator "
@@ -125,15 +125,6 @@ ngx_http_x402_settle_result(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     ngx_http_x402_outcome(r, ctx);
 
     return rc;
-}
-
-
-/* an async settlement's answer: nobody waits for it, handled right here */
-
-void
-ngx_http_x402_settle_async_done(ngx_http_x402_ctx_t *ctx)
-{
-    (void) ngx_http_x402_settle_result(ctx->request, ctx);
 }
 
 

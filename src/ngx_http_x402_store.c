@@ -696,20 +696,20 @@ ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
 }
 
 
+/*
+ * No request here: the first attempt runs after its client request may
+ * have ended (retry.c), from a copy of the op made when it was queued.
+ */
 void
-ngx_http_x402_store_op_async_done(ngx_http_request_t *r,
-    ngx_http_x402_store_op_t *op, ngx_uint_t outcome, ngx_str_t *text)
+ngx_http_x402_store_op_async_end(ngx_http_x402_store_op_t *op,
+    ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log)
 {
-    ngx_http_x402_store_main_conf_t  *smcf;
-
-    if (!op->async || !op->reserved) {
+    if (!op->async || !op->reserved || ngx_http_x402_store_zone == NULL) {
         return;
     }
 
-    smcf = ngx_http_get_module_main_conf(r, ngx_http_x402_store_module);
-
-    ngx_http_x402_redis_queue_done(smcf->zone, op->id, outcome, text,
-                                   r->connection->log);
+    ngx_http_x402_redis_queue_done(ngx_http_x402_store_zone, op->id, outcome,
+                                   text, log);
 
     if (outcome == NGX_HTTP_X402_SETTLE_OK) {
         op->settled_at = ngx_time();

@@ -32,8 +32,9 @@
  *         present it again;
  *     ngx_http_x402_store_op_async_begin()
  *         x402_settle async: the settlement is queued in the zone before
- *         serving, then ngx_http_x402_store_op_async_done() gets the
- *         background settle's outcome.
+ *         serving; its first attempt starts from a request of its own
+ *         (ngx_http_x402_retry_first()), whose outcome goes to
+ *         ngx_http_x402_store_op_async_end().
  * A reservation with none of these (the request died) stays reserved until
  * it expires: never served twice.
  *
@@ -186,13 +187,14 @@ void ngx_http_x402_store_op_release(ngx_http_request_t *r,
 ngx_int_t ngx_http_x402_store_op_async_begin(ngx_http_request_t *r,
     ngx_http_x402_store_op_t *op, ngx_str_t *uri, ngx_str_t *body);
 
-/* The background settle's outcome: NGX_HTTP_X402_SETTLE_OK with the tx,
+/* The first background settle's outcome, on the op as it was queued (a
+ * copy: the request may be gone): NGX_HTTP_X402_SETTLE_OK with the tx,
  * NGX_HTTP_X402_SETTLE_REFUSED with the facilitator's reason (final: the
  * entry goes, the record says failed), or NGX_HTTP_X402_SETTLE_RETRY with a
  * reason (unreachable, garbage): the settlement stays queued and the
  * workers retry it with backoff. */
-void ngx_http_x402_store_op_async_done(ngx_http_request_t *r,
-    ngx_http_x402_store_op_t *op, ngx_uint_t outcome, ngx_str_t *text);
+void ngx_http_x402_store_op_async_end(ngx_http_x402_store_op_t *op,
+    ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log);
 
 /* the longest record life: each location's maxTimeoutSeconds, at merge */
 void ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout);
@@ -212,6 +214,26 @@ ngx_http_x402_store_counters_t *ngx_http_x402_store_counters(
 /* ngx_http_x402_retry.c: a settlement was queued (async_begin said
  * NGX_OK): a graceful stop waits for the drain */
 void ngx_http_x402_retry_owed(void);
+
+/* what a request's settlement logs and counts: the per-option labels
+ * (network, asset, payTo), the amount, the payer, the request's log level
+ * for a refusal */
+typedef struct {
+    ngx_str_t   network;
+    ngx_str_t   asset;
+    ngx_str_t   pay_to;
+    ngx_str_t   amount;
+    ngx_str_t   payer;
+    ngx_uint_t  log_level;
+} ngx_http_x402_first_info_t;
+
+/* ngx_http_x402_retry.c: the first attempt of the settlement async_begin
+ * just queued (leased to this worker), sent at the end of this event-loop
+ * iteration from a request of its own: the client's request and connection
+ * never wait for it. NGX_OK: listed; else left to the lease (retried by any
+ * worker once it runs out). */
+ngx_int_t ngx_http_x402_retry_first(ngx_http_x402_store_op_t *op,
+    ngx_http_x402_first_info_t *info, ngx_log_t *log);
 
 
 extern ngx_module_t  ngx_http_x402_store_module;

@@ -89,14 +89,16 @@ ngx_http_x402_store_reserve(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 
 /*
  * x402_settle async: queue the settlement (bounded) before serving.
- * NGX_OK: queued, settle in the background; NGX_DECLINED: the queue of
- * unsettled credit is full, settle synchronously.
+ * NGX_OK: queued, settled in the background from a request of its own;
+ * NGX_DECLINED: the queue of unsettled credit is full, settle
+ * synchronously.
  */
 ngx_int_t
 ngx_http_x402_store_async(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
-    ngx_int_t                  rc;
-    ngx_http_x402_store_op_t  *op;
+    ngx_int_t                    rc;
+    ngx_http_x402_store_op_t    *op;
+    ngx_http_x402_first_info_t   info;
 
     op = ctx->store;
 
@@ -113,13 +115,34 @@ ngx_http_x402_store_async(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
                       "settles synchronously", &ctx->payment_id);
     }
 
-    if (rc == NGX_OK) {
-        /* something is owed now: a graceful stop waits for the drain */
-        ngx_http_x402_retry_owed();
-        return NGX_OK;
+    if (rc != NGX_OK) {
+        return NGX_DECLINED;
     }
 
-    return NGX_DECLINED;
+    /* something is owed now: a graceful stop waits for the drain */
+    ngx_http_x402_retry_owed();
+
+    /*
+     * The first attempt runs on a request of its own: on this one it held
+     * the client's connection (its next keep-alive request) and access log
+     * line until the facilitator answered.
+     */
+    info.network = ctx->network;
+    info.asset.data = (u_char *) ctx->verdict.asset.data;
+    info.asset.len = ctx->verdict.asset.len;
+    info.pay_to.data = (u_char *) ctx->verdict.pay_to.data;
+    info.pay_to.len = ctx->verdict.pay_to.len;
+    info.amount = ctx->amount;
+    info.payer = ctx->payer;
+    info.log_level = ctx->log_level;
+
+    if (ngx_http_x402_retry_first(op, &info, r->connection->log) != NGX_OK) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "x402: payment %V queued, its settlement starts once "
+                      "its lease has run out", &ctx->payment_id);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -150,21 +173,7 @@ ngx_http_x402_store_record(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     }
 
     if (op->async) {
-        /* queued: settled, refused (final), or kept for the workers */
-        if (ctx->status == NGX_HTTP_X402_SETTLED) {
-            ngx_http_x402_store_op_async_done(r, op, NGX_HTTP_X402_SETTLE_OK,
-                                              &ctx->tx);
-
-        } else {
-            /* a refusal (final), or an answer lost (it may have settled) */
-            ngx_http_x402_store_op_async_done(r, op,
-                          (ctx->status == NGX_HTTP_X402_INVALID
-                           && ctx->settle.status < 500)
-                          ? NGX_HTTP_X402_SETTLE_REFUSED
-                          : NGX_HTTP_X402_SETTLE_RETRY,
-                          &ctx->reason);
-        }
-
+        /* queued: its first attempt reports to the store (retry.c) */
         return;
     }
 
