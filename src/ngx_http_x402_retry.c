@@ -506,13 +506,16 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
                                                ngx_http_x402_store_module);
     now = ngx_http_x402_queue_now();
 
+    if (zone->sh->superseded) {
+        /*
+         * A resizing reload: the new zone has them and retries them from
+         * now on; this worker, until it is told to stop, would send the
+         * same settlements again (t/82)
+         */
+        return;
+    }
+
     if (ngx_exiting && !ngx_http_x402_retry_draining) {
-
-        if (zone->sh->superseded) {
-            /* a resizing reload: the new zone has them */
-            return;
-        }
-
         ngx_http_x402_retry_draining = 1;
         ngx_http_x402_retry_deadline = now + smcf->async_drain;
         ngx_http_x402_retry_drain_begin(zone);
