@@ -328,27 +328,44 @@ ngx_http_x402_first_run(ngx_event_t *ev)
         now = ngx_http_x402_queue_now();
         job = NULL;
 
-        if (!(ngx_http_x402_retry_draining
-              && now >= ngx_http_x402_retry_deadline))
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        p = ngx_http_x402_queue_find(zone->sh, f->op.id);
+
+        /*
+         * Still its first lease, ours: a lease that ran out may be ours
+         * again, a retry's (the timer counts its attempts), in flight
+         */
+        if (p && p->lease_pid == ngx_pid && p->attempts == 1
+            && p->lease_until > now)
         {
-            ngx_shmtx_lock(&zone->shpool->mutex);
-
-            p = ngx_http_x402_queue_find(zone->sh, f->op.id);
-
-            if (p && p->lease_pid == ngx_pid
-                && p->lease_until > now + NGX_HTTP_X402_ASYNC_LEASE
-                                    - NGX_HTTP_X402_FIRST_WAIT)
+            if (p->lease_until > now + NGX_HTTP_X402_ASYNC_LEASE
+                                    - NGX_HTTP_X402_FIRST_WAIT
+                && !(ngx_http_x402_retry_draining
+                     && now >= ngx_http_x402_retry_deadline))
             {
                 job = ngx_http_x402_retry_job(p, ev->log);
-            }
 
-            ngx_shmtx_unlock(&zone->shpool->mutex);
+            } else if (p->rq != NGX_HTTP_X402_RQ_HELD
+                       && !zone->sh->superseded)
+            {
+                /*
+                 * Never sent: owed as any other, due now. Its lease held
+                 * it back up to 90 s, from the new workers too after a
+                 * reload: past a short validBefore it was lost.
+                 */
+                p->lease_until = 0;
+                p->next_try = now;
+                ngx_http_x402_queue_reschedule_locked(zone->sh, p);
+            }
         }
 
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
         if (job == NULL) {
-            /* gone, leased elsewhere, or waited too long: the lease decides */
+            /* gone, a retry's, or given back to the queue */
             ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                           "x402: first settlement attempt left to its lease");
+                           "x402: first settlement attempt not started");
             ngx_free(f);
             continue;
         }
