@@ -149,7 +149,7 @@ static void ngx_http_x402_retry_nowhere(ngx_log_t *log,
  * First attempts in flight per worker (each holds a request of ours and
  * an upstream connection): at most this, and a quarter of
  * worker_connections; the others wait in the list, as long as their lease
- * has time left (FIRST_WAIT), then for the lease to run out.
+ * has time left (FIRST_WAIT), then go back to the queue, due at once.
  */
 #define NGX_HTTP_X402_FIRST_INFLIGHT  256
 #define NGX_HTTP_X402_FIRST_WAIT      10000
@@ -281,8 +281,8 @@ ngx_http_x402_retry_first(ngx_http_x402_store_op_t *op,
 
 /*
  * The listed first attempts, each from a background request as a retry's:
- * still queued and leased to this worker (else the lease decides: once it
- * runs out, any worker retries it), within the bound.
+ * still queued on its first lease, ours (else the queue decides), within
+ * the bound.
  */
 static void
 ngx_http_x402_first_run(ngx_event_t *ev)
