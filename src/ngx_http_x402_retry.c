@@ -81,6 +81,7 @@ struct ngx_http_x402_first_s {
     ngx_str_t                   pay_to;
     ngx_str_t                   amount;
     ngx_str_t                   payer;
+    ngx_str_t                   context;    /* the client request's */
     u_char                      data[1];
 };
 
@@ -131,6 +132,8 @@ static ngx_http_x402_retry_job_t *ngx_http_x402_retry_job(
 static void ngx_http_x402_first_run(ngx_event_t *ev);
 static void ngx_http_x402_first_report(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
+static u_char *ngx_http_x402_first_log(ngx_log_t *log, u_char *buf,
+    size_t len);
 static void ngx_http_x402_retry_record(ngx_http_x402_retry_t *rt,
     ngx_uint_t state, ngx_str_t *text);
 static ngx_int_t ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt,
@@ -237,7 +240,7 @@ ngx_http_x402_retry_first(ngx_http_x402_store_op_t *op,
 
     size = offsetof(ngx_http_x402_first_t, data) + info->network.len
            + info->asset.len + info->pay_to.len + info->amount.len
-           + info->payer.len;
+           + info->payer.len + info->context.len;
 
     f = ngx_alloc(size, log);
     if (f == NULL) {
@@ -264,6 +267,7 @@ ngx_http_x402_retry_first(ngx_http_x402_store_op_t *op,
     ngx_http_x402_first_copy(pay_to);
     ngx_http_x402_first_copy(amount);
     ngx_http_x402_first_copy(payer);
+    ngx_http_x402_first_copy(context);
 
 #undef ngx_http_x402_first_copy
 
@@ -393,6 +397,7 @@ ngx_http_x402_first_run(ngx_event_t *ev)
 
         rt->first = f;
         rt->start = ngx_current_msec;
+        rt->r->connection->log->handler = ngx_http_x402_first_log;
         ngx_http_x402_first_inflight++;
 
         ngx_http_run_posted_requests(rt->r->connection);
@@ -1460,4 +1465,40 @@ ngx_http_x402_first_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
                                          &text, log);
         return;
     }
+}
+
+
+/*
+ * A first attempt's log lines (its answer, the facilitator location's
+ * errors) end with the context of the client request that paid, as when
+ * they came from that request's own subrequest: which client, which
+ * request. Its log->data stays nginx's (ngx_http_log_ctx_t).
+ */
+static u_char *
+ngx_http_x402_first_log(ngx_log_t *log, u_char *buf, size_t len)
+{
+    ngx_http_cleanup_t     *cln;
+    ngx_http_log_ctx_t     *lctx;
+    ngx_http_x402_retry_t  *rt;
+
+    lctx = log->data;
+
+    if (lctx == NULL || lctx->request == NULL) {
+        return buf;
+    }
+
+    for (cln = lctx->request->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_x402_retry_gone) {
+            rt = cln->data;
+
+            if (rt->first) {
+                len = ngx_min(len, rt->first->context.len);
+                buf = ngx_cpymem(buf, rt->first->context.data, len);
+            }
+
+            break;
+        }
+    }
+
+    return buf;
 }

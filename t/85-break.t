@@ -147,4 +147,30 @@ sub all_settled_once {
     $fac->stop;
 }
 
+# ---- the first attempt's log lines say which request paid, as the client
+# request's own settlement said (they had no context at all) ----
+{
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n"
+        . 'settle: 402 {"success":false,"errorReason":"insufficient_funds",'
+        . '"transaction":"","network":"{{network}}"}' . "\n");
+    my $ng = bounded_nginx('context', $fac->port, '5s');
+    my @pay = map { $_->[0] } sign_payments(2, amount => '1000');
+    is($ng->get('/doc.txt?one', { 'PAYMENT-SIGNATURE' => $pay[0] })->{status}, 200,
+       'context: first served');
+    ok(wait_for(5, sub { $ng->error_log =~ /settled after 1 attempt/ }), 'context: settled');
+    is($ng->get('/doc.txt?two', { 'PAYMENT-SIGNATURE' => $pay[1] })->{status}, 200,
+       'context: second served');
+    ok(wait_for(5, sub { $ng->error_log =~ /refused by the facilitator/ }), 'context: refused');
+    my $ctx = qr/, client: 127\.0\.0\.1, server: localhost, request: "GET \/doc\.txt\?%s HTTP\/1\.1", host: "localhost"$/m;
+    my $log = $ng->error_log;
+    like($log, qr/x402: settled 1000 from 0x\w+ on eip155:84532, tx 0x\w+, asset 0x\w+, in \d+ms@{[ sprintf $ctx, 'one' ]}/,
+         'context: the settled line names its request');
+    like($log, qr/settled after 1 attempt\(s\): 0x\w+@{[ sprintf $ctx, 'one' ]}/,
+         'context: and the queue\'s line');
+    like($log, qr/x402: settlement of 1000 from 0x\w+ refused: insufficient_funds@{[ sprintf $ctx, 'two' ]}/,
+         'context: the refusal names its request');
+    $ng->stop;
+    $fac->stop;
+}
+
 done_testing();
