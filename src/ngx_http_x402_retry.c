@@ -81,6 +81,7 @@ struct ngx_http_x402_first_s {
     ngx_str_t                   pay_to;
     ngx_str_t                   amount;
     ngx_str_t                   payer;
+    ngx_str_t                   context;    /* the client request's */
     u_char                      data[1];
 };
 
@@ -131,6 +132,8 @@ static ngx_http_x402_retry_job_t *ngx_http_x402_retry_job(
 static void ngx_http_x402_first_run(ngx_event_t *ev);
 static void ngx_http_x402_first_report(ngx_http_x402_retry_t *rt,
     ngx_log_t *log);
+static u_char *ngx_http_x402_first_log(ngx_log_t *log, u_char *buf,
+    size_t len);
 static void ngx_http_x402_retry_record(ngx_http_x402_retry_t *rt,
     ngx_uint_t state, ngx_str_t *text);
 static ngx_int_t ngx_http_x402_retry_chain(ngx_http_x402_retry_t *rt,
@@ -149,7 +152,7 @@ static void ngx_http_x402_retry_nowhere(ngx_log_t *log,
  * First attempts in flight per worker (each holds a request of ours and
  * an upstream connection): at most this, and a quarter of
  * worker_connections; the others wait in the list, as long as their lease
- * has time left (FIRST_WAIT), then for the lease to run out.
+ * has time left (FIRST_WAIT), then go back to the queue, due at once.
  */
 #define NGX_HTTP_X402_FIRST_INFLIGHT  256
 #define NGX_HTTP_X402_FIRST_WAIT      10000
@@ -237,7 +240,7 @@ ngx_http_x402_retry_first(ngx_http_x402_store_op_t *op,
 
     size = offsetof(ngx_http_x402_first_t, data) + info->network.len
            + info->asset.len + info->pay_to.len + info->amount.len
-           + info->payer.len;
+           + info->payer.len + info->context.len;
 
     f = ngx_alloc(size, log);
     if (f == NULL) {
@@ -264,6 +267,7 @@ ngx_http_x402_retry_first(ngx_http_x402_store_op_t *op,
     ngx_http_x402_first_copy(pay_to);
     ngx_http_x402_first_copy(amount);
     ngx_http_x402_first_copy(payer);
+    ngx_http_x402_first_copy(context);
 
 #undef ngx_http_x402_first_copy
 
@@ -281,8 +285,8 @@ ngx_http_x402_retry_first(ngx_http_x402_store_op_t *op,
 
 /*
  * The listed first attempts, each from a background request as a retry's:
- * still queued and leased to this worker (else the lease decides: once it
- * runs out, any worker retries it), within the bound.
+ * still queued on its first lease, ours (else the queue decides), within
+ * the bound.
  */
 static void
 ngx_http_x402_first_run(ngx_event_t *ev)
@@ -328,27 +332,44 @@ ngx_http_x402_first_run(ngx_event_t *ev)
         now = ngx_http_x402_queue_now();
         job = NULL;
 
-        if (!(ngx_http_x402_retry_draining
-              && now >= ngx_http_x402_retry_deadline))
+        ngx_shmtx_lock(&zone->shpool->mutex);
+
+        p = ngx_http_x402_queue_find(zone->sh, f->op.id);
+
+        /*
+         * Still its first lease, ours: a lease that ran out may be ours
+         * again, a retry's (the timer counts its attempts), in flight
+         */
+        if (p && p->lease_pid == ngx_pid && p->attempts == 1
+            && p->lease_until > now)
         {
-            ngx_shmtx_lock(&zone->shpool->mutex);
-
-            p = ngx_http_x402_queue_find(zone->sh, f->op.id);
-
-            if (p && p->lease_pid == ngx_pid
-                && p->lease_until > now + NGX_HTTP_X402_ASYNC_LEASE
-                                    - NGX_HTTP_X402_FIRST_WAIT)
+            if (p->lease_until > now + NGX_HTTP_X402_ASYNC_LEASE
+                                    - NGX_HTTP_X402_FIRST_WAIT
+                && !(ngx_http_x402_retry_draining
+                     && now >= ngx_http_x402_retry_deadline))
             {
                 job = ngx_http_x402_retry_job(p, ev->log);
-            }
 
-            ngx_shmtx_unlock(&zone->shpool->mutex);
+            } else if (p->rq != NGX_HTTP_X402_RQ_HELD
+                       && !zone->sh->superseded)
+            {
+                /*
+                 * Never sent: owed as any other, due now. Its lease held
+                 * it back up to 90 s, from the new workers too after a
+                 * reload: past a short validBefore it was lost.
+                 */
+                p->lease_until = 0;
+                p->next_try = now;
+                ngx_http_x402_queue_reschedule_locked(zone->sh, p);
+            }
         }
 
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
         if (job == NULL) {
-            /* gone, leased elsewhere, or waited too long: the lease decides */
+            /* gone, a retry's, or given back to the queue */
             ngx_log_debug0(NGX_LOG_DEBUG_HTTP, ev->log, 0,
-                           "x402: first settlement attempt left to its lease");
+                           "x402: first settlement attempt not started");
             ngx_free(f);
             continue;
         }
@@ -376,6 +397,7 @@ ngx_http_x402_first_run(ngx_event_t *ev)
 
         rt->first = f;
         rt->start = ngx_current_msec;
+        rt->r->connection->log->handler = ngx_http_x402_first_log;
         ngx_http_x402_first_inflight++;
 
         ngx_http_run_posted_requests(rt->r->connection);
@@ -1446,4 +1468,40 @@ ngx_http_x402_first_report(ngx_http_x402_retry_t *rt, ngx_log_t *log)
                                          &text, log);
         return;
     }
+}
+
+
+/*
+ * A first attempt's log lines (its answer, the facilitator location's
+ * errors) end with the context of the client request that paid, as when
+ * they came from that request's own subrequest: which client, which
+ * request. Its log->data stays nginx's (ngx_http_log_ctx_t).
+ */
+static u_char *
+ngx_http_x402_first_log(ngx_log_t *log, u_char *buf, size_t len)
+{
+    ngx_http_cleanup_t     *cln;
+    ngx_http_log_ctx_t     *lctx;
+    ngx_http_x402_retry_t  *rt;
+
+    lctx = log->data;
+
+    if (lctx == NULL || lctx->request == NULL) {
+        return buf;
+    }
+
+    for (cln = lctx->request->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_x402_retry_gone) {
+            rt = cln->data;
+
+            if (rt->first) {
+                len = ngx_min(len, rt->first->context.len);
+                buf = ngx_cpymem(buf, rt->first->context.data, len);
+            }
+
+            break;
+        }
+    }
+
+    return buf;
 }

@@ -217,13 +217,17 @@ void ngx_http_x402_retry_owed(void);
 
 /* what a request's settlement logs and counts: the per-option labels
  * (network, asset, payTo), the amount, the payer, the request's log level
- * for a refusal */
+ * for a refusal, the context its log lines end with (client, server,
+ * request, host) */
+#define NGX_HTTP_X402_FIRST_CONTEXT  512    /* bytes of it kept, at most */
+
 typedef struct {
     ngx_str_t   network;
     ngx_str_t   asset;
     ngx_str_t   pay_to;
     ngx_str_t   amount;
     ngx_str_t   payer;
+    ngx_str_t   context;
     ngx_uint_t  log_level;
 } ngx_http_x402_first_info_t;
 

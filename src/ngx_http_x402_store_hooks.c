@@ -96,7 +96,10 @@ ngx_http_x402_store_reserve(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 ngx_int_t
 ngx_http_x402_store_async(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
 {
+    char                        *action;
+    u_char                       context[NGX_HTTP_X402_FIRST_CONTEXT];
     ngx_int_t                    rc;
+    ngx_log_t                   *log;
     ngx_http_x402_store_op_t    *op;
     ngx_http_x402_first_info_t   info;
 
@@ -135,6 +138,23 @@ ngx_http_x402_store_async(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx)
     info.amount = ctx->amount;
     info.payer = ctx->payer;
     info.log_level = ctx->log_level;
+
+    /*
+     * Its lines say which request paid, as this request's own settlement
+     * did: nginx's context of this request (client, server, request,
+     * host), without the request's current action
+     */
+    log = r->connection->log;
+    ngx_str_null(&info.context);
+
+    if (log->handler) {
+        action = log->action;
+        log->action = NULL;
+        info.context.data = context;
+        info.context.len = log->handler(log, context, sizeof(context))
+                           - context;
+        log->action = action;
+    }
 
     if (ngx_http_x402_retry_first(op, &info, r->connection->log) != NGX_OK) {
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
