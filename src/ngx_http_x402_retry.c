@@ -316,7 +316,11 @@ ngx_http_x402_first_run(ngx_event_t *ev)
         return;
     }
 
-    bound = ngx_max(cycle->connection_n / 4, 16);
+    /*
+     * each attempt holds two connections (its request's and the
+     * facilitator's): together at most a quarter of worker_connections
+     */
+    bound = ngx_max(cycle->connection_n / 8, 4);
     bound = ngx_min(bound, NGX_HTTP_X402_FIRST_INFLIGHT);
 
     while (ngx_http_x402_first_head

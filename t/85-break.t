@@ -58,7 +58,7 @@ sub settles {
     return \%n;
 }
 
-# nginx with 16 first attempts in flight at most (worker_connections 64)
+# nginx with 8 first attempts in flight at most (worker_connections 64)
 sub bounded_nginx {
     my ($name, $fp, $read_timeout) = @_;
     my $ng = X402::Nginx->new(name => $name,
@@ -121,7 +121,7 @@ sub all_settled_once {
     my @pay = serve_all($ng, 'reload');
     sleep 0.3;
     my $sent = () = grep { $_->{endpoint} eq 'settle' } $fac->requests;
-    cmp_ok($sent, '<=', 16, "reload: $sent sent, the others listed");
+    cmp_ok($sent, '<=', 8, "reload: $sent sent, the others listed");
     $ng->reload;
     $fac->set_script("verify: default\nsettle: default\n");
     all_settled_once($ng, $fac, \@pay, 'reload');
@@ -131,11 +131,11 @@ sub all_settled_once {
     $fac->stop;
 }
 
-# ---- the bound: 16 attempts take 11 s, the 24 listed behind them waited
+# ---- the bound: 8 attempts take 11 s, the 32 listed behind them waited
 # past 10 s: retried at once, not when their lease runs out ----
 {
     my $fac = start_facilitator(script => "verify: default\n"
-        . ("settle: delay=11000 default\n" x 16) . "settle: default\n");
+        . ("settle: delay=11000 default\n" x 8) . "settle: default\n");
     my $ng = bounded_nginx('waited', $fac->port, '30s');
     my @pay = serve_all($ng, 'waited');
     all_settled_once($ng, $fac, \@pay, 'waited');
