@@ -201,7 +201,15 @@ my ($line) = grep { /^owe / } split /\n/, spool_text($ng);
 like($line // '', qr/^owe [0-9a-f]{64} \d+ \d+ \d+ \S+ [01] [A-Za-z0-9+\/=]+ \{"x402Version":/,
      'format: the body is written as JSON');
 my @f = split / /, $line // '', 9;
-my $sent = [grep { $_->{endpoint} eq 'settle' } $fac->requests]->[-1]{body} // '';
+# this payment's /settle (its first attempt starts after the response, so
+# the owed count can come before the facilitator has seen it)
+my $mine = sub {
+    [grep { $_->{endpoint} eq 'settle'
+            && ($_->{json}{paymentPayload}{payload}{authorization}{nonce} // '')
+               eq nonce_of($fp->[0]) } $fac->requests]->[-1]
+};
+wait_for(5, sub { $mine->() });
+my $sent = ($mine->() // {})->{body} // '';
 is($f[8], $sent, 'format: the JSON is the /settle body, byte for byte');
 {
     my @pids = ($ng->pid, $ng->worker_pids);
