@@ -9,6 +9,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use X402::Test;
+use X402::HTTP qw(keepalive_get);
 use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(sleep time);
@@ -27,27 +28,6 @@ sub wait_for {
     return 0;
 }
 
-# one request on an open connection; the response read by its framing
-sub ask {
-    my ($s, $path, $pay) = @_;
-    my $t0 = time;
-    print $s "GET $path HTTP/1.1\r\nHost: localhost\r\n"
-             . ($pay ? "PAYMENT-SIGNATURE: $pay\r\n" : '') . "\r\n";
-    my $buf = '';
-    my $sel = IO::Select->new($s);
-    while (time < $t0 + 10) {
-        next unless $sel->can_read(0.2);
-        my $n = sysread($s, $buf, 65536, length $buf);
-        last if !$n;
-        my $i = index($buf, "\r\n\r\n");
-        next if $i < 0;
-        my ($cl) = substr($buf, 0, $i) =~ /^content-length:\s*(\d+)/mi;
-        last if defined $cl && length($buf) - $i - 4 >= $cl;
-    }
-    my $r = parse_response($buf);
-    $r->{elapsed} = time - $t0;
-    return $r;
-}
 
 my $fac = start_facilitator(script => "verify: default\nsettle: delay=2000 default\n");
 my $fp = $fac->port;
@@ -77,11 +57,11 @@ for my $path ('/doc.txt', '/local/doc.txt') {
     binmode $s;
     $s->autoflush(1);
 
-    my $r1 = ask($s, $path, $pay[0]);
+    my $r1 = keepalive_get($s, $path, $pay[0]);
     is($r1->{status}, 200, "$path: first paid request served on credit");
     cmp_ok($r1->{elapsed}, '<', 1, "$path: first answered before its settlement");
 
-    my $r2 = ask($s, $path, $pay[1]);
+    my $r2 = keepalive_get($s, $path, $pay[1]);
     is($r2->{status}, 200, "$path: second paid request on the same connection");
     # it waited for the first one's /settle (2 s) before
     cmp_ok($r2->{elapsed}, '<', 1,
@@ -89,7 +69,7 @@ for my $path ('/doc.txt', '/local/doc.txt') {
         or diag("second request took $r2->{elapsed} s");
 
     # a replay on the same connection while both are being settled
-    my $r3 = ask($s, $path, $pay[0]);
+    my $r3 = keepalive_get($s, $path, $pay[0]);
     is($r3->{status}, 402, "$path: the first payment is not served again");
     like($r3->{body}, qr/payment_already_used/, "$path: as a replay");
     cmp_ok($r3->{elapsed}, '<', 1, "$path: the replay answered at once");
@@ -162,7 +142,7 @@ EOC
     $s->autoflush(1);
     my ($ok, $slow) = (0, 0);
     for my $p (@pay) {
-        my $r = ask($s, '/doc.txt', $p);
+        my $r = keepalive_get($s, '/doc.txt', $p);
         $ok++ if ($r->{status} // 0) == 200;
         $slow++ if $r->{elapsed} >= 1;
     }

@@ -8,6 +8,7 @@ use strict;
 use warnings;
 use lib 't/lib';
 use X402::Test;
+use X402::HTTP qw(keepalive_get);
 use IO::Socket::INET;
 use IO::Select;
 use Time::HiRes qw(sleep time);
@@ -27,25 +28,6 @@ sub wait_for {
     return 0;
 }
 
-# one request on an open connection; the response read by its framing
-sub ask {
-    my ($s, $path, $pay) = @_;
-    my $t0 = time;
-    print $s "GET $path HTTP/1.1\r\nHost: localhost\r\n"
-             . ($pay ? "PAYMENT-SIGNATURE: $pay\r\n" : '') . "\r\n";
-    my $buf = '';
-    my $sel = IO::Select->new($s);
-    while (time < $t0 + 10) {
-        next unless $sel->can_read(0.2);
-        my $n = sysread($s, $buf, 65536, length $buf);
-        last if !$n;
-        my $i = index($buf, "\r\n\r\n");
-        next if $i < 0;
-        my ($cl) = substr($buf, 0, $i) =~ /^content-length:\s*(\d+)/mi;
-        last if defined $cl && length($buf) - $i - 4 >= $cl;
-    }
-    return parse_response($buf);
-}
 
 sub nonce_of { decode_b64_json($_[0])->{payload}{authorization}{nonce} }
 
@@ -96,7 +78,7 @@ sub serve_all {
         or die "connect: $!";
     binmode $s;
     $s->autoflush(1);
-    my $ok = grep { (ask($s, '/doc.txt', $_)->{status} // 0) == 200 } @pay;
+    my $ok = grep { (keepalive_get($s, '/doc.txt', $_)->{status} // 0) == 200 } @pay;
     close $s;
     is($ok, $N, "$what: $N paid requests served on credit");
     return @pay;

@@ -10,7 +10,8 @@ use IO::Select;
 use Time::HiRes qw(time);
 use Exporter qw(import);
 
-our @EXPORT_OK = qw(http_request http_get parse_response build_request header);
+our @EXPORT_OK = qw(http_request http_get parse_response build_request header
+                    keepalive_get);
 
 # responses (with a status line) received from each port: nginx logs a
 # request after its response went out, so a test reading the access log
@@ -180,6 +181,31 @@ sub http_get {
         ? join("\n", map { "$hdrs->[2*$_]: $hdrs->[2*$_+1]" } 0 .. $#$hdrs / 2)
         : $hdrs;
     return http_request($port, build_request("GET $path", $more), %o);
+}
+
+
+# One GET on a connection the test keeps open (keep-alive), with a payment
+# header if given; the response read by its framing (Content-Length), at
+# most 10 s; {elapsed} is the seconds it took.
+sub keepalive_get {
+    my ($s, $path, $pay) = @_;
+    my $t0 = time;
+    print $s "GET $path HTTP/1.1\r\nHost: localhost\r\n"
+             . ($pay ? "PAYMENT-SIGNATURE: $pay\r\n" : '') . "\r\n";
+    my $buf = '';
+    my $sel = IO::Select->new($s);
+    while (time < $t0 + 10) {
+        next unless $sel->can_read(0.2);
+        my $n = sysread($s, $buf, 65536, length $buf);
+        last if !$n;
+        my $i = index($buf, "\r\n\r\n");
+        next if $i < 0;
+        my ($cl) = substr($buf, 0, $i) =~ /^content-length:\s*(\d+)/mi;
+        last if defined $cl && length($buf) - $i - 4 >= $cl;
+    }
+    my $r = parse_response($buf);
+    $r->{elapsed} = time - $t0;
+    return $r;
 }
 
 1;
