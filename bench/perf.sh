@@ -20,6 +20,12 @@
 # time only, without perf's sampling overhead (to compare builds).
 # STRACE=1: the worker's system calls per paid request (strace -c; its
 # overhead makes the CPU figures meaningless then).
+# PIN=W:P: the worker on CPU W, the facilitator and the load generator on
+# CPU P (taskset). PIN=0:0 puts all three on one core: waking a loopback
+# peer then costs no inter-processor interrupt (on this 2-vCPU VM an IPI
+# to a sleeping peer on the other vCPU is ≈ 15 µs of the worker's kernel
+# time per paid request: 25 µs of kernel with the peers on the other core,
+# 10 µs with them on the worker's).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -104,6 +110,12 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 wpid=$(pgrep -P "$(cat "$work/m/logs/nginx.pid")" | head -1)
+pin=()
+if [ -n "${PIN:-}" ]; then  # W:P, see above
+    taskset -pc ${PIN%%:*} "$wpid" > /dev/null
+    for p in $(cat "$work/f/logs/nginx.pid") $(pgrep -P "$(cat "$work/f/logs/nginx.pid")"); do taskset -pc ${PIN##*:} "$p" > /dev/null; done
+    pin=(taskset -c ${PIN##*:})
+fi
 # the floors' requests carry the same payments (the same bytes in)
 offer=$path; case $path in proxy*) offer=local ;; esac
 pr=$(curl -s -D - -o /dev/null "http://127.0.0.1:$mport/$offer/" | tr -d '\r' \
@@ -131,7 +143,7 @@ if [ "$record" != 0 ]; then
     pids+=("$ppid")
     sleep 1
 fi
-"$load" "$mport" "/$path/" "$n" "$conns" "$work/run.txt" PAYMENT-SIGNATURE
+"${pin[@]}" "$load" "$mport" "/$path/" "$n" "$conns" "$work/run.txt" PAYMENT-SIGNATURE
 sleep 0.5  # the async settlements of the last requests
 if [ "$record" != 0 ]; then
     kill -INT "$ppid"; wait "$ppid" 2>/dev/null || true
