@@ -1,13 +1,18 @@
 
+
 /*
  * ngx_http_x402_shm.c: the authorization records in a shared-memory zone.
  *
- * Two red-black trees over the same records: one by payment id (lookup),
- * one by expiry (the soonest expiring record is the tree's minimum, so the
- * oldest expired records are found in O(log n) and an unexpired one is never
- * evicted). Only memory work happens under the zone mutex; logging is done
- * after unlocking (src/README.md, layer 1). The zone's init, its layout
- * check and its migration on reuse are in ngx_http_x402_zone.c.
+ * A hash index finds a record by payment id (one bucket, a chain of about
+ * one record: a paid request looks its record up three times, and an
+ * rbtree of tens of thousands of records cost a cache miss per level); a
+ * red-black tree by expiry holds the same records (the soonest expiring
+ * record is the tree's minimum, so the oldest expired records are found in
+ * O(log n) and an unexpired one is never evicted), and is what the walks
+ * over every record follow. Only memory work happens under the zone mutex;
+ * logging is done after unlocking (src/README.md, layer 1). The zone's
+ * init, its layout check and its migration on reuse are in
+ * ngx_http_x402_zone.c.
  */
 
 #include <ngx_config.h>
@@ -21,105 +26,160 @@
 ngx_http_x402_shm_t  *ngx_http_x402_store_zone;
 
 
-#define ngx_http_x402_rec_node(rec)                                           \
-    ((ngx_rbtree_node_t *) ((u_char *) (rec)                                  \
-                            - offsetof(ngx_rbtree_node_t, color)))
-
 #define ngx_http_x402_enode_rec(en)                                           \
     ((ngx_http_x402_rec_t *) ((u_char *) (en)                                 \
                               - offsetof(ngx_http_x402_rec_t, enode)))
 
 
-static ngx_rbtree_key_t ngx_http_x402_id_key(u_char *id);
+/* SipHash-1-3 (Aumasson, Bernstein) of the 32 bytes of an id */
+
+#define ngx_http_x402_rotl(x, b)  (((x) << (b)) | ((x) >> (64 - (b))))
+
+#define ngx_http_x402_sipround(v0, v1, v2, v3)                                \
+    v0 += v1; v1 = ngx_http_x402_rotl(v1, 13); v1 ^= v0;                      \
+    v0 = ngx_http_x402_rotl(v0, 32);                                          \
+    v2 += v3; v3 = ngx_http_x402_rotl(v3, 16); v3 ^= v2;                      \
+    v0 += v3; v3 = ngx_http_x402_rotl(v3, 21); v3 ^= v0;                      \
+    v2 += v1; v1 = ngx_http_x402_rotl(v1, 17); v1 ^= v2;                      \
+    v2 = ngx_http_x402_rotl(v2, 32)
 
 
-static ngx_rbtree_key_t
-ngx_http_x402_id_key(u_char *id)
+static ngx_inline uint64_t
+ngx_http_x402_id_hash(uint64_t *key, u_char *id)
 {
-    ngx_rbtree_key_t  key;
+    uint64_t    v0, v1, v2, v3, m, b;
+    ngx_uint_t  i;
 
-    /* the id is a keccak hash: any of its bytes are uniform */
-    ngx_memcpy(&key, id, sizeof(ngx_rbtree_key_t));
+    v0 = 0x736f6d6570736575ULL ^ key[0];
+    v1 = 0x646f72616e646f6dULL ^ key[1];
+    v2 = 0x6c7967656e657261ULL ^ key[0];
+    v3 = 0x7465646279746573ULL ^ key[1];
 
-    return key;
+    for (i = 0; i < 32; i += 8) {
+        /* the host's byte order: the hash is this zone's only */
+        ngx_memcpy(&m, id + i, 8);
+        v3 ^= m;
+        ngx_http_x402_sipround(v0, v1, v2, v3);
+        v0 ^= m;
+    }
+
+    b = (uint64_t) 32 << 56;
+    v3 ^= b;
+    ngx_http_x402_sipround(v0, v1, v2, v3);
+    v0 ^= b;
+
+    v2 ^= 0xff;
+    ngx_http_x402_sipround(v0, v1, v2, v3);
+    ngx_http_x402_sipround(v0, v1, v2, v3);
+    ngx_http_x402_sipround(v0, v1, v2, v3);
+
+    return v0 ^ v1 ^ v2 ^ v3;
 }
 
 
-void
-ngx_http_x402_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
+#define ngx_http_x402_bucket(sh, id)                                          \
+    (&(sh)->buckets[ngx_http_x402_id_hash((sh)->hash_key, id)                 \
+                    & (sh)->bucket_mask])
+
+
+/*
+ * A new zone's index: as many buckets as the zone of size bytes could hold
+ * records, rounded down to a power of two (a full zone: chains of one or
+ * two records; the array costs 8 bytes a bucket, 3% of the zone), and a
+ * random key. At the zone's creation, in the master: blocking reads are
+ * fine there.
+ */
+ngx_int_t
+ngx_http_x402_shm_index_init(ngx_http_x402_shm_t *zone, size_t size,
+    ngx_log_t *log)
 {
-    ngx_rbtree_node_t    **p;
-    ngx_http_x402_rec_t   *rn, *rt;
+    size_t      chunk, n, buckets;
+    ssize_t     got;
+    ngx_fd_t    fd;
 
-    for ( ;; ) {
-
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else {
-            rn = (ngx_http_x402_rec_t *) &node->color;
-            rt = (ngx_http_x402_rec_t *) &temp->color;
-
-            p = (ngx_memcmp(rn->id, rt->id, 32) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-
-        temp = *p;
+    /* the slab allocator's chunk for a record: a power of two */
+    for (chunk = 8; chunk < sizeof(ngx_http_x402_rec_t); chunk <<= 1) {
+        /* void */
     }
 
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
+    n = size / chunk;
+
+    for (buckets = 1; buckets * 2 <= n; buckets <<= 1) {
+        /* void */
+    }
+
+    zone->sh->buckets = ngx_slab_alloc(zone->shpool,
+                                       buckets * sizeof(ngx_http_x402_rec_t *));
+    if (zone->sh->buckets == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "x402 zone \"%V\" is too small for its index of %uz "
+                      "buckets", &zone->shm_zone->shm.name, buckets);
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(zone->sh->buckets, buckets * sizeof(ngx_http_x402_rec_t *));
+    zone->sh->bucket_mask = buckets - 1;
+
+    fd = ngx_open_file("/dev/urandom", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
+    if (fd == NGX_INVALID_FILE) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      ngx_open_file_n " \"/dev/urandom\" failed: the x402 "
+                      "zone's index needs a random key");
+        return NGX_ERROR;
+    }
+
+    got = ngx_read_fd(fd, zone->sh->hash_key, sizeof(zone->sh->hash_key));
+
+    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
+        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
+                      ngx_close_file_n " \"/dev/urandom\" failed");
+    }
+
+    if (got != (ssize_t) sizeof(zone->sh->hash_key)) {
+        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
+                      "read of \"/dev/urandom\" returned %z bytes, not %uz: "
+                      "the x402 zone's index needs a random key", got,
+                      sizeof(zone->sh->hash_key));
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
 }
 
 
 ngx_http_x402_rec_t *
 ngx_http_x402_shm_lookup(ngx_http_x402_shm_sh_t *sh, u_char *id)
 {
-    ngx_int_t             rc;
-    ngx_rbtree_key_t      key;
-    ngx_rbtree_node_t    *node, *sentinel;
     ngx_http_x402_rec_t  *rec;
 
-    key = ngx_http_x402_id_key(id);
+    for (rec = *ngx_http_x402_bucket(sh, id); rec; rec = rec->hnext) {
 
-    node = sh->rbtree.root;
-    sentinel = sh->rbtree.sentinel;
-
-    while (node != sentinel) {
-
-        if (key < node->key) {
-            node = node->left;
-            continue;
-        }
-
-        if (key > node->key) {
-            node = node->right;
-            continue;
-        }
-
-        rec = (ngx_http_x402_rec_t *) &node->color;
-
-        rc = ngx_memcmp(id, rec->id, 32);
-
-        if (rc == 0) {
+        if (ngx_memcmp(id, rec->id, 32) == 0) {
             return rec;
         }
-
-        node = (rc < 0) ? node->left : node->right;
     }
 
     return NULL;
+}
+
+
+/* rec->id set: at the head of its bucket's chain */
+void
+ngx_http_x402_shm_link_locked(ngx_http_x402_shm_sh_t *sh,
+    ngx_http_x402_rec_t *rec)
+{
+    ngx_http_x402_rec_t  **b;
+
+    b = ngx_http_x402_bucket(sh, rec->id);
+
+    rec->hnext = *b;
+    rec->hprev = b;
+
+    if (*b) {
+        (*b)->hprev = &rec->hnext;
+    }
+
+    *b = rec;
 }
 
 
@@ -127,10 +187,6 @@ static void
 ngx_http_x402_shm_free_locked(ngx_http_x402_shm_t *zone,
     ngx_http_x402_rec_t *rec)
 {
-    ngx_rbtree_node_t  *node;
-
-    node = ngx_http_x402_rec_node(rec);
-
     if (rec->unsynced != NGX_HTTP_X402_SYNC_NONE) {
         zone->sh->unsynced--;
     }
@@ -139,9 +195,14 @@ ngx_http_x402_shm_free_locked(ngx_http_x402_shm_t *zone,
         ngx_queue_remove(&rec->rqueue);
     }
 
-    ngx_rbtree_delete(&zone->sh->rbtree, node);
+    *rec->hprev = rec->hnext;
+
+    if (rec->hnext) {
+        rec->hnext->hprev = rec->hprev;
+    }
+
     ngx_rbtree_delete(&zone->sh->expiry, &rec->enode);
-    ngx_slab_free_locked(zone->shpool, node);
+    ngx_slab_free_locked(zone->shpool, rec);
 
     ngx_http_x402_count(zone->sh, records, -1);
 }
@@ -254,19 +315,19 @@ ngx_http_x402_grant_applies(ngx_uint_t state, uint64_t rec_scope,
 }
 
 
-static ngx_rbtree_node_t *
+static ngx_http_x402_rec_t *
 ngx_http_x402_shm_alloc_locked(ngx_http_x402_shm_t *zone, time_t now,
     ngx_uint_t *evicted)
 {
-    size_t              size;
-    ngx_uint_t          n;
-    ngx_rbtree_node_t  *node;
+    size_t                size;
+    ngx_uint_t            n;
+    ngx_http_x402_rec_t  *rec;
 
-    size = offsetof(ngx_rbtree_node_t, color) + sizeof(ngx_http_x402_rec_t);
+    size = sizeof(ngx_http_x402_rec_t);
 
-    node = ngx_slab_alloc_locked(zone->shpool, size);
+    rec = ngx_slab_alloc_locked(zone->shpool, size);
 
-    if (node == NULL) {
+    if (rec == NULL) {
         /*
          * Records are all one size: freeing one expired record makes room.
          * A batch goes at once so that the next requests do not pay for it
@@ -276,35 +337,29 @@ ngx_http_x402_shm_alloc_locked(ngx_http_x402_shm_t *zone, time_t now,
         ngx_http_x402_count(zone->sh, evicted, *evicted);
 
         if (*evicted) {
-            node = ngx_slab_alloc_locked(zone->shpool, size);
+            rec = ngx_slab_alloc_locked(zone->shpool, size);
         }
     }
 
-    if (node == NULL) {
+    if (rec == NULL) {
         n = ngx_http_x402_shm_evict_refused(zone,
                                             NGX_HTTP_X402_EVICT_BATCH);
         ngx_http_x402_count(zone->sh, refused_evicted, n);
         *evicted += n;
 
         if (n) {
-            node = ngx_slab_alloc_locked(zone->shpool, size);
+            rec = ngx_slab_alloc_locked(zone->shpool, size);
         }
     }
 
-    return node;
+    return rec;
 }
 
 
 static void
 ngx_http_x402_shm_insert_locked(ngx_http_x402_shm_t *zone,
-    ngx_rbtree_node_t *node, ngx_http_x402_store_op_t *op, ngx_uint_t state)
+    ngx_http_x402_rec_t *rec, ngx_http_x402_store_op_t *op, ngx_uint_t state)
 {
-    ngx_http_x402_rec_t  *rec;
-
-    rec = (ngx_http_x402_rec_t *) &node->color;
-
-    node->key = ngx_http_x402_id_key(op->id);
-
     rec->state = (u_char) state;
     rec->async = 0;
     rec->unsynced = NGX_HTTP_X402_SYNC_NONE;
@@ -317,7 +372,7 @@ ngx_http_x402_shm_insert_locked(ngx_http_x402_shm_t *zone,
     ngx_memzero(&rec->enode, sizeof(ngx_rbtree_node_t));
     rec->enode.key = (ngx_rbtree_key_t) op->expire;
 
-    ngx_rbtree_insert(&zone->sh->rbtree, node);
+    ngx_http_x402_shm_link_locked(zone->sh, rec);
     ngx_rbtree_insert(&zone->sh->expiry, &rec->enode);
 
     ngx_http_x402_count(zone->sh, records, 1);
@@ -330,7 +385,6 @@ ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
 {
     time_t                now;
     ngx_uint_t            evicted, state;
-    ngx_rbtree_node_t    *node;
     ngx_http_x402_rec_t  *rec;
 
     now = ngx_time();
@@ -387,9 +441,9 @@ ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
         return;
     }
 
-    node = ngx_http_x402_shm_alloc_locked(zone, now, &evicted);
+    rec = ngx_http_x402_shm_alloc_locked(zone, now, &evicted);
 
-    if (node == NULL) {
+    if (rec == NULL) {
         ngx_http_x402_count(zone->sh, full, 1);
         ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -404,7 +458,7 @@ ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
         return;
     }
 
-    ngx_http_x402_shm_insert_locked(zone, node, op,
+    ngx_http_x402_shm_insert_locked(zone, rec, op,
                                     NGX_HTTP_X402_REC_RESERVED);
     ngx_http_x402_count(zone->sh, reserved, 1);
 
@@ -437,7 +491,6 @@ ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone, ngx_http_x402_store_op_t *op,
     size_t                len;
     time_t                now;
     ngx_uint_t            evicted;
-    ngx_rbtree_node_t    *node;
     ngx_http_x402_rec_t  *rec;
 
     now = ngx_time();
@@ -452,14 +505,13 @@ ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone, ngx_http_x402_store_op_t *op,
             goto done;
         }
 
-        node = ngx_http_x402_shm_alloc_locked(zone, now, &evicted);
-        if (node == NULL) {
+        rec = ngx_http_x402_shm_alloc_locked(zone, now, &evicted);
+        if (rec == NULL) {
             ngx_http_x402_count(zone->sh, full, 1);
             goto done;
         }
 
-        ngx_http_x402_shm_insert_locked(zone, node, op, state);
-        rec = (ngx_http_x402_rec_t *) &node->color;
+        ngx_http_x402_shm_insert_locked(zone, rec, op, state);
     }
 
     if (rec->state == NGX_HTTP_X402_REC_SETTLED
@@ -555,17 +607,18 @@ ngx_http_x402_shm_take_unsynced(ngx_http_x402_shm_t *zone,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    sentinel = zone->sh->rbtree.sentinel;
+    /* every record is in the expiry tree: the oldest go first */
+    sentinel = zone->sh->expiry.sentinel;
 
-    if (zone->sh->rbtree.root == sentinel) {
+    if (zone->sh->expiry.root == sentinel) {
         goto done;
     }
 
-    for (node = ngx_rbtree_min(zone->sh->rbtree.root, sentinel);
+    for (node = ngx_rbtree_min(zone->sh->expiry.root, sentinel);
          node && got < n;
-         node = ngx_rbtree_next(&zone->sh->rbtree, node))
+         node = ngx_rbtree_next(&zone->sh->expiry, node))
     {
-        rec = (ngx_http_x402_rec_t *) &node->color;
+        rec = ngx_http_x402_enode_rec(node);
 
         if (rec->unsynced != NGX_HTTP_X402_SYNC_TODO) {
             continue;
@@ -648,15 +701,15 @@ ngx_http_x402_shm_unsync_all(ngx_http_x402_shm_t *zone)
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    sentinel = zone->sh->rbtree.sentinel;
+    sentinel = zone->sh->expiry.sentinel;
 
-    if (zone->sh->rbtree.root != sentinel) {
+    if (zone->sh->expiry.root != sentinel) {
 
-        for (node = ngx_rbtree_min(zone->sh->rbtree.root, sentinel);
+        for (node = ngx_rbtree_min(zone->sh->expiry.root, sentinel);
              node;
-             node = ngx_rbtree_next(&zone->sh->rbtree, node))
+             node = ngx_rbtree_next(&zone->sh->expiry, node))
         {
-            rec = (ngx_http_x402_rec_t *) &node->color;
+            rec = ngx_http_x402_enode_rec(node);
 
             if (!ngx_http_x402_rec_live(rec, now)) {
                 continue;

@@ -42,7 +42,7 @@
 #define NGX_HTTP_X402_ZONE_MAGIC       0x78343032u   /* "x402" */
 #ifndef NGX_HTTP_X402_ZONE_LAYOUT
 /* raise on any change to the structures in the zone (t/37 builds another) */
-#define NGX_HTTP_X402_ZONE_LAYOUT      4
+#define NGX_HTTP_X402_ZONE_LAYOUT      5
 #endif
 
 /*
@@ -67,6 +67,9 @@
 #define NGX_HTTP_X402_SPOOL_COMPACT    (256 * 1024)
 
 
+typedef struct ngx_http_x402_rec_s  ngx_http_x402_rec_t;
+
+
 typedef struct {
     /* first, at a fixed offset: checked before anything else is read */
     uint32_t                          magic;      /* ZONE_MAGIC */
@@ -76,8 +79,16 @@ typedef struct {
     size_t                            pending_size;
     size_t                            counters_size;
 
-    ngx_rbtree_t                      rbtree;     /* records by id */
-    ngx_rbtree_node_t                 sentinel;
+    /*
+     * Records by id: a hash index of chained records, its size fixed at the
+     * zone's creation from how many records the zone can hold (a power of
+     * two), keyed per zone (SipHash-1-3, key from /dev/urandom): an id is a
+     * keccak hash of a nonce the client chooses, so unkeyed bits of it
+     * could be ground to fill one chain.
+     */
+    ngx_http_x402_rec_t             **buckets;
+    ngx_uint_t                        bucket_mask; /* buckets - 1 */
+    uint64_t                          hash_key[2];
     ngx_rbtree_t                      expiry;     /* records by expire */
     ngx_rbtree_node_t                 expiry_sentinel;
     ngx_queue_t                       refused;    /* evictable records */
@@ -108,9 +119,10 @@ typedef struct {
 } ngx_http_x402_shm_t;
 
 
-/* a record: the rbtree node's key is the first bytes of id */
-typedef struct {
-    u_char                            color;
+/* a record, in its bucket's chain of sh->buckets and in sh->expiry */
+struct ngx_http_x402_rec_s {
+    ngx_http_x402_rec_t              *hnext;      /* the bucket's chain */
+    ngx_http_x402_rec_t             **hprev;      /* what points to this */
     u_char                            state;
     u_char                            text_len;
     u_char                            async;      /* queued for settling */
@@ -123,7 +135,7 @@ typedef struct {
     uint64_t                          scope;
     u_char                            id[32];
     u_char                            text[NGX_HTTP_X402_REC_TEXT_LEN];
-} ngx_http_x402_rec_t;
+};
 
 
 /* pending->rq: where the entry is kept durably (redis_queue.c) */
@@ -228,8 +240,10 @@ typedef struct {
 ngx_int_t ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
 
 /* shm.c: the records */
-void ngx_http_x402_shm_rbtree_insert_value(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+ngx_int_t ngx_http_x402_shm_index_init(ngx_http_x402_shm_t *zone,
+    size_t size, ngx_log_t *log);
+void ngx_http_x402_shm_link_locked(ngx_http_x402_shm_sh_t *sh,
+    ngx_http_x402_rec_t *rec);
 void ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
     ngx_http_x402_store_op_t *op, time_t grant, ngx_log_t *log);
 void ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone,

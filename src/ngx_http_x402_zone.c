@@ -4,9 +4,9 @@
  *
  * Above the three parts of the zone it puts together: the records
  * (ngx_http_x402_shm.c), the queue of owed settlements (queue.c) and its
- * copy on disk (spool.c). A new zone gets its header and trees, a zone of
- * the previous cycle is checked for its layout and carried over, and a
- * start replays the spool.
+ * copy on disk (spool.c). A new zone gets its header, index and trees, a
+ * zone of the previous cycle is checked for its layout and carried over,
+ * and a start replays the spool.
  */
 
 #include <ngx_config.h>
@@ -68,7 +68,7 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     ngx_list_part_t          *part;
     ngx_shm_zone_t           *oz;
     ngx_slab_pool_t          *opool;
-    ngx_rbtree_node_t        *node, *nn, *sentinel;
+    ngx_rbtree_node_t        *node, *sentinel;
     ngx_http_x402_rec_t      *rec, *nrec;
     ngx_http_x402_shm_sh_t   *osh;
 
@@ -129,37 +129,37 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     copied = 0;
     dropped = 0;
     pending = 0;
-    size = offsetof(ngx_rbtree_node_t, color) + sizeof(ngx_http_x402_rec_t);
+    size = sizeof(ngx_http_x402_rec_t);
 
     ngx_shmtx_lock(&opool->mutex);
 
-    sentinel = osh->rbtree.sentinel;
+    /* every record is in the expiry tree; the new index has its own key */
+    sentinel = osh->expiry.sentinel;
 
-    if (osh->rbtree.root != sentinel) {
+    if (osh->expiry.root != sentinel) {
 
-        for (node = ngx_rbtree_min(osh->rbtree.root, sentinel);
+        for (node = ngx_rbtree_min(osh->expiry.root, sentinel);
              node;
-             node = ngx_rbtree_next(&osh->rbtree, node))
+             node = ngx_rbtree_next(&osh->expiry, node))
         {
-            rec = (ngx_http_x402_rec_t *) &node->color;
+            rec = (ngx_http_x402_rec_t *)
+                      ((u_char *) node - offsetof(ngx_http_x402_rec_t, enode));
 
             if (!ngx_http_x402_rec_live(rec, now)) {
                 continue;
             }
 
-            nn = ngx_slab_alloc_locked(ctx->shpool, size);
-            if (nn == NULL) {
+            nrec = ngx_slab_alloc_locked(ctx->shpool, size);
+            if (nrec == NULL) {
                 dropped++;
                 continue;
             }
 
-            nn->key = node->key;
-            nrec = (ngx_http_x402_rec_t *) &nn->color;
             ngx_memcpy(nrec, rec, sizeof(ngx_http_x402_rec_t));
             ngx_memzero(&nrec->enode, sizeof(ngx_rbtree_node_t));
             nrec->enode.key = rec->enode.key;
 
-            ngx_rbtree_insert(&ctx->sh->rbtree, nn);
+            ngx_http_x402_shm_link_locked(ctx->sh, nrec);
             ngx_rbtree_insert(&ctx->sh->expiry, &nrec->enode);
 
             if (nrec->refused) {
@@ -307,8 +307,6 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
 
     ctx->shpool->data = ctx->sh;
 
-    ngx_rbtree_init(&ctx->sh->rbtree, &ctx->sh->sentinel,
-                    ngx_http_x402_shm_rbtree_insert_value);
     ngx_rbtree_init(&ctx->sh->expiry, &ctx->sh->expiry_sentinel,
                     ngx_rbtree_insert_value);
     ngx_http_x402_queue_init(ctx->sh);
@@ -320,6 +318,13 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ctx->sh->rec_size = sizeof(ngx_http_x402_rec_t);
     ctx->sh->pending_size = sizeof(ngx_http_x402_pending_t);
     ctx->sh->counters_size = sizeof(ngx_http_x402_store_counters_t);
+
+    if (ngx_http_x402_shm_index_init(ctx, shm_zone->shm.size,
+                                     shm_zone->shm.log)
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
 
     len = sizeof(" in x402 zone \"\"") + shm_zone->shm.name.len;
 
