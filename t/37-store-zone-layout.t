@@ -101,6 +101,56 @@ SKIP: {
        'and serves');
 }
 $ng->stop;
+
+# ---- a zone written by the build this one replaces ----
+# X402_PREVIOUS_MODULE=path/to/ngx_http_x402_module.so of an older commit
+# (e.g. the branch point): its zone, written with an older layout, is
+# refused on the reload to this build, and the old configuration serves on.
+
+SKIP: {
+    my $prev = $ENV{X402_PREVIOUS_MODULE};
+    skip 'X402_PREVIOUS_MODULE not set (a build of an older layout)', 5
+        unless $prev && -f $prev;
+
+    copy($prev, "$dir/prev.so") or die "copy: $!";
+    copy(module_path(), "$dir/this.so") or die "copy: $!";
+
+    $ng = start_nginx(
+        module => 0,
+        workers => 2,
+        main_config => "load_module $dir/prev.so;",
+        http_config => store_http_config(),
+        config => $server,
+    );
+    my @q = payments_for($ng, 2);
+    is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $q[0][0] })->{status},
+       200, 'a payment served by the previous build');
+
+    my $conf = $ng->prefix . '/conf/nginx.conf';
+    open my $fh, '<', $conf or die "$conf: $!";
+    my $text = do { local $/; <$fh> };
+    close $fh;
+    $text =~ s{load_module \S+/prev\.so;}{load_module $dir/this.so;}
+        or die "no load_module prev.so in $conf\n";
+    open $fh, '>', $conf or die "$conf: $!";
+    print $fh $text;
+    close $fh;
+
+    my $before = length $ng->error_log;
+    kill 'HUP', $ng->pid;
+    ok(wait_for(10, sub {
+        substr($ng->error_log, $before)
+            =~ /was written by a module build|resized:/ }),
+       'the reload to this build is answered');
+    like(substr($ng->error_log, $before),
+         qr/\[emerg\].*another layout \((\d+), this build $layout\)/,
+         "the previous build's zone is refused (its layout is not $layout)");
+    is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $q[0][0] })->{status},
+       402, 'the previous configuration keeps its records');
+    is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $q[1][0] })->{status},
+       200, 'and serves');
+    $ng->stop;
+}
 $fac->stop;
 
 done_testing();
