@@ -64,7 +64,7 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
 {
     size_t                    size;
     time_t                    now;
-    ngx_uint_t                i, copied, dropped, pending, level;
+    ngx_uint_t                i, copied, dropped, pending;
     ngx_list_part_t          *part;
     ngx_shm_zone_t           *oz;
     ngx_slab_pool_t          *opool;
@@ -179,6 +179,27 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
 
     pending = ngx_http_x402_queue_migrate(osh, ctx, &dropped);
 
+    if (dropped) {
+        /*
+         * A record left behind would let its payment be served again until
+         * its validBefore, and a queued settlement left behind waits on the
+         * spool alone: refuse the reload; the old zone was only read, so
+         * the running configuration goes on with everything it holds.
+         */
+        ngx_shmtx_unlock(&opool->mutex);
+
+        ngx_log_error(NGX_LOG_EMERG, ngx_cycle->log, 0,
+                      "x402 zone \"%V\" of %uz bytes cannot hold what the "
+                      "running one holds: %ui of %ui live authorizations "
+                      "and queued settlements did not fit; keep a size "
+                      "that holds them (the running zone's, or larger), or "
+                      "reload once they have expired",
+                      &shm_zone->shm.name, shm_zone->shm.size, dropped,
+                      copied + pending + dropped);
+
+        return NGX_ERROR;
+    }
+
     /* the history goes on: counters are monotonic for the metrics */
     ctx->sh->counters.reserved = osh->counters.reserved;
     ctx->sh->counters.replayed = osh->counters.replayed;
@@ -219,12 +240,10 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
 
     ngx_shmtx_unlock(&opool->mutex);
 
-    level = dropped ? NGX_LOG_ALERT : NGX_LOG_NOTICE;
-
-    ngx_log_error(level, ngx_cycle->log, 0,
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
                   "x402: zone \"%V\" resized: %ui authorizations and %ui "
-                  "queued settlements carried over, %ui did not fit",
-                  &shm_zone->shm.name, copied, pending, dropped);
+                  "queued settlements carried over",
+                  &shm_zone->shm.name, copied, pending);
 
     return NGX_DONE;
 }

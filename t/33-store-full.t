@@ -75,4 +75,51 @@ is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $long[1][0] })->{status},
 unlike($ng->error_log, qr/exited on signal/, 'no crash');
 $ng->stop;
 
+# ---- a reload into a zone too small for what the running one holds ----
+# A record left behind would let its payment be served again: the reload is
+# refused, and the running zone keeps serving with every record.
+{
+    my $ng = start_nginx(
+        workers => 2,
+        http_config => store_http_config("    x402_zone shrink:96k;\n"),
+        config => store_server_config($fac->port),
+    );
+    my @p = payments_for($ng, 130);
+    my $served = 0;
+    for my $p (@p) {
+        $served++ if $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p->[0] })
+                         ->{status} == 200;
+    }
+    ok($served > 100, "$served payments recorded in a 96k zone");
+
+    my $conf = $ng->prefix . '/conf/nginx.conf';
+    open my $fh, '<', $conf or die "$conf: $!";
+    my $text = do { local $/; <$fh> };
+    close $fh;
+    $text =~ s/x402_zone shrink:96k;/x402_zone shrink:32k;/ or die "no zone";
+    open $fh, '>', $conf or die "$conf: $!";
+    print $fh $text;
+    close $fh;
+
+    my $before = length $ng->error_log;
+    my %old = map { $_ => 1 } $ng->worker_pids;
+    kill 'HUP', $ng->pid;
+    ok(wait_for(10, sub { substr($ng->error_log, $before) =~ /cannot hold/ }),
+       'a reload into a smaller zone that cannot hold the records: refused');
+    like(substr($ng->error_log, $before),
+         qr/\[emerg\].*x402 zone "shrink" of 32768 bytes cannot hold what the running one holds: \d+ of $served live authorizations/,
+         'with an emerg naming the zone, its size and what did not fit');
+    sleep 0.5;
+    is(scalar(grep { $old{$_} } $ng->worker_pids), 2,
+       'the running workers go on');
+    my $replayed = 0;
+    for my $p (@p[0 .. $served - 1]) {
+        $replayed++ if $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p->[0] })
+                           ->{status} == 402;
+    }
+    is($replayed, $served, 'every recorded payment is still refused as a replay');
+    unlike($ng->error_log, qr/resized:/, 'nothing was carried over');
+    $ng->stop;
+}
+
 done_testing();
