@@ -24,7 +24,7 @@
 #           open-loop latencies)
 #   PLACEMENT  where the processes run (both): "shared", as the scheduler
 #           places them; "one", the pinned placements: closed loop on one
-#           core, and the open loop's "peers off the worker's core" pass;
+#           core, and the open loop's "peers off the worker's core" passes;
 #           "both", all of them (see Placements below)
 #   CPUS    "W P": the CPU of the one-core placement and of the worker
 #           when the peers are off its core (W), and the peers' (P);
@@ -94,10 +94,12 @@
 # priority too, leaving out the scheduler slices a woken worker can wait
 # behind other programs on a shared machine (a stall of the worker's own,
 # such as a blocking write, shows in both). With PLACEMENT one or both, a
-# third pass ("peers off the worker's core") puts the measured nginx
-# workers alone on CPU W at normal priority and the generator, the
-# facilitator and the other processes here on CPU P, as remote clients
-# would be (the machine's other programs can still run on W).
+# pass "peers off the worker's core" puts the measured nginx workers alone
+# on CPU W at normal priority and the generator, the facilitator and the
+# other processes here on CPU P, as remote clients would be (the machine's
+# other programs can still run on W: a pinned worker cannot move away from
+# them), and, as root, again with the workers at real-time priority (W to
+# themselves).
 #
 # Last, the module's requests/s with 1 and 2 workers, the latency of one
 # request at a time on one connection (credit advance, and plain nginx's 402
@@ -534,17 +536,19 @@ say "open loop at $rate requests/s (the module's capacity $capacity), $((no / oc
 # blocking write would still show). PLACEMENT one (or both) adds a pass
 # "off": the measured workers alone on CPU cpu_w at normal priority, the
 # generator and the facilitator on cpu_p, as remote peers would be: no
-# wakeup of a peer on the worker's core, no wait for a core behind them
+# wakeup of a peer on the worker's core, no wait for a core behind them;
+# as root, then "offrt", the same with the workers at real-time priority
+# (the machine's other programs, which can run on cpu_w too, left out)
 modes=
 [ "$placement" != one ] && modes="open${prio:+ rt}"
-[ "$placement" != shared ] && modes="$modes off"
+[ "$placement" != shared ] && modes="$modes off${prio:+ offrt}"
 chunk=$((no / ochunks))
 for r in $(seq "$rounds"); do
     for c in $(seq "$ochunks"); do
         for mode in $modes; do sign_file "$mode-$r-$c" "$pr_local" "$chunk"; done
         for mode in $modes; do
-            if [ "$mode" = off ]; then place off; else place shared; fi
-            if [ "$mode" = rt ]; then
+            case $mode in off*) place off ;; *) place shared ;; esac
+            if [ "$mode" = rt ] || [ "$mode" = offrt ]; then
                 for p in $zw $pw; do chrt -f -p 1 "$p"; done
             fi
             open=(
@@ -559,7 +563,7 @@ for r in $(seq "$rounds"); do
                 MRATE=$rate MPRIO=$prio MLATS=$work/lat-$mode-${t#*:}-$r.txt CONNS=$oconn \
                     measure ${open[$(( (k + r + c) % 3 ))]}
             done
-            if [ "$mode" = rt ]; then
+            if [ "$mode" = rt ] || [ "$mode" = offrt ]; then
                 for p in $zw $pw; do chrt -o -p 0 "$p"; done
             fi
         done
@@ -674,7 +678,7 @@ if ($runs{'scale:1'} && $runs{'scale:2'}) {
 }
 
 my %add;   # mode => { free => [...], plain => [...] } p99 differences per round
-my @modes = grep { $runs{"$_:zone"} } 'open', 'rt', 'off';
+my @modes = grep { $runs{"$_:zone"} } 'open', 'rt', 'off', 'offrt';
 $pinned{$_} //= '?' for qw(off_w off_p);
 for my $mode (@modes) {
     # per round, each target's latencies pooled over its chunks
@@ -702,7 +706,8 @@ for my $mode (@modes) {
     print {
         open => "\nshared placement, the nginx workers at normal priority (as deployed; on a shared machine a worker can wait for a core):\n\n",
         rt => "\nshared placement, the measured nginx workers at real-time priority too (the machine's other programs left out):\n\n",
-        off => "\npeers off the worker's core: the measured nginx workers alone on CPU $pinned{off_w} at normal priority, the generator, the facilitator and the other processes here on CPU $pinned{off_p} (as remote clients would be):\n\n",
+        off => "\npeers off the worker's core: the measured nginx workers alone on CPU $pinned{off_w} at normal priority, the generator, the facilitator and the other processes here on CPU $pinned{off_p} (as remote clients would be; the machine's other programs can run on CPU $pinned{off_w} too):\n\n",
+        offrt => "\npeers off the worker's core, the measured nginx workers at real-time priority too (CPU $pinned{off_w} to themselves):\n\n",
     }->{$mode};
     print "| target | p50 ms | p99 ms | p99.9 ms | achieved requests/s | waited for a connection | the load's own send lag, p99 ms | p99 from the send ms | answered as expected |\n|---|---|---|---|---|---|---|---|---|\n";
     my %oname = (zone => 'credit advance (zone), the module\'s nginx',
@@ -760,7 +765,7 @@ for my $p ('sync', 'zone', 'redis') {
     }
 }
 my %mname = (open => 'shared, workers as deployed', rt => 'shared, workers real-time',
-             off => "peers off the worker's core");
+             off => "peers off the worker's core", offrt => "peers off, workers real-time");
 $what = "module-added p99 < 1 ms ($open{rate} requests/s)";
 for my $mode (@modes) {
     my ($f, $p) = @{ $add{$mode} }{qw(free plain)};
