@@ -4,7 +4,7 @@
 # of issue 13 with its measured figure and met / not met; asserts nothing.
 #
 #   bench/run.sh            (ROUNDS=3 N=20000 NE=2000 CONN=16)
-#   ROUNDS=1 N=3000 NE=400 bench/run.sh     (quick: about a minute)
+#   ROUNDS=1 N=3000 NE=400 bench/run.sh     (quick: under a minute)
 #
 # Settings (environment):
 #   ROUNDS  rounds of closed-loop and open-loop measurements (3)
