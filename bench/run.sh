@@ -18,8 +18,8 @@
 #   NO      open-loop requests per target and round (N)
 #   OCONN   connections of an open-loop measurement (64)
 #   OCHUNKS chunks a target's open-loop requests are cut into (5)
-#   LOAD_RT 0: no real-time priority (one open-loop pass, the generator at
-#           normal priority); default: both when root
+#   LOAD_RT 0: no real-time priority (no real-time open-loop passes, the
+#           generator at normal priority); default: both when root
 #   KEEP    set: keep the work directory (configs, logs, raw results,
 #           open-loop latencies)
 #   PLACEMENT  where the processes run (both): "shared", as the scheduler
