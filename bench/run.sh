@@ -4,7 +4,7 @@
 # of issue 13 with its measured figure and met / not met; asserts nothing.
 #
 #   bench/run.sh            (ROUNDS=3 N=20000 NE=2000 CONN=16)
-#   ROUNDS=1 N=3000 NE=400 bench/run.sh     (quick: well under 3 minutes)
+#   ROUNDS=1 N=3000 NE=400 bench/run.sh     (quick: under a minute)
 #
 # Settings (environment):
 #   ROUNDS  rounds of closed-loop and open-loop measurements (3)
@@ -18,10 +18,17 @@
 #   NO      open-loop requests per target and round (N)
 #   OCONN   connections of an open-loop measurement (64)
 #   OCHUNKS chunks a target's open-loop requests are cut into (5)
-#   LOAD_RT 0: no real-time priority (one open-loop pass, the generator at
-#           normal priority); default: both when root
+#   LOAD_RT 0: no real-time priority (no real-time open-loop passes, the
+#           generator at normal priority); default: both when root
 #   KEEP    set: keep the work directory (configs, logs, raw results,
 #           open-loop latencies)
+#   PLACEMENT  where the processes run (both): "shared", as the scheduler
+#           places them; "one", the pinned placements: closed loop on one
+#           core, and the open loop's "peers off the worker's core" passes;
+#           "both", all of them (see Placements below)
+#   CPUS    "W P": the CPU of the one-core placement and of the worker
+#           when the peers are off its core (W), and the peers' (P);
+#           default the first two CPUs the script may use
 #
 # Started here: redis-server; an "instant" facilitator (nginx answering
 # /verify, /settle and /supported with canned JSON); this module's nginx
@@ -54,6 +61,21 @@
 # payment. A measurement ends when its processes have gone quiet, so the
 # work it leaves behind (async settlements, Redis writes) counts in it.
 #
+# Placements (PLACEMENT), both sides alike: on loopback, a write that wakes
+# a peer (the load generator, the facilitator, redis-server) asleep on
+# another CPU costs the writer an inter-processor interrupt: on a 2-vCPU VM
+# ≈ 15 µs of the worker's kernel time per paid request, which remote peers
+# in a deployment do not cause. So with PLACEMENT=both the closed loop runs
+# each round twice: "shared", every process as the scheduler places it
+# (PLACEMENT=shared: only this), and "one core" (PLACEMENT=one: only this),
+# the serving process (the nginx worker; node with all its threads), the
+# facilitator, redis-server and that measurement's load generator on CPU W
+# (taskset -a -pc for the running processes, taskset -c for the generator;
+# every thread's Cpus_allowed_list is checked after pinning and again at
+# the end of the placement, node's threads started meanwhile included). The
+# placements alternate in order between rounds; each prints its own tables
+# and ratios, and the targets are given for both.
+#
 # Open loop (latency the module adds under load): after the rounds, at RATE
 # requests/s, NO requests per target and round, the module's credit-advance
 # path (zone), a free location of the same nginx (`return 200`, same
@@ -66,17 +88,25 @@
 # is counted ("waited"). Printed: p50/p99/p99.9 of each (a round's chunks
 # pooled), the generator's own send lag, and the credit-advance p99 minus
 # each baseline's p99, "added by the module". As root the generator runs at
-# real-time priority (chrt -f 1; it sleeps in ppoll between sends) and each
-# chunk runs twice: the nginx workers as deployed, then at real-time
+# real-time priority (chrt -f 1; it sleeps in ppoll between sends) and, in
+# the shared placement (PLACEMENT shared or both), each chunk runs twice:
+# the nginx workers as deployed, then at real-time
 # priority too, leaving out the scheduler slices a woken worker can wait
 # behind other programs on a shared machine (a stall of the worker's own,
-# such as a blocking write, shows in both).
+# such as a blocking write, shows in both). With PLACEMENT one or both, a
+# pass "peers off the worker's core" puts the measured nginx workers alone
+# on CPU W at normal priority and the generator, the facilitator and the
+# other processes here on CPU P, as remote clients would be (the machine's
+# other programs can still run on W: a pinned worker cannot move away from
+# them), and, as root, again with the workers at real-time priority (W to
+# themselves).
 #
 # Last, the module's requests/s with 1 and 2 workers, the latency of one
 # request at a time on one connection (credit advance, and plain nginx's 402
-# beside it), and the summary of the targets. Wall-clock figures on a shared
-# machine are noisy; the ratios come from alternating measurements under
-# the same load.
+# beside it), both in the shared placement, and the summary of the targets
+# (the closed-loop ones for each placement, the open-loop one for each
+# pass). Wall-clock figures on a shared machine are noisy; the ratios come
+# from alternating measurements under the same load.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -89,6 +119,7 @@ rate=${RATE:-}
 no=${NO:-$n}
 oconn=${OCONN:-64}
 ochunks=${OCHUNKS:-5}
+placement=${PLACEMENT:-both}
 rate_set=${RATE:+1}
 pay_to=0x209693Bc6afc0C5328bA36FaF03C514EF312287C
 payer=0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266
@@ -108,6 +139,21 @@ cleanup() {
 trap cleanup EXIT
 
 say() { echo "== $*" >&2; }
+case $placement in
+    shared) placements=shared ;;
+    one) placements=one ;;
+    both) placements="shared one" ;;
+    *) echo "bench: PLACEMENT=$placement: shared, one or both" >&2; exit 2 ;;
+esac
+# the CPUs this script may use (kernel list format, as in
+# /proc/*/status): "shared" gives the processes back this set; "one" and
+# "off" take their two CPUs from CPUS, by default its first two
+allowed=$(awk '/^Cpus_allowed_list/ { print $2 }' /proc/$$/status)
+read -r cpu_w cpu_p _ <<< "${CPUS:-$(perl -e 'print join " ", map { /(\d+)-(\d+)/ ? ($1 .. $2) : $_ } split /,/, $ARGV[0]' "$allowed")}"
+if [ "$placement" != shared ] && [ -z "${cpu_p:-}" ]; then
+    echo "bench: PLACEMENT=$placement needs two CPUs (CPUS=\"W P\"), have $allowed" >&2; exit 2
+fi
+mpin=''  # the load generator's taskset prefix, set by place()
 port() { perl -MIO::Socket::INET -e 'for (1..100) { my $p = 20000 + int rand 40000; my $s = IO::Socket::INET->new(LocalAddr => "127.0.0.1", LocalPort => $p, Listen => 1) or next; print $p; exit }'; }
 
 # ns of CPU of a process and all its threads
@@ -277,11 +323,13 @@ sign_file() {  # NAME PR COUNT
 # last rounds' could outlive their validBefore (now + maxTimeoutSeconds)
 # on a slow machine and be refused
 sign_round() {
-    local r=$1
-    sign_file "sync-$r" "$pr_module" "$n"
-    sign_file "zone-$r" "$pr_local" "$n"
-    sign_file "redis-$r" "$pr_redis" "$n"
-    for p in sync zone redis; do sign_file "express-$p-$r" "$pr_express" "$ne"; done
+    local r=$1 pl
+    for pl in $placements; do
+        sign_file "sync-$pl-$r" "$pr_module" "$n"
+        sign_file "zone-$pl-$r" "$pr_local" "$n"
+        sign_file "redis-$pl-$r" "$pr_redis" "$n"
+        for p in sync zone redis; do sign_file "express-$p-$pl-$r" "$pr_express" "$ne"; done
+    done
 }
 say "signing $(( 3 * ne + 6000 )) payments for the warm-up"
 for i in 1 2 3; do sign_file "warm-express-$i" "$pr_express" "$ne"; done
@@ -332,7 +380,7 @@ measure() {
         read -r u s < <(ticks "$p"); u0=$((u0 + u)); s0=$((s0 + s))
     done
     r0=$(cpu_ns "$redis_pid")
-    out=$(RATE=${MRATE:-0} LATS=${MLATS:-} ${MPRIO:-} "$load" "$port" "$path" "$count" "${CONNS:-$conn}" \
+    out=$(RATE=${MRATE:-0} LATS=${MLATS:-} $mpin ${MPRIO:-} "$load" "$port" "$path" "$count" "${CONNS:-$conn}" \
           "$file" PAYMENT-SIGNATURE | sed -n 's/^result //p')
     [ -n "$out" ] || { echo "bench: $label: no result from the load" >&2; exit 1; }
     quiet "$pidlist $redis_pid"
@@ -350,7 +398,46 @@ zw=$(workers "$work/zone/logs/nginx.pid")
 rw=$(workers "$work/redis/logs/nginx.pid")
 z2w=$(workers "$work/zone2/logs/nginx.pid")
 pw=$(workers "$work/plain/logs/nginx.pid")
+fw=$(workers "$work/facilitator/logs/nginx.pid")
 : > "$work/results"
+
+# ---------------------------------------------------------------- placement
+# pin CPULIST PIDS: every thread of each process (taskset -a: node's too),
+# then check each thread's Cpus_allowed_list, new threads included (they
+# inherit their creator's affinity)
+pin() {
+    local list=$1 p; shift
+    for p in "$@"; do taskset -a -pc "$list" "$p" > /dev/null; done
+    pinned "$list" "$@"
+}
+pinned() {
+    local list=$1 p t; shift
+    for p in "$@"; do
+        for t in /proc/"$p"/task/*/status; do
+            [ "$(awk '/^Cpus_allowed_list/ { print $2 }' "$t" 2>/dev/null)" = "$list" ] \
+                || [ ! -e "$t" ] || {
+                echo "bench: $t is not on CPU(s) $list" >&2; exit 1; }
+        done
+    done
+}
+# the processes of the closed loop and of the open loop's nginx (the
+# 2-worker instance of the scaling figure stays as the scheduler places it)
+servers="$zw $rw $pw $fw $node_pid $redis_pid"
+# place shared | one | off
+#   shared: as the scheduler places them (the CPUs the script may use)
+#   one:    the servers, the facilitator, redis-server and the load
+#           generator on CPU cpu_w (no wakeup crosses CPUs)
+#   off:    the measured nginx workers (module, plain) alone on cpu_w, the
+#           load generator and every other process here on cpu_p (peers
+#           off the worker's core, as remote clients would be)
+place() {
+    case $1 in
+        shared) pin "$allowed" $servers; mpin='' ;;
+        one) pin "$cpu_w" $servers; mpin="taskset -c $cpu_w" ;;
+        off) pin "$cpu_p" $rw $fw $node_pid $redis_pid; pin "$cpu_w" $zw $pw
+             mpin="taskset -c $cpu_p" ;;
+    esac
+}
 
 say "warming up"
 measure warm "$zw" "$zport" /paid/ 5000
@@ -366,32 +453,44 @@ done
 
 recover_ns=$("$sign" --recover-bench 20000)
 for r in $(seq "$rounds"); do
-    say "round $r of $rounds"
+    say "round $r of $rounds ($placements)"
     sign_round "$r"
-    module=(
-        "module:402 $zw $zport /paid/ $((5 * n))"
-        "module:sync $zw $zport /paid/ $n $work/pay-sync-$r.txt"
-        "module:zone $zw $zport /local/ $n $work/pay-zone-$r.txt"
-        "module:redis $rw $rzport /local/ $n $work/pay-redis-$r.txt"
-        "plain:402 $pw $pport /paid/ $((5 * n))"
-    )
-    express=(
-        "express:402 $node_pid $eport /paid/ $ne"
-        "express:sync $node_pid $eport /paid/ $ne $work/pay-express-sync-$r.txt"
-        "express:zone $node_pid $eport /paid/ $ne $work/pay-express-zone-$r.txt"
-        "express:redis $node_pid $eport /paid/ $ne $work/pay-express-redis-$r.txt"
-        ""
-    )
-    for i in 0 1 2 3 4; do
-        # shellcheck disable=SC2086
-        if [ $((r % 2)) = 1 ]; then
-            measure ${module[$i]}
-            [ -n "${express[$i]}" ] && measure ${express[$i]}
-        else
-            [ -n "${express[$i]}" ] && measure ${express[$i]}
-            measure ${module[$i]}
-        fi
+    # the placements in turn, the first alternating between rounds too
+    order=$placements
+    [ $((r % 2)) = 0 ] && order=$(echo $placements | tr ' ' '\n' | tac | tr '\n' ' ')
+    for pl in $order; do
+        place "$pl"
+        sfx=; [ "$pl" = shared ] || sfx=@$pl   # labels: module:zone, module:zone@one
+        module=(
+            "module:402$sfx $zw $zport /paid/ $((5 * n))"
+            "module:sync$sfx $zw $zport /paid/ $n $work/pay-sync-$pl-$r.txt"
+            "module:zone$sfx $zw $zport /local/ $n $work/pay-zone-$pl-$r.txt"
+            "module:redis$sfx $rw $rzport /local/ $n $work/pay-redis-$pl-$r.txt"
+            "plain:402$sfx $pw $pport /paid/ $((5 * n))"
+        )
+        express=(
+            "express:402$sfx $node_pid $eport /paid/ $ne"
+            "express:sync$sfx $node_pid $eport /paid/ $ne $work/pay-express-sync-$pl-$r.txt"
+            "express:zone$sfx $node_pid $eport /paid/ $ne $work/pay-express-zone-$pl-$r.txt"
+            "express:redis$sfx $node_pid $eport /paid/ $ne $work/pay-express-redis-$pl-$r.txt"
+            ""
+        )
+        for i in 0 1 2 3 4; do
+            # shellcheck disable=SC2086
+            if [ $((r % 2)) = 1 ]; then
+                measure ${module[$i]}
+                [ -n "${express[$i]}" ] && measure ${express[$i]}
+            else
+                [ -n "${express[$i]}" ] && measure ${express[$i]}
+                measure ${module[$i]}
+            fi
+        done
+        # still pinned at the end, threads started meanwhile included
+        [ "$pl" = one ] && pinned "$cpu_w" $servers
+        # the count of node's threads pinned, for the report
+        [ "$pl" = one ] && echo "pinned $cpu_w $(ls /proc/$node_pid/task | wc -l)" >> "$work/results"
     done
+    place shared
 done
 recover_ns2=$("$sign" --recover-bench 20000)
 
@@ -409,7 +508,8 @@ CONNS=1 measure latency:plain "$pw" "$pport" /paid/ "$((n / 4))"
 # ---------------------------------------------------------------- open loop
 # the module's 1-worker credit-advance capacity: median requests/s of the
 # closed-loop zone measurements; the rate is half of it, 2 digits
-capacity=$(awk '$1 == "module:zone" { print $7 }' "$work/results" | sort -n \
+cap_label=module:zone; [ "$placement" = one ] && cap_label=module:zone@one
+capacity=$(awk -v l="$cap_label" '$1 == l { print $7 }' "$work/results" | sort -n \
     | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')
 if [ -z "$rate" ]; then
     rate=$(perl -e 'my $h = $ARGV[0] / 2; my $e = 10 ** (int(log($h) / log(10)) - 1);
@@ -422,6 +522,7 @@ prio=
 if [ "${LOAD_RT:-1}" != 0 ] && [ "$(id -u)" = 0 ] && chrt -f 1 true 2>/dev/null; then
     prio="chrt -f 1"
 fi
+[ "$placement" != shared ] && echo "off $cpu_w $cpu_p" >> "$work/results"
 echo "open $rate $capacity $((no / ochunks * ochunks)) $oconn ${rate_set:-0} ${prio:+rt}" >> "$work/results"
 say "open loop at $rate requests/s (the module's capacity $capacity), $((no / ochunks * ochunks)) requests a target a round"
 # each round: OCHUNKS chunks of each target in turn (the order rotating),
@@ -432,16 +533,22 @@ say "open loop at $rate requests/s (the module's capacity $capacity), $((no / oc
 # a worker woken by a request can wait for a core behind other programs
 # for a scheduler slice (ms); at real-time priority what is left is the
 # worker's own time, queueing included, and any stall of its own (a
-# blocking write would still show)
-modes=open
-[ -n "$prio" ] && modes="open rt"
+# blocking write would still show). PLACEMENT one (or both) adds a pass
+# "off": the measured workers alone on CPU cpu_w at normal priority, the
+# generator and the facilitator on cpu_p, as remote peers would be: no
+# wakeup of a peer on the worker's core, no wait for a core behind them;
+# as root, then "offrt", the same with the workers at real-time priority
+# (the machine's other programs, which can run on cpu_w too, left out)
+modes=
+[ "$placement" != one ] && modes="open${prio:+ rt}"
+[ "$placement" != shared ] && modes="$modes off${prio:+ offrt}"
 chunk=$((no / ochunks))
 for r in $(seq "$rounds"); do
     for c in $(seq "$ochunks"); do
-        sign_file "open-$r-$c" "$pr_local" "$chunk"
-        sign_file "rt-$r-$c" "$pr_local" "$chunk"
+        for mode in $modes; do sign_file "$mode-$r-$c" "$pr_local" "$chunk"; done
         for mode in $modes; do
-            if [ "$mode" = rt ]; then
+            case $mode in off*) place off ;; *) place shared ;; esac
+            if [ "$mode" = rt ] || [ "$mode" = offrt ]; then
                 for p in $zw $pw; do chrt -f -p 1 "$p"; done
             fi
             open=(
@@ -456,12 +563,13 @@ for r in $(seq "$rounds"); do
                 MRATE=$rate MPRIO=$prio MLATS=$work/lat-$mode-${t#*:}-$r.txt CONNS=$oconn \
                     measure ${open[$(( (k + r + c) % 3 ))]}
             done
-            if [ "$mode" = rt ]; then
+            if [ "$mode" = rt ] || [ "$mode" = offrt ]; then
                 for p in $zw $pw; do chrt -o -p 0 "$p"; done
             fi
         done
     done
 done
+place shared
 
 # ---------------------------------------------------------------- report
 perl - "$work/results" "$recover_ns" "$recover_ns2" "$rounds" "$work" <<'EOF'
@@ -469,11 +577,13 @@ use strict; use warnings; use utf8;
 binmode STDOUT, ":encoding(UTF-8)";
 my ($file, $rec1, $rec2, $rounds, $work) = @ARGV;
 my $rec = ($rec1 + $rec2) / 2;
-my (%runs, @order, %open);
+my (%runs, @order, %open, %pinned);
 open my $f, '<', $file or die;
 while (<$f>) {
     my @v = split;
     if ($v[0] eq 'open') { @open{qw(rate capacity count conns set rt)} = @v[1 .. 6]; next }
+    if ($v[0] eq 'pinned') { @pinned{qw(cpu threads)} = @v[1, 2]; next }
+    if ($v[0] eq 'off') { @pinned{qw(off_w off_p)} = @v[1, 2]; next }
     my ($label, $req, $ok, $pw, $other, $err, $rps, $p50, $p99, $p999, $waited, $lag,
         $p99s, $cpu, $rcpu, $ut, $st) = @v;
     push @order, $label unless $runs{$label};
@@ -509,41 +619,53 @@ sub opt { my ($p, @v) = @_; @v ? sprintf($p, med(@v)) : '—' }
 my %want = ('402' => 'pw', sync => 'ok', zone => 'ok', redis => 'ok', free => 'ok');
 printf "bare secp256k1_ecdsa_recover: %.1f µs of CPU (before %.1f, after %.1f)\n\n",
     $rec / 1000, $rec1 / 1000, $rec2 / 1000;
-print "closed loop, $rounds round(s): CPU of the serving process per request; user + kernel = CPU\n\n";
-print "| path | side | CPU µs/request (median, range) | in recovers | user µs | kernel µs | user in recovers | kernel share | requests/s | p50 ms | p99 ms | answered as expected |\n";
-print "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+# the placements of the closed loop measured, and each one's label suffix
+my %sfx = (shared => '', one => '@one');
+my @pls = grep { $runs{"module:zone$sfx{$_}"} } 'shared', 'one';
+my %plname = (shared => 'shared (as the scheduler places them)',
+              one => "one core (serving process, generator, facilitator, redis-server on CPU " . ($pinned{cpu} // '?') . ')');
+my %plshort = (shared => 'shared', one => 'one core');
 my %name = ('402' => 'unpaid 402', sync => 'paid, facilitator verify + settle (sync)',
             zone => 'paid, local verify + async, zone',
             redis => 'paid, local verify + async, x402_redis');
 sub answered { my ($l, $p) = @_; my ($good, $all) = (0, 0);
     for (@{ $runs{$l} }) { $good += $_->{ $want{$p} }; $all += $_->{req} } "$good of $all" }
-for my $p ('402', 'sync', 'zone', 'redis') {
-    for my $side ('module', 'express', ($p eq '402' ? 'plain' : ())) {
-        my $l = "$side:$p";
-        next unless $runs{$l};
-        my @c = col($l, 'cpu');
-        my @u = col($l, 'user'); my @k = col($l, 'kern');
-        printf "| %s | %s | %s (%s) | %.2f | %s | %s | %s | %s | %.0f | %.2f | %.2f | %s |\n",
-            $name{$p}, $side eq 'plain' ? 'plain nginx `return 402`' : $side eq 'module' ? 'this module' : "\@x402/express",
-            fmt(med(@c)), join('–', map { fmt($_) } (sort { $a <=> $b } @c)[0, -1]),
-            med(col($l, 'rec')), @u ? fmt(med(@u)) : '—', @k ? fmt(med(@k)) : '—',
-            opt('%.2f', col($l, 'urec')), opt('%.0f%%', col($l, 'sys')), med(col($l, 'rps')),
-            med(col($l, 'p50')), med(col($l, 'p99')), answered($l, $p);
+my (%ratio, %r402, %redis);
+for my $pl (@pls) {
+    my $x = $sfx{$pl};
+    print "closed loop, placement $plname{$pl}, $rounds round(s): CPU of the serving process per request; user + kernel = CPU\n";
+    printf "(pinned with taskset, every thread: node had %d threads, all on CPU %s at the end of each round)\n",
+        $pinned{threads}, $pinned{cpu} if $pl eq 'one';
+    print "\n| path | side | CPU µs/request (median, range) | in recovers | user µs | kernel µs | user in recovers | kernel share | requests/s | p50 ms | p99 ms | answered as expected |\n";
+    print "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+    for my $p ('402', 'sync', 'zone', 'redis') {
+        for my $side ('module', 'express', ($p eq '402' ? 'plain' : ())) {
+            my $l = "$side:$p$x";
+            next unless $runs{$l};
+            my @c = col($l, 'cpu');
+            my @u = col($l, 'user'); my @k = col($l, 'kern');
+            printf "| %s | %s | %s (%s) | %.2f | %s | %s | %s | %s | %.0f | %.2f | %.2f | %s |\n",
+                $name{$p}, $side eq 'plain' ? 'plain nginx `return 402`' : $side eq 'module' ? 'this module' : "\@x402/express",
+                fmt(med(@c)), join('–', map { fmt($_) } (sort { $a <=> $b } @c)[0, -1]),
+                med(col($l, 'rec')), @u ? fmt(med(@u)) : '—', @k ? fmt(med(@k)) : '—',
+                opt('%.2f', col($l, 'urec')), opt('%.0f%%', col($l, 'sys')), med(col($l, 'rps')),
+                med(col($l, 'p50')), med(col($l, 'p99')), answered($l, $p);
+        }
     }
+    print "\n| path | CPU per request: \@x402/express ÷ this module (median, range over rounds), $plshort{$pl} |\n|---|---|\n";
+    for my $p ('402', 'sync', 'zone', 'redis') {
+        my @e = col("express:$p$x", 'cpu'); my @m = col("module:$p$x", 'cpu');
+        $ratio{$pl}{$p} = [ map { $e[$_] / $m[$_] } 0 .. $#m ];
+        printf "| %s | %s |\n", $name{$p}, mr('%.1f×', @{ $ratio{$pl}{$p} });
+    }
+    my @m402 = col("module:402$x", 'cpu'); my @p402 = col("plain:402$x", 'cpu');
+    $r402{$pl} = [ map { $m402[$_] / $p402[$_] } 0 .. $#m402 ];
+    printf "\nthe module's 402 ÷ plain nginx `return 402` (same bytes), CPU per request, %s: %s\n",
+        $plshort{$pl}, mr('%.2f×', @{ $r402{$pl} });
+    $redis{$pl} = [ col("module:redis$x", 'rcpu') ];
+    printf "redis-server CPU per payment (x402_redis path), %s: %s µs\n\n", $plshort{$pl},
+        mr('%.1f', @{ $redis{$pl} });
 }
-my %ratio;
-print "\n| path | CPU per request: \@x402/express ÷ this module (median, range over rounds) |\n|---|---|\n";
-for my $p ('402', 'sync', 'zone', 'redis') {
-    my @e = col("express:$p", 'cpu'); my @m = col("module:$p", 'cpu');
-    $ratio{$p} = [ map { $e[$_] / $m[$_] } 0 .. $#m ];
-    printf "| %s | %s |\n", $name{$p}, mr('%.1f×', @{ $ratio{$p} });
-}
-my @m402 = col('module:402', 'cpu'); my @p402 = col('plain:402', 'cpu');
-my @r402 = map { $m402[$_] / $p402[$_] } 0 .. $#m402;
-printf "\nthe module's 402 ÷ plain nginx `return 402` (same bytes), CPU per request: %s\n",
-    mr('%.2f×', @r402);
-my @redis = col('module:redis', 'rcpu');
-printf "redis-server CPU per payment (x402_redis path): %s µs\n", mr('%.1f', @redis);
 if ($runs{'latency:zone'} && $runs{'latency:plain'}) {
     my ($z, $p) = ($runs{'latency:zone'}[0], $runs{'latency:plain'}[0]);
     printf "one connection, one request at a time: credit advance (zone) p50 %.3f ms, p99 %.3f ms; plain nginx 402 p50 %.3f ms, p99 %.3f ms\n",
@@ -556,8 +678,9 @@ if ($runs{'scale:1'} && $runs{'scale:2'}) {
 }
 
 my %add;   # mode => { free => [...], plain => [...] } p99 differences per round
-for my $mode ('open', 'rt') {
-    next unless $runs{"$mode:zone"};
+my @modes = grep { $runs{"$_:zone"} } 'open', 'rt', 'off', 'offrt';
+$pinned{$_} //= '?' for qw(off_w off_p);
+for my $mode (@modes) {
     # per round, each target's latencies pooled over its chunks
     my %o;
     my $pq = sub { my ($v, $p) = @_; my @s = sort { $a <=> $b } @$v;
@@ -574,15 +697,18 @@ for my $mode ('open', 'rt') {
         }
     }
     my $oc = sub { my ($t, $k) = @_; map { $_->{$k} } @{ $o{$t} || [] } };
-    if ($mode eq 'open') {
-        printf "\nopen loop at %s requests/s (%s; the module's 1-worker credit-advance capacity, closed loop: %.0f requests/s), %d requests per target a round in %d chunks, the targets in turn, %d connections, the generator %s; latency from each request's due time; per round, a target's chunks pooled\n",
+    if ($mode eq $modes[0]) {
+        printf "\nopen loop at %s requests/s (%s; the module's 1-worker credit-advance capacity, closed loop: %.0f requests/s), %d requests per target a round in %d chunks, the targets in turn, %d connections, the generator %s; latency from each request's due time; per round, a target's chunks pooled; the placements interleaved chunk by chunk\n",
             $open{rate}, $open{set} ? 'RATE' : 'half the capacity, 2 digits',
-            $open{capacity}, $open{count}, scalar(@{ $runs{'open:zone'} }) / $rounds, $open{conns},
+            $open{capacity}, $open{count}, scalar(@{ $runs{"$mode:zone"} }) / $rounds, $open{conns},
             $open{rt} ? 'at real-time priority (chrt -f 1)' : 'at normal priority';
-        print "\nthe nginx workers at normal priority (as deployed; on a shared machine a worker can wait for a core):\n\n";
-    } else {
-        print "\nthe same, interleaved with the above, the measured nginx workers at real-time priority too (the machine's other programs left out):\n\n";
     }
+    print {
+        open => "\nshared placement, the nginx workers at normal priority (as deployed; on a shared machine a worker can wait for a core):\n\n",
+        rt => "\nshared placement, the measured nginx workers at real-time priority too (the machine's other programs left out):\n\n",
+        off => "\npeers off the worker's core: the measured nginx workers alone on CPU $pinned{off_w} at normal priority, the generator, the facilitator and the other processes here on CPU $pinned{off_p} (as remote clients would be; the machine's other programs can run on CPU $pinned{off_w} too):\n\n",
+        offrt => "\npeers off the worker's core, the measured nginx workers at real-time priority too (CPU $pinned{off_w} to themselves):\n\n",
+    }->{$mode};
     print "| target | p50 ms | p99 ms | p99.9 ms | achieved requests/s | waited for a connection | the load's own send lag, p99 ms | p99 from the send ms | answered as expected |\n|---|---|---|---|---|---|---|---|---|\n";
     my %oname = (zone => 'credit advance (zone), the module\'s nginx',
                  free => 'free location (`return 200`), the module\'s nginx',
@@ -608,6 +734,8 @@ sub verdict { my ($ok, @v) = @_;
     my $all = !grep { !$ok->($_) } @v;
     $ok->(med(@v)) ? ($all ? 'met' : 'met at the median, not in every round') : 'not met' }
 print "\ntargets (issue 13): median (min–max over rounds); met = the median and every round\n";
+print "  (two placements, both sides alike: on loopback, a write waking a peer (client, facilitator, redis-server) asleep on another CPU costs the writer an inter-processor interrupt, kernel time that remote peers in a deployment do not cause; \"shared\" lets the scheduler place the processes, \"one core\" puts them all on one CPU, where no wakeup crosses CPUs)\n"
+    if @pls > 1;
 my @t = (
     ['credit advance (zone) ≤ 1.4 recovers of CPU per request', 'module:zone', 1.4],
     ['x402_redis ≤ 1.5 recovers', 'module:redis', 1.5],
@@ -615,25 +743,42 @@ my @t = (
 );
 for (@t) {
     my ($what, $l, $max) = @$_;
-    my @v = col($l, 'rec');
-    printf "  %-56s %s (user part %s): %s\n", $what, mr('%.2f', @v),
-        mr('%.2f', col($l, 'urec')), verdict(sub { $_[0] <= $max }, @v);
+    for my $pl (@pls) {
+        my @v = col("$l$sfx{$pl}", 'rec');
+        printf "  %-56s %-9s %s (user part %s): %s\n", $what, $plshort{$pl}, mr('%.2f', @v),
+            mr('%.2f', col("$l$sfx{$pl}", 'urec')), verdict(sub { $_[0] <= $max }, @v);
+        $what = '';
+    }
 }
-printf "  %-56s %s: %s\n", "the module's 402 ≤ 1.10× plain nginx's CPU per request",
-    mr('%.2f×', @r402), verdict(sub { $_[0] <= 1.10 }, @r402);
+my $what = "the module's 402 ≤ 1.10× plain nginx's CPU per request";
+for my $pl (@pls) {
+    printf "  %-56s %-9s %s: %s\n", $what, $plshort{$pl},
+        mr('%.2f×', @{ $r402{$pl} }), verdict(sub { $_[0] <= 1.10 }, @{ $r402{$pl} });
+    $what = '';
+}
 for my $p ('sync', 'zone', 'redis') {
-    printf "  %-56s %s: %s\n", "≥ 20× less CPU than \@x402/express, $p",
-        mr('%.1f×', @{ $ratio{$p} }), verdict(sub { $_[0] >= 20 }, @{ $ratio{$p} });
+    $what = "≥ 20× less CPU than \@x402/express, $p";
+    for my $pl (@pls) {
+        printf "  %-56s %-9s %s: %s\n", $what, $plshort{$pl},
+            mr('%.1f×', @{ $ratio{$pl}{$p} }), verdict(sub { $_[0] >= 20 }, @{ $ratio{$pl}{$p} });
+        $what = '';
+    }
 }
-for my $mode ('open', 'rt') {
-    next unless $add{$mode};
+my %mname = (open => 'shared, workers as deployed', rt => 'shared, workers real-time',
+             off => "peers off the worker's core", offrt => "peers off, workers real-time");
+$what = "module-added p99 < 1 ms ($open{rate} requests/s)";
+for my $mode (@modes) {
     my ($f, $p) = @{ $add{$mode} }{qw(free plain)};
-    printf "  %-56s %s ms over the free location: %s; %s ms over plain nginx: %s\n",
-        "module-added p99 < 1 ms ($open{rate}/s, "
-            . ($mode eq 'rt' ? 'workers real-time)' : 'workers as deployed)'),
+    printf "  %-56s %s: %s ms over the free location: %s; %s ms over plain nginx: %s\n",
+        $what, $mname{$mode},
         mr('%.3f', @$f), verdict(sub { $_[0] < 1 }, @$f),
         mr('%.3f', @$p), verdict(sub { $_[0] < 1 }, @$p);
+    $what = '';
 }
-printf "  %-56s %s µs: %s\n", 'redis-server CPU per payment ≤ 10 µs',
-    mr('%.1f', @redis), verdict(sub { $_[0] <= 10 }, @redis);
+$what = 'redis-server CPU per payment ≤ 10 µs';
+for my $pl (@pls) {
+    printf "  %-56s %-9s %s µs: %s\n", $what, $plshort{$pl},
+        mr('%.1f', @{ $redis{$pl} }), verdict(sub { $_[0] <= 10 }, @{ $redis{$pl} });
+    $what = '';
+}
 EOF
