@@ -58,8 +58,14 @@
 #include "ngx_http_x402_store_int.h"
 
 
-/* a claim lasts the local lease and a margin for skewed clocks */
-#define NGX_HTTP_X402_RQ_CLAIM   (NGX_HTTP_X402_ASYNC_LEASE + 30000)
+/*
+ * A claim lasts the local lease and a margin for skewed clocks; an owe's
+ * score (its first attempt's lease) has the same margin: a lease ends, for
+ * any other host, that much after it ends for its holder.
+ */
+#define NGX_HTTP_X402_RQ_SKEW    30000
+#define NGX_HTTP_X402_RQ_CLAIM   (NGX_HTTP_X402_ASYNC_LEASE \
+                                  + NGX_HTTP_X402_RQ_SKEW)
 /* kept this long past validBefore: the chain may still be asked */
 #define NGX_HTTP_X402_RQ_KEEP    86400
 /* removals to send once Redis answers again */
@@ -293,8 +299,14 @@ ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
 
     p->rq = NGX_HTTP_X402_RQ_SENT;
 
-    /* claimed by the attempt under way until its lease ends */
-    score_len = ngx_sprintf(score, "%uL", (uint64_t) p->lease_until) - score;
+    /*
+     * claimed by the attempt under way until its lease ends, and the
+     * margin a claim adds for skewed clocks: a host whose clock runs
+     * ahead by up to that much does not take it while the lease holds
+     */
+    score_len = ngx_sprintf(score, "%uL", (uint64_t) p->lease_until
+                                          + NGX_HTTP_X402_RQ_SKEW)
+                - score;
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -393,6 +405,8 @@ ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     ngx_http_x402_rq_owe_t  *owe = privdata;
 
+    u_char       id[32];
+
     redisReply  *rr = reply;
 
     if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
@@ -401,9 +415,25 @@ ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply, void *privdata)
                                      rr->str);
     }
 
+    if (rr == NULL) {
+        /*
+         * The connection went before the answer: the entry may have
+         * landed all the same. This host keeps it (the spool has it) and
+         * settles it; one left in Redis would be claimed by another host
+         * once the lease ran out, and settled a second time (or a
+         * restart of this host would resume it from the spool while
+         * another host settles it from Redis). Removed from Redis once
+         * the connection is back (the next claim sends it), before that
+         * lease runs out.
+         */
+        ngx_memcpy(id, owe->id, 32);
+        ngx_http_x402_rq_owe_done(owe, 0);
+        ngx_http_x402_redis_queue_remove(id);
+        return;
+    }
+
     /* both commands: an id without its entry would be dropped by a claim */
-    ngx_http_x402_rq_owe_done(owe, rr != NULL
-                                   && rr->type != REDIS_REPLY_ERROR
+    ngx_http_x402_rq_owe_done(owe, rr->type != REDIS_REPLY_ERROR
                                    && !owe->set_failed);
 }
 
