@@ -249,7 +249,7 @@ ngx_http_x402_spool_fields(u_char *p, u_char *last, ngx_str_t *f, ngx_uint_t n)
 /* counts[0]: entries queued, counts[1]: entries found done and dropped */
 static ngx_int_t
 ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
-    ngx_uint_t *counts)
+    ngx_uint_t start, ngx_uint_t *counts)
 {
     size_t                    size;
     off_t                     off;
@@ -415,6 +415,18 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     p->attempts = 1;
     p->unknown = 1;
     p->next_try = ngx_http_x402_queue_now();
+
+    if (!start) {
+        /*
+         * Reconciling after a resizing reload: an old worker queued it
+         * after the zone was copied, and its first attempt may be under
+         * way (its "done" or "free" comes later). Leased to it as in the
+         * old zone: retried here once that lease runs out, or at once
+         * when a "free" says its attempt failed; a "done" ends it.
+         */
+        p->next_try += NGX_HTTP_X402_ASYNC_LEASE;
+        p->lease_until = p->next_try;
+    }
     ngx_str_set(&uri, "resumed from the spool");
     p->reason_len = (u_char) uri.len;
     ngx_memcpy(p->reason, uri.data, uri.len);
@@ -621,7 +633,8 @@ ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
                 /* a line at a time: a worker reconciling does not hold
                  * up the others for the whole file */
                 ngx_shmtx_lock(&zone->shpool->mutex);
-                rc = ngx_http_x402_spool_line(zone, pos, nl - pos, counts);
+                rc = ngx_http_x402_spool_line(zone, pos, nl - pos, start,
+                                              counts);
                 ngx_shmtx_unlock(&zone->shpool->mutex);
 
                 if (rc == NGX_DECLINED) {
