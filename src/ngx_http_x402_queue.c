@@ -296,6 +296,7 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
     ngx_memcpy(p->id, op->id, 32);
     p->scope = op->scope;
     p->expire = op->expire;
+    p->keep = ngx_max(op->window, op->grant);
     p->redis = (op->backend == NGX_HTTP_X402_BACKEND_REDIS);
     p->valid_before = op->valid_before;
     p->lease_until = ngx_http_x402_queue_now() + NGX_HTTP_X402_ASYNC_LEASE;
@@ -385,12 +386,15 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
     u_char                    hex[64], *copy;
     size_t                    len;
     ngx_str_t                 uri, body;
+    time_t                    keep, valid_before;
     ngx_uint_t                attempts, found, spooled, unknown, held;
     ngx_msec_t                delay;
     ngx_http_x402_rec_t      *rec;
     ngx_http_x402_pending_t  *p;
 
     delay = 0;
+    keep = 0;
+    valid_before = 0;
     attempts = 0;
     found = 0;
     spooled = 1;
@@ -414,6 +418,8 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
         found = 1;
         attempts = p->attempts;
         held = (p->rq == NGX_HTTP_X402_RQ_HELD);
+        keep = p->keep;
+        valid_before = p->valid_before;
 
         if (info) {
             info->found = 1;
@@ -515,6 +521,14 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
         if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
             rec->state = NGX_HTTP_X402_REC_SETTLED;
             rec->settled_at = ngx_time();
+
+            if (keep) {
+                /* kept from its settlement, as a sync one: a grant holds */
+                ngx_http_x402_shm_rekey_locked(zone, rec,
+                    ngx_max((time_t) rec->enode.key,
+                            ngx_http_x402_store_settled_expire(
+                                rec->settled_at, keep, valid_before)));
+            }
 
             if (text) {
                 len = ngx_min(text->len, NGX_HTTP_X402_REC_TEXT_LEN);

@@ -7,8 +7,8 @@
  * it (O_APPEND, inherited by the workers, reopened by USR1), every change is
  * one small append, nobody waits for a flush. One record a line:
  *
- *     owe <id hex> <validBefore> <expire> <scope> <server> <redis> \
- *         <settle uri, base64> <settle body>
+ *     owe <id hex> <validBefore> <expire>[+<keep>] <scope> <server> \
+ *         <redis> <settle uri, base64> <settle body>
  *     done <id hex> <settled|refused|given-up|unknown|chain>
  *     free <id hex> <0|1>
  *
@@ -17,6 +17,8 @@
  * otherwise, as every body was in older spools, which replay the same.
  * <server>: background.c's key of the server block the payment was made
  * in, its first server_name and index; a bare index in older spools.
+ * <keep>: how long its record is kept once settled (the server's window,
+ * or a longer grant); older spools have none: then the reserve's expire.
  * "free": an old worker of a resizing reload failed an attempt the new
  * zone holds leased to it; 1 if the answer was lost.)
  *
@@ -36,7 +38,7 @@
 
 
 #define NGX_HTTP_X402_SPOOL_LINE                                              \
-    (sizeof("owe  ") + 64 + 5 * NGX_INT64_LEN + 8                             \
+    (sizeof("owe  ") + 64 + 6 * NGX_INT64_LEN + 9                             \
      + ngx_base64_encoded_length(NGX_HTTP_X402_ASYNC_URI_MAX)                 \
      + ngx_base64_encoded_length(NGX_HTTP_X402_ASYNC_BODY_MAX))
 
@@ -122,8 +124,8 @@ ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
     b = ngx_http_x402_spool_buf;
     b = ngx_cpymem(b, "owe ", 4);
     b = ngx_hex_dump(b, p->id, 32);
-    b = ngx_sprintf(b, " %T %T %uL %uL %ui ", p->valid_before, p->expire,
-                    p->scope, p->server, p->redis);
+    b = ngx_sprintf(b, " %T %T+%T %uL %uL %ui ", p->valid_before, p->expire,
+                    p->keep, p->scope, p->server, p->redis);
     b = ngx_http_x402_spool_b64(b, p->data, p->uri_len);
     *b++ = ' ';
 
@@ -259,7 +261,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     ngx_http_x402_rec_t      *rec;
     ngx_http_x402_pending_t  *p;
     ngx_http_x402_store_op_t  op;
-    u_char                    id[32];
+    u_char                    id[32], *plus;
 
     nf = ngx_http_x402_spool_fields(line, line + len, f, 9);
 
@@ -379,6 +381,18 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     p->valid_before = n;
     if (n == NGX_ERROR) {
         goto malformed;
+    }
+
+    plus = ngx_strlchr(f[3].data, f[3].data + f[3].len, '+');
+
+    if (plus) {
+        n = ngx_atotm(plus + 1, f[3].data + f[3].len - plus - 1);
+        p->keep = n;
+        if (n == NGX_ERROR) {
+            goto malformed;
+        }
+
+        f[3].len = plus - f[3].data;
     }
 
     n = ngx_atotm(f[3].data, f[3].len);

@@ -42,7 +42,7 @@
 #define NGX_HTTP_X402_ZONE_MAGIC       0x78343032u   /* "x402" */
 #ifndef NGX_HTTP_X402_ZONE_LAYOUT
 /* raise on any change to the structures in the zone (t/37 builds another) */
-#define NGX_HTTP_X402_ZONE_LAYOUT      4
+#define NGX_HTTP_X402_ZONE_LAYOUT      5
 #endif
 
 /*
@@ -163,6 +163,8 @@ typedef struct {
     u_char                            id[32];
     uint64_t                          scope;
     time_t                            expire;
+    /* a settled record's life from its settlement: max(window, grant) */
+    time_t                            keep;
     ngx_uint_t                        redis;      /* reserved there too */
     time_t                            valid_before;
     uint64_t                          next_try;   /* wall clock ms */
@@ -235,6 +237,10 @@ void ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
 void ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone,
     ngx_http_x402_store_op_t *op, ngx_uint_t state, ngx_str_t *text);
 void ngx_http_x402_shm_delete(ngx_http_x402_shm_t *zone, u_char *id);
+void ngx_http_x402_shm_rekey_locked(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_rec_t *rec, time_t expire);
+time_t ngx_http_x402_store_settled_expire(time_t settled_at, time_t keep,
+    time_t valid_before);
 ngx_http_x402_rec_t *ngx_http_x402_shm_lookup(ngx_http_x402_shm_sh_t *sh,
     u_char *id);
 ngx_uint_t ngx_http_x402_shm_take_unsynced(ngx_http_x402_shm_t *zone,
