@@ -42,6 +42,27 @@ ngx_http_x402_queue_now(void)
 }
 
 
+/*
+ * A settled record's expiry when the settlement came later (an async
+ * retry): kept for keep (the window, or a longer grant) from its
+ * settlement, as store.c's store_expire, bounded by validBefore + slack.
+ */
+time_t
+ngx_http_x402_queue_settled_expire(time_t settled_at, time_t keep,
+    time_t valid_before)
+{
+    time_t  end;
+
+    end = settled_at + keep;
+
+    if (valid_before < end - NGX_HTTP_X402_EXPIRE_SLACK) {
+        end = valid_before + NGX_HTTP_X402_EXPIRE_SLACK;
+    }
+
+    return end;
+}
+
+
 void
 ngx_http_x402_queue_init(ngx_http_x402_shm_sh_t *sh)
 {
@@ -526,7 +547,7 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
                 /* kept from its settlement, as a sync one: a grant holds */
                 ngx_http_x402_shm_rekey_locked(zone, rec,
                     ngx_max((time_t) rec->enode.key,
-                            ngx_http_x402_store_settled_expire(
+                            ngx_http_x402_queue_settled_expire(
                                 rec->settled_at, keep, valid_before)));
             }
 

@@ -1250,7 +1250,7 @@ ngx_http_x402_retry_record(ngx_http_x402_retry_t *rt, ngx_uint_t state,
              * nothing of it: the reservation's expiry then)
              */
             op.expire = ngx_max(op.expire,
-                                ngx_http_x402_store_settled_expire(
+                                ngx_http_x402_queue_settled_expire(
                                     op.settled_at, rt->keep,
                                     rt->valid_before));
         }

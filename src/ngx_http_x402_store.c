@@ -181,27 +181,6 @@ ngx_http_x402_store_expire(ngx_http_x402_store_op_t *op, time_t from,
 }
 
 
-/*
- * A settled record's expiry when the settlement came later (an async
- * retry): kept for keep (the window, or a longer grant) from its
- * settlement, as store_expire, bounded by validBefore + slack.
- */
-time_t
-ngx_http_x402_store_settled_expire(time_t settled_at, time_t keep,
-    time_t valid_before)
-{
-    time_t  end;
-
-    end = settled_at + keep;
-
-    if (valid_before < end - NGX_HTTP_X402_EXPIRE_SLACK) {
-        end = valid_before + NGX_HTTP_X402_EXPIRE_SLACK;
-    }
-
-    return end;
-}
-
-
 ngx_int_t
 ngx_http_x402_store_op_reserve(ngx_http_request_t *r,
     ngx_http_x402_store_op_t *op, const x402_verdict_t *v, time_t max_timeout)

@@ -239,7 +239,7 @@ void ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone,
 void ngx_http_x402_shm_delete(ngx_http_x402_shm_t *zone, u_char *id);
 void ngx_http_x402_shm_rekey_locked(ngx_http_x402_shm_t *zone,
     ngx_http_x402_rec_t *rec, time_t expire);
-time_t ngx_http_x402_store_settled_expire(time_t settled_at, time_t keep,
+time_t ngx_http_x402_queue_settled_expire(time_t settled_at, time_t keep,
     time_t valid_before);
 ngx_http_x402_rec_t *ngx_http_x402_shm_lookup(ngx_http_x402_shm_sh_t *sh,
     u_char *id);
