@@ -42,6 +42,27 @@ ngx_http_x402_queue_now(void)
 }
 
 
+/*
+ * A settled record's expiry when the settlement came later (an async
+ * retry): kept for keep (the window, or a longer grant) from its
+ * settlement, as store.c's store_expire, bounded by validBefore + slack.
+ */
+time_t
+ngx_http_x402_queue_settled_expire(time_t settled_at, time_t keep,
+    time_t valid_before)
+{
+    time_t  end;
+
+    end = settled_at + keep;
+
+    if (valid_before < end - NGX_HTTP_X402_EXPIRE_SLACK) {
+        end = valid_before + NGX_HTTP_X402_EXPIRE_SLACK;
+    }
+
+    return end;
+}
+
+
 void
 ngx_http_x402_queue_init(ngx_http_x402_shm_sh_t *sh)
 {
@@ -296,6 +317,7 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
     ngx_memcpy(p->id, op->id, 32);
     p->scope = op->scope;
     p->expire = op->expire;
+    p->keep = ngx_max(op->window, op->grant);
     p->redis = (op->backend == NGX_HTTP_X402_BACKEND_REDIS);
     p->valid_before = op->valid_before;
     p->lease_until = ngx_http_x402_queue_now() + NGX_HTTP_X402_ASYNC_LEASE;
@@ -385,12 +407,15 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
     u_char                    hex[64], *copy;
     size_t                    len;
     ngx_str_t                 uri, body;
+    time_t                    keep, valid_before;
     ngx_uint_t                attempts, found, spooled, unknown, held;
     ngx_msec_t                delay;
     ngx_http_x402_rec_t      *rec;
     ngx_http_x402_pending_t  *p;
 
     delay = 0;
+    keep = 0;
+    valid_before = 0;
     attempts = 0;
     found = 0;
     spooled = 1;
@@ -414,6 +439,8 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
         found = 1;
         attempts = p->attempts;
         held = (p->rq == NGX_HTTP_X402_RQ_HELD);
+        keep = p->keep;
+        valid_before = p->valid_before;
 
         if (info) {
             info->found = 1;
@@ -515,6 +542,14 @@ ngx_http_x402_shm_pending_end(ngx_http_x402_shm_t *zone, u_char *id,
         if (rec && rec->state != NGX_HTTP_X402_REC_SETTLED) {
             rec->state = NGX_HTTP_X402_REC_SETTLED;
             rec->settled_at = ngx_time();
+
+            if (keep) {
+                /* kept from its settlement, as a sync one: a grant holds */
+                ngx_http_x402_shm_rekey_locked(zone, rec,
+                    ngx_max((time_t) rec->enode.key,
+                            ngx_http_x402_queue_settled_expire(
+                                rec->settled_at, keep, valid_before)));
+            }
 
             if (text) {
                 len = ngx_min(text->len, NGX_HTTP_X402_REC_TEXT_LEN);

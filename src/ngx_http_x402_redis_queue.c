@@ -10,7 +10,8 @@
  *                         the entry may be tried next (wall clock ms): its
  *                         next attempt, or the end of a claim
  *     <prefix>owed:<id>   a string with a TTL (validBefore + a day):
- *                         "<scope hex>|<expire>|<validBefore>|<server>\n
+ *                         "<scope hex>|<expire>+<keep>|<validBefore>|
+ *                         <server>\n
  *                         <uri length>\n<uri><the /settle body>"; once an
  *                         attempt failed (a reschedule rewrites it) the
  *                         second line is "<uri length> <attempts> <answer
@@ -36,7 +37,9 @@
  *    If Redis is down or refuses, it stays in the spool (RQ_NONE) and this
  *    host settles it as without Redis.
  *  - the serving worker's attempt: claimed in Redis from the owe on (score:
- *    the end of its lease). A lost answer reschedules it in Redis (score:
+ *    the end of its lease and the skew margin). An owe whose reply was
+ *    lost stays with this host (the spool) and leaves Redis once the
+ *    connection is back. A lost answer reschedules it in Redis (score:
  *    the next attempt) and it leaves this zone; a final outcome (settled,
  *    refused, given up, unknown) removes it from Redis.
  *  - every worker's retry timer claims due entries with one script (score
@@ -58,8 +61,14 @@
 #include "ngx_http_x402_store_int.h"
 
 
-/* a claim lasts the local lease and a margin for skewed clocks */
-#define NGX_HTTP_X402_RQ_CLAIM   (NGX_HTTP_X402_ASYNC_LEASE + 30000)
+/*
+ * A claim lasts the local lease and a margin for skewed clocks; an owe's
+ * score (its first attempt's lease) has the same margin: a lease ends, for
+ * any other host, that much after it ends for its holder.
+ */
+#define NGX_HTTP_X402_RQ_SKEW    30000
+#define NGX_HTTP_X402_RQ_CLAIM   (NGX_HTTP_X402_ASYNC_LEASE \
+                                  + NGX_HTTP_X402_RQ_SKEW)
 /* kept this long past validBefore: the chain may still be asked */
 #define NGX_HTTP_X402_RQ_KEEP    86400
 /* removals to send once Redis answers again */
@@ -293,8 +302,14 @@ ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
 
     p->rq = NGX_HTTP_X402_RQ_SENT;
 
-    /* claimed by the attempt under way until its lease ends */
-    score_len = ngx_sprintf(score, "%uL", (uint64_t) p->lease_until) - score;
+    /*
+     * claimed by the attempt under way until its lease ends, and the
+     * margin a claim adds for skewed clocks: a host whose clock runs
+     * ahead by up to that much does not take it while the lease holds
+     */
+    score_len = ngx_sprintf(score, "%uL", (uint64_t) p->lease_until
+                                          + NGX_HTTP_X402_RQ_SKEW)
+                - score;
 
     ngx_shmtx_unlock(&zone->shpool->mutex);
 
@@ -302,7 +317,8 @@ ngx_http_x402_redis_queue_owe(ngx_http_x402_shm_t *zone,
 
     v = (u_char *) (owe + 1);
     len = ngx_sprintf(ngx_hex_dump(v, (u_char *) &op->scope, 8),
-                      "|%T|%T|%uL\n%uz\n", op->expire, op->valid_before,
+                      "|%T+%T|%T|%uL\n%uz\n", op->expire,
+                      ngx_max(op->window, op->grant), op->valid_before,
                       server, uri->len)
           - v;
     len = ngx_cpymem(ngx_cpymem(v + len, uri->data, uri->len),
@@ -393,6 +409,8 @@ ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply, void *privdata)
 {
     ngx_http_x402_rq_owe_t  *owe = privdata;
 
+    u_char       id[32];
+
     redisReply  *rr = reply;
 
     if (rr != NULL && rr->type == REDIS_REPLY_ERROR) {
@@ -401,9 +419,25 @@ ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply, void *privdata)
                                      rr->str);
     }
 
+    if (rr == NULL) {
+        /*
+         * The connection went before the answer: the entry may have
+         * landed all the same. This host keeps it (the spool has it) and
+         * settles it; one left in Redis would be claimed by another host
+         * once the lease ran out, and settled a second time (or a
+         * restart of this host would resume it from the spool while
+         * another host settles it from Redis). Removed from Redis once
+         * the connection is back (the next claim sends it), before that
+         * lease runs out.
+         */
+        ngx_memcpy(id, owe->id, 32);
+        ngx_http_x402_rq_owe_done(owe, 0);
+        ngx_http_x402_redis_queue_remove(id);
+        return;
+    }
+
     /* both commands: an id without its entry would be dropped by a claim */
-    ngx_http_x402_rq_owe_done(owe, rr != NULL
-                                   && rr->type != REDIS_REPLY_ERROR
+    ngx_http_x402_rq_owe_done(owe, rr->type != REDIS_REPLY_ERROR
                                    && !owe->set_failed);
 }
 
@@ -706,12 +740,16 @@ ngx_http_x402_rq_claim_timeout(ngx_event_t *ev)
 }
 
 
-/* "<scope hex 16>|<expire>|<validBefore>|<server>" */
+/*
+ * "<scope hex 16>|<expire>[+<keep>]|<validBefore>|<server>": <keep> (how
+ * long the record is kept once settled) is absent from the entries of
+ * earlier versions
+ */
 static ngx_int_t
 ngx_http_x402_rq_meta(redisReply *m, ngx_http_x402_pending_t *p)
 {
     off_t       off;
-    u_char     *s, *last, *bar;
+    u_char     *s, *last, *bar, *plus;
 
     s = (u_char *) m->str;
     last = s + m->len;
@@ -726,7 +764,21 @@ ngx_http_x402_rq_meta(redisReply *m, ngx_http_x402_pending_t *p)
 
     s += 17;
     bar = ngx_strlchr(s, last, '|');
-    if (bar == NULL || (p->expire = ngx_atotm(s, bar - s)) == NGX_ERROR) {
+    if (bar == NULL) {
+        return NGX_ERROR;
+    }
+
+    plus = ngx_strlchr(s, bar, '+');
+
+    if (plus) {
+        p->keep = ngx_atotm(plus + 1, bar - plus - 1);
+        if (p->keep == NGX_ERROR) {
+            return NGX_ERROR;
+        }
+    }
+
+    p->expire = ngx_atotm(s, (plus ? plus : bar) - s);
+    if (p->expire == NGX_ERROR) {
         return NGX_ERROR;
     }
 
@@ -846,6 +898,7 @@ ngx_http_x402_rq_claim_reply(redisAsyncContext *ac, void *reply,
             ngx_memcpy(p->id, id, 32);
             p->scope = tmp.scope;
             p->expire = tmp.expire;
+            p->keep = tmp.keep;
             p->valid_before = tmp.valid_before;
             p->server = tmp.server;
             p->redis = 1;

@@ -42,6 +42,7 @@ typedef struct {
     time_t                      valid_before;
     uint64_t                    scope;
     time_t                      expire;
+    time_t                      keep;
     ngx_uint_t                  redis;
     ngx_http_request_t         *r;
     ngx_uint_t                  status;
@@ -99,6 +100,7 @@ typedef struct {
     time_t                      valid_before;
     uint64_t                    scope;
     time_t                      expire;
+    time_t                      keep;
     ngx_uint_t                  redis;
     uint64_t                    server;
     ngx_uint_t                  unknown;
@@ -450,6 +452,7 @@ ngx_http_x402_retry_job(ngx_http_x402_pending_t *p, ngx_log_t *log)
     ngx_memcpy(job->id, p->id, 32);
     job->scope = p->scope;
     job->expire = p->expire;
+    job->keep = p->keep;
     job->redis = p->redis;
     job->valid_before = p->valid_before;
     job->server = p->server;
@@ -896,6 +899,7 @@ ngx_http_x402_retry_start(ngx_cycle_t *cycle, ngx_http_x402_retry_job_t *p,
     rt->valid_before = p->valid_before;
     rt->scope = p->scope;
     rt->expire = p->expire;
+    rt->keep = p->keep;
     rt->redis = p->redis;
     rt->chain_only = chain_only;
     rt->r = r;
@@ -1238,6 +1242,18 @@ ngx_http_x402_retry_record(ngx_http_x402_retry_t *rt, ngx_uint_t state,
 
     if (state == NGX_HTTP_X402_REC_SETTLED) {
         op.settled_at = ngx_time();
+
+        if (rt->keep) {
+            /*
+             * kept from its settlement, as a first attempt's: a grant
+             * holds its length (an entry of an earlier version says
+             * nothing of it: the reservation's expiry then)
+             */
+            op.expire = ngx_max(op.expire,
+                                ngx_http_x402_queue_settled_expire(
+                                    op.settled_at, rt->keep,
+                                    rt->valid_before));
+        }
     }
 
     ngx_http_x402_redis_set(&op, state, text);

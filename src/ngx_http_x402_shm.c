@@ -208,7 +208,7 @@ ngx_http_x402_shm_free_locked(ngx_http_x402_shm_t *zone,
 }
 
 
-static void
+void
 ngx_http_x402_shm_rekey_locked(ngx_http_x402_shm_t *zone,
     ngx_http_x402_rec_t *rec, time_t expire)
 {

@@ -7,8 +7,8 @@
  * it (O_APPEND, inherited by the workers, reopened by USR1), every change is
  * one small append, nobody waits for a flush. One record a line:
  *
- *     owe <id hex> <validBefore> <expire> <scope> <server> <redis> \
- *         <settle uri, base64> <settle body>
+ *     owe <id hex> <validBefore> <expire>[+<keep>] <scope> <server> \
+ *         <redis> <settle uri, base64> <settle body>
  *     done <id hex> <settled|refused|given-up|unknown|chain>
  *     free <id hex> <0|1>
  *
@@ -17,6 +17,8 @@
  * otherwise, as every body was in older spools, which replay the same.
  * <server>: background.c's key of the server block the payment was made
  * in, its first server_name and index; a bare index in older spools.
+ * <keep>: how long its record is kept once settled (the server's window,
+ * or a longer grant); older spools have none: then the reserve's expire.
  * "free": an old worker of a resizing reload failed an attempt the new
  * zone holds leased to it; 1 if the answer was lost.)
  *
@@ -36,7 +38,7 @@
 
 
 #define NGX_HTTP_X402_SPOOL_LINE                                              \
-    (sizeof("owe  ") + 64 + 5 * NGX_INT64_LEN + 8                             \
+    (sizeof("owe  ") + 64 + 6 * NGX_INT64_LEN + 9                             \
      + ngx_base64_encoded_length(NGX_HTTP_X402_ASYNC_URI_MAX)                 \
      + ngx_base64_encoded_length(NGX_HTTP_X402_ASYNC_BODY_MAX))
 
@@ -122,8 +124,8 @@ ngx_http_x402_spool_owe_locked(ngx_http_x402_shm_t *zone,
     b = ngx_http_x402_spool_buf;
     b = ngx_cpymem(b, "owe ", 4);
     b = ngx_hex_dump(b, p->id, 32);
-    b = ngx_sprintf(b, " %T %T %uL %uL %ui ", p->valid_before, p->expire,
-                    p->scope, p->server, p->redis);
+    b = ngx_sprintf(b, " %T %T+%T %uL %uL %ui ", p->valid_before, p->expire,
+                    p->keep, p->scope, p->server, p->redis);
     b = ngx_http_x402_spool_b64(b, p->data, p->uri_len);
     *b++ = ' ';
 
@@ -249,7 +251,7 @@ ngx_http_x402_spool_fields(u_char *p, u_char *last, ngx_str_t *f, ngx_uint_t n)
 /* counts[0]: entries queued, counts[1]: entries found done and dropped */
 static ngx_int_t
 ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
-    ngx_uint_t *counts)
+    ngx_uint_t start, ngx_uint_t *counts)
 {
     size_t                    size;
     off_t                     off;
@@ -259,7 +261,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     ngx_http_x402_rec_t      *rec;
     ngx_http_x402_pending_t  *p;
     ngx_http_x402_store_op_t  op;
-    u_char                    id[32];
+    u_char                    id[32], *plus;
 
     nf = ngx_http_x402_spool_fields(line, line + len, f, 9);
 
@@ -381,6 +383,18 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
         goto malformed;
     }
 
+    plus = ngx_strlchr(f[3].data, f[3].data + f[3].len, '+');
+
+    if (plus) {
+        n = ngx_atotm(plus + 1, f[3].data + f[3].len - plus - 1);
+        p->keep = n;
+        if (n == NGX_ERROR) {
+            goto malformed;
+        }
+
+        f[3].len = plus - f[3].data;
+    }
+
     n = ngx_atotm(f[3].data, f[3].len);
     p->expire = n;
     if (n == NGX_ERROR) {
@@ -415,6 +429,18 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
     p->attempts = 1;
     p->unknown = 1;
     p->next_try = ngx_http_x402_queue_now();
+
+    if (!start) {
+        /*
+         * Reconciling after a resizing reload: an old worker queued it
+         * after the zone was copied, and its first attempt may be under
+         * way (its "done" or "free" comes later). Leased to it as in the
+         * old zone: retried here once that lease runs out, or at once
+         * when a "free" says its attempt failed; a "done" ends it.
+         */
+        p->next_try += NGX_HTTP_X402_ASYNC_LEASE;
+        p->lease_until = p->next_try;
+    }
     ngx_str_set(&uri, "resumed from the spool");
     p->reason_len = (u_char) uri.len;
     ngx_memcpy(p->reason, uri.data, uri.len);
@@ -621,7 +647,8 @@ ngx_http_x402_spool_read(ngx_http_x402_shm_t *zone, ngx_log_t *log,
                 /* a line at a time: a worker reconciling does not hold
                  * up the others for the whole file */
                 ngx_shmtx_lock(&zone->shpool->mutex);
-                rc = ngx_http_x402_spool_line(zone, pos, nl - pos, counts);
+                rc = ngx_http_x402_spool_line(zone, pos, nl - pos, start,
+                                              counts);
                 ngx_shmtx_unlock(&zone->shpool->mutex);
 
                 if (rc == NGX_DECLINED) {

@@ -175,6 +175,8 @@ typedef struct {
     u_char                            id[32];
     uint64_t                          scope;
     time_t                            expire;
+    /* a settled record's life from its settlement: max(window, grant) */
+    time_t                            keep;
     ngx_uint_t                        redis;      /* reserved there too */
     time_t                            valid_before;
     uint64_t                          next_try;   /* wall clock ms */
@@ -249,6 +251,10 @@ void ngx_http_x402_shm_reserve(ngx_http_x402_shm_t *zone,
 void ngx_http_x402_shm_set(ngx_http_x402_shm_t *zone,
     ngx_http_x402_store_op_t *op, ngx_uint_t state, ngx_str_t *text);
 void ngx_http_x402_shm_delete(ngx_http_x402_shm_t *zone, u_char *id);
+void ngx_http_x402_shm_rekey_locked(ngx_http_x402_shm_t *zone,
+    ngx_http_x402_rec_t *rec, time_t expire);
+time_t ngx_http_x402_queue_settled_expire(time_t settled_at, time_t keep,
+    time_t valid_before);
 ngx_http_x402_rec_t *ngx_http_x402_shm_lookup(ngx_http_x402_shm_sh_t *sh,
     u_char *id);
 ngx_uint_t ngx_http_x402_shm_take_unsynced(ngx_http_x402_shm_t *zone,

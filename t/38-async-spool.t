@@ -198,7 +198,9 @@ is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $fp->[0] })->{status}, 200,
    'format: served on credit');
 ok(wait_for(3, sub { (counters($ng)->[0] // 0) == 1 }), 'format: owed');
 my ($line) = grep { /^owe / } split /\n/, spool_text($ng);
-like($line // '', qr/^owe [0-9a-f]{64} \d+ \d+ \d+ \S+ [01] [A-Za-z0-9+\/=]+ \{"x402Version":/,
+# <expire>+<keep>: the record is kept for the window (300 + 60 s) once
+# settled, whenever that is
+like($line // '', qr/^owe [0-9a-f]{64} \d+ \d+\+360 \d+ \S+ [01] [A-Za-z0-9+\/=]+ \{"x402Version":/,
      'format: the body is written as JSON');
 my @f = split / /, $line // '', 9;
 # this payment's /settle (its first attempt starts after the response, so
@@ -218,7 +220,8 @@ is($f[8], $sent, 'format: the JSON is the /settle body, byte for byte');
     $ng->{pid} = undef;
 }
 
-# the same payment as an older spool wrote it, and a body with spaces
+# the same payment as an older spool wrote it (the body in base64), and
+# a body with spaces in a line without <keep> (older spools)
 use MIME::Base64 qw(encode_base64);
 use JSON::PP;
 my $spaced = JSON::PP->new->canonical->space_after->encode(JSON::PP->new->decode($f[8]));
