@@ -15,7 +15,8 @@
  * its last buffer: only a complete response is settled. Memory bodies are
  * copied (upstream buffers are not pinned) up to x402_hold_buffer_size,
  * then spilled to a temporary file under client_body_temp_path, the way
- * proxy buffering does; file buffers are kept as they are. Once the last
+ * proxy buffering does, up to x402_hold_max_size in all (past it the
+ * response is refused as a broken one); file buffers are kept as they are. Once the last
  * buffer is held /settle starts; the response is released, with the
  * settlement header, at the first filter call after it finished (the
  * subrequest's end posts the main request, whose writer calls the body
@@ -67,6 +68,11 @@ static ngx_uint_t ngx_http_x402_named_content(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx);
 static void ngx_http_x402_not_settled(ngx_http_request_t *r,
     ngx_http_x402_ctx_t *ctx, const char *why);
+static void ngx_http_x402_not_settled_at(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, ngx_uint_t level, const char *why);
+static off_t ngx_http_x402_held_bytes(ngx_http_x402_ctx_t *ctx);
+static ngx_int_t ngx_http_x402_too_big(ngx_http_request_t *r,
+    ngx_http_x402_ctx_t *ctx, size_t more);
 static void ngx_http_x402_held_cleanup(void *data);
 
 
@@ -255,6 +261,13 @@ ngx_http_x402_header_filter(ngx_http_request_t *r)
     ctx->header_held = 1;
     ctx->hold_limit =
         ((ngx_http_x402_loc_conf_t *) ctx->paid_conf)->hold_buffer_size;
+    ctx->hold_max =
+        ((ngx_http_x402_loc_conf_t *) ctx->paid_conf)->hold_max_size;
+
+    if (ctx->hold_max == 0) {
+        /* no temporary file: memory only */
+        ctx->hold_max = ctx->hold_limit;
+    }
 
     /*
      * Until the last buffer is held, the content producer drives the
@@ -404,6 +417,14 @@ static void
 ngx_http_x402_not_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
     const char *why)
 {
+    ngx_http_x402_not_settled_at(r, ctx, NGX_LOG_INFO, why);
+}
+
+
+static void
+ngx_http_x402_not_settled_at(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
+    ngx_uint_t level, const char *why)
+{
     ctx->released = 1;
     r->buffered &= ~NGX_HTTP_X402_BUFFERED;
 
@@ -422,7 +443,7 @@ ngx_http_x402_not_settled(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+    ngx_log_error(level, r->connection->log, 0,
                   "x402: %s, payment of %V from %V not settled",
                   why, &ctx->amount, &ctx->payer);
 
@@ -547,6 +568,13 @@ ngx_http_x402_hold(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
         b = in->buf;
 
         if (ngx_buf_in_memory(b) && b->last > b->pos
+            && ngx_http_x402_held_bytes(ctx) + (b->last - b->pos)
+               > ctx->hold_max)
+        {
+            return ngx_http_x402_too_big(r, ctx, b->last - b->pos);
+        }
+
+        if (ngx_buf_in_memory(b) && b->last > b->pos
             && (ctx->temp_file
                 || ctx->held_size + (size_t) (b->last - b->pos)
                    > ctx->hold_limit))
@@ -636,6 +664,96 @@ ngx_http_x402_hold(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
     }
 
     return NGX_OK;
+}
+
+
+/*
+ * What the hold keeps of its own: the copies in memory and the temporary
+ * file. File buffers held as they are (a static file, the upstream's own
+ * temporary file, bounded by proxy_max_temp_file_size) take no new space
+ * and are not counted.
+ */
+
+static off_t
+ngx_http_x402_held_bytes(ngx_http_x402_ctx_t *ctx)
+{
+    return (off_t) ctx->held_size
+           + (ctx->temp_file ? ctx->temp_file->offset : 0);
+}
+
+
+/*
+ * The held body would pass x402_hold_max_size: an endless stream (SSE, long
+ * polling) under "after" would otherwise fill the disk while nothing is
+ * settled. Refused as a response that breaks before its last byte: nothing
+ * of it is sent, nor settled, the reservation is released, the connection
+ * closed (HTTP/2: the stream reset), and its temporary file goes now, not
+ * with the request.
+ */
+
+static ngx_int_t
+ngx_http_x402_too_big(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
+    size_t more)
+{
+    u_char                    *p, why[NGX_MAX_ERROR_STR];
+    ngx_fd_t                   fd;
+    ngx_pool_cleanup_t        *c;
+    ngx_http_x402_loc_conf_t  *xlcf;
+
+    xlcf = ctx->paid_conf;
+
+    if (xlcf->hold_max_size) {
+        p = ngx_snprintf(why, sizeof(why) - 1,
+                         "the response held until its settlement passed "
+                         "\"x402_hold_max_size %O\" of its location at "
+                         "%O bytes held and %uz more, refused (use "
+                         "\"x402_settle sync\" for streams, or raise "
+                         "x402_hold_max_size)",
+                         xlcf->hold_max_size, ngx_http_x402_held_bytes(ctx),
+                         more);
+
+    } else {
+        p = ngx_snprintf(why, sizeof(why) - 1,
+                         "the response held until its settlement passed "
+                         "\"x402_hold_buffer_size %uz\" of its location "
+                         "(\"x402_hold_max_size 0\": no temporary file) at "
+                         "%O bytes held and %uz more, refused (use "
+                         "\"x402_settle sync\" for streams, or raise "
+                         "x402_hold_max_size)",
+                         ctx->hold_limit, ngx_http_x402_held_bytes(ctx),
+                         more);
+    }
+
+    *p = '\0';
+
+    ctx->held = NULL;
+    ctx->held_last = &ctx->held;
+    ctx->held_tail = NULL;
+
+    if (ctx->temp_file && ctx->temp_file->file.fd != NGX_INVALID_FILE) {
+
+        /* its pool cleanup, run now (ngx_pool_run_cleanup_file() knows
+         * only the one of files kept on clean-up) */
+
+        fd = ctx->temp_file->file.fd;
+
+        for (c = r->pool->cleanup; c; c = c->next) {
+            if ((c->handler == ngx_pool_delete_file
+                 || c->handler == ngx_pool_cleanup_file)
+                && ((ngx_pool_cleanup_file_t *) c->data)->fd == fd)
+            {
+                c->handler(c->data);
+                c->handler = NULL;
+                ctx->temp_file->file.fd = NGX_INVALID_FILE;
+                break;
+            }
+        }
+    }
+
+    ctx->discard = 1;
+    ngx_http_x402_not_settled_at(r, ctx, NGX_LOG_ERR, (char *) why);
+
+    return NGX_ERROR;
 }
 
 

@@ -42,6 +42,8 @@ static char *ngx_http_x402_facilitator(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_x402_max_timeout(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_x402_hold_max_size(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 static char *ngx_http_x402_accept(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_x402_merge_accepts(ngx_conf_t *cf,
@@ -148,6 +150,13 @@ static ngx_command_t  ngx_http_x402_commands[] = {
       ngx_conf_set_size_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_x402_loc_conf_t, hold_buffer_size),
+      NULL },
+
+    { ngx_string("x402_hold_max_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_x402_hold_max_size,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_x402_loc_conf_t, hold_max_size),
       NULL },
 
     { ngx_string("x402_facilitator"),
@@ -323,6 +332,7 @@ ngx_http_x402_create_loc_conf(ngx_conf_t *cf)
     conf->asset = NGX_CONF_UNSET_PTR;
     conf->max_timeout = NGX_CONF_UNSET;
     conf->hold_buffer_size = NGX_CONF_UNSET_SIZE;
+    conf->hold_max_size = NGX_CONF_UNSET;
     conf->settle = NGX_CONF_UNSET_UINT;
     conf->verify = NGX_CONF_UNSET_UINT;
     conf->log_level = NGX_CONF_UNSET_UINT;
@@ -408,6 +418,31 @@ ngx_http_x402_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
     ngx_conf_merge_sec_value(conf->max_timeout, prev->max_timeout, 300);
     ngx_conf_merge_size_value(conf->hold_buffer_size, prev->hold_buffer_size,
                               64 * 1024);
+
+    if (conf->hold_max_size == NGX_CONF_UNSET) {
+        conf->hold_max_pos = prev->hold_max_pos;
+    }
+
+    /* 1024m like proxy_max_temp_file_size; 0: no temporary file (as
+     * there), the body is held in memory up to x402_hold_buffer_size */
+    ngx_conf_merge_off_value(conf->hold_max_size, prev->hold_max_size,
+                             1024 * 1024 * 1024);
+
+    if (conf->hold_max_size != 0
+        && conf->hold_max_size < (off_t) conf->hold_buffer_size)
+    {
+        ngx_http_x402_conf_error_at(cf, &conf->hold_max_pos,
+                                    "\"x402_hold_max_size\" of %O bytes is "
+                                    "smaller than \"x402_hold_buffer_size\" "
+                                    "of %uz bytes: "
+                                    "the bound of a held body includes its "
+                                    "memory part (0 keeps it in memory "
+                                    "only, with no temporary file)",
+                                    conf->hold_max_size,
+                                    conf->hold_buffer_size);
+        return NGX_CONF_ERROR;
+    }
+
     ngx_http_x402_store_note_window(cf, conf->max_timeout);
 
     if (conf->facilitator.data == NULL) {
@@ -688,6 +723,40 @@ ngx_http_x402_conf_pos(ngx_conf_t *cf, ngx_http_x402_conf_pos_t *pos)
 {
     pos->file = cf->conf_file->file.name;
     pos->line = cf->conf_file->line;
+}
+
+
+/* a size, and where it was set: checked against x402_hold_buffer_size at
+ * merge time */
+
+static char *
+ngx_http_x402_hold_max_size(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_x402_loc_conf_t *xlcf = conf;
+
+    off_t       size;
+    ngx_str_t  *value;
+
+    if (xlcf->hold_max_size != NGX_CONF_UNSET) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    size = ngx_parse_offset(&value[1]);
+
+    if (size == NGX_ERROR) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid \"x402_hold_max_size\" \"%V\": expected "
+                           "a size (\"1024m\", \"512k\"), or 0 for no "
+                           "temporary file", &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    xlcf->hold_max_size = size;
+    ngx_http_x402_conf_pos(cf, &xlcf->hold_max_pos);
+
+    return NGX_CONF_OK;
 }
 
 

@@ -144,6 +144,8 @@ typedef struct {
     ngx_str_t                   mime_type;
     time_t                      max_timeout;
     size_t                      hold_buffer_size;   /* x402_hold_buffer_size */
+    off_t                       hold_max_size;      /* x402_hold_max_size */
+    ngx_http_x402_conf_pos_t    hold_max_pos;
 
     ngx_str_t                   facilitator;    /* URI prefix */
     ngx_str_t                   verify_uri;     /* <prefix>verify */
@@ -243,6 +245,7 @@ struct ngx_http_x402_ctx_s {
     ngx_buf_t                  *held_tail;
     size_t                      held_size;      /* in memory */
     size_t                      hold_limit;     /* x402_hold_buffer_size */
+    off_t                       hold_max;       /* memory + file bound */
     ngx_temp_file_t            *temp_file;      /* past hold_limit */
     ngx_output_chain_ctx_t     *output;         /* once released */
 
