@@ -475,3 +475,33 @@ my $r = $ng->get('/a');
 my $pr = decode_b64_json(X402::HTTP::header($r, 'PAYMENT-REQUIRED'));
 is($pr->{accepts}[0]{network}, 'eip155:999999', 'unknown chain: CAIP-2 network');
 is($pr->{accepts}[0]{amount}, '50', 'unknown chain: 2 decimals');
+
+
+
+=== TEST 30: hold_max_size smaller than hold_buffer_size: names both
+--- config
+x402_hold_buffer_size 64k;
+location /a { x402_hold_max_size 16k; }
+--- must_die
+--- error_log eval
+[qr/"x402_hold_max_size" of 16384 bytes is smaller than "x402_hold_buffer_size" of 65536 bytes: .*0 keeps it in memory only.* in \S+nginx\.conf:\d+/]
+
+
+
+=== TEST 31: hold_max_size not a size
+--- config
+location /a { x402_hold_max_size lots; }
+--- must_die
+--- error_log eval
+[qr/invalid "x402_hold_max_size" "lots": expected a size .* in \S+nginx\.conf:\d+/]
+
+
+
+=== TEST 32: hold_max_size 0 (memory only), or equal to the memory bound
+--- config
+x402_hold_buffer_size 16k;
+location /a { x402_hold_max_size 0; return 200 "ok\n"; }
+location /b { x402_hold_max_size 16k; return 200 "ok\n"; }
+--- request
+GET /a
+--- error_code: 200
