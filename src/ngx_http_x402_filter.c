@@ -671,7 +671,8 @@ ngx_http_x402_hold(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
  * What the hold keeps of its own: the copies in memory and the temporary
  * file. File buffers held as they are (a static file, the upstream's own
  * temporary file, bounded by proxy_max_temp_file_size) take no new space
- * and are not counted.
+ * and are not counted; the copy filter above us passes them only under
+ * sendfile on, otherwise they arrive read into memory, and count.
  */
 
 static off_t

@@ -9,7 +9,8 @@
 # connection closed at once (HTTP/2: the stream reset), the upstream's
 # connection closed, the temporary file gone, one error-log line naming the
 # bound, the bytes held and the fix. A body under the bound is served and
-# settled; "x402_hold_max_size 0" keeps a body in memory only.
+# settled; "x402_hold_max_size 0" keeps a body in memory only. A static
+# file held as a file (sendfile on) takes no new space and does not count.
 use strict;
 use warnings;
 use lib 't/lib';
@@ -100,6 +101,7 @@ location /b/ { proxy_pass http://127.0.0.1:$up/; }
 location /u/ { proxy_pass http://127.0.0.1:$up/; proxy_buffering off; }
 location /big/ { proxy_pass http://127.0.0.1:$up/; x402_hold_max_size 2m; }
 location /mem/ { proxy_pass http://127.0.0.1:$up/; x402_hold_max_size 0; }
+location /sf/ { sendfile on; rewrite ^/sf(/.*)\$ \$1 break; }
 EOC
 }
 
@@ -146,8 +148,9 @@ unlink $closed;
 my ($upid, $up) = upstream($closed);
 my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
 my $h2 = free_port();
+my $MB = substr(('0123456789abcdef' x 65537), 0, 1000000);
 my $ng = start_nginx(confs(fac => $fac, up => $up, h2 => $h2),
-                     user_files => ">>> doc.txt\npaid content\n");
+                     user_files => ">>> doc.txt\npaid content\n>>> big.txt\n$MB");
 my $n = 0;
 my $refused = 0;
 my $endless = 0;
@@ -220,6 +223,25 @@ for my $case (['/big/size/1000000', 1000000], ['/mem/size/4096', 4096],
        md5_hex(substr(('0123456789abcdef' x (($size >> 4) + 1)), 0, $size)), "$path: intact");
     $n++;
     is(settles($fac), $n, "$path: one settlement more");
+}
+# a static file under sendfile on is held as it is, a file buffer taking
+# no new space: not counted, 1 MB served under the 64k bound; under
+# sendfile off (nginx's default) nginx reads it into memory before the
+# hold: counted, refused
+{
+    my $r = $ng->get('/sf/big.txt', { 'PAYMENT-SIGNATURE' => scalar sign_payment(amount => '1000') },
+                     timeout => 15);
+    is($r->{status}, 200, '/sf/big.txt (static, 1 MB, sendfile on): 200');
+    ok(defined X402::HTTP::header($r, 'PAYMENT-RESPONSE'), '/sf/big.txt: settled');
+    is(md5_hex($r->{body} // ''), md5_hex($MB), '/sf/big.txt: intact');
+    $n++;
+    is(settles($fac), $n, '/sf/big.txt: one settlement more');
+
+    $r = $ng->get('/big.txt', { 'PAYMENT-SIGNATURE' => scalar sign_payment(amount => '1000') },
+                  timeout => 15);
+    $refused++;
+    is($r->{raw} // '', '', '/big.txt (static, 1 MB, sendfile off): nothing sent');
+    is(settles($fac), $n, '/big.txt: not settled');
 }
 is(held_files($ng), 0, 'no temporary file left');
 
