@@ -16,15 +16,15 @@
  * copied (upstream buffers are not pinned) up to x402_hold_buffer_size,
  * then spilled to a temporary file under client_body_temp_path, the way
  * proxy buffering does, up to x402_hold_max_size in all (past it the
- * response is refused as a broken one); file buffers are kept as they are. Once the last
- * buffer is held /settle starts; the response is released, with the
- * settlement header, at the first filter call after it finished (the
- * subrequest's end posts the main request, whose writer calls the body
- * filter); a refused or failed settlement replaces it with a 402 or a 5xx
- * and drops the content. A response that ends before its last buffer
- * (upstream reset or premature close, a timeout, a filter error) is never
- * settled: nginx finalizes the request at once and closes the connection,
- * and the request's cleanup releases the reservation.
+ * response is refused as a broken one); file buffers are kept as they
+ * are. Once the last buffer is held /settle starts; the response is
+ * released, with the settlement header, at the first filter call after it
+ * finished (the subrequest's end posts the main request, whose writer
+ * calls the body filter); a refused or failed settlement replaces it with
+ * a 402 or a 5xx and drops the content. A response that ends before its
+ * last buffer (upstream reset or premature close, a timeout, a filter
+ * error) is never settled: nginx finalizes the request at once and closes
+ * the connection, and the request's cleanup releases the reservation.
  *
  * Over 800 lines as one concern, like nginx's own body filters (gunzip,
  * sub): the hold, its spill to a temporary file and its release share one
@@ -733,8 +733,8 @@ ngx_http_x402_too_big(ngx_http_request_t *r, ngx_http_x402_ctx_t *ctx,
 
     if (ctx->temp_file && ctx->temp_file->file.fd != NGX_INVALID_FILE) {
 
-        /* its pool cleanup, run now (ngx_pool_run_cleanup_file() knows
-         * only the one of files kept on clean-up) */
+        /* its pool cleanup, run now: ngx_pool_run_cleanup_file() would
+         * miss it, it runs only ngx_pool_cleanup_file() handlers */
 
         fd = ctx->temp_file->file.fd;
 

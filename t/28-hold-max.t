@@ -109,8 +109,10 @@ sub confs {
     my (%a) = @_;
     my $h2 = "server {\n    listen 127.0.0.1:$a{h2} http2;\n    root html;\n"
              . server_conf(%a) . "}\n";
+    my $redis = $a{redis} ? "x402_redis 127.0.0.1:$a{redis} prefix=t28: fail=closed;" : '';
     my $http = <<"EOH";
     log_format x402 '\$uri|\$status|\$x402_status|\$x402_reason';
+    $redis
     $h2
 EOH
     return (http_config => $http, config => server_conf(%a));
@@ -264,9 +266,38 @@ my @l = grep { $_->[2] ne 'settled' } x402_log($ng);
 is(scalar @l, $refused, 'refused responses in the access log');
 is($_->[2] . '|' . $_->[3], 'verified|not_settled', "$_->[0]: verified, not_settled") for @l;
 
+$fac->stop;
+
+# Redis keeps the reservations: released there too, the payment good again
+{
+    my $redis = X402::Redis->start;
+    my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
+    my $ng = start_nginx(confs(fac => $fac, up => $up, h2 => free_port(),
+                               redis => $redis->port),
+                         user_files => ">>> doc.txt\npaid content\n");
+    my $n = 0;
+    for my $path ('/u/endless', '/b/size/1000000') {
+        my $pay = sign_payment(amount => '1000');
+        my $t0 = time;
+        my $r = $ng->get($path, { 'PAYMENT-SIGNATURE' => $pay }, timeout => 15);
+        cmp_ok(time - $t0, '<', 5, "redis $path: connection closed at once");
+        is($r->{raw} // '', '', "redis $path: nothing sent");
+        is(settles($fac), $n, "redis $path: not settled");
+        is(held_files($ng), 0, "redis $path: no temporary file left");
+        $r = $ng->get('/doc.txt', { 'PAYMENT-SIGNATURE' => $pay });
+        is($r->{status}, 200, "redis $path: the payment still buys a complete one");
+        $n++;
+        is(settles($fac), $n, "redis $path: settled then");
+    }
+    $ng->stop;
+    my @lines = $ng->error_log =~ /(passed "x402_hold_max_size 65536")/g;
+    is(scalar @lines, 2, 'redis: logged once each');
+    $fac->stop;
+    $redis->stop;
+}
+
 kill 'TERM', $upid;
 waitpid $upid, 0;
-$fac->stop;
 unlink $closed;
 
 done_testing();
