@@ -17,6 +17,15 @@
 
 
 /*
+ * The old zone a resizing reload has superseded, until the new cycle is
+ * committed (ngx_http_x402_shm_committed). In the master only.
+ */
+static ngx_http_x402_shm_sh_t  *ngx_http_x402_superseding;
+
+static void ngx_http_x402_shm_supersede_undo(void *data);
+
+
+/*
  * The zone's header says which layout wrote it. A zone made by another
  * build of the module (a reload that loads the module from another path)
  * is read only when its layout is this one.
@@ -66,6 +75,7 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     time_t                    now;
     ngx_uint_t                i, copied, dropped, pending;
     ngx_list_part_t          *part;
+    ngx_pool_cleanup_t       *cln;
     ngx_shm_zone_t           *oz;
     ngx_slab_pool_t          *opool;
     ngx_rbtree_node_t        *node, *sentinel;
@@ -227,8 +237,21 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     ctx->sh->counters.redis_distrusted = osh->counters.redis_distrusted;
     ctx->sh->spool_size = osh->spool_size;
 
-    /* the old workers stop retrying; what they still change is reconciled
-     * from the spool once they are gone */
+    /*
+     * the old workers stop retrying; what they still change is reconciled
+     * from the spool once they are gone. Undone if the reload fails after
+     * this (a listen that cannot bind, another zone): the old workers then
+     * go on, and what the old zone owes is theirs to settle.
+     */
+    cln = ngx_pool_cleanup_add(ctx->cycle->pool, 0);
+    if (cln == NULL) {
+        ngx_shmtx_unlock(&opool->mutex);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_x402_shm_supersede_undo;
+    cln->data = osh;
+    ngx_http_x402_superseding = osh;
     osh->superseded = 1;
     ctx->sh->reconcile_at = ngx_http_x402_queue_now()
                             + NGX_HTTP_X402_RECONCILE_FIRST;
@@ -246,6 +269,38 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
                   &shm_zone->shm.name, copied, pending);
 
     return NGX_DONE;
+}
+
+
+/*
+ * The new cycle's pool is destroyed without being committed: the reload
+ * failed after the zone was carried over. The old zone is the running
+ * one's again (still mapped: the master frees it only on success).
+ */
+static void
+ngx_http_x402_shm_supersede_undo(void *data)
+{
+    ngx_http_x402_shm_sh_t  *osh = data;
+
+    if (ngx_http_x402_superseding != osh) {
+        /* committed: this pool goes as the old cycle's, its zone unmapped */
+        return;
+    }
+
+    ngx_http_x402_superseding = NULL;
+    osh->superseded = 0;
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "x402: the reload failed, the running zone goes on "
+                  "settling what it owes");
+}
+
+
+/* the new cycle is committed (init_module, in the master) */
+void
+ngx_http_x402_shm_committed(void)
+{
+    ngx_http_x402_superseding = NULL;
 }
 
 
