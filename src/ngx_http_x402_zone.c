@@ -58,35 +58,23 @@ ngx_http_x402_shm_layout_refused(ngx_shm_zone_t *shm_zone,
 
 
 /*
- * A reload that resizes the zone gets a new, empty one (nginx only reuses
- * a zone of the same size and module): so does one that loads the module
- * from another path. The old zone is still mapped while the new cycle
- * initializes: its live records and queued settlements are copied over,
- * so that no payment can be presented again because of a configuration
- * change. The old zone is found by name and read through its slab pool
- * (nginx's layout); its own header says whether it is ours and in which
- * layout. NGX_DONE: carried over; NGX_OK: no old zone (a start);
- * NGX_ERROR: an old zone this build cannot read.
+ * The running configuration's zone a new one takes over: the one of the
+ * same name, or else the one of this module (x402_zone is of the http
+ * block: one a configuration), so that renaming it on a reload carries
+ * its records and queue over too. NULL: none (a start).
  */
-static ngx_int_t
-ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
+static ngx_shm_zone_t *
+ngx_http_x402_shm_old_zone(ngx_shm_zone_t *shm_zone)
 {
-    size_t                    size;
-    time_t                    now;
-    ngx_uint_t                i, copied, dropped, pending;
-    ngx_list_part_t          *part;
-    ngx_pool_cleanup_t       *cln;
-    ngx_shm_zone_t           *oz;
-    ngx_slab_pool_t          *opool;
-    ngx_rbtree_node_t        *node, *sentinel;
-    ngx_http_x402_rec_t      *rec, *nrec;
-    ngx_http_x402_shm_sh_t   *osh;
+    ngx_uint_t        i;
+    ngx_shm_zone_t   *oz, *ours;
+    ngx_list_part_t  *part;
 
     if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
-        return NGX_OK;
+        return NULL;
     }
 
-    opool = NULL;
+    ours = NULL;
     part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
     oz = part->elts;
 
@@ -105,24 +93,70 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
         if (oz[i].shm.name.len == shm_zone->shm.name.len
             && ngx_strncmp(oz[i].shm.name.data, shm_zone->shm.name.data,
                            shm_zone->shm.name.len)
-               == 0
-            && oz[i].shm.addr && oz[i].shm.addr != shm_zone->shm.addr)
+               == 0)
         {
-            opool = (ngx_slab_pool_t *) oz[i].shm.addr;
-            break;
+            return &oz[i];
+        }
+
+        if (oz[i].tag == shm_zone->tag
+            && oz[i].init == ngx_http_x402_shm_init_zone)
+        {
+            ours = &oz[i];
         }
     }
 
-    if (opool == NULL || opool->data == NULL) {
+    return ours;
+}
+
+
+/*
+ * A reload that resizes the zone gets a new, empty one (nginx only reuses
+ * a zone of the same size and module): so does one that loads the module
+ * from another path. The old zone is still mapped while the new cycle
+ * initializes: its live records and queued settlements are copied over,
+ * so that no payment can be presented again because of a configuration
+ * change. The old zone is found by name and read through its slab pool
+ * (nginx's layout); its own header says whether it is ours and in which
+ * layout. NGX_DONE: carried over; NGX_OK: no old zone (a start);
+ * NGX_ERROR: an old zone this build cannot read.
+ */
+static ngx_int_t
+ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
+{
+    size_t                    size;
+    time_t                    now;
+    ngx_uint_t                copied, dropped, pending;
+    ngx_pool_cleanup_t       *cln;
+    ngx_shm_zone_t           *oz;
+    ngx_slab_pool_t          *opool;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_x402_rec_t      *rec, *nrec;
+    ngx_http_x402_shm_sh_t   *osh;
+
+    if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
+        return NGX_OK;
+    }
+
+    oz = ngx_http_x402_shm_old_zone(shm_zone);
+
+    if (oz == NULL || oz->shm.addr == NULL
+        || oz->shm.addr == shm_zone->shm.addr)
+    {
+        return NGX_OK;
+    }
+
+    opool = (ngx_slab_pool_t *) oz->shm.addr;
+
+    if (opool->data == NULL) {
         return NGX_OK;
     }
 
     osh = opool->data;
 
-    if (oz[i].tag != shm_zone->tag
+    if (oz->tag != shm_zone->tag
         && ((u_char *) osh < (u_char *) opool
             || (u_char *) osh + sizeof(ngx_http_x402_shm_sh_t)
-               > (u_char *) opool + oz[i].shm.size
+               > (u_char *) opool + oz->shm.size
             || osh->magic != NGX_HTTP_X402_ZONE_MAGIC))
     {
         /* a zone of another module of the old configuration */
@@ -309,33 +343,11 @@ ngx_http_x402_shm_committed(void)
 static ngx_http_x402_shm_t *
 ngx_http_x402_shm_old_ctx(ngx_shm_zone_t *shm_zone)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_shm_zone_t   *oz;
+    ngx_shm_zone_t  *oz;
 
-    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
-    oz = part->elts;
+    oz = ngx_http_x402_shm_old_zone(shm_zone);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            oz = part->elts;
-            i = 0;
-        }
-
-        if (oz[i].shm.name.len == shm_zone->shm.name.len
-            && ngx_strncmp(oz[i].shm.name.data, shm_zone->shm.name.data,
-                           shm_zone->shm.name.len)
-               == 0)
-        {
-            return (oz[i].tag == shm_zone->tag) ? oz[i].data : NULL;
-        }
-    }
+    return (oz && oz->tag == shm_zone->tag) ? oz->data : NULL;
 }
 
 

@@ -84,4 +84,49 @@ unlike($ng->error_log, qr/exited on signal/, 'no crash');
 $ng->stop;
 close $busy;
 
+# ---- a reload that renames the zone ----
+# nginx gives a zone of another name a new, empty one: the records and the
+# queue of the old one are carried over as on a resize (there is one x402
+# zone a configuration), or every payment served so far could be presented
+# again and be served again on credit, and what the old zone owes would
+# only be drained by the old workers as they stop. x402_spool off: the
+# spool's replay, which a new zone of another name runs, hides part of it.
+{
+    $fac->set_script("verify: default\nsettle: default\n");
+    my $ng = start_nginx(
+        workers => 1,
+        config => store_server_config($fport, settle => 'async',
+                                      extra => $extra),
+        http_config => store_http_config("    x402_zone old:1m;\n    x402_spool off;\n"));
+    my @p = payments_for($ng, 3);
+    for my $i (0, 1) {
+        is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[$i][0] })->{status},
+           200, "payment $i served");
+    }
+    ok(wait_for(10, sub { pending($ng) == 0 }), 'and settled');
+
+    # one owed when the zone is renamed
+    $fac->set_script("verify: default\nsettle: 502 {}\n");
+    is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[2][0] })->{status},
+       200, 'payment 2 served on credit');
+    # its first attempt over: not leased to an old worker when copied
+    ok(wait_for(5, sub { pending($ng) == 1
+                         && $ng->error_log =~ /attempt 1: .*retrying in/ }),
+       'payment 2 owed');
+
+    $ng->reload(http_config =>
+        store_http_config("    x402_zone new:1m;\n    x402_spool off;\n"));
+    like($ng->error_log, qr/zone "new" resized: \d+ authorizations and 1 queued settlements carried over/,
+         'the renamed zone carried the old one over');
+    for my $i (0 .. 2) {
+        is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p[$i][0] })->{status},
+           402, "payment $i is not served again after the rename");
+    }
+    is(pending($ng), 1, 'payment 2 still owed in the new zone');
+    $fac->set_script("verify: default\nsettle: default\n");
+    ok(wait_for(25, sub { pending($ng) == 0 }), 'and settled from it');
+    unlike($ng->error_log, qr/exited on signal/, 'no crash');
+    $ng->stop;
+}
+
 done_testing();
