@@ -125,7 +125,7 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
 {
     size_t                    size;
     time_t                    now;
-    ngx_uint_t                copied, dropped, pending;
+    ngx_uint_t                pass, copied, dropped, pending, refused;
     ngx_pool_cleanup_t       *cln;
     ngx_shm_zone_t           *oz;
     ngx_slab_pool_t          *opool;
@@ -173,14 +173,29 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     copied = 0;
     dropped = 0;
     pending = 0;
+    refused = 0;
     size = sizeof(ngx_http_x402_rec_t);
 
     ngx_shmtx_lock(&opool->mutex);
 
-    /* every record is in the expiry tree; the new index has its own key */
+    /*
+     * Every record is in the expiry tree; the new index has its own key.
+     * First what must be carried over, then the queue, then the records of
+     * payments refused before anything was served while room remains: a
+     * full zone evicts those first too (they only spare the facilitator a
+     * second refusal), so they cannot hold a smaller zone back.
+     */
     sentinel = osh->expiry.sentinel;
 
-    if (osh->expiry.root != sentinel) {
+    for (pass = 0; pass < 2; pass++) {
+
+        if (pass == 1) {
+            pending = ngx_http_x402_queue_migrate(osh, ctx, &dropped);
+        }
+
+        if (osh->expiry.root == sentinel) {
+            continue;
+        }
 
         for (node = ngx_rbtree_min(osh->expiry.root, sentinel);
              node;
@@ -189,13 +204,21 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
             rec = (ngx_http_x402_rec_t *)
                       ((u_char *) node - offsetof(ngx_http_x402_rec_t, enode));
 
-            if (!ngx_http_x402_rec_live(rec, now)) {
+            if (!ngx_http_x402_rec_live(rec, now)
+                || (ngx_uint_t) rec->refused != pass)
+            {
                 continue;
             }
 
             nrec = ngx_slab_alloc_locked(ctx->shpool, size);
             if (nrec == NULL) {
-                dropped++;
+                if (pass == 0) {
+                    dropped++;
+
+                } else {
+                    refused++;
+                }
+
                 continue;
             }
 
@@ -220,8 +243,6 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
             copied++;
         }
     }
-
-    pending = ngx_http_x402_queue_migrate(osh, ctx, &dropped);
 
     if (dropped) {
         /*
@@ -266,7 +287,8 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     ctx->sh->counters.async_unknown = osh->counters.async_unknown;
     ctx->sh->counters.async_chain = osh->counters.async_chain;
     ctx->sh->counters.async_resumed = osh->counters.async_resumed;
-    ctx->sh->counters.refused_evicted = osh->counters.refused_evicted;
+    ctx->sh->counters.refused_evicted = osh->counters.refused_evicted
+                                        + refused;
     ctx->sh->counters.redis_forgot = osh->counters.redis_forgot;
     ctx->sh->counters.redis_distrusted = osh->counters.redis_distrusted;
     ctx->sh->spool_size = osh->spool_size;
@@ -301,6 +323,13 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
                   "x402: zone \"%V\" resized: %ui authorizations and %ui "
                   "queued settlements carried over",
                   &shm_zone->shm.name, copied, pending);
+
+    if (refused) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "x402: zone \"%V\" resized: %ui records of payments "
+                      "refused before anything was served did not fit and "
+                      "were left behind", &shm_zone->shm.name, refused);
+    }
 
     return NGX_DONE;
 }
