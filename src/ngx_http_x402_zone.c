@@ -205,7 +205,7 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
                       ((u_char *) node - offsetof(ngx_http_x402_rec_t, enode));
 
             if (!ngx_http_x402_rec_live(rec, now)
-                || (ngx_uint_t) rec->refused != pass)
+                || (ngx_uint_t) (rec->refused && !rec->async) != pass)
             {
                 continue;
             }
