@@ -115,9 +115,9 @@ ngx_http_x402_shm_old_zone(ngx_shm_zone_t *shm_zone)
  * from another path. The old zone is still mapped while the new cycle
  * initializes: its live records and queued settlements are copied over,
  * so that no payment can be presented again because of a configuration
- * change. The old zone is found by name and read through its slab pool
- * (nginx's layout); its own header says whether it is ours and in which
- * layout. NGX_DONE: carried over; NGX_OK: no old zone (a start);
+ * change. The old zone is found by name (or, renamed, as this module's)
+ * and read through its slab pool (nginx's layout); its own header says
+ * whether it is ours and in which layout. NGX_DONE: carried over; NGX_OK: no old zone (a start);
  * NGX_ERROR: an old zone this build cannot read.
  */
 static ngx_int_t
@@ -367,8 +367,8 @@ ngx_http_x402_shm_committed(void)
 }
 
 
-/* the old configuration's context of this zone (a resizing reload), or
- * NULL when it is not this module's */
+/* the old configuration's context of this zone (a resizing or renaming
+ * reload), or NULL when it is not this module's */
 static ngx_http_x402_shm_t *
 ngx_http_x402_shm_old_ctx(ngx_shm_zone_t *shm_zone)
 {
