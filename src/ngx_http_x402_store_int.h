@@ -116,6 +116,7 @@ typedef struct {
     ngx_slab_pool_t                  *shpool;
     ngx_shm_zone_t                   *shm_zone;
     ngx_open_file_t                  *spool;      /* NULL: x402_spool off */
+    ngx_cycle_t                      *cycle;      /* the configuration's */
 } ngx_http_x402_shm_t;
 
 
@@ -240,6 +241,7 @@ typedef struct {
 
 /* zone.c: the zone's init (layout check, migration, spool replay) */
 ngx_int_t ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data);
+void ngx_http_x402_shm_committed(void);
 
 /* shm.c: the records */
 ngx_int_t ngx_http_x402_shm_index_init(ngx_http_x402_shm_t *zone,

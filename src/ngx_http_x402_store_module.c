@@ -36,6 +36,7 @@ static char *ngx_http_x402_rpc(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_x402_store_spool_conf(ngx_conf_t *cf,
     ngx_http_x402_store_main_conf_t *smcf);
+static ngx_int_t ngx_http_x402_store_init_module(ngx_cycle_t *cycle);
 static ngx_int_t ngx_http_x402_store_init_process(ngx_cycle_t *cycle);
 static void ngx_http_x402_store_exit_process(ngx_cycle_t *cycle);
 
@@ -121,7 +122,7 @@ ngx_module_t  ngx_http_x402_store_module = {
     ngx_http_x402_store_commands,          /* module directives */
     NGX_HTTP_MODULE,                       /* module type */
     NULL,                                  /* init master */
-    NULL,                                  /* init module */
+    ngx_http_x402_store_init_module,       /* init module */
     ngx_http_x402_store_init_process,      /* init process */
     NULL,                                  /* init thread */
     NULL,                                  /* exit thread */
@@ -487,6 +488,7 @@ ngx_http_x402_store_add_zone(ngx_conf_t *cf, ngx_str_t *name, size_t size)
     shm_zone->init = ngx_http_x402_shm_init_zone;
     shm_zone->data = ctx;
     ctx->shm_zone = shm_zone;
+    ctx->cycle = cf->cycle;
 
     return ctx;
 }
@@ -623,6 +625,19 @@ ngx_http_x402_grant(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
+}
+
+
+/*
+ * The new configuration is committed (nginx exits if an init_module
+ * fails): a resizing reload's old zone stays superseded.
+ */
+static ngx_int_t
+ngx_http_x402_store_init_module(ngx_cycle_t *cycle)
+{
+    ngx_http_x402_shm_committed();
+
+    return NGX_OK;
 }
 
 

@@ -17,6 +17,15 @@
 
 
 /*
+ * The old zone a resizing reload has superseded, until the new cycle is
+ * committed (ngx_http_x402_shm_committed). In the master only.
+ */
+static ngx_http_x402_shm_sh_t  *ngx_http_x402_superseding;
+
+static void ngx_http_x402_shm_supersede_undo(void *data);
+
+
+/*
  * The zone's header says which layout wrote it. A zone made by another
  * build of the module (a reload that loads the module from another path)
  * is read only when its layout is this one.
@@ -49,34 +58,23 @@ ngx_http_x402_shm_layout_refused(ngx_shm_zone_t *shm_zone,
 
 
 /*
- * A reload that resizes the zone gets a new, empty one (nginx only reuses
- * a zone of the same size and module): so does one that loads the module
- * from another path. The old zone is still mapped while the new cycle
- * initializes: its live records and queued settlements are copied over,
- * so that no payment can be presented again because of a configuration
- * change. The old zone is found by name and read through its slab pool
- * (nginx's layout); its own header says whether it is ours and in which
- * layout. NGX_DONE: carried over; NGX_OK: no old zone (a start);
- * NGX_ERROR: an old zone this build cannot read.
+ * The running configuration's zone a new one takes over: the one of the
+ * same name, or else the one of this module (x402_zone is of the http
+ * block: one a configuration), so that renaming it on a reload carries
+ * its records and queue over too. NULL: none (a start).
  */
-static ngx_int_t
-ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
+static ngx_shm_zone_t *
+ngx_http_x402_shm_old_zone(ngx_shm_zone_t *shm_zone)
 {
-    size_t                    size;
-    time_t                    now;
-    ngx_uint_t                i, copied, dropped, pending;
-    ngx_list_part_t          *part;
-    ngx_shm_zone_t           *oz;
-    ngx_slab_pool_t          *opool;
-    ngx_rbtree_node_t        *node, *sentinel;
-    ngx_http_x402_rec_t      *rec, *nrec;
-    ngx_http_x402_shm_sh_t   *osh;
+    ngx_uint_t        i;
+    ngx_shm_zone_t   *oz, *ours;
+    ngx_list_part_t  *part;
 
     if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
-        return NGX_OK;
+        return NULL;
     }
 
-    opool = NULL;
+    ours = NULL;
     part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
     oz = part->elts;
 
@@ -95,24 +93,70 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
         if (oz[i].shm.name.len == shm_zone->shm.name.len
             && ngx_strncmp(oz[i].shm.name.data, shm_zone->shm.name.data,
                            shm_zone->shm.name.len)
-               == 0
-            && oz[i].shm.addr && oz[i].shm.addr != shm_zone->shm.addr)
+               == 0)
         {
-            opool = (ngx_slab_pool_t *) oz[i].shm.addr;
-            break;
+            return &oz[i];
+        }
+
+        if (oz[i].tag == shm_zone->tag
+            && oz[i].init == ngx_http_x402_shm_init_zone)
+        {
+            ours = &oz[i];
         }
     }
 
-    if (opool == NULL || opool->data == NULL) {
+    return ours;
+}
+
+
+/*
+ * A reload that resizes the zone gets a new, empty one (nginx only reuses
+ * a zone of the same size and module): so does one that loads the module
+ * from another path. The old zone is still mapped while the new cycle
+ * initializes: its live records and queued settlements are copied over,
+ * so that no payment can be presented again because of a configuration
+ * change. The old zone is found by name (or, renamed, as this module's)
+ * and read through its slab pool (nginx's layout); its own header says
+ * whether it is ours and in which layout. NGX_DONE: carried over; NGX_OK: no old zone (a start);
+ * NGX_ERROR: an old zone this build cannot read.
+ */
+static ngx_int_t
+ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
+{
+    size_t                    size;
+    time_t                    now;
+    ngx_uint_t                pass, copied, dropped, pending, refused;
+    ngx_pool_cleanup_t       *cln;
+    ngx_shm_zone_t           *oz;
+    ngx_slab_pool_t          *opool;
+    ngx_rbtree_node_t        *node, *sentinel;
+    ngx_http_x402_rec_t      *rec, *nrec;
+    ngx_http_x402_shm_sh_t   *osh;
+
+    if (ngx_cycle == NULL || ngx_cycle->shared_memory.part.elts == NULL) {
+        return NGX_OK;
+    }
+
+    oz = ngx_http_x402_shm_old_zone(shm_zone);
+
+    if (oz == NULL || oz->shm.addr == NULL
+        || oz->shm.addr == shm_zone->shm.addr)
+    {
+        return NGX_OK;
+    }
+
+    opool = (ngx_slab_pool_t *) oz->shm.addr;
+
+    if (opool->data == NULL) {
         return NGX_OK;
     }
 
     osh = opool->data;
 
-    if (oz[i].tag != shm_zone->tag
+    if (oz->tag != shm_zone->tag
         && ((u_char *) osh < (u_char *) opool
             || (u_char *) osh + sizeof(ngx_http_x402_shm_sh_t)
-               > (u_char *) opool + oz[i].shm.size
+               > (u_char *) opool + oz->shm.size
             || osh->magic != NGX_HTTP_X402_ZONE_MAGIC))
     {
         /* a zone of another module of the old configuration */
@@ -129,14 +173,29 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     copied = 0;
     dropped = 0;
     pending = 0;
+    refused = 0;
     size = sizeof(ngx_http_x402_rec_t);
 
     ngx_shmtx_lock(&opool->mutex);
 
-    /* every record is in the expiry tree; the new index has its own key */
+    /*
+     * Every record is in the expiry tree; the new index has its own key.
+     * First what must be carried over, then the queue, then the records of
+     * payments refused before anything was served while room remains: a
+     * full zone evicts those first too (they only spare the facilitator a
+     * second refusal), so they cannot hold a smaller zone back.
+     */
     sentinel = osh->expiry.sentinel;
 
-    if (osh->expiry.root != sentinel) {
+    for (pass = 0; pass < 2; pass++) {
+
+        if (pass == 1) {
+            pending = ngx_http_x402_queue_migrate(osh, ctx, &dropped);
+        }
+
+        if (osh->expiry.root == sentinel) {
+            continue;
+        }
 
         for (node = ngx_rbtree_min(osh->expiry.root, sentinel);
              node;
@@ -145,13 +204,21 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
             rec = (ngx_http_x402_rec_t *)
                       ((u_char *) node - offsetof(ngx_http_x402_rec_t, enode));
 
-            if (!ngx_http_x402_rec_live(rec, now)) {
+            if (!ngx_http_x402_rec_live(rec, now)
+                || (ngx_uint_t) (rec->refused && !rec->async) != pass)
+            {
                 continue;
             }
 
             nrec = ngx_slab_alloc_locked(ctx->shpool, size);
             if (nrec == NULL) {
-                dropped++;
+                if (pass == 0) {
+                    dropped++;
+
+                } else {
+                    refused++;
+                }
+
                 continue;
             }
 
@@ -176,8 +243,6 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
             copied++;
         }
     }
-
-    pending = ngx_http_x402_queue_migrate(osh, ctx, &dropped);
 
     if (dropped) {
         /*
@@ -222,13 +287,27 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     ctx->sh->counters.async_unknown = osh->counters.async_unknown;
     ctx->sh->counters.async_chain = osh->counters.async_chain;
     ctx->sh->counters.async_resumed = osh->counters.async_resumed;
-    ctx->sh->counters.refused_evicted = osh->counters.refused_evicted;
+    ctx->sh->counters.refused_evicted = osh->counters.refused_evicted
+                                        + refused;
     ctx->sh->counters.redis_forgot = osh->counters.redis_forgot;
     ctx->sh->counters.redis_distrusted = osh->counters.redis_distrusted;
     ctx->sh->spool_size = osh->spool_size;
 
-    /* the old workers stop retrying; what they still change is reconciled
-     * from the spool once they are gone */
+    /*
+     * the old workers stop retrying; what they still change is reconciled
+     * from the spool once they are gone. Undone if the reload fails after
+     * this (a listen that cannot bind, another zone): the old workers then
+     * go on, and what the old zone owes is theirs to settle.
+     */
+    cln = ngx_pool_cleanup_add(ctx->cycle->pool, 0);
+    if (cln == NULL) {
+        ngx_shmtx_unlock(&opool->mutex);
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_x402_shm_supersede_undo;
+    cln->data = osh;
+    ngx_http_x402_superseding = osh;
     osh->superseded = 1;
     ctx->sh->reconcile_at = ngx_http_x402_queue_now()
                             + NGX_HTTP_X402_RECONCILE_FIRST;
@@ -245,42 +324,59 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
                   "queued settlements carried over",
                   &shm_zone->shm.name, copied, pending);
 
+    if (refused) {
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0,
+                      "x402: zone \"%V\" resized: %ui records of payments "
+                      "refused before anything was served did not fit and "
+                      "were left behind", &shm_zone->shm.name, refused);
+    }
+
     return NGX_DONE;
 }
 
 
-/* the old configuration's context of this zone (a resizing reload), or
- * NULL when it is not this module's */
+/*
+ * The new cycle's pool is destroyed without being committed: the reload
+ * failed after the zone was carried over. The old zone is the running
+ * one's again (still mapped: the master frees it only on success).
+ */
+static void
+ngx_http_x402_shm_supersede_undo(void *data)
+{
+    ngx_http_x402_shm_sh_t  *osh = data;
+
+    if (ngx_http_x402_superseding != osh) {
+        /* committed: this pool goes as the old cycle's, its zone unmapped */
+        return;
+    }
+
+    ngx_http_x402_superseding = NULL;
+    osh->superseded = 0;
+
+    ngx_log_error(NGX_LOG_NOTICE, ngx_cycle->log, 0,
+                  "x402: the reload failed, the running zone goes on "
+                  "settling what it owes");
+}
+
+
+/* the new cycle is committed (init_module, in the master) */
+void
+ngx_http_x402_shm_committed(void)
+{
+    ngx_http_x402_superseding = NULL;
+}
+
+
+/* the old configuration's context of this zone (a resizing or renaming
+ * reload), or NULL when it is not this module's */
 static ngx_http_x402_shm_t *
 ngx_http_x402_shm_old_ctx(ngx_shm_zone_t *shm_zone)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_shm_zone_t   *oz;
+    ngx_shm_zone_t  *oz;
 
-    part = (ngx_list_part_t *) &ngx_cycle->shared_memory.part;
-    oz = part->elts;
+    oz = ngx_http_x402_shm_old_zone(shm_zone);
 
-    for (i = 0; /* void */ ; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            oz = part->elts;
-            i = 0;
-        }
-
-        if (oz[i].shm.name.len == shm_zone->shm.name.len
-            && ngx_strncmp(oz[i].shm.name.data, shm_zone->shm.name.data,
-                           shm_zone->shm.name.len)
-               == 0)
-        {
-            return (oz[i].tag == shm_zone->tag) ? oz[i].data : NULL;
-        }
-    }
+    return (oz && oz->tag == shm_zone->tag) ? oz->data : NULL;
 }
 
 

@@ -122,4 +122,53 @@ $ng->stop;
     $ng->stop;
 }
 
+# ---- ... but records of refused payments do not hold a smaller zone back ----
+# They only spare the facilitator a second refusal, and a full zone evicts
+# them first: a reload into a smaller zone carries over what must be kept
+# (payments served, queued settlements) and leaves refused ones that do not
+# fit behind, said in a warn.
+{
+    $fac->set_script("verify: default\nsettle: 200 {\"success\":false,"
+        . "\"errorReason\":\"insufficient_funds\",\"transaction\":\"\","
+        . "\"network\":\"{{network}}\",\"payer\":\"{{payer}}\"}\n");
+    my $ng = start_nginx(
+        workers => 1,
+        http_config => store_http_config("    x402_zone shrink2:96k;\n"),
+        config => store_server_config($fac->port),
+    );
+    my @p = payments_for($ng, 115);
+    my $refused = 0;
+    for my $p (@p[0 .. 99]) {
+        $refused++ if $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p->[0] })
+                          ->{status} == 402;
+    }
+    is($refused, 100, '100 payments refused by /settle, recorded');
+    $fac->set_script("verify: default\nsettle: default\n");
+    my $served = 0;
+    for my $p (@p[100 .. 114]) {
+        $served++ if $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p->[0] })
+                         ->{status} == 200;
+    }
+    is($served, 15, '15 served');
+
+    my $before = length $ng->error_log;
+    ok(eval {
+           $ng->reload(http_config =>
+                       store_http_config("    x402_zone shrink2:32k;\n"));
+           1
+       }, 'a reload into a 32k zone goes through')
+        or diag(substr($ng->error_log, $before));
+    like(substr($ng->error_log, $before),
+         qr/\[warn\].*zone "shrink2" resized: \d+ records of payments refused before anything was served did not fit and were left behind/,
+         'the refused records left behind are said');
+    my $replayed = 0;
+    for my $p (@p[100 .. 114]) {
+        $replayed++ if $ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $p->[0] })
+                           ->{status} == 402;
+    }
+    is($replayed, 15, 'every payment served is still refused as a replay');
+    unlike($ng->error_log, qr/exited on signal/, 'no crash');
+    $ng->stop;
+}
+
 done_testing();
