@@ -541,7 +541,7 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
          * now on; this worker, until it is told to stop, would send the
          * same settlements again (t/82). The timer goes on, not holding a
          * stop: a reload that fails after the resize gives the old zone
-         * back to this worker (t/41).
+         * back to this worker (t/42).
          */
         ev->cancelable = 1;
         ngx_add_timer(ev, NGX_HTTP_X402_ASYNC_TICK);
