@@ -308,7 +308,13 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
 
         p = ngx_http_x402_queue_find(zone->sh, id);
 
-        if (p && p->lease_until) {
+        /*
+         * Only a lease held for an old worker (lease_pid 0): every pass
+         * reads the whole file again, and a "free" read before may meet
+         * the entry leased since to one of our workers, its /settle in
+         * flight: retried now, it would be sent a second time.
+         */
+        if (p && p->lease_until && p->lease_pid == 0) {
             /* the old worker's attempt ended: ours to retry now */
             p->lease_until = 0;
             p->next_try = ngx_http_x402_queue_now();
@@ -440,6 +446,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
          */
         p->next_try += NGX_HTTP_X402_ASYNC_LEASE;
         p->lease_until = p->next_try;
+        p->lease_pid = 0;
     }
     ngx_str_set(&uri, "resumed from the spool");
     p->reason_len = (u_char) uri.len;

@@ -181,6 +181,7 @@ typedef struct {
     time_t                            valid_before;
     uint64_t                          next_try;   /* wall clock ms */
     uint64_t                          lease_until; /* wall clock ms, 0: none */
+    /* 0 with a lease: an old worker's (a resizing reload), "free" ends it */
     ngx_pid_t                         lease_pid;
     ngx_uint_t                        attempts;
     uint64_t                          server;     /* background.c's key */
