@@ -427,8 +427,8 @@ ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply, void *privdata)
          * once the lease ran out, and settled a second time (or a
          * restart of this host would resume it from the spool while
          * another host settles it from Redis). Removed from Redis once
-         * the connection is back (the next claim sends it), before that
-         * lease runs out.
+         * the connection is back (the retry timer's next tick sends it),
+         * before that lease runs out.
          */
         ngx_memcpy(id, owe->id, 32);
         ngx_http_x402_rq_owe_done(owe, 0);
@@ -618,9 +618,10 @@ ngx_http_x402_redis_queue_remove(u_char *id)
 later:
 
     /*
-     * Kept for the next claim; should this worker exit first, the claim
-     * script drops an entry whose record says settled, and a refused or
-     * expired one is refused again by the facilitator.
+     * Kept for the retry timer's next tick (redis_queue_flush); should
+     * this worker exit first, the claim script drops an entry whose
+     * record says settled, and a refused or expired one is refused again
+     * by the facilitator.
      */
     if (ngx_http_x402_rq_nremoves < NGX_HTTP_X402_RQ_REMOVES) {
         ngx_memcpy(ngx_http_x402_rq_removes[ngx_http_x402_rq_nremoves++],
@@ -661,6 +662,33 @@ ngx_http_x402_redis_queue_done(ngx_http_x402_shm_t *zone, u_char *id,
 
 
 /*
+ * Removals that could not be sent before, once Redis answers: at every
+ * tick of the retry timer (retry.c), whether or not it claims (a zone at
+ * x402_async_limit, an old worker of a reload claim nothing): an owe whose
+ * reply was lost must leave Redis before its lease runs out there.
+ */
+void
+ngx_http_x402_redis_queue_flush(void)
+{
+    ngx_uint_t  i;
+
+    if (ngx_http_x402_rq_nremoves == 0 || !ngx_http_x402_rq_ready()) {
+        return;
+    }
+
+    while (ngx_http_x402_rq_nremoves) {
+        i = --ngx_http_x402_rq_nremoves;
+        ngx_http_x402_redis_queue_remove(ngx_http_x402_rq_removes[i]);
+
+        if (ngx_http_x402_rq_nremoves > i) {
+            /* not sent: kept again */
+            break;
+        }
+    }
+}
+
+
+/*
  * The retry timer (retry.c): claims up to n due entries for this host and
  * queues them in the zone; one claim in flight per worker.
  */
@@ -672,7 +700,6 @@ ngx_http_x402_redis_queue_poll(ngx_uint_t n)
     u_char      count[NGX_INT_T_LEN];
     uint64_t    ms;
     ngx_str_t   args[5], hash;
-    ngx_uint_t  i;
 
     if (ngx_http_x402_rq_claiming || n == 0 || ngx_exiting
         || !ngx_http_x402_rq_ready())
@@ -680,16 +707,8 @@ ngx_http_x402_redis_queue_poll(ngx_uint_t n)
         return;
     }
 
-    /* removals that could not be sent before */
-    while (ngx_http_x402_rq_nremoves) {
-        i = --ngx_http_x402_rq_nremoves;
-        ngx_http_x402_redis_queue_remove(ngx_http_x402_rq_removes[i]);
-
-        if (ngx_http_x402_rq_nremoves > i) {
-            /* not sent: kept again */
-            break;
-        }
-    }
+    /* before the claim: it must not see what this host keeps */
+    ngx_http_x402_redis_queue_flush();
 
     ngx_http_x402_rq_keys(NULL, &args[0], &hash, keys);
 

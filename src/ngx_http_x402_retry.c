@@ -535,6 +535,11 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
                                                ngx_http_x402_store_module);
     now = ngx_http_x402_queue_now();
 
+    if (smcf->redis) {
+        /* what Redis must forget goes out first, whatever follows */
+        ngx_http_x402_redis_queue_flush();
+    }
+
     if (zone->sh->superseded) {
         /*
          * A resizing reload: the new zone has them and retries them from

@@ -378,6 +378,7 @@ void ngx_http_x402_redis_queue_done(ngx_http_x402_shm_t *zone, u_char *id,
     ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log);
 void ngx_http_x402_redis_queue_remove(u_char *id);
 void ngx_http_x402_redis_queue_poll(ngx_uint_t n);
+void ngx_http_x402_redis_queue_flush(void);
 
 /* store.c: the Redis reply for a reserve, rc: NGX_OK with the stored value
  * (value->len == 0: none, we hold it), or NGX_ERROR: unavailable */
