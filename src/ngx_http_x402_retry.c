@@ -367,6 +367,15 @@ ngx_http_x402_first_run(ngx_event_t *ev)
                 p->lease_until = 0;
                 p->next_try = now;
                 ngx_http_x402_queue_reschedule_locked(zone->sh, p);
+
+            } else if (p->rq != NGX_HTTP_X402_RQ_HELD) {
+                /*
+                 * The same in a zone a resizing reload replaced: the new
+                 * one holds it leased to us (the reconcile); "free" gives
+                 * it back to its queue, nothing was sent (this worker
+                 * retries nothing any more)
+                 */
+                (void) ngx_http_x402_spool_free_locked(zone, p->id, 0);
             }
         }
 
