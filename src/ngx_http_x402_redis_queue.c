@@ -566,6 +566,47 @@ ngx_http_x402_rq_reschedule(u_char *id, ngx_http_x402_pending_info_t *info)
 }
 
 
+/*
+ * A first attempt of an entry Redis holds that was never started (retry.c,
+ * past FIRST_WAIT): nothing was sent. It leaves this zone and is due at
+ * once in Redis, for whoever claims next; left to its lease there, that
+ * ran out 30 s after ours.
+ */
+void
+ngx_http_x402_redis_queue_unstarted(ngx_http_x402_shm_t *zone, u_char *id)
+{
+    ngx_str_t                     text;
+    ngx_http_x402_pending_t      *p;
+    ngx_http_x402_pending_info_t  info;
+
+    ngx_memzero(&info, sizeof(ngx_http_x402_pending_info_t));
+    ngx_str_set(&text, "its first attempt was not started in time");
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    p = ngx_http_x402_queue_find(zone->sh, id);
+
+    if (p == NULL || p->rq != NGX_HTTP_X402_RQ_HELD || p->attempts != 1) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return;
+    }
+
+    info.found = 1;
+    info.attempts = p->attempts;
+    info.unknown = p->unknown;
+    info.next_try = ngx_http_x402_queue_now();
+    info.valid_before = p->valid_before;
+    info.reason_len = text.len;
+    ngx_memcpy(info.reason, text.data, text.len);
+
+    ngx_http_x402_queue_free_locked(zone, p);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_http_x402_rq_reschedule(id, &info);
+}
+
+
 /* a final outcome: the entry leaves Redis (or will, once it answers) */
 void
 ngx_http_x402_redis_queue_remove(u_char *id)

@@ -296,7 +296,7 @@ ngx_http_x402_first_run(ngx_event_t *ev)
     uint64_t                          now;
     ngx_int_t                         rc;
     ngx_str_t                         text;
-    ngx_uint_t                        bound;
+    ngx_uint_t                        bound, unstarted;
     ngx_cycle_t                      *cycle;
     ngx_http_x402_shm_t              *zone;
     ngx_http_x402_first_t            *f;
@@ -337,6 +337,7 @@ ngx_http_x402_first_run(ngx_event_t *ev)
 
         now = ngx_http_x402_queue_now();
         job = NULL;
+        unstarted = 0;
 
         ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -368,7 +369,11 @@ ngx_http_x402_first_run(ngx_event_t *ev)
                 p->next_try = now;
                 ngx_http_x402_queue_reschedule_locked(zone->sh, p);
 
-            } else if (p->rq != NGX_HTTP_X402_RQ_HELD) {
+            } else if (p->rq == NGX_HTTP_X402_RQ_HELD) {
+                /* Redis holds it: due there at once, below */
+                unstarted = 1;
+
+            } else {
                 /*
                  * The same in a zone a resizing reload replaced: the new
                  * one holds it leased to us (the reconcile); "free" gives
@@ -380,6 +385,10 @@ ngx_http_x402_first_run(ngx_event_t *ev)
         }
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        if (unstarted) {
+            ngx_http_x402_redis_queue_unstarted(zone, f->op.id);
+        }
 
         if (job == NULL) {
             /* gone, a retry's, or given back to the queue */

@@ -379,6 +379,8 @@ void ngx_http_x402_redis_queue_done(ngx_http_x402_shm_t *zone, u_char *id,
 void ngx_http_x402_redis_queue_remove(u_char *id);
 void ngx_http_x402_redis_queue_poll(ngx_uint_t n);
 void ngx_http_x402_redis_queue_flush(void);
+void ngx_http_x402_redis_queue_unstarted(ngx_http_x402_shm_t *zone,
+    u_char *id);
 
 /* store.c: the Redis reply for a reserve, rc: NGX_OK with the stored value
  * (value->len == 0: none, we hold it), or NGX_ERROR: unavailable */
