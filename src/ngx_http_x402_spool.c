@@ -273,7 +273,18 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
         }
 
         p = ngx_http_x402_queue_find(zone->sh, id);
-        if (p) {
+
+        /*
+         * "redis": Redis holds it. Not one this zone holds for Redis, bar
+         * a copy leased to an old worker (lease_pid 0): its own owe, read
+         * again by a later reconcile pass, or a claim, is under way here,
+         * and its end tells Redis.
+         */
+        if (p && !(p->rq == NGX_HTTP_X402_RQ_HELD
+                   && !(p->lease_until && p->lease_pid == 0)
+                   && f[2].len == 5
+                   && ngx_strncmp(f[2].data, "redis", 5) == 0))
+        {
             ngx_http_x402_queue_free_locked(zone, p);
             counts[1]++;
         }
