@@ -811,6 +811,12 @@ ngx_http_x402_spool_moved(ngx_http_x402_shm_t *zone, ngx_open_file_t *old,
         {
             p = (ngx_http_x402_pending_t *) node;
 
+            if (p->rq == NGX_HTTP_X402_RQ_HELD) {
+                /* Redis holds it, and its end writes nothing here: a
+                 * line would be resumed by the next start, sent again */
+                continue;
+            }
+
             if (ngx_http_x402_spool_owe_locked(zone, p) == NGX_OK) {
                 n++;
 

@@ -20,11 +20,11 @@ use Time::HiRes qw(time sleep);
 plan skip_all => 'module not built' unless -f module_path();
 
 # the old worker's attempt: its answer lost after 1 s; the new workers'
-# take 4.5 s each: one is in flight at a later reconcile pass (they run 2,
+# take 4 s each: one is in flight at a later reconcile pass (they run 2,
 # 4, 8, 16 s after the reload)
 my $fac = start_facilitator(script => "verify: default\n"
     . "settle: delay=1000 502 {}\n"
-    . "settle: delay=4500 chain default\n");
+    . "settle: delay=4000 chain default\n");
 
 sub settles_of {
     my ($nonce) = @_;
