@@ -271,9 +271,11 @@ ngx_http_x402_queue_migrate(ngx_http_x402_shm_sh_t *from,
              * zone only: its outcome reaches us through the spool (the
              * reconcile: "done", or "free" when it failed); if it never
              * does, the lease ends, and the answer counts as lost: the
-             * chain is asked first (x402_rpc).
+             * chain is asked first (x402_rpc). No worker of ours holds
+             * it: only such a lease may a "free" end.
              */
             np->unknown = 1;
+            np->lease_pid = 0;
         }
 
         ngx_http_x402_queue_insert_locked(to->sh, np);

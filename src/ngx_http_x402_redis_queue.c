@@ -427,8 +427,8 @@ ngx_http_x402_rq_owe_reply(redisAsyncContext *ac, void *reply, void *privdata)
          * once the lease ran out, and settled a second time (or a
          * restart of this host would resume it from the spool while
          * another host settles it from Redis). Removed from Redis once
-         * the connection is back (the next claim sends it), before that
-         * lease runs out.
+         * the connection is back (the retry timer's next tick sends it),
+         * before that lease runs out.
          */
         ngx_memcpy(id, owe->id, 32);
         ngx_http_x402_rq_owe_done(owe, 0);
@@ -566,6 +566,47 @@ ngx_http_x402_rq_reschedule(u_char *id, ngx_http_x402_pending_info_t *info)
 }
 
 
+/*
+ * A first attempt of an entry Redis holds that was never started (retry.c,
+ * past FIRST_WAIT): nothing was sent. It leaves this zone and is due at
+ * once in Redis, for whoever claims next; left to its lease there, that
+ * ran out 30 s after ours.
+ */
+void
+ngx_http_x402_redis_queue_unstarted(ngx_http_x402_shm_t *zone, u_char *id)
+{
+    ngx_str_t                     text;
+    ngx_http_x402_pending_t      *p;
+    ngx_http_x402_pending_info_t  info;
+
+    ngx_memzero(&info, sizeof(ngx_http_x402_pending_info_t));
+    ngx_str_set(&text, "its first attempt was not started in time");
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    p = ngx_http_x402_queue_find(zone->sh, id);
+
+    if (p == NULL || p->rq != NGX_HTTP_X402_RQ_HELD || p->attempts != 1) {
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+        return;
+    }
+
+    info.found = 1;
+    info.attempts = p->attempts;
+    info.unknown = p->unknown;
+    info.next_try = ngx_http_x402_queue_now();
+    info.valid_before = p->valid_before;
+    info.reason_len = text.len;
+    ngx_memcpy(info.reason, text.data, text.len);
+
+    ngx_http_x402_queue_free_locked(zone, p);
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    ngx_http_x402_rq_reschedule(id, &info);
+}
+
+
 /* a final outcome: the entry leaves Redis (or will, once it answers) */
 void
 ngx_http_x402_redis_queue_remove(u_char *id)
@@ -618,9 +659,10 @@ ngx_http_x402_redis_queue_remove(u_char *id)
 later:
 
     /*
-     * Kept for the next claim; should this worker exit first, the claim
-     * script drops an entry whose record says settled, and a refused or
-     * expired one is refused again by the facilitator.
+     * Kept for the retry timer's next tick (redis_queue_flush); should
+     * this worker exit first, the claim script drops an entry whose
+     * record says settled, and a refused or expired one is refused again
+     * by the facilitator.
      */
     if (ngx_http_x402_rq_nremoves < NGX_HTTP_X402_RQ_REMOVES) {
         ngx_memcpy(ngx_http_x402_rq_removes[ngx_http_x402_rq_nremoves++],
@@ -661,6 +703,33 @@ ngx_http_x402_redis_queue_done(ngx_http_x402_shm_t *zone, u_char *id,
 
 
 /*
+ * Removals that could not be sent before, once Redis answers: at every
+ * tick of the retry timer (retry.c), whether or not it claims (a zone at
+ * x402_async_limit, an old worker of a reload claim nothing): an owe whose
+ * reply was lost must leave Redis before its lease runs out there.
+ */
+void
+ngx_http_x402_redis_queue_flush(void)
+{
+    ngx_uint_t  i;
+
+    if (ngx_http_x402_rq_nremoves == 0 || !ngx_http_x402_rq_ready()) {
+        return;
+    }
+
+    while (ngx_http_x402_rq_nremoves) {
+        i = --ngx_http_x402_rq_nremoves;
+        ngx_http_x402_redis_queue_remove(ngx_http_x402_rq_removes[i]);
+
+        if (ngx_http_x402_rq_nremoves > i) {
+            /* not sent: kept again */
+            break;
+        }
+    }
+}
+
+
+/*
  * The retry timer (retry.c): claims up to n due entries for this host and
  * queues them in the zone; one claim in flight per worker.
  */
@@ -672,7 +741,6 @@ ngx_http_x402_redis_queue_poll(ngx_uint_t n)
     u_char      count[NGX_INT_T_LEN];
     uint64_t    ms;
     ngx_str_t   args[5], hash;
-    ngx_uint_t  i;
 
     if (ngx_http_x402_rq_claiming || n == 0 || ngx_exiting
         || !ngx_http_x402_rq_ready())
@@ -680,16 +748,8 @@ ngx_http_x402_redis_queue_poll(ngx_uint_t n)
         return;
     }
 
-    /* removals that could not be sent before */
-    while (ngx_http_x402_rq_nremoves) {
-        i = --ngx_http_x402_rq_nremoves;
-        ngx_http_x402_redis_queue_remove(ngx_http_x402_rq_removes[i]);
-
-        if (ngx_http_x402_rq_nremoves > i) {
-            /* not sent: kept again */
-            break;
-        }
-    }
+    /* before the claim: it must not see what this host keeps */
+    ngx_http_x402_redis_queue_flush();
 
     ngx_http_x402_rq_keys(NULL, &args[0], &hash, keys);
 

@@ -296,7 +296,7 @@ ngx_http_x402_first_run(ngx_event_t *ev)
     uint64_t                          now;
     ngx_int_t                         rc;
     ngx_str_t                         text;
-    ngx_uint_t                        bound;
+    ngx_uint_t                        bound, unstarted;
     ngx_cycle_t                      *cycle;
     ngx_http_x402_shm_t              *zone;
     ngx_http_x402_first_t            *f;
@@ -337,6 +337,7 @@ ngx_http_x402_first_run(ngx_event_t *ev)
 
         now = ngx_http_x402_queue_now();
         job = NULL;
+        unstarted = 0;
 
         ngx_shmtx_lock(&zone->shpool->mutex);
 
@@ -367,10 +368,27 @@ ngx_http_x402_first_run(ngx_event_t *ev)
                 p->lease_until = 0;
                 p->next_try = now;
                 ngx_http_x402_queue_reschedule_locked(zone->sh, p);
+
+            } else if (p->rq == NGX_HTTP_X402_RQ_HELD) {
+                /* Redis holds it: due there at once, below */
+                unstarted = 1;
+
+            } else {
+                /*
+                 * The same in a zone a resizing reload replaced: the new
+                 * one holds it leased to us (the reconcile); "free" gives
+                 * it back to its queue, nothing was sent (this worker
+                 * retries nothing any more)
+                 */
+                (void) ngx_http_x402_spool_free_locked(zone, p->id, 0);
             }
         }
 
         ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        if (unstarted) {
+            ngx_http_x402_redis_queue_unstarted(zone, f->op.id);
+        }
 
         if (job == NULL) {
             /* gone, a retry's, or given back to the queue */
@@ -534,6 +552,11 @@ ngx_http_x402_retry_tick(ngx_event_t *ev)
     smcf = ngx_http_cycle_get_module_main_conf(cycle,
                                                ngx_http_x402_store_module);
     now = ngx_http_x402_queue_now();
+
+    if (smcf->redis) {
+        /* what Redis must forget goes out first, whatever follows */
+        ngx_http_x402_redis_queue_flush();
+    }
 
     if (zone->sh->superseded) {
         /*

@@ -273,7 +273,18 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
         }
 
         p = ngx_http_x402_queue_find(zone->sh, id);
-        if (p) {
+
+        /*
+         * "redis": Redis holds it. Not one this zone holds for Redis, bar
+         * a copy leased to an old worker (lease_pid 0): its own owe, read
+         * again by a later reconcile pass, or a claim, is under way here,
+         * and its end tells Redis.
+         */
+        if (p && !(p->rq == NGX_HTTP_X402_RQ_HELD
+                   && !(p->lease_until && p->lease_pid == 0)
+                   && f[2].len == 5
+                   && ngx_strncmp(f[2].data, "redis", 5) == 0))
+        {
             ngx_http_x402_queue_free_locked(zone, p);
             counts[1]++;
         }
@@ -308,7 +319,13 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
 
         p = ngx_http_x402_queue_find(zone->sh, id);
 
-        if (p && p->lease_until) {
+        /*
+         * Only a lease held for an old worker (lease_pid 0): every pass
+         * reads the whole file again, and a "free" read before may meet
+         * the entry leased since to one of our workers, its /settle in
+         * flight: retried now, it would be sent a second time.
+         */
+        if (p && p->lease_until && p->lease_pid == 0) {
             /* the old worker's attempt ended: ours to retry now */
             p->lease_until = 0;
             p->next_try = ngx_http_x402_queue_now();
@@ -440,6 +457,7 @@ ngx_http_x402_spool_line(ngx_http_x402_shm_t *zone, u_char *line, size_t len,
          */
         p->next_try += NGX_HTTP_X402_ASYNC_LEASE;
         p->lease_until = p->next_try;
+        p->lease_pid = 0;
     }
     ngx_str_set(&uri, "resumed from the spool");
     p->reason_len = (u_char) uri.len;
@@ -792,6 +810,12 @@ ngx_http_x402_spool_moved(ngx_http_x402_shm_t *zone, ngx_open_file_t *old,
              node = ngx_rbtree_next(&zone->sh->pending, node))
         {
             p = (ngx_http_x402_pending_t *) node;
+
+            if (p->rq == NGX_HTTP_X402_RQ_HELD) {
+                /* Redis holds it, and its end writes nothing here: a
+                 * line would be resumed by the next start, sent again */
+                continue;
+            }
 
             if (ngx_http_x402_spool_owe_locked(zone, p) == NGX_OK) {
                 n++;

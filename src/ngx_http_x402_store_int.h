@@ -193,6 +193,7 @@ typedef struct {
     time_t                            valid_before;
     uint64_t                          next_try;   /* wall clock ms */
     uint64_t                          lease_until; /* wall clock ms, 0: none */
+    /* 0 with a lease: an old worker's (a resizing reload), "free" ends it */
     ngx_pid_t                         lease_pid;
     ngx_uint_t                        attempts;
     uint64_t                          server;     /* background.c's key */
@@ -393,6 +394,9 @@ void ngx_http_x402_redis_queue_done(ngx_http_x402_shm_t *zone, u_char *id,
     ngx_uint_t outcome, ngx_str_t *text, ngx_log_t *log);
 void ngx_http_x402_redis_queue_remove(u_char *id);
 void ngx_http_x402_redis_queue_poll(ngx_uint_t n);
+void ngx_http_x402_redis_queue_flush(void);
+void ngx_http_x402_redis_queue_unstarted(ngx_http_x402_shm_t *zone,
+    u_char *id);
 
 /* store.c: the Redis reply for a reserve, rc: NGX_OK with the stored value
  * (value->len == 0: none, we hold it), or NGX_ERROR: unavailable */

@@ -21,7 +21,8 @@ my $SEQ = 0;
 
 # new(config => server-level text, http_config =>, main_config =>,
 #     workers => 1, log_level => 'info', module => 1 (load the .so),
-#     port => (random), user_files => ">>> name\ncontent...", name => ...)
+#     port => (random), user_files => ">>> name\ncontent...", name => ...,
+#     worker_connections => 1024)
 sub new {
     my ($class, %a) = @_;
     my $port = $a{port} || X402::Test::free_port();
@@ -111,7 +112,8 @@ sub _write_files {
         "error_log logs/error.log $self->{log_level};\n",
         ($self->{module} ? "load_module $module;\n" : ''),
         $self->_subst($self->{main_config}), "\n",
-        "events {\n    worker_connections 1024;\n}\n",
+        "events {\n    worker_connections "
+            . ($self->{worker_connections} // 1024) . ";\n}\n",
         "http {\n",
         "    access_log logs/access.log;\n",
         "    default_type text/plain;\n",
