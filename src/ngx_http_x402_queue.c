@@ -286,67 +286,6 @@ ngx_http_x402_queue_migrate(ngx_http_x402_shm_sh_t *from,
 }
 
 
-/*
- * Whether the workers of the zone this one replaced (a resizing or renaming
- * reload, zone.c) may still take payments: looked at most every 250 ms,
- * with kill(pid, 0), under the zone's lock.
- */
-static ngx_uint_t
-ngx_http_x402_shm_old_workers_locked(ngx_http_x402_shm_t *zone,
-    ngx_log_t *log)
-{
-    uint64_t                 now;
-    ngx_uint_t               i;
-    ngx_http_x402_shm_sh_t  *sh;
-
-    sh = zone->sh;
-    now = ngx_http_x402_queue_now();
-
-    if (sh->old_npids == 0) {
-        if (sh->old_until == 0) {
-            return 0;
-        }
-
-        if (now < sh->old_until) {
-            return 1;
-        }
-
-        sh->old_until = 0;
-
-        ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                      "x402: zone \"%V\": what the workers replaced by the "
-                      "reload took has expired: async payments are served "
-                      "on credit again", &zone->shm_zone->shm.name);
-        return 0;
-    }
-
-    if (now < sh->old_checked + 250) {
-        return 1;
-    }
-
-    sh->old_checked = now;
-
-    for (i = 0; i < sh->old_npids; i++) {
-        if (kill(sh->old_pids[i], 0) == 0 || ngx_errno == NGX_EPERM) {
-            return 1;
-        }
-    }
-
-    ngx_slab_free_locked(zone->shpool, sh->old_pids);
-    sh->old_pids = NULL;
-    sh->old_npids = 0;
-    sh->old_until = now + 1000 * (uint64_t) sh->old_validity;
-
-    ngx_log_error(NGX_LOG_NOTICE, log, 0,
-                  "x402: the workers of the zone \"%V\" replaced by the "
-                  "reload are gone: async payments settle before serving "
-                  "for %T s more, until what they took has expired",
-                  &zone->shm_zone->shm.name, sh->old_validity);
-
-    return 1;
-}
-
-
 ngx_int_t
 ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
     ngx_http_x402_store_op_t *op, ngx_uint_t limit, uint64_t server,
@@ -361,19 +300,8 @@ ngx_http_x402_shm_pending_add(ngx_http_x402_shm_t *zone,
 
     ngx_shmtx_lock(&zone->shpool->mutex);
 
-    /*
-     * The bound on unsettled credit: beyond it, settle synchronously. So
-     * too while two zones take payments (a resizing or renaming reload,
-     * until the old workers are gone): neither knows what the other took,
-     * and only a settlement before serving lets the facilitator, which
-     * settles an authorization once, serve it once. Redis holds the
-     * records for both.
-     */
-    if (zone->sh->counters.pending >= limit
-        || (op->backend != NGX_HTTP_X402_BACKEND_REDIS
-            && (zone->sh->superseded
-                || ngx_http_x402_shm_old_workers_locked(zone, log))))
-    {
+    /* the bound on unsettled credit: beyond it, settle synchronously */
+    if (zone->sh->counters.pending >= limit) {
         ngx_http_x402_count(zone->sh, async_sync, 1);
         ngx_shmtx_unlock(&zone->shpool->mutex);
         return NGX_DECLINED;

@@ -103,17 +103,6 @@ typedef struct {
     ngx_uint_t                        superseded; /* a resize moved the queue */
     uint64_t                          reconcile_at; /* ms: read the spool */
     ngx_uint_t                        reconciles;
-    /*
-     * After a resize (or rename) the workers of the old zone live on for a
-     * while and may still take payments this zone does not know of: until
-     * they are gone, payments here settle before serving (zone.c).
-     */
-    ngx_pid_t                        *old_pids;
-    ngx_uint_t                        old_npids;  /* 0: none left */
-    uint64_t                          old_checked; /* ms: last looked */
-    uint64_t                          old_until;  /* ms: then, and after */
-    time_t                            validity;   /* validity_max (s) */
-    time_t                            old_validity; /* the old zone's */
 
     /* the Redis epoch this host last saw (see redis.c), 0: none */
     time_t                            epoch_created;
@@ -238,9 +227,6 @@ typedef struct {
     /* the longest record life configured: maxTimeoutSeconds + margin,
      * or a grant */
     time_t                            window_max;
-    /* the longest maxTimeoutSeconds + margin alone: x402_verify local
-     * refuses an authorization valid for longer */
-    time_t                            validity_max;
 } ngx_http_x402_store_main_conf_t;
 
 

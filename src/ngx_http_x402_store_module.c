@@ -739,10 +739,4 @@ ngx_http_x402_store_note_window(ngx_conf_t *cf, time_t max_timeout)
     {
         smcf->window_max = max_timeout + NGX_HTTP_X402_WINDOW_MARGIN;
     }
-
-    if (smcf
-        && max_timeout + NGX_HTTP_X402_WINDOW_MARGIN > smcf->validity_max)
-    {
-        smcf->validity_max = max_timeout + NGX_HTTP_X402_WINDOW_MARGIN;
-    }
 }

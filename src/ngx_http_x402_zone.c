@@ -109,79 +109,6 @@ ngx_http_x402_shm_old_zone(ngx_shm_zone_t *shm_zone)
 }
 
 
-/* how long an authorization this configuration accepts can be valid */
-static time_t
-ngx_http_x402_shm_validity(ngx_http_x402_shm_t *ctx)
-{
-    ngx_http_x402_store_main_conf_t  *smcf;
-
-    smcf = ngx_http_cycle_get_module_main_conf(ctx->cycle,
-                                               ngx_http_x402_store_module);
-
-    return (smcf && smcf->validity_max) ? smcf->validity_max
-                                        : NGX_HTTP_X402_WINDOW_MARGIN;
-}
-
-
-/*
- * The master's children when the zone is copied: the old configuration's
- * workers (and helpers). Until they are gone, a payment one of them takes
- * is in the old zone only (the spool tells this one later), so the same
- * payment presented here could be served on credit a second time: both
- * zones settle before serving meanwhile, and the facilitator, which lets
- * an authorization settle once, serves it once (shm.c).
- */
-static void
-ngx_http_x402_shm_note_old_workers(ngx_http_x402_shm_t *ctx,
-    ngx_http_x402_shm_sh_t *osh)
-{
-    ngx_int_t   i;
-    ngx_uint_t  n;
-
-    /*
-     * Once they are gone, what they took is still unknown here until it
-     * expires: with x402_verify local an authorization is valid for at
-     * most the old configuration's validity (with facilitator
-     * verification /verify knows its nonce used: it settled before it
-     * was served)
-     */
-    ctx->sh->old_validity = ngx_max(osh->validity, ctx->sh->validity);
-
-    n = 0;
-
-    for (i = 0; i < ngx_last_process; i++) {
-        if (ngx_processes[i].pid != -1 && !ngx_processes[i].exited) {
-            n++;
-        }
-    }
-
-    if (n == 0) {
-        return;
-    }
-
-    ctx->sh->old_pids = ngx_slab_alloc_locked(ctx->shpool,
-                                              n * sizeof(ngx_pid_t));
-    if (ctx->sh->old_pids == NULL) {
-        /* no room to remember them: for the lease's length instead */
-        ctx->sh->old_npids = 0;
-        ctx->sh->old_until = ngx_http_x402_queue_now()
-                             + NGX_HTTP_X402_ASYNC_LEASE
-                             + 1000 * (uint64_t) ctx->sh->old_validity;
-        return;
-    }
-
-    n = 0;
-
-    for (i = 0; i < ngx_last_process; i++) {
-        if (ngx_processes[i].pid != -1 && !ngx_processes[i].exited) {
-            ctx->sh->old_pids[n++] = ngx_processes[i].pid;
-        }
-    }
-
-    ctx->sh->old_npids = n;
-}
-
-
 /*
  * A reload that resizes the zone gets a new, empty one (nginx only reuses
  * a zone of the same size and module): so does one that loads the module
@@ -382,8 +309,6 @@ ngx_http_x402_shm_migrate(ngx_shm_zone_t *shm_zone, ngx_http_x402_shm_t *ctx)
     cln->data = osh;
     ngx_http_x402_superseding = osh;
     osh->superseded = 1;
-
-    ngx_http_x402_shm_note_old_workers(ctx, osh);
     ctx->sh->reconcile_at = ngx_http_x402_queue_now()
                             + NGX_HTTP_X402_RECONCILE_FIRST;
 
@@ -485,8 +410,6 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
             ngx_http_x402_spool_moved(ctx, octx->spool, shm_zone->shm.log);
         }
 
-        ctx->sh->validity = ngx_http_x402_shm_validity(ctx);
-
         return NGX_OK;
     }
 
@@ -498,7 +421,6 @@ ngx_http_x402_shm_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     ngx_memzero(ctx->sh, sizeof(ngx_http_x402_shm_sh_t));
 
     ctx->shpool->data = ctx->sh;
-    ctx->sh->validity = ngx_http_x402_shm_validity(ctx);
 
     ngx_rbtree_init(&ctx->sh->expiry, &ctx->sh->expiry_sentinel,
                     ngx_rbtree_insert_value);
