@@ -216,10 +216,16 @@ EOC
     my $fp = $fac->port;
     my $ng = start_nginx(config => after_conf($fp), user_files => ">>> doc.txt\npaid content\n");
     my $pay = sign_payment(amount => '1000');
+    # the worker stopped meanwhile: it reads the request with the FIN
+    # behind it (on a loaded machine it could otherwise serve the request
+    # before the test's shutdown() ran, and settle: seen in CI)
+    my @w = $ng->worker_pids;
+    kill 'STOP', @w;
     my $s = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
-        or die "connect: $!";
+        or do { kill 'CONT', @w; die "connect: $!" };
     print $s "GET /doc.txt HTTP/1.0\r\nPAYMENT-SIGNATURE: $pay\r\n\r\n";
     shutdown($s, SHUT_WR);
+    kill 'CONT', @w;
     my ($buf, $sel) = ('', IO::Select->new($s));
     while ($sel->can_read(5)) { sysread($s, $buf, 4096, length $buf) or last; }
     close $s;
