@@ -21,9 +21,7 @@ use warnings;
 use lib 't/lib';
 use X402::Test;
 use X402::StoreTest;
-use IO::Socket::INET;
-use IO::Select;
-use POSIX ();
+use X402::RedisDropProxy;
 use Time::HiRes qw(time sleep);
 
 plan skip_all => 'module not built' unless -f module_path();
@@ -35,13 +33,6 @@ my $rport = $redis->port;
 my $fac = start_facilitator(script => "verify: default\nsettle: delay=3000 500 {\"error\":\"down\"}\n");
 
 sub nonce_of { decode_b64_json($_[0])->{payload}{authorization}{nonce} }
-sub settles_of {
-    my ($nonce) = @_;
-    return scalar grep {
-        $_->{endpoint} eq 'settle'
-        && lc($_->{json}{paymentPayload}{payload}{authorization}{nonce} // '')
-           eq lc $nonce } $fac->requests;
-}
 
 my $status_loc = <<'EOC';
     location = /metrics {
@@ -86,64 +77,21 @@ sub node {
 
 # ---- 2. an owe whose reply was lost ----
 
-# A proxy between A and Redis: once armed (the file exists) it forwards
+# A proxy between A and Redis (X402::RedisDropProxy): once armed it forwards
 # the ZADD of the owed set to Redis, waits for Redis to run it, and drops
 # A's connection without passing the replies on.
-my $arm = X402::Test::servroot() . '/t41-arm';
-my $psock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Listen => 16, ReuseAddr => 1)
-    or die "listen: $!";
-my $pport = $psock->sockport;
-my $ppid = fork // die "fork: $!";
-if (!$ppid) {
-    my $sel = IO::Select->new($psock);
-    my %peer;
-    while (1) {
-        for my $s ($sel->can_read(0.2)) {
-            if ($s == $psock) {
-                my $c = $psock->accept or next;
-                my $u = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                              PeerPort => $rport)
-                    or do { close $c; next };
-                $peer{$c} = $u;
-                $peer{$u} = $c;
-                $sel->add($c, $u);
-                next;
-            }
-            my $o = $peer{$s} or next;
-            my $n = sysread($s, my $buf, 65536);
-            if (!$n) {
-                $sel->remove($s, $o);
-                delete @peer{$s, $o};
-                close $s;
-                close $o;
-                next;
-            }
-            syswrite($o, $buf);
-            if (-e $arm && $o != $psock && $buf =~ /ZADD\r\n\$\d+\r\nt41:owed\r\n/) {
-                # ran by Redis; its replies never reach A
-                unlink $arm;
-                sleep 0.3;
-                $sel->remove($s, $o);
-                delete @peer{$s, $o};
-                close $s;
-                close $o;
-            }
-        }
-    }
-}
-close $psock;
+my $px = X402::RedisDropProxy->start(redis_port => $rport,
+    match => qr/ZADD\r\n\$\d+\r\nt41:owed\r\n/);
 
 $fac->set_script("verify: default\nsettle: 500 {\"error\":\"down\"}\n");
-my $a = start_nginx(node('owe-lost', $pport, 't41:'));
+my $a = start_nginx(node('owe-lost', $px->port, 't41:'));
 my ($q) = payments_for($a, 1);
 my $nonce = nonce_of($q->[0]);
-open my $fh, '>', $arm or die;
-close $fh;
+$px->arm;
 is($a->get('/paid/', { 'PAYMENT-SIGNATURE' => $q->[0] })->{status}, 200,
    'A: served on credit');
-ok(wait_for(5, sub { !-e $arm }), 'the owe reached redis, its reply was lost');
-ok(wait_for(5, sub { settles_of($nonce) >= 1 }), 'A tried it (facilitator down)');
+ok(wait_for(5, sub { !$px->armed }), 'the owe reached redis, its reply was lost');
+ok(wait_for(5, sub { settles_of($fac, $nonce) >= 1 }), 'A tried it (facilitator down)');
 my $spool = sub {
     eval { local (@ARGV, $/) = ($a->prefix . '/x402_spool/settlements'); <> }
     // '' };
@@ -166,15 +114,15 @@ for my $id (@{ $redis->cmd('ZRANGE', 't41:owed', 0, -1) // [] }) {
     $redis->cmd('ZADD', 't41:owed', 0, $id);
 }
 $fac->set_script("verify: default\nsettle: chain default\n");
-my $n0 = settles_of($nonce);
+my $n0 = settles_of($fac, $nonce);
 my $b = start_nginx(node('owe-other', $rport, 't41:'));
-wait_for(5, sub { settles_of($nonce) > $n0 });
+wait_for(5, sub { settles_of($fac, $nonce) > $n0 });
 $a->start;
 ok(wait_for(10, sub { $fac->chain_nonces && grep { lc $_ eq lc $nonce }
                                               $fac->chain_nonces }),
    'settled');
 sleep 2;
-is(settles_of($nonce) - $n0, 1, 'sent to /settle once after the facilitator came back');
+is(settles_of($fac, $nonce) - $n0, 1, 'sent to /settle once after the facilitator came back');
 my $logs = $a->error_log . $b->error_log;
 ok($logs !~ /refused by the facilitator/, 'nobody logs it refused');
 my $m = $a->get('/metrics')->{body} . $b->get('/metrics')->{body};
@@ -186,8 +134,7 @@ unlike($logs, qr/\[alert\]|exited on signal/, 'no alerts');
 
 $a->stop;
 $b->stop;
-kill 'KILL', $ppid;
-waitpid $ppid, 0;
+$px->stop;
 
 # ---- 3. the settled record a retry writes: kept from its settlement ----
 
@@ -207,16 +154,16 @@ waitpid $ppid, 0;
     my @g = payments_for($ng, 2, valid_before => int(time) + 7200);
     is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $g[0][0] })->{status},
        200, 'grant: the first payment served on credit');
-    ok(wait_for(5, sub { settles_of(nonce_of($g[0][0])) >= 1 }),
+    ok(wait_for(5, sub { settles_of($fac, nonce_of($g[0][0])) >= 1 }),
        'settled by its first attempt');
     $fac->set_script("verify: default\nsettle: 500 {\"error\":\"down\"}\n");
     is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $g[1][0] })->{status},
        200, 'grant: the second served on credit');
-    ok(wait_for(5, sub { settles_of(nonce_of($g[1][0])) >= 1 }),
+    ok(wait_for(5, sub { settles_of($fac, nonce_of($g[1][0])) >= 1 }),
        'its first attempt failed');
     $fac->set_script("verify: default\nsettle: default\n");
     ok(wait_for(15, sub { ($redis->cmd('ZCARD', 't41g:owed') // 1) == 0
-                          && settles_of(nonce_of($g[1][0])) >= 2 }),
+                          && settles_of($fac, nonce_of($g[1][0])) >= 2 }),
        'a retry settled it');
     sleep 0.5;
     my @recs = grep { /^t41g:[0-9a-f]{64}$/ }

@@ -13,8 +13,6 @@ use warnings;
 use lib 't/lib';
 use X402::Test;
 use X402::StoreTest;
-use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 
 plan skip_all => 'module not built' unless -f module_path();
@@ -22,14 +20,6 @@ plan skip_all => 'module not built' unless -f module_path();
 # each /settle takes 4 s: the old worker's is in flight when the new
 # workers reconcile (2 s after the reload, then 4 s, 8 s, ...)
 my $fac = start_facilitator(script => "verify: default\nsettle: delay=4000 chain default\n");
-
-sub settles_of {
-    my ($nonce) = @_;
-    return scalar grep {
-        $_->{endpoint} eq 'settle'
-        && lc($_->{json}{paymentPayload}{payload}{authorization}{nonce} // '')
-           eq lc $nonce } $fac->requests;
-}
 
 my $extra = <<'EOC';
     location = /metrics {
@@ -51,31 +41,19 @@ my $nonce = decode_b64_json($p->[0])->{payload}{authorization}{nonce};
 # the request's header, all but its end, reaches the worker before the
 # reload; the rest after: the old worker serves it and queues the
 # settlement in the old zone
-my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $ng->port)
-    or die "connect: $!";
-print $c "GET /paid/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
-       . "PAYMENT-SIGNATURE: $p->[0]\r\n";
-sleep 0.3;
-# the reload returns once the old worker is gone: the header ends meanwhile
-my $kid = fork // die "fork: $!";
-if (!$kid) {
-    sleep 1.5;
-    print $c "\r\n";
-    POSIX::_exit(0);
-}
-$ng->reload(http_config => store_http_config("    x402_zone x402:2m;\n$http"));
-waitpid $kid, 0;
+my @c = unfinished_paid_requests($ng, $p->[0]);
+# the reload returns once the old worker is gone: the header ends 1.5 s in
+my ($resp) = end_during_reload($ng, \@c, 1.5,
+    http_config => store_http_config("    x402_zone x402:2m;\n$http"));
 like($ng->error_log, qr/zone "x402" resized/, 'the zone was resized');
-my $resp = do { local $/; <$c> } // '';
 like($resp, qr{^HTTP/1\.1 200}, 'served on credit by the old worker');
-close $c;
 
-ok(wait_for(10, sub { settles_of($nonce) >= 1 }), 'its first attempt went out');
+ok(wait_for(10, sub { settles_of($fac, $nonce) >= 1 }), 'its first attempt went out');
 ok(wait_for(10, sub { grep { lc $_ eq lc $nonce } $fac->chain_nonces }),
    'settled');
 # the reconciles at 2, 4, 8, 16 s after the reload
 sleep 14;
-is(settles_of($nonce), 1, 'sent to /settle once');
+is(settles_of($fac, $nonce), 1, 'sent to /settle once');
 ok($ng->error_log !~ /refused by the facilitator/,
    'not logged as refused');
 my $m = $ng->get('/metrics')->{body} // '';

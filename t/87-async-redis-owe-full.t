@@ -14,9 +14,7 @@ use warnings;
 use lib 't/lib';
 use X402::Test;
 use X402::StoreTest;
-use IO::Socket::INET;
-use IO::Select;
-use POSIX ();
+use X402::RedisDropProxy;
 use Time::HiRes qw(time sleep);
 
 plan skip_all => 'module not built' unless -f module_path();
@@ -28,58 +26,11 @@ my $rport = $redis->port;
 my $fac = start_facilitator(script => "verify: default\nsettle: 500 {\"error\":\"down\"}\n");
 
 sub nonce_of { decode_b64_json($_[0])->{payload}{authorization}{nonce} }
-sub settles_of {
-    my ($nonce) = @_;
-    return scalar grep {
-        $_->{endpoint} eq 'settle'
-        && lc($_->{json}{paymentPayload}{payload}{authorization}{nonce} // '')
-           eq lc $nonce } $fac->requests;
-}
-
-my $arm = X402::Test::servroot() . '/t87-arm';
-my $psock = IO::Socket::INET->new(LocalAddr => '127.0.0.1', LocalPort => 0,
-                                  Listen => 16, ReuseAddr => 1)
-    or die "listen: $!";
-my $pport = $psock->sockport;
-my $ppid = fork // die "fork: $!";
-if (!$ppid) {
-    my $sel = IO::Select->new($psock);
-    my %peer;
-    while (1) {
-        for my $s ($sel->can_read(0.2)) {
-            if ($s == $psock) {
-                my $c = $psock->accept or next;
-                my $u = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                              PeerPort => $rport)
-                    or do { close $c; next };
-                $peer{$c} = $u;
-                $peer{$u} = $c;
-                $sel->add($c, $u);
-                next;
-            }
-            my $o = $peer{$s} or next;
-            my $n = sysread($s, my $buf, 65536);
-            if (!$n) {
-                $sel->remove($s, $o);
-                delete @peer{$s, $o};
-                close $s;
-                close $o;
-                next;
-            }
-            syswrite($o, $buf);
-            if (-e $arm && $o != $psock && $buf =~ /ZADD\r\n\$\d+\r\nt87:owed\r\n/) {
-                # ran by Redis; its replies never reach A
-                unlink $arm;
-                sleep 0.3;
-                $sel->remove($s, $o);
-                delete @peer{$s, $o};
-                close $s;
-                close $o;
-            }
-        }
-    }
-}
-close $psock;
+# between A and Redis: once armed, drops A's connection after the owe's
+# ZADD ran, its replies not passed on
+my $px = X402::RedisDropProxy->start(redis_port => $rport,
+    match => qr/ZADD\r\n\$\d+\r\nt87:owed\r\n/);
+my $pport = $px->port;
 
 my $a = start_nginx(
     name => 'owe-lost-full',
@@ -92,12 +43,11 @@ my $a = start_nginx(
 );
 my ($q) = payments_for($a, 1);
 my $nonce = nonce_of($q->[0]);
-open my $fh, '>', $arm or die;
-close $fh;
+$px->arm;
 is($a->get('/paid/', { 'PAYMENT-SIGNATURE' => $q->[0] })->{status}, 200,
    'served on credit');
-ok(wait_for(5, sub { !-e $arm }), 'the owe reached redis, its reply was lost');
-ok(wait_for(5, sub { settles_of($nonce) >= 1 }), 'tried (facilitator down)');
+ok(wait_for(5, sub { !$px->armed }), 'the owe reached redis, its reply was lost');
+ok(wait_for(5, sub { settles_of($fac, $nonce) >= 1 }), 'tried (facilitator down)');
 my $spool = eval { local (@ARGV, $/) = ($a->prefix . '/x402_spool/settlements'); <> } // '';
 like($spool, qr/^owe [0-9a-f]{64} /m, 'the spool keeps it');
 unlike($spool, qr/^done [0-9a-f]{64} redis$/m, 'not handed to redis');
@@ -112,8 +62,7 @@ ok(wait_for(15, sub { grep { lc $_ eq lc $nonce } $fac->chain_nonces }),
 unlike($a->error_log, qr/\[alert\]|exited on signal/, 'no alerts');
 
 $a->stop;
-kill 'KILL', $ppid;
-waitpid $ppid, 0;
+$px->stop;
 $redis->stop;
 
 done_testing();

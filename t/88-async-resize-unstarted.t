@@ -13,8 +13,6 @@ use warnings;
 use lib 't/lib';
 use X402::Test;
 use X402::StoreTest;
-use IO::Socket::INET;
-use POSIX ();
 use Time::HiRes qw(time sleep);
 
 plan skip_all => 'module not built' unless -f module_path();
@@ -38,32 +36,12 @@ my @nonces = map { decode_b64_json($_->[0])->{payload}{authorization}{nonce} } @
 # the requests' headers, all but their end, reach the worker before the
 # reload; the rest after: the old worker serves them and queues them in
 # the old zone
-my @c;
-for my $p (@p) {
-    my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
-                                  PeerPort => $ng->port)
-        or die "connect: $!";
-    print $c "GET /paid/ HTTP/1.1\r\nHost: localhost\r\n"
-           . "Connection: close\r\nPAYMENT-SIGNATURE: $p->[0]\r\n";
-    push @c, $c;
-}
-sleep 0.3;
+my @c = unfinished_paid_requests($ng, map { $_->[0] } @p);
 my $t0 = time;
-my $kid = fork // die "fork: $!";
-if (!$kid) {
-    sleep 1;
-    print $_ "\r\n" for @c;
-    POSIX::_exit(0);
-}
-$ng->reload(http_config => store_http_config("    x402_zone x402:2m;\n$http"));
-waitpid $kid, 0;
+my @resp = end_during_reload($ng, \@c, 1,
+    http_config => store_http_config("    x402_zone x402:2m;\n$http"));
 like($ng->error_log, qr/zone "x402" resized/, 'the zone was resized');
-my $served = 0;
-for my $c (@c) {
-    my $resp = do { local $/; <$c> } // '';
-    $served++ if $resp =~ m{^HTTP/1\.1 200};
-    close $c;
-}
+my $served = grep { m{^HTTP/1\.1 200} } @resp;
 is($served, 5, 'all five served on credit by the old worker');
 
 # the old attempts end at ~16 s; the reconcile passes at 2, 4, 8, 16, 32 s

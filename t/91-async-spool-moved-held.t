@@ -20,14 +20,6 @@ my $rport = $redis->port;
 
 my $fac = start_facilitator(script => "verify: default\nsettle: delay=3000 chain default\n");
 
-sub settles_of {
-    my ($nonce) = @_;
-    return scalar grep {
-        $_->{endpoint} eq 'settle'
-        && lc($_->{json}{paymentPayload}{payload}{authorization}{nonce} // '')
-           eq lc $nonce } $fac->requests;
-}
-
 my $http = "    x402_redis 127.0.0.1:$rport prefix=t91:;\n"
          . "    x402_async_drain 1s;\n";
 my $extra = <<'EOC';
@@ -58,7 +50,7 @@ sleep 1;
 $ng->stop;
 $ng->start;
 sleep 5;
-is(settles_of($nonce), 1, 'sent to /settle once, a restart after');
+is(settles_of($fac, $nonce), 1, 'sent to /settle once, a restart after');
 my $m = $ng->get('/metrics')->{body} // '';
 ok($m !~ /^x402_async_settlements_total\{outcome="refused"\} [1-9]/m,
    'not counted refused');

@@ -7,11 +7,13 @@ use strict;
 use warnings;
 use POSIX ();
 use Time::HiRes qw(time sleep);
+use IO::Socket::INET;
 use X402::Test;
 use Exporter 'import';
 
 our @EXPORT = qw(store_http_config store_server_config payments_for
-                 concurrent_gets log_records wait_for $PAY_TO);
+                 concurrent_gets log_records wait_for settles_of
+                 unfinished_paid_requests end_during_reload $PAY_TO);
 
 our $PAY_TO = '0x209693Bc6afc0C5328bA36FaF03C514EF312287C';
 
@@ -141,6 +143,56 @@ sub wait_for {
         return $v if $v || time > $deadline;
         sleep 0.1;
     }
+}
+
+# how many /settle requests the fake facilitator $fac got for $nonce
+sub settles_of {
+    my ($fac, $nonce) = @_;
+    return scalar grep {
+        $_->{endpoint} eq 'settle'
+        && lc($_->{json}{paymentPayload}{payload}{authorization}{nonce} // '')
+           eq lc $nonce } $fac->requests;
+}
+
+# A request that a reload catches in a worker (with end_during_reload):
+# for each payment header, a GET /paid/ to $ng on a connection of its own,
+# its header all but its end (the empty line). Returns the sockets 0.3 s
+# later, the worker having read what came.
+sub unfinished_paid_requests {
+    my ($ng, @pay) = @_;
+    my @c;
+    for my $h (@pay) {
+        my $c = IO::Socket::INET->new(PeerAddr => '127.0.0.1',
+                                      PeerPort => $ng->port)
+            or die "connect: $!";
+        print $c "GET /paid/ HTTP/1.1\r\nHost: localhost\r\n"
+               . "Connection: close\r\nPAYMENT-SIGNATURE: $h\r\n";
+        push @c, $c;
+    }
+    sleep 0.3;
+    return @c;
+}
+
+# Reloads $ng with %reload (X402::Nginx::reload) while a child ends the
+# headers on @$socks $after s into it: the reload returns only once the
+# old workers are gone, so the old worker serves the requests after the
+# reload began. Returns their responses, in order, the sockets closed.
+sub end_during_reload {
+    my ($ng, $socks, $after, %reload) = @_;
+    my $kid = fork // die "fork: $!";
+    if (!$kid) {
+        sleep $after;
+        print $_ "\r\n" for @$socks;
+        POSIX::_exit(0);
+    }
+    $ng->reload(%reload);
+    waitpid $kid, 0;
+    my @resp;
+    for my $c (@$socks) {
+        push @resp, do { local $/; <$c> } // '';
+        close $c;
+    }
+    return @resp;
 }
 
 1;
