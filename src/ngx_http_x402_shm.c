@@ -21,6 +21,8 @@
 
 #include "ngx_http_x402_store_int.h"
 
+#include <openssl/rand.h>
+
 
 /* the zone of the running configuration (set by the store's init_process) */
 ngx_http_x402_shm_t  *ngx_http_x402_store_zone;
@@ -86,16 +88,13 @@ ngx_http_x402_id_hash(uint64_t *key, u_char *id)
  * A new zone's index: as many buckets as the zone of size bytes could hold
  * records, rounded down to a power of two (a full zone: chains of one or
  * two records; the array costs 8 bytes a bucket, 3% of the zone), and a
- * random key. At the zone's creation, in the master: blocking reads are
- * fine there.
+ * random key (at the zone's creation, in the master).
  */
 ngx_int_t
 ngx_http_x402_shm_index_init(ngx_http_x402_shm_t *zone, size_t size,
     ngx_log_t *log)
 {
     size_t      chunk, n, buckets;
-    ssize_t     got;
-    ngx_fd_t    fd;
 
     /* the slab allocator's chunk for a record: a power of two */
     for (chunk = 8; chunk < sizeof(ngx_http_x402_rec_t); chunk <<= 1) {
@@ -120,26 +119,13 @@ ngx_http_x402_shm_index_init(ngx_http_x402_shm_t *zone, size_t size,
     ngx_memzero(zone->sh->buckets, buckets * sizeof(ngx_http_x402_rec_t *));
     zone->sh->bucket_mask = buckets - 1;
 
-    fd = ngx_open_file("/dev/urandom", NGX_FILE_RDONLY, NGX_FILE_OPEN, 0);
-    if (fd == NGX_INVALID_FILE) {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
-                      ngx_open_file_n " \"/dev/urandom\" failed: the x402 "
-                      "zone's index needs a random key");
-        return NGX_ERROR;
-    }
-
-    got = ngx_read_fd(fd, zone->sh->hash_key, sizeof(zone->sh->hash_key));
-
-    if (ngx_close_file(fd) == NGX_FILE_ERROR) {
-        ngx_log_error(NGX_LOG_ALERT, log, ngx_errno,
-                      ngx_close_file_n " \"/dev/urandom\" failed");
-    }
-
-    if (got != (ssize_t) sizeof(zone->sh->hash_key)) {
-        ngx_log_error(NGX_LOG_EMERG, log, ngx_errno,
-                      "read of \"/dev/urandom\" returned %z bytes, not %uz: "
-                      "the x402 zone's index needs a random key", got,
-                      sizeof(zone->sh->hash_key));
+    /* OpenSSL's generator, which the module links already (CDP JWTs) */
+    if (RAND_bytes((u_char *) zone->sh->hash_key,
+                   sizeof(zone->sh->hash_key)) != 1)
+    {
+        ngx_log_error(NGX_LOG_EMERG, log, 0,
+                      "RAND_bytes() failed: the x402 zone's index needs a "
+                      "random key");
         return NGX_ERROR;
     }
 
