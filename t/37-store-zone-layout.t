@@ -20,6 +20,24 @@ plan skip_all => 'module not built' unless -f module_path();
 my $fac = start_facilitator(script => "verify: default\nsettle: default\n");
 my $dir = servroot();
 
+# the running nginx's config loads $dir/TO.so instead of FROM.so; a HUP by
+# hand (the reload may be refused); returns the error log's length before
+sub hup_loading {
+    my ($ng, $from, $to) = @_;
+    my $conf = $ng->prefix . '/conf/nginx.conf';
+    open my $fh, '<', $conf or die "$conf: $!";
+    my $text = do { local $/; <$fh> };
+    close $fh;
+    $text =~ s{load_module \S+/\Q$from\E\.so;}{load_module $dir/$to.so;}
+        or die "no load_module $from.so in $conf\n";
+    open $fh, '>', $conf or die "$conf: $!";
+    print $fh $text;
+    close $fh;
+    my $before = length $ng->error_log;
+    kill 'HUP', $ng->pid;
+    return $before;
+}
+
 # two files with the same build: two module objects for the dynamic loader
 copy(module_path(), "$dir/a.so") or die "copy: $!";
 copy(module_path(), "$dir/b.so") or die "copy: $!";
@@ -77,18 +95,7 @@ SKIP: {
     copy("$other/ngx_http_x402_module.so", "$dir/c.so") or die "copy: $!";
 
     # the config now loads c.so; a HUP by hand: the reload must fail
-    my $conf = $ng->prefix . '/conf/nginx.conf';
-    open my $fh, '<', $conf or die "$conf: $!";
-    my $text = do { local $/; <$fh> };
-    close $fh;
-    $text =~ s{load_module \S+/b\.so;}{load_module $dir/c.so;}
-        or die "no load_module b.so in $conf\n";
-    open $fh, '>', $conf or die "$conf: $!";
-    print $fh $text;
-    close $fh;
-
-    my $before = length $ng->error_log;
-    kill 'HUP', $ng->pid;
+    my $before = hup_loading($ng, 'b', 'c');
     ok(wait_for(10, sub {
         substr($ng->error_log, $before) =~ /was written by a module build/ }),
        'a zone with another layout: the reload is refused');
@@ -126,18 +133,7 @@ SKIP: {
     is($ng->get('/paid/', { 'PAYMENT-SIGNATURE' => $q[0][0] })->{status},
        200, 'a payment served by the previous build');
 
-    my $conf = $ng->prefix . '/conf/nginx.conf';
-    open my $fh, '<', $conf or die "$conf: $!";
-    my $text = do { local $/; <$fh> };
-    close $fh;
-    $text =~ s{load_module \S+/prev\.so;}{load_module $dir/this.so;}
-        or die "no load_module prev.so in $conf\n";
-    open $fh, '>', $conf or die "$conf: $!";
-    print $fh $text;
-    close $fh;
-
-    my $before = length $ng->error_log;
-    kill 'HUP', $ng->pid;
+    my $before = hup_loading($ng, 'prev', 'this');
     ok(wait_for(10, sub {
         substr($ng->error_log, $before)
             =~ /was written by a module build|resized:/ }),
